@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# The project's whole test run, as CI runs it (.ci/run calls this script).
+# Installs the pinned nvcc (so the kernels compile and their PTX is checked),
+# then: unit, integration and doc tests in release mode; loom model tests;
+# Miri over the queue and the ring halves.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+bash scripts/install-nvcc.sh
+# The kernel-compilation tests fail instead of skipping when nvcc is missing.
+export RINGBRIDGE_REQUIRE_NVCC=1
+
+echo "== cargo test (release)"
+cargo test --release --all-targets
+cargo test --release --doc
+
+echo "== loom model tests"
+RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR=target/loom \
+    cargo test --release --test queue_loom --test ring_loom
+
+if [ "${RINGBRIDGE_SKIP_MIRI:-0}" != 1 ]; then
+    echo "== Miri (queue and ring halves)"
+    rustup component add --toolchain nightly miri rust-src >/dev/null 2>&1 || true
+    if cargo +nightly miri --version >/dev/null 2>&1; then
+        MIRIFLAGS="-Zmiri-strict-provenance" CARGO_TARGET_DIR=target/miri \
+            cargo +nightly miri test --test queue --test ring_miri
+    else
+        echo "Miri is not installed for the nightly toolchain: skipped" >&2
+    fi
+fi
+echo "all tests passed"

@@ -1,0 +1,83 @@
+//! What the bridge needs from a backend: shared memory for the rings and a
+//! running device half it can watch.
+
+use crate::sync::AtomicU64;
+use std::time::Duration;
+
+use crate::error::Result;
+
+/// Which backend runs the device half.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum Backend {
+    /// CUDA when a driver, a GPU and compiled kernels are present, else Host.
+    #[default]
+    Auto,
+    /// A persistent kernel on a CUDA GPU.
+    Cuda,
+    /// The device half's C++ code compiled for the host, on a CPU thread.
+    Host,
+}
+
+impl Backend {
+    /// The name used on the command line and in JSON.
+    pub fn name(self) -> &'static str {
+        match self {
+            Backend::Auto => "auto",
+            Backend::Cuda => "cuda",
+            Backend::Host => "host",
+        }
+    }
+}
+
+impl std::fmt::Display for Backend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl std::str::FromStr for Backend {
+    type Err = crate::Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s.to_ascii_lowercase().as_str() {
+            "auto" => Ok(Backend::Auto),
+            "cuda" | "gpu" => Ok(Backend::Cuda),
+            "host" | "cpu" | "fallback" => Ok(Backend::Host),
+            other => Err(crate::Error::InvalidArgument(format!(
+                "unknown backend `{other}` (expected auto, cuda or host)"
+            ))),
+        }
+    }
+}
+
+/// Memory that both the host and the device half can address: the control
+/// block and both rings of one bridge, in one region.
+///
+/// # Safety
+/// Implementors promise that `words()` covers `len_bytes()` bytes that stay
+/// valid, 128-byte aligned and at the same address until the value is
+/// dropped, and that the device half addresses byte `i` of it at
+/// `device_address() + i`.
+pub unsafe trait SharedMemory: Send + Sync {
+    /// The whole region as 8-byte words. The host touches ring memory only
+    /// through these atomics, so a misbehaving device half can never cause a
+    /// data race in Rust's sense: at worst it makes the host read garbage,
+    /// which the ring halves validate.
+    fn words(&self) -> &[AtomicU64];
+    /// The region's address as the device half sees it.
+    fn device_address(&self) -> u64;
+    /// The region's length in bytes.
+    fn len_bytes(&self) -> usize {
+        self.words().len() * 8
+    }
+}
+
+/// A running device half (a persistent kernel, or the fallback's thread).
+pub(crate) trait Engine: Send + Sync {
+    /// Cheap check, called at a low rate while a caller waits.
+    /// `Ok(true)`: the device half has finished (for any reason);
+    /// `Ok(false)`: still running; `Err`: it faulted (the error says how).
+    fn poll(&self) -> Result<bool>;
+    /// Waits up to `timeout` for the device half to finish.
+    /// `Ok(true)` once it has; `Ok(false)` if it is still running.
+    fn wait_finished(&self, timeout: Duration) -> Result<bool>;
+}

@@ -1,0 +1,858 @@
+//! The user-facing bridge: launch a device half, send requests, receive replies.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use crate::backend::{Backend, Engine, SharedMemory};
+use crate::error::RingId;
+use crate::error::{Error, Result};
+use crate::fallback::{HostEngine, HostHandler, HostKernel};
+use crate::layout::{KIND_REQUEST, STATUS_FAILED, STATUS_LAUNCHING, STATUS_STOPPED};
+use crate::message::{MessageEnvelope, MessageHeader};
+use crate::ring::{
+    Control, HostMemory, KernelReport, RegionLayout, RingConsumer, RingProducer, RingRef, RingSpec,
+    describe_error,
+};
+
+/// What runs on the device side of a bridge.
+#[derive(Clone, Debug, Default)]
+pub enum Kernel {
+    /// Replies with the request's payload, every byte plus one (wrapping),
+    /// its flags echoed and `correlation` set to the request's `seq`.
+    #[default]
+    Echo,
+    /// Treats the payload as `f32`s and replies with each one times `factor`.
+    /// A payload whose length is not a multiple of 4 gets an error reply
+    /// with code 1.
+    ScaleF32 {
+        /// The factor.
+        factor: f32,
+    },
+    /// A user's kernel image (cubin, fatbin or PTX) whose `entry` includes
+    /// `kernels/ringbridge.cuh` and serves the rings (CUDA backend only).
+    /// The entry takes `(rb_control*, rb_ring* h2k, rb_ring* k2h)`.
+    Custom {
+        /// The image's bytes.
+        image: Arc<[u8]>,
+        /// The entry point's name.
+        entry: String,
+        /// Blocks to launch (the built-in serve loop uses one).
+        grid: u32,
+        /// Threads per block.
+        block: u32,
+    },
+    /// A Rust handler run by the fallback's serve loop (Host backend only).
+    Host(HostHandler),
+}
+
+impl Kernel {
+    fn needs_cuda(&self) -> bool {
+        matches!(self, Kernel::Custom { .. })
+    }
+    fn needs_host(&self) -> bool {
+        matches!(self, Kernel::Host(_))
+    }
+}
+
+/// Configures and launches a [`Bridge`].
+///
+/// ```
+/// use ringbridge::{Backend, Bridge, Kernel};
+/// let bridge = Bridge::builder()
+///     .backend(Backend::Host)
+///     .capacity(64)
+///     .slot_size(64)
+///     .kernel(Kernel::Echo)
+///     .launch()?;
+/// let reply = bridge.round_trip(b"abc")?;
+/// assert_eq!(reply.payload, b"bcd");
+/// bridge.shutdown()?;
+/// # Ok::<(), ringbridge::Error>(())
+/// ```
+#[derive(Clone, Debug)]
+#[must_use = "call .launch() to start the bridge"]
+pub struct BridgeBuilder {
+    backend: Backend,
+    device: usize,
+    capacity: usize,
+    slot_size: usize,
+    kernel: Kernel,
+    block: u32,
+    hang_timeout: Duration,
+    launch_timeout: Duration,
+    shutdown_timeout: Duration,
+    check_interval: u64,
+}
+
+impl Default for BridgeBuilder {
+    fn default() -> Self {
+        Self {
+            backend: Backend::Auto,
+            device: 0,
+            capacity: 1024,
+            slot_size: 64,
+            kernel: Kernel::Echo,
+            block: 128,
+            hang_timeout: Duration::from_millis(500),
+            launch_timeout: Duration::from_secs(20),
+            shutdown_timeout: Duration::from_secs(2),
+            check_interval: 1024,
+        }
+    }
+}
+
+impl BridgeBuilder {
+    /// Which backend to use (default [`Backend::Auto`]).
+    pub fn backend(mut self, backend: Backend) -> Self {
+        self.backend = backend;
+        self
+    }
+    /// CUDA device ordinal (default 0).
+    pub fn device(mut self, ordinal: usize) -> Self {
+        self.device = ordinal;
+        self
+    }
+    /// Slots per ring, rounded up to a power of two (default 1024).
+    pub fn capacity(mut self, slots: usize) -> Self {
+        self.capacity = slots;
+        self
+    }
+    /// Bytes per slot: a power of two of at least 64 (default 64, which
+    /// carries 32 bytes of payload). See [`RingSpec::slot_size_for`].
+    pub fn slot_size(mut self, bytes: usize) -> Self {
+        self.slot_size = bytes;
+        self
+    }
+    /// What runs on the device side (default [`Kernel::Echo`]).
+    pub fn kernel(mut self, kernel: Kernel) -> Self {
+        self.kernel = kernel;
+        self
+    }
+    /// Threads per block for the built-in kernels (default 128, at most 1024).
+    pub fn block_size(mut self, threads: u32) -> Self {
+        self.block = threads;
+        self
+    }
+    /// How long the kernel's heartbeat may stand still before waiting calls
+    /// fail with [`Error::KernelHung`] (default 500 ms). A handler that runs
+    /// longer than this on one batch is taken for a hang.
+    pub fn hang_timeout(mut self, timeout: Duration) -> Self {
+        self.hang_timeout = timeout;
+        self
+    }
+    /// How long `launch` waits for the kernel to start serving (default 20 s:
+    /// the first launch on a GPU loads the module).
+    pub fn launch_timeout(mut self, timeout: Duration) -> Self {
+        self.launch_timeout = timeout;
+        self
+    }
+    /// How long `shutdown` waits for the kernel to stop (default 2 s).
+    pub fn shutdown_timeout(mut self, timeout: Duration) -> Self {
+        self.shutdown_timeout = timeout;
+        self
+    }
+
+    /// Picks the backend `Auto` would use for this configuration, and why.
+    pub fn resolve_backend(&self) -> Result<(Backend, String)> {
+        match self.backend {
+            Backend::Host if self.kernel.needs_cuda() => Err(Error::InvalidArgument(
+                "a custom kernel image needs the CUDA backend".into(),
+            )),
+            Backend::Cuda if self.kernel.needs_host() => Err(Error::InvalidArgument(
+                "a Rust host handler runs on the host backend only".into(),
+            )),
+            Backend::Host => Ok((Backend::Host, "host backend requested".into())),
+            Backend::Cuda => Ok((Backend::Cuda, "CUDA backend requested".into())),
+            Backend::Auto => {
+                if self.kernel.needs_host() {
+                    return Ok((Backend::Host, "the kernel is a Rust host handler".into()));
+                }
+                if self.kernel.needs_cuda() {
+                    return Ok((Backend::Cuda, "a custom kernel image needs CUDA".into()));
+                }
+                match cuda_ready(self.device) {
+                    Ok(()) => Ok((Backend::Cuda, format!("CUDA device {} found", self.device))),
+                    Err(why) => Ok((Backend::Host, format!("no CUDA: {why}"))),
+                }
+            }
+        }
+    }
+
+    /// Allocates the rings, starts the device half and waits until it serves.
+    pub fn launch(self) -> Result<Bridge> {
+        let spec = RingSpec::new(self.capacity, self.slot_size)?;
+        if self.block == 0 || self.block > 1024 {
+            return Err(Error::InvalidArgument(format!(
+                "block size {} is not in 1..=1024",
+                self.block
+            )));
+        }
+        if self.hang_timeout.is_zero() {
+            return Err(Error::InvalidArgument(
+                "hang timeout must not be zero".into(),
+            ));
+        }
+        let (backend, reason) = self.resolve_backend()?;
+        let layout = RegionLayout::new(spec)?;
+        let param = match &self.kernel {
+            Kernel::ScaleF32 { factor } => u64::from(factor.to_bits()),
+            _ => 0,
+        };
+        let (memory, engine): (Arc<dyn SharedMemory>, Box<dyn Engine>) = match backend {
+            Backend::Host => {
+                let mem = HostMemory::new(layout.total_bytes)?;
+                prepare(&layout, &*mem, param, self.check_interval);
+                let kernel = match self.kernel.clone() {
+                    Kernel::Echo => HostKernel::Echo,
+                    Kernel::ScaleF32 { .. } => HostKernel::ScaleF32,
+                    Kernel::Host(h) => HostKernel::Callback(h),
+                    Kernel::Custom { .. } => unreachable!("resolve_backend rejects it"),
+                };
+                let engine = HostEngine::spawn(&mem, &layout, kernel)?;
+                (mem, Box::new(engine))
+            }
+            _ => launch_cuda(&self, &layout, param)?,
+        };
+        let control = Control::new(memory.clone());
+        let (tx, rx) = {
+            let h2k = RingRef::new(memory.clone(), &layout, RingId::H2k);
+            let k2h = RingRef::new(memory.clone(), &layout, RingId::K2h);
+            (RingProducer::new(h2k), RingConsumer::new(k2h))
+        };
+        let bridge = Bridge {
+            tx: Mutex::new(tx),
+            rx: Mutex::new(rx),
+            core: Core {
+                control,
+                engine,
+                memory,
+                backend,
+                backend_reason: reason,
+                spec,
+                hang_timeout: self.hang_timeout,
+                shutdown_timeout: self.shutdown_timeout,
+                watch: Mutex::new(Watch::new()),
+                dead: Mutex::new(None),
+                is_dead: AtomicBool::new(false),
+                stopped: AtomicBool::new(false),
+                stopping: AtomicBool::new(false),
+            },
+        };
+        bridge.wait_started(self.launch_timeout)?;
+        Ok(bridge)
+    }
+}
+
+/// Writes the configuration both sides read before the device half starts.
+fn prepare<M: SharedMemory + ?Sized>(layout: &RegionLayout, mem: &M, param: u64, interval: u64) {
+    layout.init(mem);
+    let words = mem.words();
+    // Relaxed: the launch or thread spawn that follows orders these writes
+    // before the device half's first read.
+    words[crate::word_of!(crate::layout::ControlBlock, param)]
+        .store(param, std::sync::atomic::Ordering::Relaxed);
+    words[crate::word_of!(crate::layout::ControlBlock, check_interval)]
+        .store(interval, std::sync::atomic::Ordering::Relaxed);
+}
+
+fn cuda_ready(device: usize) -> std::result::Result<(), String> {
+    if !crate::kernels::KERNELS_COMPILED {
+        return Err(format!(
+            "kernels not compiled ({})",
+            crate::kernels::NOT_COMPILED_REASON
+        ));
+    }
+    crate::cuda::device_info(device)
+        .map(|_| ())
+        .map_err(|e| e.to_string())
+}
+
+fn launch_cuda(
+    b: &BridgeBuilder,
+    layout: &RegionLayout,
+    param: u64,
+) -> Result<(Arc<dyn SharedMemory>, Box<dyn Engine>)> {
+    let (image, entry, grid, block): (&[u8], &str, u32, u32) = match &b.kernel {
+        Kernel::Echo => (
+            crate::kernels::image("echo")?.fatbin,
+            crate::kernels::ECHO_ENTRY,
+            1,
+            b.block,
+        ),
+        Kernel::ScaleF32 { .. } => (
+            crate::kernels::image("scale")?.fatbin,
+            crate::kernels::SCALE_F32_ENTRY,
+            1,
+            b.block,
+        ),
+        Kernel::Custom {
+            image,
+            entry,
+            grid,
+            block,
+        } => (image, entry.as_str(), *grid, *block),
+        Kernel::Host(_) => unreachable!("resolve_backend rejects it"),
+    };
+    let ctx = crate::cuda::context(b.device)?;
+    let mem = Arc::new(crate::cuda::MappedMemory::new(&ctx, layout.total_bytes)?);
+    prepare(layout, &*mem, param, b.check_interval);
+    let base = mem.device_address();
+    let args = [
+        base,
+        base + layout.h2k_offset as u64,
+        base + layout.k2h_offset as u64,
+    ];
+    let kernel = crate::cuda::CudaKernel::launch(&ctx, image, entry, grid, block, args)?;
+    Ok((mem, Box::new(kernel)))
+}
+
+/// Counters of a bridge.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BridgeStats {
+    /// Requests published to H2K.
+    pub sent: u64,
+    /// Replies taken from K2H.
+    pub received: u64,
+    /// `sent - received`.
+    pub in_flight: u64,
+    /// What the kernel last reported (counters as of its last heartbeat).
+    pub kernel: KernelReport,
+}
+
+/// Heartbeat tracking, shared by every waiting call.
+struct Watch {
+    last_beat: u64,
+    last_change: Instant,
+    next_check: Instant,
+}
+
+impl Watch {
+    fn new() -> Self {
+        let now = Instant::now();
+        Self {
+            last_beat: 0,
+            last_change: now,
+            next_check: now,
+        }
+    }
+}
+
+/// How often the watchdog looks at the kernel while a call waits or sends.
+const CHECK_PERIOD: Duration = Duration::from_millis(1);
+
+struct Core {
+    control: Control,
+    engine: Box<dyn Engine>,
+    memory: Arc<dyn SharedMemory>,
+    backend: Backend,
+    backend_reason: String,
+    spec: RingSpec,
+    hang_timeout: Duration,
+    shutdown_timeout: Duration,
+    watch: Mutex<Watch>,
+    /// The error every later call returns once the bridge is dead.
+    dead: Mutex<Option<Error>>,
+    /// `dead.is_some()`, readable without the lock.
+    is_dead: AtomicBool,
+    /// The kernel is known to have stopped: its memory may be freed.
+    stopped: AtomicBool,
+    /// `shutdown` asked the kernel to stop: its exit is no failure.
+    stopping: AtomicBool,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A poisoned lock only means another thread panicked while holding it;
+    // the ring halves keep no invariant a panic could break half-way that
+    // the validation would not catch, so carry on.
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Core {
+    /// Records the bridge's death (the first cause wins) and returns it.
+    fn fail(&self, e: Error) -> Error {
+        let mut dead = lock(&self.dead);
+        let first = dead.get_or_insert(e).clone();
+        // Release/Acquire pair with `check_dead`: a thread that sees the flag
+        // also finds the error in the mutex (the mutex orders it anyway).
+        self.is_dead.store(true, Ordering::Release);
+        first
+    }
+
+    fn check_dead(&self) -> Result<()> {
+        if self.is_dead.load(Ordering::Acquire) {
+            if let Some(e) = lock(&self.dead).clone() {
+                return Err(e);
+            }
+        }
+        Ok(())
+    }
+
+    /// The watchdog: looks at the engine and the heartbeat at most every
+    /// [`CHECK_PERIOD`]. Cheap when not due (one `Instant::now`).
+    fn check(&self, now: Instant) -> Result<()> {
+        self.check_dead()?;
+        let mut w = lock(&self.watch);
+        if now < w.next_check {
+            return Ok(());
+        }
+        w.next_check = now + CHECK_PERIOD;
+        let report = self.control.report();
+        match self.engine.poll() {
+            Err(e) => return Err(self.fail(e)),
+            Ok(true) => {
+                self.stopped.store(true, Ordering::Release);
+                return Err(self.fail(self.exit_error(&report)));
+            }
+            Ok(false) => {}
+        }
+        if report.status == STATUS_FAILED || report.status == STATUS_STOPPED {
+            return Err(self.fail(self.exit_error(&report)));
+        }
+        if report.heartbeat != w.last_beat {
+            w.last_beat = report.heartbeat;
+            w.last_change = now;
+        } else if now.duration_since(w.last_change) > self.hang_timeout {
+            return Err(self.fail(Error::KernelHung {
+                stalled_for: now.duration_since(w.last_change),
+            }));
+        }
+        Ok(())
+    }
+}
+
+impl Core {
+    /// Why a kernel that stopped is gone: a requested shutdown, or its error.
+    fn exit_error(&self, report: &KernelReport) -> Error {
+        // Acquire: pairs with the release store in `shutdown`.
+        if self.stopping.load(Ordering::Acquire) && report.status != STATUS_FAILED {
+            Error::ShutDown
+        } else {
+            exit_error(report)
+        }
+    }
+}
+
+fn exit_error(report: &KernelReport) -> Error {
+    if report.status == STATUS_FAILED {
+        Error::KernelFailed {
+            code: report.error_code,
+            detail: report.error_detail,
+            what: describe_error(report.error_code),
+        }
+    } else {
+        Error::KernelExited
+    }
+}
+
+/// Spins, then yields, then sleeps: fast when the answer is microseconds
+/// away, polite when it is not.
+struct Backoff {
+    step: u32,
+}
+
+impl Backoff {
+    fn new() -> Self {
+        Self { step: 0 }
+    }
+    fn snooze(&mut self) {
+        if self.step < 1 << 10 {
+            std::hint::spin_loop();
+        } else if self.step < 1 << 16 {
+            std::thread::yield_now();
+        } else {
+            std::thread::sleep(Duration::from_micros(20));
+        }
+        self.step = self.step.saturating_add(1);
+    }
+}
+
+/// A running device half and the host ends of its two rings.
+///
+/// `Bridge` is `Sync`: one thread may send while another receives (each
+/// direction has its own lock, so they never wait on each other).
+///
+/// ```
+/// use ringbridge::{Backend, Bridge};
+/// let bridge = Bridge::builder().backend(Backend::Host).launch()?;
+/// std::thread::scope(|s| {
+///     s.spawn(|| for i in 0..100u8 { bridge.send(&[i]).unwrap(); });
+///     for i in 0..100u8 {
+///         assert_eq!(bridge.recv().unwrap().payload, [i.wrapping_add(1)]);
+///     }
+/// });
+/// # Ok::<(), ringbridge::Error>(())
+/// ```
+pub struct Bridge {
+    tx: Mutex<RingProducer>,
+    rx: Mutex<RingConsumer>,
+    core: Core,
+}
+
+/// When a blocking call gives up.
+#[derive(Clone, Copy)]
+enum Deadline {
+    Never,
+    At(Instant, Duration),
+    Now,
+}
+
+impl Deadline {
+    fn after(timeout: Duration) -> Self {
+        Deadline::At(Instant::now() + timeout, timeout)
+    }
+}
+
+impl Bridge {
+    /// A builder with the defaults: Auto backend, device 0, 1024 slots of 64 bytes, echo kernel.
+    pub fn builder() -> BridgeBuilder {
+        BridgeBuilder::default()
+    }
+
+    /// The backend this bridge runs on (never `Auto`).
+    pub fn backend(&self) -> Backend {
+        self.core.backend
+    }
+
+    /// Why that backend was chosen.
+    pub fn backend_reason(&self) -> &str {
+        &self.core.backend_reason
+    }
+
+    /// The rings' shape.
+    pub fn spec(&self) -> RingSpec {
+        self.core.spec
+    }
+
+    /// Largest payload one message carries.
+    pub fn max_payload(&self) -> usize {
+        self.core.spec.max_payload()
+    }
+
+    fn wait_started(&self, timeout: Duration) -> Result<()> {
+        let start = Instant::now();
+        loop {
+            let report = self.core.control.report();
+            if report.status == STATUS_FAILED {
+                return Err(self.core.fail(exit_error(&report)));
+            }
+            if report.status != STATUS_LAUNCHING {
+                return Ok(());
+            }
+            match self.core.engine.poll() {
+                Err(e) => return Err(self.core.fail(e)),
+                Ok(true) => {
+                    self.core.stopped.store(true, Ordering::Release);
+                    let report = self.core.control.report();
+                    return Err(self.core.fail(exit_error(&report)));
+                }
+                Ok(false) => {}
+            }
+            if start.elapsed() > timeout {
+                return Err(self.core.fail(Error::Timeout {
+                    op: "launch",
+                    after: timeout,
+                }));
+            }
+            std::thread::sleep(Duration::from_micros(50));
+        }
+    }
+
+    fn check_len(&self, len: usize) -> Result<()> {
+        let max = self.max_payload();
+        if len > max {
+            return Err(Error::PayloadTooLarge { len, max });
+        }
+        Ok(())
+    }
+
+    /// Waits until `attempt` returns `Some`, running the watchdog meanwhile.
+    fn wait<T>(
+        &self,
+        deadline: Deadline,
+        op: &'static str,
+        mut attempt: impl FnMut() -> Result<Option<T>>,
+    ) -> Result<T> {
+        let mut backoff = Backoff::new();
+        let mut spins = 0u32;
+        loop {
+            if let Some(v) = attempt()? {
+                return Ok(v);
+            }
+            // Instant::now costs ~20 ns: look at the clock every 64 spins.
+            if spins % 64 == 0 {
+                let now = Instant::now();
+                self.core.check(now)?;
+                match deadline {
+                    Deadline::Never => {}
+                    Deadline::Now => {
+                        return Err(if op == "send" {
+                            Error::Full
+                        } else {
+                            Error::Empty
+                        });
+                    }
+                    Deadline::At(at, after) if now >= at => {
+                        return Err(Error::Timeout { op, after });
+                    }
+                    Deadline::At(..) => {}
+                }
+            }
+            spins = spins.wrapping_add(1);
+            backoff.snooze();
+        }
+    }
+
+    fn send_inner(&self, flags: u32, payload: &[u8], deadline: Deadline) -> Result<u64> {
+        self.check_len(payload.len())?;
+        self.core.check_dead()?;
+        let mut tx = lock(&self.tx);
+        self.wait(deadline, "send", || {
+            tx.try_push(KIND_REQUEST, flags, 0, payload)
+                .map_err(|e| self.core.fail(e))
+        })
+    }
+
+    /// Sends one request, waiting while the H2K ring is full. Returns its
+    /// sequence number (the reply's `correlation`).
+    pub fn send(&self, payload: &[u8]) -> Result<u64> {
+        self.send_inner(0, payload, Deadline::Never)
+    }
+
+    /// Like [`send`](Self::send), with the header's `flags` word set.
+    pub fn send_with_flags(&self, flags: u32, payload: &[u8]) -> Result<u64> {
+        self.send_inner(flags, payload, Deadline::Never)
+    }
+
+    /// Sends without waiting: [`Error::Full`] when the ring is full.
+    pub fn try_send(&self, payload: &[u8]) -> Result<u64> {
+        self.send_inner(0, payload, Deadline::Now)
+    }
+
+    /// Sends, waiting at most `timeout` for room.
+    pub fn send_timeout(&self, payload: &[u8], timeout: Duration) -> Result<u64> {
+        self.send_inner(0, payload, Deadline::after(timeout))
+    }
+
+    /// Sends a slice of plain values as one message.
+    ///
+    /// ```
+    /// use ringbridge::{Backend, Bridge, Kernel};
+    /// let bridge = Bridge::builder().backend(Backend::Host)
+    ///     .kernel(Kernel::ScaleF32 { factor: 2.0 }).launch()?;
+    /// bridge.send_pod(&[1.0f32, 2.5])?;
+    /// assert_eq!(bridge.recv_pod::<f32>()?, vec![2.0, 5.0]);
+    /// # Ok::<(), ringbridge::Error>(())
+    /// ```
+    pub fn send_pod<T: bytemuck::NoUninit>(&self, values: &[T]) -> Result<u64> {
+        self.send(bytemuck::cast_slice(values))
+    }
+
+    /// Sends every payload, waiting for room as needed; each run of
+    /// messages that fits is published with one store. Returns the first
+    /// message's sequence number.
+    pub fn send_batch<P: AsRef<[u8]>>(&self, payloads: &[P]) -> Result<u64> {
+        for p in payloads {
+            self.check_len(p.as_ref().len())?;
+        }
+        self.core.check_dead()?;
+        let mut tx = lock(&self.tx);
+        let first = tx.next_seq();
+        let mut next = 0;
+        while next < payloads.len() {
+            self.wait(Deadline::Never, "send", || {
+                let mut wrote = 0;
+                while next < payloads.len() {
+                    match tx.write(KIND_REQUEST, 0, 0, payloads[next].as_ref()) {
+                        Ok(Some(_)) => {
+                            next += 1;
+                            wrote += 1;
+                        }
+                        Ok(None) => break,
+                        Err(e) => return Err(self.core.fail(e)),
+                    }
+                }
+                tx.publish();
+                Ok((wrote > 0).then_some(()))
+            })?;
+        }
+        Ok(first)
+    }
+
+    fn recv_inner<R>(
+        &self,
+        deadline: Deadline,
+        mut f: impl FnMut(&MessageHeader, &[u8]) -> R,
+    ) -> Result<R> {
+        let mut rx = lock(&self.rx);
+        self.wait(deadline, "recv", || {
+            // Replies already published are handed out even after the kernel
+            // died: the watchdog only runs when the ring is empty.
+            rx.try_pop_with(&mut f).map_err(|e| self.core.fail(e))
+        })
+    }
+
+    /// Receives one reply, waiting for it.
+    pub fn recv(&self) -> Result<MessageEnvelope> {
+        self.recv_inner(Deadline::Never, envelope)
+    }
+
+    /// Receives without waiting: [`Error::Empty`] when no reply is there.
+    pub fn try_recv(&self) -> Result<MessageEnvelope> {
+        self.recv_inner(Deadline::Now, envelope)
+    }
+
+    /// Receives, waiting at most `timeout`.
+    pub fn recv_timeout(&self, timeout: Duration) -> Result<MessageEnvelope> {
+        self.recv_inner(Deadline::after(timeout), envelope)
+    }
+
+    /// Receives one reply and hands it to `f` without allocating.
+    pub fn recv_with<R>(&self, f: impl FnOnce(&MessageHeader, &[u8]) -> R) -> Result<R> {
+        let mut f = Some(f);
+        self.recv_inner(Deadline::Never, |h, p| {
+            (f.take().expect("called once"))(h, p)
+        })
+    }
+
+    /// Receives one reply as plain values (copied, so alignment does not matter).
+    pub fn recv_pod<T: bytemuck::AnyBitPattern + bytemuck::NoUninit>(&self) -> Result<Vec<T>> {
+        self.recv_inner(Deadline::Never, |h, p| {
+            if h.kind == crate::layout::KIND_ERROR {
+                Err(Error::InvalidArgument(format!(
+                    "the handler answered request {} with error code {}",
+                    h.correlation, h.flags
+                )))
+            } else if p.len() % std::mem::size_of::<T>() != 0 {
+                Err(Error::InvalidArgument(format!(
+                    "a reply of {} bytes is not a whole number of {}-byte values",
+                    p.len(),
+                    std::mem::size_of::<T>()
+                )))
+            } else {
+                Ok(bytemuck::pod_collect_to_vec(p))
+            }
+        })?
+    }
+
+    /// Waits for at least one reply, then hands up to `max` waiting replies
+    /// to `f`, freeing their slots with one store. Returns how many.
+    pub fn recv_batch(
+        &self,
+        max: usize,
+        mut f: impl FnMut(&MessageHeader, &[u8]),
+    ) -> Result<usize> {
+        if max == 0 {
+            return Ok(0);
+        }
+        let mut rx = lock(&self.rx);
+        self.wait(Deadline::Never, "recv", || {
+            let mut n = 0;
+            while n < max {
+                match rx.read_with(&mut f) {
+                    Ok(Some(())) => n += 1,
+                    Ok(None) => break,
+                    Err(e) => {
+                        rx.release();
+                        return Err(self.core.fail(e));
+                    }
+                }
+            }
+            rx.release();
+            Ok((n > 0).then_some(n))
+        })
+    }
+
+    /// Sends one request and waits for its reply. Needs no other reply
+    /// outstanding (it would arrive first); returns
+    /// [`Error::InvalidArgument`] in that case, before sending.
+    ///
+    /// ```
+    /// use ringbridge::{Backend, Bridge};
+    /// let bridge = Bridge::builder().backend(Backend::Host).launch()?;
+    /// let reply = bridge.round_trip(&[1, 2, 3])?;
+    /// assert_eq!(reply.payload, [2, 3, 4]);
+    /// # Ok::<(), ringbridge::Error>(())
+    /// ```
+    pub fn round_trip(&self, payload: &[u8]) -> Result<MessageEnvelope> {
+        let in_flight = self.stats().in_flight;
+        if in_flight != 0 {
+            return Err(Error::InvalidArgument(format!(
+                "round_trip with {in_flight} reply(ies) outstanding; receive them first"
+            )));
+        }
+        let seq = self.send(payload)?;
+        let reply = self.recv()?;
+        if reply.header.correlation != seq {
+            return Err(self.core.fail(Error::RingCorrupted {
+                ring: RingId::K2h,
+                what: format!(
+                    "reply answers request {} instead of {seq}",
+                    reply.header.correlation
+                ),
+            }));
+        }
+        Ok(reply)
+    }
+
+    /// The bridge's counters.
+    pub fn stats(&self) -> BridgeStats {
+        let sent = lock(&self.tx).published();
+        let received = lock(&self.rx).consumed();
+        BridgeStats {
+            sent,
+            received,
+            in_flight: sent.saturating_sub(received),
+            kernel: self.core.control.report(),
+        }
+    }
+
+    /// Asks the kernel to stop and waits (at most the shutdown timeout) until
+    /// it has. Replies not yet received are dropped. Idempotent.
+    ///
+    /// If the kernel does not stop in time, its ring memory is leaked (never
+    /// freed under a running kernel) and [`Error::Timeout`] is returned.
+    pub fn shutdown(&self) -> Result<()> {
+        if self.core.stopped.load(Ordering::Acquire) {
+            self.core.fail(Error::ShutDown);
+            return Ok(());
+        }
+        // Release: a waiting call that sees the kernel gone after this
+        // reports a shutdown, not a failure.
+        self.core.stopping.store(true, Ordering::Release);
+        self.core.control.request_terminate();
+        let timeout = self.core.shutdown_timeout;
+        // A fault while stopping still means the kernel no longer runs.
+        let stopped = self.core.engine.wait_finished(timeout).unwrap_or(true);
+        if stopped {
+            self.core.stopped.store(true, Ordering::Release);
+            self.core.fail(Error::ShutDown);
+            Ok(())
+        } else {
+            self.core.fail(Error::ShutDown);
+            // Never free memory a kernel may still touch: leak one reference.
+            std::mem::forget(Arc::clone(&self.core.memory));
+            eprintln!(
+                "ringbridge: the kernel did not stop within {timeout:?}; its ring memory is leaked"
+            );
+            Err(Error::Timeout {
+                op: "shutdown",
+                after: timeout,
+            })
+        }
+    }
+}
+
+impl Drop for Bridge {
+    fn drop(&mut self) {
+        // Errors are reported by `shutdown` itself (a warning on timeout).
+        let _ = self.shutdown();
+    }
+}
+
+fn envelope(h: &MessageHeader, p: &[u8]) -> MessageEnvelope {
+    MessageEnvelope {
+        header: *h,
+        payload: p.to_vec(),
+    }
+}

@@ -1,0 +1,89 @@
+//! `ringbridge echo`: round-trip latency, one message in flight.
+
+use std::time::Instant;
+
+use anyhow::{Context, bail};
+use serde::Serialize;
+
+use super::EchoArgs;
+use super::latency::Summary;
+
+#[derive(Serialize)]
+struct Report {
+    backend: &'static str,
+    backend_reason: String,
+    device: usize,
+    payload_bytes: usize,
+    slot_size: usize,
+    messages: u64,
+    lost: u64,
+    #[serde(flatten)]
+    latency: Summary,
+    msgs_per_s: f64,
+}
+
+pub(crate) fn run(args: &EchoArgs) -> anyhow::Result<()> {
+    let b = &args.bridge;
+    if args.messages == 0 {
+        bail!("--messages must be at least 1");
+    }
+    let bridge = b.builder()?.launch().context("cannot launch the bridge")?;
+    if !b.json {
+        println!(
+            "ringbridge echo: backend {} ({}), payload {} B, slot {} B, {} messages",
+            bridge.backend(),
+            bridge.backend_reason(),
+            b.payload,
+            bridge.spec().slot_size(),
+            args.messages
+        );
+    }
+    let mut payload: Vec<u8> = (0..b.payload).map(|i| (i * 7 + 3) as u8).collect();
+    let mut samples = Vec::with_capacity(args.messages as usize);
+    let mut lost = 0u64;
+    let started = Instant::now();
+    for i in 0..args.warmup + args.messages {
+        payload[..b.payload.min(8)].copy_from_slice(&i.to_le_bytes()[..b.payload.min(8)]);
+        let t0 = Instant::now();
+        let seq = bridge.send(&payload)?;
+        let ok = bridge.recv_with(|h, p| {
+            h.correlation == seq
+                && p.len() == payload.len()
+                && p.iter().zip(&payload).all(|(r, s)| *r == s.wrapping_add(1))
+        })?;
+        let dt = t0.elapsed().as_nanos() as u64;
+        if !ok {
+            lost += 1;
+        }
+        if i >= args.warmup {
+            samples.push(dt);
+        }
+    }
+    let wall = started.elapsed();
+    bridge.shutdown()?;
+    let latency = Summary::of(&mut samples).context("no samples")?;
+    let report = Report {
+        backend: bridge.backend().name(),
+        backend_reason: bridge.backend_reason().to_string(),
+        device: b.device,
+        payload_bytes: b.payload,
+        slot_size: bridge.spec().slot_size(),
+        messages: args.messages,
+        lost,
+        latency,
+        msgs_per_s: (args.warmup + args.messages) as f64 / wall.as_secs_f64(),
+    };
+    if b.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        println!("round trip: {}", latency.line());
+        println!(
+            "{:.0} round trips/s, {} wrong or lost replies",
+            report.msgs_per_s, lost
+        );
+    }
+    if lost > 0 {
+        bail!("{lost} replies were wrong");
+    }
+    Ok(())
+}

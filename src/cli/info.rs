@@ -1,0 +1,107 @@
+//! `ringbridge info`: what this machine offers.
+
+use serde::Serialize;
+
+use ringbridge::kernels;
+
+#[derive(Serialize)]
+struct Gpu {
+    ordinal: usize,
+    name: String,
+    compute_capability: String,
+    total_memory_bytes: usize,
+}
+
+#[derive(Serialize)]
+struct Info {
+    driver: bool,
+    driver_version: Option<i32>,
+    gpu: Option<Gpu>,
+    gpu_count: usize,
+    gpu_error: Option<String>,
+    kernels_compiled: bool,
+    kernels_not_compiled_reason: Option<&'static str>,
+    nvcc: Option<&'static str>,
+    archs: Vec<&'static str>,
+    backend: &'static str,
+    backend_reason: String,
+}
+
+pub(crate) fn run(json: bool) -> anyhow::Result<()> {
+    let driver = ringbridge::cuda::driver_available();
+    let (gpu, gpu_count, gpu_error, driver_version) = match ringbridge::cuda::device_count() {
+        Ok(0) => (
+            None,
+            0,
+            Some("the driver reports no CUDA device".to_string()),
+            None,
+        ),
+        Ok(n) => match ringbridge::cuda::device_info(0) {
+            Ok(d) => (
+                Some(Gpu {
+                    ordinal: d.ordinal,
+                    name: d.name,
+                    compute_capability: format!(
+                        "{}.{}",
+                        d.compute_capability.0, d.compute_capability.1
+                    ),
+                    total_memory_bytes: d.total_memory,
+                }),
+                n,
+                None,
+                Some(d.driver_version),
+            ),
+            Err(e) => (None, n, Some(e.to_string()), None),
+        },
+        Err(e) => (None, 0, Some(e.to_string()), None),
+    };
+    let (backend, backend_reason) = ringbridge::Bridge::builder().resolve_backend()?;
+    let info = Info {
+        driver,
+        driver_version,
+        gpu,
+        gpu_count,
+        gpu_error,
+        kernels_compiled: kernels::KERNELS_COMPILED,
+        kernels_not_compiled_reason: (!kernels::KERNELS_COMPILED)
+            .then_some(kernels::NOT_COMPILED_REASON),
+        nvcc: kernels::NVCC_VERSION,
+        archs: kernels::ARCHS.to_vec(),
+        backend: backend.name(),
+        backend_reason,
+    };
+    if json {
+        println!("{}", serde_json::to_string_pretty(&info)?);
+        return Ok(());
+    }
+    println!(
+        "CUDA driver:      {}",
+        if driver { "found" } else { "not found" }
+    );
+    match &info.gpu {
+        Some(g) => println!(
+            "GPU:              {} (device {}, compute capability {}, {} GPU(s))",
+            g.name, g.ordinal, g.compute_capability, info.gpu_count
+        ),
+        None => println!(
+            "GPU:              none ({})",
+            info.gpu_error.as_deref().unwrap_or("unknown")
+        ),
+    }
+    match (info.kernels_compiled, info.nvcc) {
+        (true, v) => println!(
+            "kernels:          compiled by nvcc {} for {}",
+            v.unwrap_or("?"),
+            info.archs.join(", ")
+        ),
+        (false, _) => println!(
+            "kernels:          not compiled ({})",
+            kernels::NOT_COMPILED_REASON
+        ),
+    }
+    println!(
+        "Auto backend:     {} ({})",
+        info.backend, info.backend_reason
+    );
+    Ok(())
+}

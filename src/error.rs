@@ -1,0 +1,147 @@
+//! The library's one error type.
+
+use std::time::Duration;
+
+/// Which of a bridge's two rings an error is about.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RingId {
+    /// Host to kernel.
+    H2k,
+    /// Kernel to host.
+    K2h,
+}
+
+impl std::fmt::Display for RingId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            RingId::H2k => "H2K",
+            RingId::K2h => "K2H",
+        })
+    }
+}
+
+/// Every failure of the library. Nothing in ringbridge panics on bad input or
+/// on a misbehaving kernel: it returns one of these.
+#[derive(Clone, Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A ring capacity that is zero, too large, or cannot be allocated.
+    #[error("invalid capacity {requested}: {reason}")]
+    InvalidCapacity {
+        /// What was asked for.
+        requested: usize,
+        /// Why it cannot be used.
+        reason: &'static str,
+    },
+    /// A slot size that is not a power of two, too small for the header, or too large.
+    #[error("invalid slot size {requested} bytes: {reason}")]
+    InvalidSlotSize {
+        /// What was asked for.
+        requested: usize,
+        /// Why it cannot be used.
+        reason: &'static str,
+    },
+    /// A payload that does not fit in one slot.
+    #[error("payload of {len} bytes does not fit in a slot (at most {max} bytes)")]
+    PayloadTooLarge {
+        /// The payload's length.
+        len: usize,
+        /// The largest payload a slot holds.
+        max: usize,
+    },
+    /// Any other argument that cannot be used.
+    #[error("invalid argument: {0}")]
+    InvalidArgument(String),
+    /// `try_send` found the H2K ring full.
+    #[error("the H2K ring is full")]
+    Full,
+    /// `try_recv` found no reply waiting.
+    #[error("no reply is waiting")]
+    Empty,
+    /// A bounded wait ran out.
+    #[error("{op} timed out after {after:?}")]
+    Timeout {
+        /// The operation that waited.
+        op: &'static str,
+        /// How long it waited.
+        after: Duration,
+    },
+    /// No CUDA driver could be loaded, or it reports no usable GPU.
+    #[error("CUDA is not available: {0}")]
+    CudaUnavailable(String),
+    /// A device ordinal beyond the GPUs present.
+    #[error("device {ordinal} does not exist ({count} CUDA device(s) found)")]
+    DeviceOutOfRange {
+        /// The ordinal asked for.
+        ordinal: usize,
+        /// How many devices there are.
+        count: usize,
+    },
+    /// The crate was built without nvcc, so it carries no kernel images.
+    #[error("kernels not compiled: {0}")]
+    KernelsNotCompiled(String),
+    /// A kernel image the driver would not load.
+    #[error("invalid kernel image: {0}")]
+    InvalidImage(String),
+    /// A kernel image without the entry point asked for.
+    #[error("kernel image has no entry point `{entry}`")]
+    EntryNotFound {
+        /// The entry point asked for.
+        entry: String,
+    },
+    /// A CUDA driver call failed.
+    #[error("CUDA call {call} failed: {message}")]
+    Cuda {
+        /// The driver call.
+        call: &'static str,
+        /// The driver's description.
+        message: String,
+    },
+    /// The kernel faulted (trap, illegal address, ...): the stream reported an error.
+    #[error("the kernel faulted: {0}")]
+    KernelFault(String),
+    /// The kernel stopped advancing its heartbeat.
+    #[error("the kernel stopped making progress: no heartbeat for {stalled_for:?}")]
+    KernelHung {
+        /// How long the heartbeat stood still.
+        stalled_for: Duration,
+    },
+    /// The kernel reported an error through the control block and stopped.
+    #[error("the kernel failed: {what} (code {code}, detail {detail})")]
+    KernelFailed {
+        /// One of the `ERR_*` codes of [`crate::layout`].
+        code: u64,
+        /// The code's detail word.
+        detail: u64,
+        /// The code in words.
+        what: &'static str,
+    },
+    /// The kernel (or fallback thread) is no longer running.
+    #[error("the kernel is not running")]
+    KernelExited,
+    /// A host-side handler panicked (fallback backend).
+    #[error("the handler panicked: {0}")]
+    HandlerPanicked(String),
+    /// Shared ring memory held a value the protocol cannot produce.
+    #[error("{ring} ring corrupted: {what}")]
+    RingCorrupted {
+        /// Which ring.
+        ring: RingId,
+        /// What was wrong.
+        what: String,
+    },
+    /// The bridge was shut down (or failed) and cannot be used any more.
+    #[error("the bridge is shut down")]
+    ShutDown,
+    /// Memory for the rings could not be allocated.
+    #[error("could not allocate {bytes} bytes of ring memory: {reason}")]
+    Alloc {
+        /// How much was asked for.
+        bytes: usize,
+        /// Why it failed.
+        reason: String,
+    },
+}
+
+/// `Result` with [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,218 @@
+//! The host fallback: the device half's C++ code (`kernels/ringbridge.cuh`,
+//! compiled for the host by `build.rs`) running on a CPU thread over the same
+//! ring layout in ordinary page-aligned memory.
+
+use std::ffi::c_void;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crate::backend::Engine;
+use crate::error::{Error, Result};
+use crate::kernels::ffi;
+use crate::layout::{ERR_HANDLER_PANICKED, MessageHeader};
+use crate::ring::{HostMemory, RegionLayout};
+
+/// The signature of a host handler: request header, request payload, reply
+/// buffer (the slot's payload capacity). `Ok(n)` replies with the first `n`
+/// bytes of the buffer; `Err(code)` sends an error reply carrying `code`
+/// (0 is sent as 1).
+pub type HandlerFn = dyn Fn(&MessageHeader, &[u8], &mut [u8]) -> Result<usize, u32> + Send + Sync;
+
+/// A handler written in Rust, run by the fallback's serve loop in place of a
+/// kernel's handler.
+///
+/// ```
+/// use ringbridge::fallback::HostHandler;
+/// let reverse = HostHandler::new(|_hdr, input, out| {
+///     for (o, i) in out.iter_mut().zip(input.iter().rev()) { *o = *i; }
+///     Ok(input.len())
+/// });
+/// # let _ = reverse;
+/// ```
+#[derive(Clone)]
+pub struct HostHandler(pub(crate) Arc<HandlerFn>);
+
+impl HostHandler {
+    /// Wraps a closure.
+    pub fn new(
+        f: impl Fn(&MessageHeader, &[u8], &mut [u8]) -> Result<usize, u32> + Send + Sync + 'static,
+    ) -> Self {
+        Self(Arc::new(f))
+    }
+}
+
+impl std::fmt::Debug for HostHandler {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("HostHandler(..)")
+    }
+}
+
+/// Which handler the fallback's serve loop runs.
+pub(crate) enum HostKernel {
+    Echo,
+    ScaleF32,
+    Callback(HostHandler),
+}
+
+/// What the callback trampoline shares with the engine.
+struct CallbackCtx {
+    handler: HostHandler,
+    panic: Mutex<Option<String>>,
+}
+
+/// Called by the C++ serve loop for every request when the handler is Rust.
+extern "C" fn trampoline(
+    ctx: *mut c_void,
+    in_header: *const MessageHeader,
+    in_payload: *const u8,
+    out_header: *mut MessageHeader,
+    out_payload: *mut u8,
+    out_capacity: u32,
+) -> i32 {
+    // SAFETY: `ctx` is the `CallbackCtx` that `HostEngine::spawn` passed to
+    // `rb_host_serve`; the serving thread holds an `Arc` of it until
+    // `rb_host_serve` returns, so it outlives every call.
+    let ctx = unsafe { &*(ctx as *const CallbackCtx) };
+    // SAFETY: the serve loop passes a header it read from the request slot
+    // (readable, aligned) and has checked that `len` fits the slot; the slot
+    // stays ours until the loop releases it, after this call.
+    let (header, input) = unsafe {
+        let header = *in_header;
+        let input = std::slice::from_raw_parts(in_payload, header.len as usize);
+        (header, input)
+    };
+    // SAFETY: `out_payload` is the reply slot's payload, `out_capacity`
+    // bytes, owned by the serve loop until it publishes the slot after this
+    // call; nothing else reads or writes it meanwhile.
+    let output = unsafe { std::slice::from_raw_parts_mut(out_payload, out_capacity as usize) };
+    match catch_unwind(AssertUnwindSafe(|| (ctx.handler.0)(&header, input, output))) {
+        Ok(Ok(n)) if n <= out_capacity as usize => {
+            // SAFETY: `out_header` is the reply slot's header, ours as above.
+            unsafe { (*out_header).len = n as u32 };
+            0
+        }
+        Ok(Ok(n)) => {
+            *ctx.panic.lock().unwrap_or_else(|e| e.into_inner()) = Some(format!(
+                "handler replied {n} bytes, more than the slot's {out_capacity}"
+            ));
+            -(ERR_HANDLER_PANICKED as i32)
+        }
+        Ok(Err(code)) => code.clamp(1, i32::MAX as u32) as i32,
+        Err(payload) => {
+            let msg = payload
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| payload.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "non-string panic payload".to_string());
+            *ctx.panic.lock().unwrap_or_else(|e| e.into_inner()) = Some(msg);
+            -(ERR_HANDLER_PANICKED as i32)
+        }
+    }
+}
+
+/// The fallback's serving thread.
+pub(crate) struct HostEngine {
+    thread: Mutex<Option<JoinHandle<i32>>>,
+    ctx: Option<Arc<CallbackCtx>>,
+}
+
+impl HostEngine {
+    /// Starts the serve loop on a new thread. The thread owns a clone of the
+    /// memory's `Arc`, so the rings outlive it even if it never returns.
+    pub(crate) fn spawn(
+        mem: &Arc<HostMemory>,
+        layout: &RegionLayout,
+        kernel: HostKernel,
+    ) -> Result<Self> {
+        let (id, ctx) = match kernel {
+            HostKernel::Echo => (ffi::HANDLER_ECHO, None),
+            HostKernel::ScaleF32 => (ffi::HANDLER_SCALE_F32, None),
+            HostKernel::Callback(handler) => (
+                ffi::HANDLER_CALLBACK,
+                Some(Arc::new(CallbackCtx {
+                    handler,
+                    panic: Mutex::new(None),
+                })),
+            ),
+        };
+        let mem = Arc::clone(mem);
+        let h2k = layout.h2k_offset;
+        let k2h = layout.k2h_offset;
+        let thread_ctx = ctx.clone();
+        let thread = std::thread::Builder::new()
+            .name("ringbridge-fallback".into())
+            .spawn(move || {
+                let base = mem.as_mut_ptr();
+                let (cb, cb_ctx): (Option<ffi::HandlerFn>, *mut c_void) = match &thread_ctx {
+                    Some(c) => (Some(trampoline), Arc::as_ptr(c) as *mut c_void),
+                    None => (None, std::ptr::null_mut()),
+                };
+                // SAFETY: the three pointers address the control block and
+                // the two rings inside `mem`, which this closure keeps alive
+                // until the call returns; the layout was initialised before
+                // spawning (the spawn orders those writes before this call);
+                // `cb_ctx` points into `thread_ctx`, alive for the call too.
+                let status = unsafe {
+                    ffi::rb_host_serve(
+                        base.cast(),
+                        base.add(h2k).cast(),
+                        base.add(k2h).cast(),
+                        id,
+                        cb,
+                        cb_ctx,
+                    )
+                };
+                drop(thread_ctx);
+                drop(mem);
+                status
+            })
+            .map_err(|e| {
+                Error::InvalidArgument(format!("cannot start the fallback thread: {e}"))
+            })?;
+        Ok(Self {
+            thread: Mutex::new(Some(thread)),
+            ctx,
+        })
+    }
+
+    fn panic_message(&self) -> Option<String> {
+        let ctx = self.ctx.as_ref()?;
+        ctx.panic.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+}
+
+impl Engine for HostEngine {
+    fn poll(&self) -> Result<bool> {
+        if let Some(msg) = self.panic_message() {
+            return Err(Error::HandlerPanicked(msg));
+        }
+        let guard = self.thread.lock().unwrap_or_else(|e| e.into_inner());
+        Ok(guard.as_ref().is_none_or(|t| t.is_finished()))
+    }
+
+    fn wait_finished(&self, timeout: Duration) -> Result<bool> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            // A panic is reported by `poll`; here only "finished" matters.
+            let finished = {
+                let guard = self.thread.lock().unwrap_or_else(|e| e.into_inner());
+                guard.as_ref().is_none_or(|t| t.is_finished())
+            };
+            if finished {
+                if let Some(t) = self.thread.lock().unwrap_or_else(|e| e.into_inner()).take() {
+                    // The serve loop cannot panic (handler panics are caught
+                    // in the trampoline); a join error is still not ours to
+                    // propagate as a panic.
+                    let _ = t.join();
+                }
+                return Ok(true);
+            }
+            if Instant::now() >= deadline {
+                return Ok(false);
+            }
+            std::thread::sleep(Duration::from_micros(100));
+        }
+    }
+}

@@ -1,0 +1,254 @@
+//! The bytes both sides share: ring header, slot header and control block.
+//!
+//! Everything in this file is `#[repr(C)]`, built from `u64`/`u32` fields
+//! only, and free of padding holes, so the CUDA side (`kernels/ringbridge.cuh`)
+//! can describe the same memory. `build.rs` includes this file and generates
+//! `ringbridge_layout.h` (offsets, sizes and constants) from it, and the CUDA
+//! header `static_assert`s its own structs against those numbers: there is no
+//! hand-copied constant on either side.
+//!
+//! This file depends on nothing but `core` and `bytemuck`, because `build.rs`
+//! compiles it too.
+
+use core::mem::{align_of, offset_of, size_of};
+
+/// The size of one line that a single writer owns. 128 bytes is both the
+/// adjacent-line prefetch pair on x86 and the GPU's L2 line, so a counter
+/// alone on such a line never shares it with the other side's writes.
+pub const LINE: usize = 128;
+
+/// `"RBRG"` in ASCII: marks a ring header and a control block as ringbridge's.
+pub const MAGIC: u64 = 0x5242_5247;
+/// Layout version; bumped whenever any offset or meaning in this file changes.
+pub const LAYOUT_VERSION: u64 = 1;
+
+/// Smallest slot: one [`MessageHeader`] plus 32 bytes of payload.
+pub const MIN_SLOT_SIZE: usize = 64;
+/// Largest slot the rings accept (1 MiB).
+pub const MAX_SLOT_SIZE: usize = 1 << 20;
+/// Largest ring capacity in slots (2^24).
+pub const MAX_CAPACITY: usize = 1 << 24;
+
+/// Header of one ring (H2K or K2H), followed in memory by `capacity` slots of
+/// `slot_size` bytes.
+///
+/// `head` and `tail` are counters that only grow; the slot of counter `c` is
+/// `c & mask`. The producer alone writes `head` (release), the consumer alone
+/// writes `tail` (release); each side acquire-loads the other's counter.
+/// Each counter sits alone on its own [`LINE`].
+#[repr(C, align(128))]
+#[derive(Clone, Copy, Debug, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct RingHeader {
+    /// Messages published so far. Written by the producer only.
+    pub head: u64,
+    /// Keeps `head` alone on its line.
+    pub _pad_head: [u64; 15],
+    /// Messages consumed so far. Written by the consumer only.
+    pub tail: u64,
+    /// Keeps `tail` alone on its line.
+    pub _pad_tail: [u64; 15],
+    /// [`MAGIC`]. Written once by the host before launch.
+    pub magic: u64,
+    /// [`LAYOUT_VERSION`]. Written once by the host before launch.
+    pub version: u64,
+    /// Number of slots, a power of two.
+    pub capacity: u64,
+    /// `capacity - 1`.
+    pub mask: u64,
+    /// Bytes per slot, a power of two, at least [`MIN_SLOT_SIZE`].
+    pub slot_size: u64,
+    /// Keeps the configuration line whole.
+    pub _pad_cfg: [u64; 11],
+}
+
+/// Slot header, and the header of every [`crate::MessageEnvelope`].
+///
+/// 32 bytes, 16-byte aligned, no padding: the payload that follows it in a
+/// slot starts 16-byte aligned, so the device copies it with 16-byte loads.
+#[repr(C, align(16))]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct MessageHeader {
+    /// Sequence number: the message's position in its ring (the producer
+    /// sets it), so a stale slot from an earlier lap is detected.
+    pub seq: u64,
+    /// For a reply, the `seq` of the request it answers; free for requests.
+    pub correlation: u64,
+    /// One of the `KIND_*` constants.
+    pub kind: u32,
+    /// Payload bytes that follow the header, at most `slot_size - 32`.
+    pub len: u32,
+    /// Free for the application; echoed by the built-in kernels.
+    pub flags: u32,
+    /// Reserved, zero.
+    pub reserved: u32,
+}
+
+/// A request from the host to the kernel.
+pub const KIND_REQUEST: u32 = 1;
+/// A reply from the kernel.
+pub const KIND_REPLY: u32 = 2;
+/// A reply that carries a handler's error code in `flags` instead of a result.
+pub const KIND_ERROR: u32 = 3;
+
+/// Control block shared by the host and the kernel of one bridge.
+#[repr(C, align(128))]
+#[derive(Clone, Copy, Debug, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct ControlBlock {
+    /// Non-zero asks the kernel to stop. Written by the host only.
+    pub terminate: u64,
+    /// Keeps the host's line to itself.
+    pub _pad_host: [u64; 15],
+    /// One of the `STATUS_*` constants. Written by the kernel only.
+    pub status: u64,
+    /// Why the kernel failed (`ERR_*`), when `status` is [`STATUS_FAILED`].
+    pub error_code: u64,
+    /// Detail for `error_code` (for example the offending counter).
+    pub error_detail: u64,
+    /// Advanced by the kernel's poll loop; a stall means a hung kernel.
+    pub heartbeat: u64,
+    /// Requests consumed from H2K.
+    pub consumed: u64,
+    /// Replies published to K2H.
+    pub produced: u64,
+    /// Keeps the kernel's line to itself.
+    pub _pad_kernel: [u64; 10],
+    /// [`MAGIC`]. Written once by the host before launch.
+    pub magic: u64,
+    /// [`LAYOUT_VERSION`]. Written once by the host before launch.
+    pub version: u64,
+    /// A parameter for the handler (the built-in `scale` kernel reads an
+    /// `f32` from its low 32 bits).
+    pub param: u64,
+    /// Idle polls between two reads of `terminate` (a power of two).
+    pub check_interval: u64,
+    /// Keeps the configuration line whole.
+    pub _pad_cfg: [u64; 12],
+}
+
+/// The kernel has not started yet.
+pub const STATUS_LAUNCHING: u64 = 0;
+/// The kernel is serving.
+pub const STATUS_RUNNING: u64 = 1;
+/// The kernel saw `terminate` and stopped cleanly.
+pub const STATUS_STOPPED: u64 = 2;
+/// The kernel stopped on an error (`error_code`).
+pub const STATUS_FAILED: u64 = 3;
+
+/// The handler returned an error.
+pub const ERR_HANDLER: u64 = 1;
+/// The kernel found a ring header or slot it could not trust.
+pub const ERR_RING_CORRUPTED: u64 = 2;
+/// A host handler panicked (fallback only).
+pub const ERR_HANDLER_PANICKED: u64 = 3;
+/// The control block or a ring header had a bad magic or version.
+pub const ERR_BAD_MAGIC: u64 = 4;
+
+/// Bytes of a [`MessageHeader`].
+pub const MESSAGE_HEADER_SIZE: usize = size_of::<MessageHeader>();
+/// Bytes of a [`RingHeader`]; the first slot starts here.
+pub const RING_HEADER_SIZE: usize = size_of::<RingHeader>();
+/// Bytes of a [`ControlBlock`].
+pub const CONTROL_BLOCK_SIZE: usize = size_of::<ControlBlock>();
+
+// Offsets the host and device rely on; the build fails if any moves.
+const _: () = {
+    assert!(offset_of!(RingHeader, head) == 0);
+    assert!(offset_of!(RingHeader, tail) == LINE);
+    assert!(offset_of!(RingHeader, magic) == 2 * LINE);
+    assert!(RING_HEADER_SIZE == 3 * LINE);
+    assert!(align_of::<RingHeader>() == LINE);
+    assert!(MESSAGE_HEADER_SIZE == 32);
+    assert!(align_of::<MessageHeader>() == 16);
+    assert!(offset_of!(ControlBlock, terminate) == 0);
+    assert!(offset_of!(ControlBlock, status) == LINE);
+    assert!(offset_of!(ControlBlock, magic) == 2 * LINE);
+    assert!(CONTROL_BLOCK_SIZE == 3 * LINE);
+    assert!(MIN_SLOT_SIZE.is_power_of_two() && MIN_SLOT_SIZE > MESSAGE_HEADER_SIZE);
+};
+
+/// Index of a `u64` field in 8-byte words from the start of its struct.
+///
+/// The host touches shared memory only as an array of `AtomicU64` words (see
+/// [`crate::ring`]), so field offsets are turned into word indices here.
+#[macro_export]
+#[doc(hidden)]
+macro_rules! word_of {
+    ($ty:ty, $field:ident) => {
+        ::core::mem::offset_of!($ty, $field) / 8
+    };
+}
+
+/// Every name, offset, size and constant that the CUDA header needs, as
+/// `(C name, value)` pairs. `build.rs` writes them to `ringbridge_layout.h`.
+pub fn c_constants() -> Vec<(&'static str, u64)> {
+    let u = |v: usize| v as u64;
+    vec![
+        ("RB_LINE", u(LINE)),
+        ("RB_MAGIC", MAGIC),
+        ("RB_LAYOUT_VERSION", LAYOUT_VERSION),
+        ("RB_MIN_SLOT_SIZE", u(MIN_SLOT_SIZE)),
+        ("RB_MAX_SLOT_SIZE", u(MAX_SLOT_SIZE)),
+        ("RB_RING_HEADER_SIZE", u(RING_HEADER_SIZE)),
+        ("RB_RING_OFF_HEAD", u(offset_of!(RingHeader, head))),
+        ("RB_RING_OFF_TAIL", u(offset_of!(RingHeader, tail))),
+        ("RB_RING_OFF_MAGIC", u(offset_of!(RingHeader, magic))),
+        ("RB_RING_OFF_VERSION", u(offset_of!(RingHeader, version))),
+        ("RB_RING_OFF_CAPACITY", u(offset_of!(RingHeader, capacity))),
+        ("RB_RING_OFF_MASK", u(offset_of!(RingHeader, mask))),
+        (
+            "RB_RING_OFF_SLOT_SIZE",
+            u(offset_of!(RingHeader, slot_size)),
+        ),
+        ("RB_MSG_HEADER_SIZE", u(MESSAGE_HEADER_SIZE)),
+        ("RB_MSG_OFF_SEQ", u(offset_of!(MessageHeader, seq))),
+        (
+            "RB_MSG_OFF_CORRELATION",
+            u(offset_of!(MessageHeader, correlation)),
+        ),
+        ("RB_MSG_OFF_KIND", u(offset_of!(MessageHeader, kind))),
+        ("RB_MSG_OFF_LEN", u(offset_of!(MessageHeader, len))),
+        ("RB_MSG_OFF_FLAGS", u(offset_of!(MessageHeader, flags))),
+        (
+            "RB_MSG_OFF_RESERVED",
+            u(offset_of!(MessageHeader, reserved)),
+        ),
+        ("RB_KIND_REQUEST", u64::from(KIND_REQUEST)),
+        ("RB_KIND_REPLY", u64::from(KIND_REPLY)),
+        ("RB_KIND_ERROR", u64::from(KIND_ERROR)),
+        ("RB_CONTROL_SIZE", u(CONTROL_BLOCK_SIZE)),
+        (
+            "RB_CTL_OFF_TERMINATE",
+            u(offset_of!(ControlBlock, terminate)),
+        ),
+        ("RB_CTL_OFF_STATUS", u(offset_of!(ControlBlock, status))),
+        (
+            "RB_CTL_OFF_ERROR_CODE",
+            u(offset_of!(ControlBlock, error_code)),
+        ),
+        (
+            "RB_CTL_OFF_ERROR_DETAIL",
+            u(offset_of!(ControlBlock, error_detail)),
+        ),
+        (
+            "RB_CTL_OFF_HEARTBEAT",
+            u(offset_of!(ControlBlock, heartbeat)),
+        ),
+        ("RB_CTL_OFF_CONSUMED", u(offset_of!(ControlBlock, consumed))),
+        ("RB_CTL_OFF_PRODUCED", u(offset_of!(ControlBlock, produced))),
+        ("RB_CTL_OFF_MAGIC", u(offset_of!(ControlBlock, magic))),
+        ("RB_CTL_OFF_VERSION", u(offset_of!(ControlBlock, version))),
+        ("RB_CTL_OFF_PARAM", u(offset_of!(ControlBlock, param))),
+        (
+            "RB_CTL_OFF_CHECK_INTERVAL",
+            u(offset_of!(ControlBlock, check_interval)),
+        ),
+        ("RB_STATUS_LAUNCHING", STATUS_LAUNCHING),
+        ("RB_STATUS_RUNNING", STATUS_RUNNING),
+        ("RB_STATUS_STOPPED", STATUS_STOPPED),
+        ("RB_STATUS_FAILED", STATUS_FAILED),
+        ("RB_ERR_HANDLER", ERR_HANDLER),
+        ("RB_ERR_RING_CORRUPTED", ERR_RING_CORRUPTED),
+        ("RB_ERR_HANDLER_PANICKED", ERR_HANDLER_PANICKED),
+        ("RB_ERR_BAD_MAGIC", ERR_BAD_MAGIC),
+    ]
+}

@@ -1,0 +1,7 @@
+//! The `ringbridge` command line: `info`, `echo`, `stream`.
+
+mod cli;
+
+fn main() -> std::process::ExitCode {
+    cli::main()
+}

@@ -1,0 +1,143 @@
+//! The reading half of a ring.
+
+use super::RingRef;
+use crate::error::{Result, RingId};
+use crate::layout::{KIND_ERROR, KIND_REPLY, KIND_REQUEST, MessageHeader};
+use crate::sync::Ordering;
+
+/// Reads messages from one ring and frees their slots with a release store
+/// of `tail`.
+///
+/// It keeps its own `tail` locally and a cached copy of the producer's
+/// `head`; it reads the shared `head` only when the cache says the ring is
+/// empty. Every `head` and every slot header it reads is validated.
+pub struct RingConsumer {
+    ring: RingRef,
+    /// Next position to read; equals the shared `tail` after `release`.
+    tail: u64,
+    /// Positions read but not yet released to the producer.
+    unreleased: u64,
+    /// Last `head` read from shared memory.
+    head_cache: u64,
+    /// Payload scratch, reused so receiving allocates nothing.
+    scratch: Vec<u64>,
+}
+
+impl RingConsumer {
+    pub(crate) fn new(ring: RingRef) -> Self {
+        let words = ring.slot_words;
+        Self {
+            ring,
+            tail: 0,
+            unreleased: 0,
+            head_cache: 0,
+            scratch: vec![0; words],
+        }
+    }
+
+    /// Messages consumed so far (released or not).
+    pub fn consumed(&self) -> u64 {
+        self.tail
+    }
+
+    /// Messages waiting, reading the producer's `head` only if the cached
+    /// one says fewer than one is waiting.
+    pub fn available(&mut self) -> Result<u64> {
+        let mut avail = self.head_cache - self.tail;
+        if avail == 0 {
+            // Acquire: pairs with the producer's release store of `head`, so
+            // the slot contents it published are visible to the loads below.
+            let head = self.ring.head().load(Ordering::Acquire);
+            if head < self.head_cache {
+                return Err(self.ring.corrupted(format!(
+                    "head moved backwards from {} to {head}",
+                    self.head_cache
+                )));
+            }
+            if head - self.tail > self.ring.capacity {
+                return Err(self.ring.corrupted(format!(
+                    "head {head} runs more than the capacity {} ahead of tail {}",
+                    self.ring.capacity, self.tail
+                )));
+            }
+            self.head_cache = head;
+            avail = head - self.tail;
+        }
+        Ok(avail)
+    }
+
+    fn kind_ok(&self, kind: u32) -> bool {
+        match self.ring.id {
+            RingId::H2k => kind == KIND_REQUEST,
+            RingId::K2h => kind == KIND_REPLY || kind == KIND_ERROR,
+        }
+    }
+
+    /// Reads the next message, if any, and hands its header and payload to
+    /// `f` without releasing the slot: call [`release`](Self::release).
+    pub fn read_with<R>(
+        &mut self,
+        f: impl FnOnce(&MessageHeader, &[u8]) -> R,
+    ) -> Result<Option<R>> {
+        if self.available()? == 0 {
+            return Ok(None);
+        }
+        let pos = self.tail;
+        let slot = self.ring.slot(pos);
+        // Relaxed: the acquire load of `head` in `available` already ordered
+        // these loads after the producer's writes of this slot.
+        let mut hw = [0u64; 4];
+        for (dst, w) in hw.iter_mut().zip(slot) {
+            *dst = w.load(Ordering::Relaxed);
+        }
+        let header: MessageHeader = bytemuck::cast(hw);
+        if header.seq != pos {
+            return Err(self.ring.corrupted(format!(
+                "slot for position {pos} carries sequence {} (stale or torn)",
+                header.seq
+            )));
+        }
+        if !self.kind_ok(header.kind) {
+            return Err(self.ring.corrupted(format!(
+                "unknown message kind {} at position {pos}",
+                header.kind
+            )));
+        }
+        let len = header.len as usize;
+        if len > self.ring.max_payload() {
+            return Err(self.ring.corrupted(format!(
+                "length {len} at position {pos} exceeds the slot's payload capacity {}",
+                self.ring.max_payload()
+            )));
+        }
+        let words = len.div_ceil(8);
+        for (dst, w) in self.scratch[..words].iter_mut().zip(&slot[4..]) {
+            *dst = w.load(Ordering::Relaxed);
+        }
+        let bytes: &[u8] = bytemuck::cast_slice(&self.scratch[..words]);
+        let out = f(&header, &bytes[..len]);
+        self.tail += 1;
+        self.unreleased += 1;
+        Ok(Some(out))
+    }
+
+    /// Frees every slot read so far with one release store of `tail`.
+    pub fn release(&mut self) {
+        if self.unreleased > 0 {
+            // Release: orders our reads of the freed slots before the new
+            // `tail`, so the producer's later writes cannot change what we read.
+            self.ring.tail().store(self.tail, Ordering::Release);
+            self.unreleased = 0;
+        }
+    }
+
+    /// Reads one message and frees its slot.
+    pub fn try_pop_with<R>(
+        &mut self,
+        f: impl FnOnce(&MessageHeader, &[u8]) -> R,
+    ) -> Result<Option<R>> {
+        let out = self.read_with(f)?;
+        self.release();
+        Ok(out)
+    }
+}

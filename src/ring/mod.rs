@@ -1,0 +1,290 @@
+//! The host halves of the ring protocol, over shared memory.
+//!
+//! A bridge's memory is one region: the [`ControlBlock`], then the H2K ring,
+//! then the K2H ring (see [`RegionLayout`]). The host touches that memory
+//! only as `AtomicU64` words ([`SharedMemory::words`]): counters with
+//! acquire/release, slot words relaxed (the counters order them). Every value
+//! the other side wrote is validated before use, so a misbehaving device half
+//! yields [`Error::RingCorrupted`], never an out-of-bounds access or a wrong
+//! message.
+//!
+//! [`RingProducer`] and [`RingConsumer`] are direction-neutral: the host uses
+//! a producer on H2K and a consumer on K2H; the Rust model of the device half
+//! (used by the loom and Miri tests) uses them the other way round.
+//!
+//! ```
+//! use ringbridge::ring::{HostMemory, RegionLayout, RingSpec};
+//! use ringbridge::layout::KIND_REQUEST;
+//! use ringbridge::error::RingId;
+//!
+//! let layout = RegionLayout::new(RingSpec::new(4, 64)?)?;
+//! let mem = HostMemory::new(layout.total_bytes)?;
+//! let (mut host_tx, mut dev_rx) = layout.ring_pair(&mem, RingId::H2k);
+//! layout.init(&mem);
+//! host_tx.try_push(KIND_REQUEST, 0, 0, b"ping")?;
+//! let got = dev_rx.try_pop_with(|hdr, payload| (hdr.seq, payload.to_vec()))?;
+//! assert_eq!(got, Some((0, b"ping".to_vec())));
+//! # Ok::<(), ringbridge::Error>(())
+//! ```
+
+mod consumer;
+mod control;
+mod memory;
+pub mod model;
+mod producer;
+
+pub use consumer::RingConsumer;
+pub use control::{Control, KernelReport, describe_error};
+pub use memory::HostMemory;
+pub use producer::RingProducer;
+
+use crate::backend::SharedMemory;
+use crate::error::{Error, Result, RingId};
+use crate::layout::{
+    ControlBlock, LAYOUT_VERSION, LINE, MAGIC, MAX_CAPACITY, MAX_SLOT_SIZE, MESSAGE_HEADER_SIZE,
+    MIN_SLOT_SIZE, RING_HEADER_SIZE, RingHeader,
+};
+use crate::sync::{Arc, AtomicU64, Ordering};
+use crate::word_of;
+
+/// Capacity and slot size of a bridge's two rings, validated.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RingSpec {
+    capacity: usize,
+    slot_size: usize,
+}
+
+impl RingSpec {
+    /// Validates a ring shape. `capacity` is rounded up to a power of two
+    /// (1 ≤ capacity ≤ [`MAX_CAPACITY`]); `slot_size` must be a power of two
+    /// from [`MIN_SLOT_SIZE`] to [`MAX_SLOT_SIZE`] bytes.
+    ///
+    /// ```
+    /// use ringbridge::ring::RingSpec;
+    /// assert_eq!(RingSpec::new(1000, 64).unwrap().capacity(), 1024);
+    /// assert!(RingSpec::new(0, 64).is_err());
+    /// assert!(RingSpec::new(8, 96).is_err());
+    /// ```
+    pub fn new(capacity: usize, slot_size: usize) -> Result<Self> {
+        if capacity == 0 {
+            return Err(Error::InvalidCapacity {
+                requested: capacity,
+                reason: "a ring needs at least one slot",
+            });
+        }
+        if capacity > MAX_CAPACITY {
+            return Err(Error::InvalidCapacity {
+                requested: capacity,
+                reason: "more than 2^24 slots",
+            });
+        }
+        if !slot_size.is_power_of_two() {
+            return Err(Error::InvalidSlotSize {
+                requested: slot_size,
+                reason: "not a power of two",
+            });
+        }
+        if slot_size < MIN_SLOT_SIZE {
+            return Err(Error::InvalidSlotSize {
+                requested: slot_size,
+                reason: "smaller than 64 bytes (a 32-byte header and 32 bytes of payload)",
+            });
+        }
+        if slot_size > MAX_SLOT_SIZE {
+            return Err(Error::InvalidSlotSize {
+                requested: slot_size,
+                reason: "larger than 1 MiB",
+            });
+        }
+        Ok(Self {
+            capacity: capacity.next_power_of_two(),
+            slot_size,
+        })
+    }
+
+    /// The smallest power-of-two slot size that carries `payload` bytes.
+    ///
+    /// ```
+    /// assert_eq!(ringbridge::ring::RingSpec::slot_size_for(64), 128);
+    /// assert_eq!(ringbridge::ring::RingSpec::slot_size_for(8), 64);
+    /// ```
+    pub fn slot_size_for(payload: usize) -> usize {
+        (payload + MESSAGE_HEADER_SIZE)
+            .max(MIN_SLOT_SIZE)
+            .next_power_of_two()
+    }
+
+    /// Slots per ring (a power of two).
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+
+    /// Bytes per slot (a power of two).
+    pub fn slot_size(&self) -> usize {
+        self.slot_size
+    }
+
+    /// Payload bytes one slot carries.
+    pub fn max_payload(&self) -> usize {
+        self.slot_size - MESSAGE_HEADER_SIZE
+    }
+
+    fn ring_bytes(&self) -> Option<usize> {
+        let slots = self.capacity.checked_mul(self.slot_size)?;
+        let bytes = slots.checked_add(RING_HEADER_SIZE)?;
+        Some(bytes.div_ceil(LINE) * LINE)
+    }
+}
+
+/// Where the control block and the two rings sit in a bridge's region.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RegionLayout {
+    /// The rings' shape.
+    pub spec: RingSpec,
+    /// Byte offset of the H2K ring header.
+    pub h2k_offset: usize,
+    /// Byte offset of the K2H ring header.
+    pub k2h_offset: usize,
+    /// Bytes of the whole region.
+    pub total_bytes: usize,
+}
+
+impl RegionLayout {
+    /// Lays out a region: control block at 0, H2K after it, K2H after that,
+    /// each on a 128-byte boundary.
+    pub fn new(spec: RingSpec) -> Result<Self> {
+        let too_big = || Error::InvalidCapacity {
+            requested: spec.capacity,
+            reason: "the rings' size overflows the address space",
+        };
+        let ring = spec.ring_bytes().ok_or_else(too_big)?;
+        let h2k_offset = core::mem::size_of::<ControlBlock>();
+        let k2h_offset = h2k_offset.checked_add(ring).ok_or_else(too_big)?;
+        let total_bytes = k2h_offset.checked_add(ring).ok_or_else(too_big)?;
+        if total_bytes > isize::MAX as usize / 2 {
+            return Err(too_big());
+        }
+        Ok(Self {
+            spec,
+            h2k_offset,
+            k2h_offset,
+            total_bytes,
+        })
+    }
+
+    /// Byte offset of a ring's header.
+    pub fn ring_offset(&self, ring: RingId) -> usize {
+        match ring {
+            RingId::H2k => self.h2k_offset,
+            RingId::K2h => self.k2h_offset,
+        }
+    }
+
+    /// Writes the control block's and both ring headers' configuration and
+    /// zeroes the counters. Call before the device half starts: the launch
+    /// (or thread spawn) that follows orders these plain writes before
+    /// anything the device half reads.
+    pub fn init<M: SharedMemory + ?Sized>(&self, mem: &M) {
+        let words = mem.words();
+        for ring in [RingId::H2k, RingId::K2h] {
+            let base = self.ring_offset(ring) / 8;
+            let set = |w: usize, v: u64| words[base + w].store(v, Ordering::Relaxed);
+            set(word_of!(RingHeader, head), 0);
+            set(word_of!(RingHeader, tail), 0);
+            set(word_of!(RingHeader, magic), MAGIC);
+            set(word_of!(RingHeader, version), LAYOUT_VERSION);
+            set(word_of!(RingHeader, capacity), self.spec.capacity as u64);
+            set(word_of!(RingHeader, mask), self.spec.capacity as u64 - 1);
+            set(word_of!(RingHeader, slot_size), self.spec.slot_size as u64);
+        }
+        let set = |w: usize, v: u64| words[w].store(v, Ordering::Relaxed);
+        set(word_of!(ControlBlock, terminate), 0);
+        set(
+            word_of!(ControlBlock, status),
+            crate::layout::STATUS_LAUNCHING,
+        );
+        set(word_of!(ControlBlock, magic), MAGIC);
+        set(word_of!(ControlBlock, version), LAYOUT_VERSION);
+        set(word_of!(ControlBlock, check_interval), 1024);
+    }
+
+    /// The control block of a region in `mem`.
+    pub fn control(&self, mem: &Arc<HostMemory>) -> Control {
+        let shared: Arc<dyn SharedMemory> = mem.clone();
+        Control::new(shared)
+    }
+
+    /// The producer and the consumer of one ring, over `mem`. The consumer
+    /// accepts requests on H2K, and replies and error replies on K2H.
+    pub fn ring_pair(&self, mem: &Arc<HostMemory>, ring: RingId) -> (RingProducer, RingConsumer) {
+        let shared: Arc<dyn SharedMemory> = mem.clone();
+        let r = RingRef::new(shared, self, ring);
+        (RingProducer::new(r.clone()), RingConsumer::new(r))
+    }
+}
+
+/// One ring inside a region, with the shape the host configured. The host
+/// never re-reads capacity, mask or slot size from shared memory.
+#[derive(Clone)]
+pub(crate) struct RingRef {
+    mem: Arc<dyn SharedMemory>,
+    id: RingId,
+    /// Word index of the ring header.
+    base: usize,
+    capacity: u64,
+    mask: u64,
+    /// Words per slot.
+    slot_words: usize,
+}
+
+impl RingRef {
+    pub(crate) fn new(mem: Arc<dyn SharedMemory>, layout: &RegionLayout, id: RingId) -> Self {
+        let base = layout.ring_offset(id) / 8;
+        let capacity = layout.spec.capacity as u64;
+        let slot_words = layout.spec.slot_size / 8;
+        // The region must hold the whole ring: checked once here, so the
+        // indexing below cannot go out of bounds for any counter value.
+        assert!(
+            base + RING_HEADER_SIZE / 8 + layout.spec.capacity * slot_words <= mem.words().len(),
+            "region smaller than its layout"
+        );
+        Self {
+            mem,
+            id,
+            base,
+            capacity,
+            mask: capacity - 1,
+            slot_words,
+        }
+    }
+
+    fn words(&self) -> &[AtomicU64] {
+        self.mem.words()
+    }
+
+    pub(crate) fn head(&self) -> &AtomicU64 {
+        &self.words()[self.base + word_of!(RingHeader, head)]
+    }
+
+    pub(crate) fn tail(&self) -> &AtomicU64 {
+        &self.words()[self.base + word_of!(RingHeader, tail)]
+    }
+
+    /// The words of the slot for counter value `pos` (masked, so any `pos`
+    /// is in bounds).
+    pub(crate) fn slot(&self, pos: u64) -> &[AtomicU64] {
+        let start = self.base + RING_HEADER_SIZE / 8 + (pos & self.mask) as usize * self.slot_words;
+        &self.words()[start..start + self.slot_words]
+    }
+
+    pub(crate) fn max_payload(&self) -> usize {
+        self.slot_words * 8 - MESSAGE_HEADER_SIZE
+    }
+
+    fn corrupted(&self, what: String) -> Error {
+        Error::RingCorrupted {
+            ring: self.id,
+            what,
+        }
+    }
+}

@@ -1,0 +1,178 @@
+//! The bridge suite on `Backend::Cuda`. Without a GPU every test prints that
+//! it was skipped; with `RINGBRIDGE_REQUIRE_GPU=1` a missing GPU fails them.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::gpu_or_skip;
+use ringbridge::layout::{KIND_ERROR, KIND_REPLY};
+use ringbridge::{Backend, Bridge, Error, Kernel, kernels};
+
+fn cuda() -> ringbridge::BridgeBuilder {
+    Bridge::builder().backend(Backend::Cuda)
+}
+
+fn expected_echo(p: &[u8]) -> Vec<u8> {
+    p.iter().map(|b| b.wrapping_add(1)).collect()
+}
+
+#[test]
+fn cuda_round_trip_echo() {
+    if !gpu_or_skip("cuda_round_trip_echo") {
+        return;
+    }
+    let bridge = cuda().capacity(16).slot_size(128).launch().unwrap();
+    assert_eq!(bridge.backend(), Backend::Cuda);
+    for i in 0..1000u64 {
+        let payload: Vec<u8> = (0..64).map(|k| (k as u64 * 3 + i) as u8).collect();
+        let r = bridge.round_trip(&payload).unwrap();
+        assert_eq!(r.header.kind, KIND_REPLY);
+        assert_eq!(r.header.correlation, i);
+        assert_eq!(r.payload, expected_echo(&payload));
+    }
+    bridge.shutdown().unwrap();
+}
+
+#[test]
+fn cuda_million_messages_through_tiny_rings_keep_order() {
+    if !gpu_or_skip("cuda_million_messages_through_tiny_rings_keep_order") {
+        return;
+    }
+    const N: u64 = 1_000_000;
+    let bridge = cuda().capacity(4).launch().unwrap();
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            let batch: Vec<[u8; 8]> = (0..64u64).map(|i| i.to_le_bytes()).collect();
+            for base in (0..N).step_by(64) {
+                let msgs: Vec<[u8; 8]> = batch
+                    .iter()
+                    .enumerate()
+                    .map(|(k, _)| (base + k as u64).to_le_bytes())
+                    .collect();
+                bridge.send_batch(&msgs).unwrap();
+            }
+        });
+        let mut got = 0u64;
+        while got < N {
+            bridge
+                .recv_batch(256, |h, p| {
+                    assert_eq!(h.correlation, got, "reply out of order");
+                    assert_eq!(p, expected_echo(&got.to_le_bytes()));
+                    got += 1;
+                })
+                .unwrap();
+        }
+    });
+    assert!(matches!(bridge.try_recv(), Err(Error::Empty)));
+}
+
+#[test]
+fn cuda_backpressure_and_every_slot_size() {
+    if !gpu_or_skip("cuda_backpressure_and_every_slot_size") {
+        return;
+    }
+    let bridge = cuda().capacity(4).launch().unwrap();
+    let mut sent = 0u64;
+    while bridge
+        .send_timeout(&sent.to_le_bytes(), Duration::from_millis(200))
+        .is_ok()
+    {
+        sent += 1;
+        assert!(sent <= 8, "more in flight than the two rings hold");
+    }
+    assert_eq!(sent, 8);
+    for i in 0..sent {
+        assert_eq!(bridge.recv().unwrap().header.correlation, i);
+    }
+    drop(bridge);
+    for shift in 6..=14 {
+        let slot = 1usize << shift;
+        let bridge = cuda().capacity(2).slot_size(slot).launch().unwrap();
+        for len in [0, 1, 15, 16, 17, slot - 33, slot - 32] {
+            let payload: Vec<u8> = (0..len).map(|i| (i * 13 + len) as u8).collect();
+            assert_eq!(
+                bridge.round_trip(&payload).unwrap().payload,
+                expected_echo(&payload)
+            );
+        }
+    }
+}
+
+#[test]
+fn cuda_scale_kernel_and_error_reply() {
+    if !gpu_or_skip("cuda_scale_kernel_and_error_reply") {
+        return;
+    }
+    let bridge = cuda()
+        .kernel(Kernel::ScaleF32 { factor: 3.0 })
+        .slot_size(256)
+        .launch()
+        .unwrap();
+    let xs: Vec<f32> = (0..50).map(|i| i as f32 - 10.5).collect();
+    bridge.send_pod(&xs).unwrap();
+    assert_eq!(
+        bridge.recv_pod::<f32>().unwrap(),
+        xs.iter().map(|x| x * 3.0).collect::<Vec<_>>()
+    );
+    let r = bridge.round_trip(&[1, 2, 3]).unwrap();
+    assert_eq!((r.header.kind, r.header.flags), (KIND_ERROR, 1));
+}
+
+#[test]
+fn cuda_custom_image_and_bad_images() {
+    if !gpu_or_skip("cuda_custom_image_and_bad_images") {
+        return;
+    }
+    let echo = kernels::image("echo").unwrap();
+    let custom = |image: &[u8], entry: &str| Kernel::Custom {
+        image: Arc::from(image),
+        entry: entry.into(),
+        grid: 1,
+        block: 64,
+    };
+    let bridge = cuda()
+        .kernel(custom(echo.fatbin, kernels::ECHO_ENTRY))
+        .launch()
+        .unwrap();
+    assert_eq!(bridge.round_trip(b"abc").unwrap().payload, b"bcd");
+    drop(bridge);
+    let missing = cuda().kernel(custom(echo.fatbin, "no_such_entry")).launch();
+    assert!(
+        matches!(missing, Err(Error::EntryNotFound { .. })),
+        "{missing:?}"
+    );
+    let garbage = cuda()
+        .kernel(custom(b"definitely not a kernel image", "x"))
+        .launch();
+    assert!(
+        matches!(garbage, Err(Error::InvalidImage(_))),
+        "{garbage:?}"
+    );
+    let count = ringbridge::cuda::device_count().unwrap();
+    let far = cuda().device(count + 3).launch();
+    assert!(
+        matches!(far, Err(Error::DeviceOutOfRange { .. })),
+        "{far:?}"
+    );
+}
+
+#[test]
+fn cuda_shutdown_while_busy() {
+    if !gpu_or_skip("cuda_shutdown_while_busy") {
+        return;
+    }
+    let bridge = Arc::new(cuda().capacity(4).launch().unwrap());
+    let b = Arc::clone(&bridge);
+    let sender = std::thread::spawn(move || {
+        loop {
+            if let Err(e) = b.send(b"busy") {
+                return e;
+            }
+        }
+    });
+    std::thread::sleep(Duration::from_millis(50));
+    bridge.shutdown().unwrap();
+    assert!(matches!(sender.join().unwrap(), Error::ShutDown));
+}

@@ -1,0 +1,343 @@
+//! The bridge end to end on the host fallback, which runs the device half's
+//! C++ serve loop and handlers on a CPU thread. These run everywhere (CI).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use ringbridge::fallback::HostHandler;
+use ringbridge::layout::{KIND_ERROR, KIND_REPLY};
+use ringbridge::{Backend, Bridge, Error, Kernel};
+
+fn host() -> ringbridge::BridgeBuilder {
+    Bridge::builder().backend(Backend::Host)
+}
+
+fn expected_echo(p: &[u8]) -> Vec<u8> {
+    p.iter().map(|b| b.wrapping_add(1)).collect()
+}
+
+#[test]
+fn round_trip_echoes_payload_plus_one_and_correlation() {
+    let bridge = host().capacity(4).launch().unwrap();
+    assert_eq!(bridge.backend(), Backend::Host);
+    for i in 0..100u32 {
+        let payload = i.to_le_bytes();
+        let reply = bridge.round_trip(&payload).unwrap();
+        assert_eq!(reply.header.kind, KIND_REPLY);
+        assert_eq!(reply.header.correlation, u64::from(i));
+        assert_eq!(reply.payload, expected_echo(&payload));
+    }
+    let stats = bridge.stats();
+    assert_eq!((stats.sent, stats.received, stats.in_flight), (100, 100, 0));
+    bridge.shutdown().unwrap();
+}
+
+#[test]
+fn million_messages_through_tiny_rings_keep_order() {
+    const N: u64 = 1_000_000;
+    let bridge = host().capacity(4).slot_size(64).launch().unwrap();
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            for i in 0..N {
+                bridge.send(&i.to_le_bytes()).unwrap();
+            }
+        });
+        for i in 0..N {
+            let r = bridge.recv().unwrap();
+            assert_eq!(r.header.correlation, i, "reply out of order");
+            assert_eq!(r.payload, expected_echo(&i.to_le_bytes()));
+        }
+    });
+    assert!(
+        matches!(bridge.try_recv(), Err(Error::Empty)),
+        "a duplicate reply"
+    );
+    assert_eq!(bridge.stats().received, N);
+}
+
+#[test]
+fn backpressure_in_both_directions_loses_nothing() {
+    let bridge = host().capacity(4).launch().unwrap();
+    // Nobody receives: the kernel fills K2H (4), then H2K fills (4).
+    let mut sent = 0u64;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        match bridge.try_send(&sent.to_le_bytes()) {
+            Ok(seq) => {
+                assert_eq!(seq, sent);
+                sent += 1;
+            }
+            Err(Error::Full) => {
+                // The kernel may still be moving messages across; stop once
+                // both rings are full and it stays full.
+                std::thread::sleep(Duration::from_millis(20));
+                if bridge.try_send(&sent.to_le_bytes()).is_err() {
+                    break;
+                }
+                sent += 1;
+            }
+            Err(e) => panic!("unexpected {e}"),
+        }
+        assert!(Instant::now() < deadline, "the rings never filled");
+    }
+    assert_eq!(sent, 8, "4 slots in H2K plus 4 in K2H");
+    assert!(matches!(
+        bridge.send_timeout(b"x", Duration::from_millis(10)),
+        Err(Error::Timeout { op: "send", .. })
+    ));
+    for i in 0..sent {
+        let r = bridge.recv().unwrap();
+        assert_eq!(r.header.correlation, i);
+    }
+    assert!(matches!(
+        bridge.recv_timeout(Duration::from_millis(10)),
+        Err(Error::Timeout { op: "recv", .. })
+    ));
+}
+
+#[test]
+fn batches_cross_small_rings_in_order() {
+    let bridge = host().capacity(8).launch().unwrap();
+    let payloads: Vec<Vec<u8>> = (0..10_000u32).map(|i| i.to_le_bytes().to_vec()).collect();
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            for chunk in payloads.chunks(100) {
+                bridge.send_batch(chunk).unwrap();
+            }
+        });
+        let mut got = 0u64;
+        while got < payloads.len() as u64 {
+            bridge
+                .recv_batch(64, |h, p| {
+                    assert_eq!(h.correlation, got);
+                    assert_eq!(p, expected_echo(&payloads[got as usize]));
+                    got += 1;
+                })
+                .unwrap();
+        }
+    });
+}
+
+#[test]
+fn every_slot_size_carries_its_largest_payload() {
+    for shift in 6..=16 {
+        let slot = 1usize << shift;
+        let bridge = host().capacity(2).slot_size(slot).launch().unwrap();
+        assert_eq!(bridge.max_payload(), slot - 32);
+        for len in [0, 1, 7, 8, 15, 16, 17, slot - 33, slot - 32] {
+            let payload: Vec<u8> = (0..len).map(|i| (i * 13 + len) as u8).collect();
+            let r = bridge.round_trip(&payload).unwrap();
+            assert_eq!(r.payload, expected_echo(&payload), "slot {slot} len {len}");
+        }
+        assert!(matches!(
+            bridge.send(&vec![0; slot - 31]),
+            Err(Error::PayloadTooLarge { .. })
+        ));
+    }
+}
+
+#[test]
+fn scale_kernel_multiplies_f32_and_rejects_ragged_payloads() {
+    let bridge = host()
+        .kernel(Kernel::ScaleF32 { factor: -1.5 })
+        .slot_size(128)
+        .launch()
+        .unwrap();
+    let xs: Vec<f32> = (0..24).map(|i| i as f32 * 0.25 - 2.0).collect();
+    bridge.send_pod(&xs).unwrap();
+    let ys = bridge.recv_pod::<f32>().unwrap();
+    assert_eq!(ys, xs.iter().map(|x| x * -1.5).collect::<Vec<_>>());
+    let r = bridge.round_trip(&[1, 2, 3]).unwrap();
+    assert_eq!(r.header.kind, KIND_ERROR);
+    assert_eq!(r.header.flags, 1);
+    assert!(r.payload.is_empty());
+}
+
+#[test]
+fn custom_host_handler_runs_in_the_serve_loop() {
+    let reverse = HostHandler::new(|h, input, out| {
+        if h.flags == 7 {
+            return Err(42);
+        }
+        for (o, i) in out.iter_mut().zip(input.iter().rev()) {
+            *o = *i;
+        }
+        Ok(input.len())
+    });
+    let bridge = host().kernel(Kernel::Host(reverse)).launch().unwrap();
+    assert_eq!(bridge.round_trip(b"stressed").unwrap().payload, b"desserts");
+    bridge.send_with_flags(7, b"x").unwrap();
+    let r = bridge.recv().unwrap();
+    assert!(r.is_error());
+    assert_eq!(r.header.flags, 42);
+}
+
+#[test]
+fn slow_handler_still_answers_everything() {
+    let slow = HostHandler::new(|_, input, out| {
+        std::thread::sleep(Duration::from_millis(3));
+        out[..input.len()].copy_from_slice(input);
+        Ok(input.len())
+    });
+    let bridge = host()
+        .capacity(2)
+        .kernel(Kernel::Host(slow))
+        .launch()
+        .unwrap();
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            for i in 0..50u8 {
+                bridge.send(&[i]).unwrap();
+            }
+        });
+        for i in 0..50u8 {
+            assert_eq!(bridge.recv().unwrap().payload, [i]);
+        }
+    });
+}
+
+#[test]
+fn shutdown_while_busy_stops_both_sides_with_errors_not_hangs() {
+    let bridge = Arc::new(host().capacity(4).launch().unwrap());
+    let sender = {
+        let b = Arc::clone(&bridge);
+        std::thread::spawn(move || {
+            let mut n = 0u64;
+            loop {
+                match b.send(&n.to_le_bytes()) {
+                    Ok(_) => n += 1,
+                    Err(e) => return (n, e),
+                }
+            }
+        })
+    };
+    std::thread::sleep(Duration::from_millis(50));
+    bridge.shutdown().unwrap();
+    let (sent, err) = sender.join().unwrap();
+    assert!(sent >= 8, "the sender made progress before shutdown");
+    assert!(matches!(err, Error::ShutDown), "got {err}");
+    assert!(matches!(bridge.send(b"late"), Err(Error::ShutDown)));
+    bridge.shutdown().unwrap(); // idempotent
+}
+
+#[test]
+fn replies_published_before_a_panic_are_delivered_then_the_panic() {
+    let count = Arc::new(AtomicUsize::new(0));
+    let c = Arc::clone(&count);
+    let handler = HostHandler::new(move |h, input, out| {
+        c.fetch_add(1, Ordering::Relaxed);
+        if h.flags == 0xDEAD {
+            panic!("handler exploded on purpose");
+        }
+        out[..input.len()].copy_from_slice(input);
+        Ok(input.len())
+    });
+    let bridge = host().kernel(Kernel::Host(handler)).launch().unwrap();
+    for i in 0..5u8 {
+        bridge.send(&[i]).unwrap();
+    }
+    bridge.send_with_flags(0xDEAD, b"boom").unwrap();
+    for i in 0..5u8 {
+        assert_eq!(bridge.recv().unwrap().payload, [i]);
+    }
+    let t0 = Instant::now();
+    let err = bridge.recv().unwrap_err();
+    assert!(
+        matches!(&err, Error::HandlerPanicked(m) if m.contains("on purpose")),
+        "got {err}"
+    );
+    assert!(t0.elapsed() < Duration::from_secs(5));
+    assert!(matches!(
+        bridge.send(b"after"),
+        Err(Error::HandlerPanicked(_))
+    ));
+    bridge.shutdown().unwrap();
+}
+
+#[test]
+fn a_handler_that_never_returns_is_reported_as_hung_and_shutdown_times_out() {
+    let stuck = HostHandler::new(|_, _, _| {
+        loop {
+            std::thread::sleep(Duration::from_secs(3600));
+        }
+    });
+    let bridge = host()
+        .kernel(Kernel::Host(stuck))
+        .hang_timeout(Duration::from_millis(100))
+        .shutdown_timeout(Duration::from_millis(100))
+        .launch()
+        .unwrap();
+    bridge.send(b"never answered").unwrap();
+    let t0 = Instant::now();
+    let err = bridge.recv().unwrap_err();
+    assert!(matches!(err, Error::KernelHung { .. }), "got {err}");
+    assert!(t0.elapsed() < Duration::from_secs(5));
+    // The thread still runs: shutdown must not free its memory or wait forever.
+    assert!(matches!(
+        bridge.shutdown(),
+        Err(Error::Timeout { op: "shutdown", .. })
+    ));
+}
+
+#[test]
+fn bad_configurations_are_typed_errors() {
+    assert!(matches!(
+        host().capacity(0).launch(),
+        Err(Error::InvalidCapacity { .. })
+    ));
+    assert!(matches!(
+        host().capacity(usize::MAX).launch(),
+        Err(Error::InvalidCapacity { .. })
+    ));
+    assert!(matches!(
+        host().slot_size(96).launch(),
+        Err(Error::InvalidSlotSize { .. })
+    ));
+    assert!(matches!(
+        host().slot_size(32).launch(),
+        Err(Error::InvalidSlotSize { .. })
+    ));
+    assert!(matches!(
+        host().slot_size(1 << 30).launch(),
+        Err(Error::InvalidSlotSize { .. })
+    ));
+    assert!(matches!(
+        host().block_size(0).launch(),
+        Err(Error::InvalidArgument(_))
+    ));
+    let custom = Kernel::Custom {
+        image: Arc::from(&b"not a kernel"[..]),
+        entry: "nope".into(),
+        grid: 1,
+        block: 32,
+    };
+    assert!(matches!(
+        host().kernel(custom).launch(),
+        Err(Error::InvalidArgument(_))
+    ));
+    let handler = Kernel::Host(HostHandler::new(|_, _, _| Ok(0)));
+    assert!(matches!(
+        Bridge::builder()
+            .backend(Backend::Cuda)
+            .kernel(handler)
+            .launch(),
+        Err(Error::InvalidArgument(_))
+    ));
+    assert!("tpu".parse::<Backend>().is_err());
+}
+
+#[test]
+fn round_trip_refuses_to_run_with_replies_outstanding() {
+    let bridge = host().launch().unwrap();
+    bridge.send(b"a").unwrap();
+    // Wait until the reply is there, so the refusal cannot race it.
+    let r = bridge.recv_timeout(Duration::from_secs(5));
+    assert!(r.is_ok());
+    bridge.send(b"b").unwrap();
+    assert!(matches!(
+        bridge.round_trip(b"c"),
+        Err(Error::InvalidArgument(_))
+    ));
+    assert_eq!(bridge.recv().unwrap().payload, b"c");
+}

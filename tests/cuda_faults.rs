@@ -1,0 +1,77 @@
+//! Faulting and hanging kernels on a GPU: each becomes an error within a
+//! bounded time, never a hang. Every scenario runs in its own process (a
+//! trap leaves a sticky error in the CUDA context).
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{gpu_or_skip, isolated};
+use ringbridge::{Backend, Bridge, Error, Kernel, kernels};
+
+fn fault_kernel(entry: &str) -> Kernel {
+    Kernel::Custom {
+        image: std::sync::Arc::from(kernels::image("faults").unwrap().fatbin),
+        entry: entry.into(),
+        grid: 1,
+        block: 32,
+    }
+}
+
+fn provoke(entry: &str) -> (Error, Duration, Vec<u8>) {
+    let bridge = Bridge::builder()
+        .backend(Backend::Cuda)
+        .kernel(fault_kernel(entry))
+        .block_size(32)
+        .hang_timeout(Duration::from_millis(300))
+        .shutdown_timeout(Duration::from_millis(500))
+        .launch()
+        .unwrap();
+    // One good message first: its reply must survive the fault.
+    let good = bridge.round_trip(b"ok").unwrap().payload;
+    bridge.send_with_flags(0xDEAD, b"die").unwrap();
+    let t0 = Instant::now();
+    let err = bridge.recv().unwrap_err();
+    let took = t0.elapsed();
+    // Later calls keep failing, and shutdown returns (possibly leaking).
+    assert!(bridge.send(b"after").is_err());
+    let _ = bridge.shutdown();
+    (err, took, good)
+}
+
+#[test]
+fn cuda_trap_is_an_error_not_a_hang() {
+    isolated("cuda_trap_is_an_error_not_a_hang", || {
+        if !gpu_or_skip("cuda_trap_is_an_error_not_a_hang") {
+            return;
+        }
+        let (err, took, good) = provoke(kernels::TRAP_ENTRY);
+        assert_eq!(good, b"pl");
+        assert!(matches!(err, Error::KernelFault(_)), "got {err}");
+        assert!(took < Duration::from_secs(2), "took {took:?}");
+    });
+}
+
+#[test]
+fn cuda_illegal_address_is_an_error_not_a_hang() {
+    isolated("cuda_illegal_address_is_an_error_not_a_hang", || {
+        if !gpu_or_skip("cuda_illegal_address_is_an_error_not_a_hang") {
+            return;
+        }
+        let (err, took, _) = provoke(kernels::ILLEGAL_ADDRESS_ENTRY);
+        assert!(matches!(err, Error::KernelFault(_)), "got {err}");
+        assert!(took < Duration::from_secs(2), "took {took:?}");
+    });
+}
+
+#[test]
+fn cuda_hang_is_reported_by_the_heartbeat() {
+    isolated("cuda_hang_is_reported_by_the_heartbeat", || {
+        if !gpu_or_skip("cuda_hang_is_reported_by_the_heartbeat") {
+            return;
+        }
+        let (err, took, _) = provoke(kernels::HANG_ENTRY);
+        assert!(matches!(err, Error::KernelHung { .. }), "got {err}");
+        assert!(took < Duration::from_secs(2), "took {took:?}");
+    });
+}
