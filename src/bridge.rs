@@ -843,6 +843,16 @@ impl Bridge {
     }
 }
 
+impl std::fmt::Debug for Bridge {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Bridge")
+            .field("backend", &self.core.backend)
+            .field("spec", &self.core.spec)
+            .field("stats", &self.stats())
+            .finish_non_exhaustive()
+    }
+}
+
 impl Drop for Bridge {
     fn drop(&mut self) {
         // Errors are reported by `shutdown` itself (a warning on timeout).

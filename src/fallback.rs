@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use crate::backend::Engine;
 use crate::error::{Error, Result};
 use crate::kernels::ffi;
-use crate::layout::{ERR_HANDLER_PANICKED, MessageHeader};
+use crate::layout::MessageHeader;
 use crate::ring::{HostMemory, RegionLayout};
 
 /// The signature of a host handler: request header, request payload, reply
@@ -97,7 +97,7 @@ extern "C" fn trampoline(
             *ctx.panic.lock().unwrap_or_else(|e| e.into_inner()) = Some(format!(
                 "handler replied {n} bytes, more than the slot's {out_capacity}"
             ));
-            -(ERR_HANDLER_PANICKED as i32)
+            ffi::HANDLER_PANICKED
         }
         Ok(Err(code)) => code.clamp(1, i32::MAX as u32) as i32,
         Err(payload) => {
@@ -107,7 +107,7 @@ extern "C" fn trampoline(
                 .or_else(|| payload.downcast_ref::<String>().cloned())
                 .unwrap_or_else(|| "non-string panic payload".to_string());
             *ctx.panic.lock().unwrap_or_else(|e| e.into_inner()) = Some(msg);
-            -(ERR_HANDLER_PANICKED as i32)
+            ffi::HANDLER_PANICKED
         }
     }
 }

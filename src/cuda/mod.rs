@@ -1,0 +1,127 @@
+//! The CUDA backend: the driver API through cudarc, loaded at run time.
+//!
+//! Layers, bottom to top (cudarc's `sys` → `result` → `safe` underneath):
+//! - `context`: is there a driver, how many GPUs, what are they, and the
+//!   (primary) context of one of them;
+//! - `memory`: pinned, device-mapped host memory for a bridge's rings;
+//! - `launch`: loading a kernel image and running its persistent kernel on a
+//!   stream of its own.
+//!
+//! Nothing here panics when no driver is installed: every entry point checks
+//! [`driver_available`] first (cudarc itself panics on the first driver call
+//! when `libcuda` cannot be loaded) and returns
+//! [`Error::CudaUnavailable`] instead.
+//!
+//! ```
+//! // Works with or without a GPU.
+//! match ringbridge::cuda::device_count() {
+//!     Ok(n) => println!("{n} CUDA device(s)"),
+//!     Err(e) => println!("no CUDA: {e}"),
+//! }
+//! ```
+
+use std::sync::OnceLock;
+
+use cudarc::driver::DriverError;
+
+use crate::error::Error;
+
+mod context;
+mod launch;
+mod memory;
+
+pub(crate) use context::context;
+pub use context::{DeviceInfo, device_count, device_info};
+pub(crate) use launch::CudaKernel;
+pub(crate) use memory::MappedMemory;
+
+/// Whether a CUDA driver library (`libcuda`) can be loaded.
+///
+/// Never panics. The answer is computed once and cached. `true` does not mean
+/// that a GPU is present: [`device_count`] tells that.
+///
+/// ```
+/// if !ringbridge::cuda::driver_available() {
+///     println!("no CUDA driver here; use the host backend");
+/// }
+/// ```
+pub fn driver_available() -> bool {
+    static PRESENT: OnceLock<bool> = OnceLock::new();
+    *PRESENT.get_or_init(|| {
+        // SAFETY: `is_culib_present` only tries to `dlopen` the driver
+        // library under its usual names and closes it again; it calls no
+        // driver function. Loading libcuda runs its initialisers, which is
+        // what every later use of the driver does anyway.
+        unsafe { cudarc::driver::sys::is_culib_present() }
+    })
+}
+
+/// The driver's name and description of `err`, e.g.
+/// `"CUDA_ERROR_ILLEGAL_ADDRESS: an illegal memory access was encountered"`.
+///
+/// Only call this when the driver is loaded (every `DriverError` comes from
+/// a driver that is).
+pub(crate) fn describe(err: DriverError) -> String {
+    let name = err.error_name().map_or_else(
+        |_| format!("{:?}", err.0),
+        |s| s.to_string_lossy().into_owned(),
+    );
+    match err.error_string() {
+        Ok(text) => format!("{name}: {}", text.to_string_lossy()),
+        Err(_) => name,
+    }
+}
+
+/// Turns a failed driver call into [`Error::Cuda`], naming the call:
+/// `result.map_err(cuda_err("cuStreamCreate"))`.
+pub(crate) fn cuda_err(call: &'static str) -> impl FnOnce(DriverError) -> Error {
+    move |err| Error::Cuda {
+        call,
+        message: describe(err),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The no-driver path: these run on machines without a GPU, where they
+    /// must return errors rather than panic inside cudarc.
+    #[test]
+    fn no_driver_gives_cuda_unavailable() {
+        if driver_available() {
+            eprintln!("a CUDA driver is installed here; skipping the no-driver checks");
+            return;
+        }
+        assert!(matches!(device_count(), Err(Error::CudaUnavailable(_))));
+        assert!(matches!(device_info(0), Err(Error::CudaUnavailable(_))));
+        assert!(matches!(
+            device_info(usize::MAX),
+            Err(Error::CudaUnavailable(_))
+        ));
+        assert!(matches!(context(0), Err(Error::CudaUnavailable(_))));
+    }
+
+    #[test]
+    fn driver_available_is_stable() {
+        assert_eq!(driver_available(), driver_available());
+    }
+
+    /// With a driver, the basic queries must agree with each other.
+    #[test]
+    fn device_queries_agree_when_a_driver_exists() {
+        let Ok(count) = device_count() else {
+            return;
+        };
+        for ordinal in 0..count {
+            let info = device_info(ordinal).expect("device_info of an existing ordinal");
+            assert_eq!(info.ordinal, ordinal);
+            assert!(info.total_memory > 0);
+            assert!(info.compute_capability.0 > 0);
+        }
+        assert!(matches!(
+            device_info(count),
+            Err(Error::DeviceOutOfRange { ordinal, count: c }) if ordinal == count && c == count
+        ));
+    }
+}

@@ -1,0 +1,729 @@
+//! The compiled device half: kernel images embedded at build time, the
+//! generated layout header, and the FFI to the host fallback.
+//!
+//! `build.rs` compiles every `kernels/*.cu` with nvcc (when it finds one) into
+//! a fatbin, embedded here, and a PTX file (for inspection and tests). Without
+//! nvcc the crate still builds: [`KERNELS_COMPILED`] is `false`,
+//! [`NOT_COMPILED_REASON`] says why, and [`image`] returns
+//! [`Error::KernelsNotCompiled`].
+//!
+//! Every built-in kernel has the C signature
+//! `extern "C" __global__ void ENTRY(rb_control* ctl, rb_ring* h2k, rb_ring* k2h)`
+//! and is launched with a grid of one block of up to 1024 threads (one
+//! request per thread per batch). The handlers:
+//! - [`ECHO_ENTRY`]: reply = request payload with every byte + 1 (wrapping),
+//!   same `len`, `flags` echoed.
+//! - [`SCALE_F32_ENTRY`]: the payload is an `f32` array; reply element
+//!   `i` = `x[i] * factor`, `factor` the `f32` in the low 32 bits of the
+//!   control block's `param` (read once at launch). A `len` that is not a
+//!   multiple of 4 gets an error reply with code [`SCALE_ERR_BAD_LEN`].
+//! - [`TRAP_ENTRY`], [`ILLEGAL_ADDRESS_ENTRY`], [`HANG_ENTRY`]: echo, until a
+//!   request's `flags` equal [`FAULT_FLAG`]; then they trap, store through an
+//!   invalid address, or spin forever without heartbeat.
+//!
+//! Replies: `seq` = the reply's K2H position, `correlation` = the request's
+//! `seq`, `kind` = `KIND_REPLY` (or `KIND_ERROR` with the handler's code in
+//! `flags` and `len` 0). A request whose `seq` is not its H2K position, whose
+//! `kind` is not `KIND_REQUEST` or whose `len` exceeds the slot stops the
+//! kernel with `ERR_RING_CORRUPTED` (detail: the position).
+//!
+//! Build configuration: see `build.rs` (`NVCC`, `CUDA_HOME`, `CUDA_PATH`,
+//! `NVCC_CCBIN`, `RINGBRIDGE_CUDA_ARCHS`).
+
+use crate::Error;
+
+/// One compiled `kernels/*.cu` file.
+#[derive(Debug)]
+pub struct KernelImage {
+    /// The source's stem: `"echo"`, `"scale"` or `"faults"`.
+    pub name: &'static str,
+    /// The fatbin nvcc produced (SASS and PTX for [`ARCHS`]), to load with
+    /// the driver (`cuModuleLoadData`). Starts with [`FATBIN_MAGIC`].
+    pub fatbin: &'static [u8],
+    /// The same source as PTX for the highest architecture of [`ARCHS`], for
+    /// inspection and tests.
+    pub ptx: &'static str,
+    /// The `extern "C"` entry points the image defines.
+    pub entries: &'static [&'static str],
+}
+
+mod generated {
+    use super::KernelImage;
+    include!(concat!(env!("OUT_DIR"), "/kernel_images.rs"));
+
+    pub(super) fn images() -> &'static [KernelImage] {
+        IMAGES
+    }
+}
+
+/// Whether nvcc compiled the kernels when this crate was built.
+pub const KERNELS_COMPILED: bool = generated::KERNELS_COMPILED;
+
+/// Why the kernels were not compiled (nvcc not found, or its error); `""`
+/// when they were.
+pub const NOT_COMPILED_REASON: &str = generated::NOT_COMPILED_REASON;
+
+/// The release of the nvcc that compiled the kernels (for example
+/// `"13.0.88"`), `None` when they were not compiled.
+pub const NVCC_VERSION: Option<&str> = generated::NVCC_VERSION;
+
+/// The targets embedded in every fatbin, for example `["sm_90",
+/// "compute_80"]`: `sm_XY` is machine code for that GPU, `compute_XY` is PTX
+/// the driver compiles for XY and newer. Empty when not compiled.
+pub const ARCHS: &[&str] = generated::ARCHS;
+
+/// The first four bytes of every fatbin, `0xBA55ED50` little-endian.
+pub const FATBIN_MAGIC: [u8; 4] = 0xBA55_ED50_u32.to_le_bytes();
+
+/// Entry point of the echo kernel (image `"echo"`).
+pub const ECHO_ENTRY: &str = "ringbridge_echo";
+/// Entry point of the `f32` scale kernel (image `"scale"`).
+pub const SCALE_F32_ENTRY: &str = "ringbridge_scale_f32";
+/// Test kernel that traps on a request flagged [`FAULT_FLAG`] (image `"faults"`).
+pub const TRAP_ENTRY: &str = "ringbridge_test_trap";
+/// Test kernel that hangs on a request flagged [`FAULT_FLAG`] (image `"faults"`).
+pub const HANG_ENTRY: &str = "ringbridge_test_hang";
+/// Test kernel that stores through an invalid address on a request flagged
+/// [`FAULT_FLAG`] (image `"faults"`).
+pub const ILLEGAL_ADDRESS_ENTRY: &str = "ringbridge_test_illegal_address";
+
+/// The request `flags` value that makes the test kernels fault.
+pub const FAULT_FLAG: u32 = 0xDEAD;
+
+/// Error-reply code (in `flags`) of the scale kernel for a `len` that is not
+/// a multiple of 4.
+pub const SCALE_ERR_BAD_LEN: u32 = 1;
+/// Error-reply code of the built-in handlers when the reply would not fit a
+/// K2H slot (the K2H slots are smaller than the request).
+pub const ERR_REPLY_TOO_LONG: u32 = 2;
+
+/// `error_detail` of `ERR_BAD_MAGIC`: the control block's magic or version.
+pub const BAD_CONTROL: u64 = 1;
+/// `error_detail` of `ERR_BAD_MAGIC`: `check_interval` zero or not a power of two.
+pub const BAD_CHECK_INTERVAL: u64 = 2;
+/// `error_detail` of `ERR_BAD_MAGIC`: the H2K ring header (magic, version,
+/// capacity, mask or slot size).
+pub const BAD_H2K: u64 = 3;
+/// `error_detail` of `ERR_BAD_MAGIC`: the K2H ring header.
+pub const BAD_K2H: u64 = 4;
+/// Set in the `error_detail` of `ERR_HANDLER` when a handler returned success
+/// with a reply longer than the slot (the low 32 bits are that length);
+/// otherwise the detail is the negated negative return code.
+pub const DETAIL_REPLY_TOO_LONG: u64 = 1 << 32;
+
+/// The generated `ringbridge_layout.h`: `#define RB_* VALUEull` for every
+/// offset, size and constant of [`crate::layout`]. Include it (with
+/// `kernels/ringbridge.cuh`) to write one's own kernels.
+pub const LAYOUT_HEADER: &str = include_str!(concat!(env!("OUT_DIR"), "/ringbridge_layout.h"));
+
+/// The compiled images (`echo`, `faults`, `scale`); empty when the kernels
+/// were not compiled.
+pub fn images() -> &'static [KernelImage] {
+    generated::images()
+}
+
+/// The image called `name` (`"echo"`, `"scale"`, `"faults"`), or the image
+/// that defines the entry point `name`.
+///
+/// # Errors
+/// [`Error::KernelsNotCompiled`] when the crate was built without kernels;
+/// [`Error::InvalidArgument`] when no image has that name or entry.
+pub fn image(name: &str) -> Result<&'static KernelImage, Error> {
+    if !KERNELS_COMPILED {
+        return Err(Error::KernelsNotCompiled(NOT_COMPILED_REASON.to_string()));
+    }
+    images()
+        .iter()
+        .find(|i| i.name == name)
+        .or_else(|| images().iter().find(|i| i.entries.contains(&name)))
+        .ok_or_else(|| {
+            let known: Vec<&str> = images().iter().map(|i| i.name).collect();
+            Error::InvalidArgument(format!(
+                "no kernel image or entry `{name}` (images: {})",
+                known.join(", ")
+            ))
+        })
+}
+
+/// The host fallback (`kernels/host/fallback.cpp`): the device half's C++
+/// compiled for the CPU, linked into this library as `ringbridge_fallback`.
+#[allow(dead_code)]
+pub(crate) mod ffi {
+    use crate::layout::MessageHeader;
+    use core::ffi::c_void;
+
+    /// A handler in Rust, called on the fallback thread once per request.
+    ///
+    /// Returns 0 to reply (set `out.len` and write that many bytes to
+    /// `out_payload`; `out.flags` defaults to the request's), a positive code
+    /// for an error reply (`KIND_ERROR`, the code in `flags`), a negative
+    /// code to stop the bridge with `ERR_HANDLER` (detail = `-code`), or
+    /// [`HANDLER_PANICKED`] to stop it with `ERR_HANDLER_PANICKED`. It must
+    /// not unwind: catch panics and return [`HANDLER_PANICKED`].
+    ///
+    /// `in_payload` is readable for `len` rounded up to 16 bytes;
+    /// `out_payload` is writable for `out_capacity` bytes; both are 16-byte
+    /// aligned and point into the slots of the rings.
+    pub(crate) type HandlerFn = unsafe extern "C" fn(
+        ctx: *mut c_void,
+        input: *const MessageHeader,
+        in_payload: *const u8,
+        out: *mut MessageHeader,
+        out_payload: *mut u8,
+        out_capacity: u32,
+    ) -> i32;
+
+    /// `handler_id` of the built-in echo handler.
+    pub(crate) const HANDLER_ECHO: u32 = 0;
+    /// `handler_id` of the built-in `f32` scale handler.
+    pub(crate) const HANDLER_SCALE_F32: u32 = 1;
+    /// `handler_id` that calls the [`HandlerFn`] passed along.
+    pub(crate) const HANDLER_CALLBACK: u32 = 2;
+    /// What a [`HandlerFn`] returns after catching a panic (`INT32_MIN`).
+    pub(crate) const HANDLER_PANICKED: i32 = i32::MIN;
+    /// What [`rb_host_serve`] returns for an unknown `handler_id`, a null or
+    /// misaligned pointer, or [`HANDLER_CALLBACK`] without a function.
+    pub(crate) const SERVE_BAD_ARGUMENT: i32 = -1;
+
+    unsafe extern "C" {
+        /// Runs the serve loop on the calling thread until `terminate` is set
+        /// in the control block (returns `STATUS_STOPPED`) or an error stops
+        /// it (returns `STATUS_FAILED`, with `error_code`/`error_detail` set),
+        /// or returns [`SERVE_BAD_ARGUMENT`].
+        ///
+        /// # Safety
+        /// `ctl`, `h2k` and `k2h` point to a control block and two ring
+        /// headers (each ring followed by `capacity * slot_size` bytes of
+        /// slots), 128-byte aligned, valid until this returns, with the
+        /// configuration words written before the call. Other threads touch
+        /// that memory only through atomics, following the ring protocol.
+        /// `fn_ctx` is whatever `handler` expects.
+        pub(crate) fn rb_host_serve(
+            ctl: *mut c_void,
+            h2k: *mut c_void,
+            k2h: *mut c_void,
+            handler_id: u32,
+            handler: Option<HandlerFn>,
+            fn_ctx: *mut c_void,
+        ) -> i32;
+    }
+}
+
+/// The serve loop of `kernels/ringbridge.cuh`, exercised through the host
+/// fallback: the same source the GPU runs, as a block of one thread.
+#[cfg(test)]
+mod tests {
+    use super::ffi::{self, HandlerFn};
+    use super::*;
+    use crate::layout::{
+        CONTROL_BLOCK_SIZE, ControlBlock, ERR_BAD_MAGIC, ERR_HANDLER, ERR_HANDLER_PANICKED,
+        ERR_RING_CORRUPTED, KIND_ERROR, KIND_REPLY, KIND_REQUEST, LAYOUT_VERSION, MAGIC,
+        MESSAGE_HEADER_SIZE, MessageHeader, RING_HEADER_SIZE, RingHeader, STATUS_FAILED,
+        STATUS_RUNNING, STATUS_STOPPED,
+    };
+    use core::ffi::c_void;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicU64, Ordering::*};
+    use std::thread::JoinHandle;
+    use std::time::{Duration, Instant};
+
+    #[repr(C, align(128))]
+    struct Line([AtomicU64; 16]);
+
+    /// Control block, H2K ring and K2H ring in one 128-byte aligned region.
+    struct Region {
+        lines: Vec<Line>,
+        h2k: usize,
+        k2h: usize,
+        h2k_slot: usize,
+        k2h_slot: usize,
+        h2k_cap: u64,
+        k2h_cap: u64,
+    }
+
+    // The words are atomics; the raw pointers handed to C++ point into them.
+    unsafe impl Sync for Region {}
+
+    impl Region {
+        fn new(h2k_cap: u64, h2k_slot: usize, k2h_cap: u64, k2h_slot: usize) -> Arc<Self> {
+            let h2k = CONTROL_BLOCK_SIZE;
+            let k2h = h2k + RING_HEADER_SIZE + h2k_cap as usize * h2k_slot;
+            let bytes = k2h + RING_HEADER_SIZE + k2h_cap as usize * k2h_slot;
+            let lines = (0..bytes.div_ceil(128))
+                .map(|_| Line(std::array::from_fn(|_| AtomicU64::new(0))))
+                .collect();
+            let r = Self {
+                lines,
+                h2k,
+                k2h,
+                h2k_slot,
+                k2h_slot,
+                h2k_cap,
+                k2h_cap,
+            };
+            r.ctl(crate::word_of!(ControlBlock, magic))
+                .store(MAGIC, Relaxed);
+            r.ctl(crate::word_of!(ControlBlock, version))
+                .store(LAYOUT_VERSION, Relaxed);
+            r.ctl(crate::word_of!(ControlBlock, check_interval))
+                .store(64, Relaxed);
+            for (base, cap, slot) in [(h2k, h2k_cap, h2k_slot), (k2h, k2h_cap, k2h_slot)] {
+                let w = |f: usize| r.word(base / 8 + f);
+                w(crate::word_of!(RingHeader, magic)).store(MAGIC, Relaxed);
+                w(crate::word_of!(RingHeader, version)).store(LAYOUT_VERSION, Relaxed);
+                w(crate::word_of!(RingHeader, capacity)).store(cap, Relaxed);
+                w(crate::word_of!(RingHeader, mask)).store(cap - 1, Relaxed);
+                w(crate::word_of!(RingHeader, slot_size)).store(slot as u64, Relaxed);
+            }
+            Arc::new(r)
+        }
+        fn word(&self, i: usize) -> &AtomicU64 {
+            &self.lines[i / 16].0[i % 16]
+        }
+        fn ctl(&self, field: usize) -> &AtomicU64 {
+            self.word(field)
+        }
+        fn ring(&self, base: usize, field: usize) -> &AtomicU64 {
+            self.word(base / 8 + field)
+        }
+        fn base(&self) -> *mut u8 {
+            self.lines.as_ptr() as *mut u8
+        }
+        fn slot_word(&self, base: usize, slot: usize, mask: u64, pos: u64, w: usize) -> &AtomicU64 {
+            self.word((base + RING_HEADER_SIZE + (pos & mask) as usize * slot) / 8 + w)
+        }
+        fn status(&self) -> u64 {
+            self.ctl(crate::word_of!(ControlBlock, status))
+                .load(Acquire)
+        }
+        fn error(&self) -> (u64, u64) {
+            (
+                self.ctl(crate::word_of!(ControlBlock, error_code))
+                    .load(Relaxed),
+                self.ctl(crate::word_of!(ControlBlock, error_detail))
+                    .load(Relaxed),
+            )
+        }
+
+        /// Writes request `pos` (seq = pos unless `seq` is given) and publishes it.
+        fn send(&self, pos: u64, flags: u32, payload: &[u8], seq: Option<u64>) {
+            let head = self.ring(self.h2k, crate::word_of!(RingHeader, head));
+            let tail = self.ring(self.h2k, crate::word_of!(RingHeader, tail));
+            while pos - tail.load(Acquire) >= self.h2k_cap {
+                std::thread::yield_now();
+            }
+            let w = |i| self.slot_word(self.h2k, self.h2k_slot, self.h2k_cap - 1, pos, i);
+            w(0).store(seq.unwrap_or(pos), Relaxed);
+            w(1).store(0x1234, Relaxed);
+            w(2).store(
+                u64::from(KIND_REQUEST) | (payload.len() as u64) << 32,
+                Relaxed,
+            );
+            w(3).store(u64::from(flags), Relaxed);
+            for (i, chunk) in payload.chunks(8).enumerate() {
+                let mut b = [0u8; 8];
+                b[..chunk.len()].copy_from_slice(chunk);
+                w(4 + i).store(u64::from_le_bytes(b), Relaxed);
+            }
+            head.store(pos + 1, Release);
+        }
+
+        /// Waits for reply `pos`, reads it and frees its slot.
+        fn recv(&self, pos: u64) -> (MessageHeader, Vec<u8>) {
+            let head = self.ring(self.k2h, crate::word_of!(RingHeader, head));
+            let tail = self.ring(self.k2h, crate::word_of!(RingHeader, tail));
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while head.load(Acquire) <= pos {
+                assert!(
+                    Instant::now() < deadline,
+                    "no reply {pos}; status {}",
+                    self.status()
+                );
+                std::thread::yield_now();
+            }
+            let w = |i| {
+                self.slot_word(self.k2h, self.k2h_slot, self.k2h_cap - 1, pos, i)
+                    .load(Relaxed)
+            };
+            let h = MessageHeader {
+                seq: w(0),
+                correlation: w(1),
+                kind: w(2) as u32,
+                len: (w(2) >> 32) as u32,
+                flags: w(3) as u32,
+                reserved: (w(3) >> 32) as u32,
+            };
+            let len = (h.len as usize).min(self.k2h_slot - MESSAGE_HEADER_SIZE);
+            let mut p: Vec<u8> = (0..len.div_ceil(8))
+                .flat_map(|i| w(4 + i).to_le_bytes())
+                .collect();
+            p.truncate(len);
+            tail.store(pos + 1, Release);
+            (h, p)
+        }
+
+        fn serve(self: &Arc<Self>, id: u32, f: Option<HandlerFn>) -> JoinHandle<i32> {
+            let r = Arc::clone(self);
+            std::thread::spawn(move || {
+                let b = r.base();
+                // SAFETY: the region is 128-byte aligned, laid out by `new`,
+                // and kept alive by `r` until the call returns.
+                unsafe {
+                    ffi::rb_host_serve(
+                        b.cast(),
+                        b.add(r.h2k).cast(),
+                        b.add(r.k2h).cast(),
+                        id,
+                        f,
+                        core::ptr::null_mut(),
+                    )
+                }
+            })
+        }
+
+        fn stop(&self, t: JoinHandle<i32>) -> i32 {
+            self.ctl(crate::word_of!(ControlBlock, terminate))
+                .store(1, Relaxed);
+            t.join().unwrap()
+        }
+
+        fn wait_status(&self, want: u64) {
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while self.status() != want {
+                assert!(
+                    Instant::now() < deadline,
+                    "status {} != {want}",
+                    self.status()
+                );
+                std::thread::yield_now();
+            }
+        }
+    }
+
+    fn payload(pos: u64, len: usize) -> Vec<u8> {
+        (0..len)
+            .map(|i| (pos as usize * 7 + i * 13) as u8)
+            .collect()
+    }
+
+    #[test]
+    fn echo_round_trips_over_many_laps() {
+        let r = Region::new(8, 128, 4, 128);
+        let t = r.serve(ffi::HANDLER_ECHO, None);
+        r.wait_status(STATUS_RUNNING);
+        let max = 128 - MESSAGE_HEADER_SIZE;
+        let mut next_recv = 0;
+        for pos in 0..300u64 {
+            let len = (pos as usize * 5) % (max + 1);
+            r.send(pos, pos as u32 ^ 0x55, &payload(pos, len), None);
+            // Keep up to 3 in flight: the loop batches and the ring wraps.
+            while pos >= next_recv + 3 {
+                let (h, p) = r.recv(next_recv);
+                let want_len = (next_recv as usize * 5) % (max + 1);
+                assert_eq!(h.seq, next_recv);
+                assert_eq!(h.correlation, next_recv);
+                assert_eq!(h.kind, KIND_REPLY);
+                assert_eq!(h.len as usize, want_len);
+                assert_eq!(h.flags, next_recv as u32 ^ 0x55);
+                assert_eq!(h.reserved, 0);
+                let want: Vec<u8> = payload(next_recv, want_len)
+                    .iter()
+                    .map(|b| b.wrapping_add(1))
+                    .collect();
+                assert_eq!(p, want, "reply {next_recv}");
+                next_recv += 1;
+            }
+        }
+        while next_recv < 300 {
+            assert_eq!(r.recv(next_recv).0.seq, next_recv);
+            next_recv += 1;
+        }
+        assert_eq!(r.stop(t), STATUS_STOPPED as i32);
+        assert_eq!(r.status(), STATUS_STOPPED);
+        assert_eq!(
+            r.ctl(crate::word_of!(ControlBlock, consumed)).load(Relaxed),
+            300
+        );
+        assert_eq!(
+            r.ctl(crate::word_of!(ControlBlock, produced)).load(Relaxed),
+            300
+        );
+        assert!(
+            r.ctl(crate::word_of!(ControlBlock, heartbeat))
+                .load(Relaxed)
+                > 0
+        );
+    }
+
+    #[test]
+    fn echo_bytes_wrap() {
+        let r = Region::new(4, 64, 4, 64);
+        let t = r.serve(ffi::HANDLER_ECHO, None);
+        let all: Vec<u8> = (0..32).map(|i| 255 - i as u8 * 8).collect();
+        r.send(0, 0, &all, None);
+        let (_, p) = r.recv(0);
+        assert_eq!(p, all.iter().map(|b| b.wrapping_add(1)).collect::<Vec<_>>());
+        assert_eq!(r.stop(t), STATUS_STOPPED as i32);
+    }
+
+    #[test]
+    fn scale_multiplies_and_rejects_odd_lengths() {
+        let r = Region::new(4, 256, 4, 256);
+        r.ctl(crate::word_of!(ControlBlock, param))
+            .store(u64::from((-2.5f32).to_bits()), Relaxed);
+        let t = r.serve(ffi::HANDLER_SCALE_F32, None);
+        let xs = [1.0f32, -3.25, 1e-40, f32::MAX, 0.1, 7.0, -0.0];
+        let bytes: Vec<u8> = xs.iter().flat_map(|x| x.to_le_bytes()).collect();
+        r.send(0, 9, &bytes, None);
+        let (h, p) = r.recv(0);
+        assert_eq!((h.kind, h.len, h.flags), (KIND_REPLY, 28, 9));
+        let ys: Vec<u32> = p
+            .chunks(4)
+            .map(|c| u32::from_le_bytes(c.try_into().unwrap()))
+            .collect();
+        let want: Vec<u32> = xs.iter().map(|x| (x * -2.5).to_bits()).collect();
+        assert_eq!(ys, want);
+        r.send(1, 9, &[1, 2, 3, 4, 5], None);
+        let (h, p) = r.recv(1);
+        assert_eq!(
+            (h.kind, h.len, h.flags, h.correlation),
+            (KIND_ERROR, 0, SCALE_ERR_BAD_LEN, 1)
+        );
+        assert!(p.is_empty());
+        assert_eq!(r.stop(t), STATUS_STOPPED as i32);
+    }
+
+    #[test]
+    fn full_k2h_is_back_pressure_not_loss() {
+        let r = Region::new(16, 64, 2, 64);
+        let t = r.serve(ffi::HANDLER_ECHO, None);
+        for pos in 0..16 {
+            r.send(pos, 0, &[pos as u8; 4], None);
+        }
+        std::thread::sleep(Duration::from_millis(50));
+        let k2h_head = r
+            .ring(r.k2h, crate::word_of!(RingHeader, head))
+            .load(Acquire);
+        assert_eq!(k2h_head, 2, "the kernel must stop at a full K2H ring");
+        assert_eq!(r.status(), STATUS_RUNNING);
+        for pos in 0..16 {
+            let (h, p) = r.recv(pos);
+            assert_eq!((h.seq, h.correlation), (pos, pos));
+            assert_eq!(p, vec![pos as u8 + 1; 4]);
+        }
+        assert_eq!(r.stop(t), STATUS_STOPPED as i32);
+    }
+
+    #[test]
+    fn reply_larger_than_k2h_slot_is_an_error_reply() {
+        let r = Region::new(4, 256, 4, 64);
+        let t = r.serve(ffi::HANDLER_ECHO, None);
+        r.send(0, 0, &[1; 100], None);
+        let (h, _) = r.recv(0);
+        assert_eq!(
+            (h.kind, h.flags, h.len),
+            (KIND_ERROR, ERR_REPLY_TOO_LONG, 0)
+        );
+        assert_eq!(r.stop(t), STATUS_STOPPED as i32);
+    }
+
+    #[test]
+    fn terminate_stops_an_idle_backed_off_loop_promptly() {
+        let r = Region::new(4, 64, 4, 64);
+        r.ctl(crate::word_of!(ControlBlock, check_interval))
+            .store(1 << 30, Relaxed);
+        let t = r.serve(ffi::HANDLER_ECHO, None);
+        std::thread::sleep(Duration::from_millis(300)); // well into the sleeping phase
+        let start = Instant::now();
+        assert_eq!(r.stop(t), STATUS_STOPPED as i32);
+        assert!(
+            start.elapsed() < Duration::from_millis(200),
+            "{:?}",
+            start.elapsed()
+        );
+    }
+
+    unsafe extern "C" fn reverse_or_code(
+        _ctx: *mut c_void,
+        input: *const MessageHeader,
+        in_payload: *const u8,
+        out: *mut MessageHeader,
+        out_payload: *mut u8,
+        out_capacity: u32,
+    ) -> i32 {
+        // SAFETY: the serve loop passes valid header and payload pointers.
+        unsafe {
+            let h = *input;
+            match h.flags {
+                1 => return 77,
+                2 => return -5,
+                3 => return ffi::HANDLER_PANICKED,
+                4 => {
+                    (*out).len = out_capacity + 1;
+                    return 0;
+                }
+                _ => {}
+            }
+            let inp = std::slice::from_raw_parts(in_payload, h.len as usize);
+            let o = std::slice::from_raw_parts_mut(out_payload, out_capacity as usize);
+            for (i, b) in inp.iter().rev().enumerate() {
+                o[i] = *b;
+            }
+            (*out).len = h.len;
+            (*out).flags = 0xF00D;
+            0
+        }
+    }
+
+    fn callback_until_fatal(flags: u32) -> Arc<Region> {
+        let r = Region::new(4, 64, 4, 64);
+        let t = r.serve(ffi::HANDLER_CALLBACK, Some(reverse_or_code));
+        r.send(0, 0, &[1, 2, 3], None);
+        let (h, p) = r.recv(0);
+        assert_eq!(
+            (h.kind, h.flags, &p[..]),
+            (KIND_REPLY, 0xF00D, &[3u8, 2, 1][..])
+        );
+        r.send(1, 1, &[], None);
+        let (h, _) = r.recv(1);
+        assert_eq!(
+            (h.kind, h.flags, h.len, h.seq, h.correlation),
+            (KIND_ERROR, 77, 0, 1, 1)
+        );
+        r.send(2, flags, &[], None);
+        assert_eq!(t.join().unwrap(), STATUS_FAILED as i32);
+        assert_eq!(r.status(), STATUS_FAILED);
+        // Nothing of the failing batch is published.
+        assert_eq!(
+            r.ring(r.k2h, crate::word_of!(RingHeader, head))
+                .load(Acquire),
+            2
+        );
+        assert_eq!(
+            r.ring(r.h2k, crate::word_of!(RingHeader, tail))
+                .load(Acquire),
+            2
+        );
+        r
+    }
+
+    #[test]
+    fn callback_replies_errors_and_fatal_codes() {
+        assert_eq!(callback_until_fatal(2).error(), (ERR_HANDLER, 5));
+        assert_eq!(callback_until_fatal(3).error(), (ERR_HANDLER_PANICKED, 0));
+        assert_eq!(
+            callback_until_fatal(4).error(),
+            (ERR_HANDLER, DETAIL_REPLY_TOO_LONG | (64 - 32 + 1))
+        );
+    }
+
+    #[test]
+    fn corrupted_counters_and_requests_fail_the_loop() {
+        // H2K head past a full ring.
+        let r = Region::new(4, 64, 4, 64);
+        r.ring(r.h2k, crate::word_of!(RingHeader, head))
+            .store(5, Release);
+        assert_eq!(
+            r.serve(ffi::HANDLER_ECHO, None).join().unwrap(),
+            STATUS_FAILED as i32
+        );
+        assert_eq!(r.error(), (ERR_RING_CORRUPTED, 5));
+        // K2H tail ahead of the kernel's head.
+        let r = Region::new(4, 64, 4, 64);
+        r.ring(r.k2h, crate::word_of!(RingHeader, tail))
+            .store(3, Release);
+        assert_eq!(
+            r.serve(ffi::HANDLER_ECHO, None).join().unwrap(),
+            STATUS_FAILED as i32
+        );
+        assert_eq!(r.error(), (ERR_RING_CORRUPTED, 3));
+        // A stale slot: seq is not the position.
+        let r = Region::new(4, 64, 4, 64);
+        let t = r.serve(ffi::HANDLER_ECHO, None);
+        r.send(0, 0, &[1], None);
+        r.recv(0);
+        r.send(1, 0, &[1], Some(5));
+        assert_eq!(t.join().unwrap(), STATUS_FAILED as i32);
+        assert_eq!(r.error(), (ERR_RING_CORRUPTED, 1));
+        assert_eq!(
+            r.ring(r.k2h, crate::word_of!(RingHeader, head))
+                .load(Acquire),
+            1
+        );
+        // A len beyond the slot.
+        let r = Region::new(4, 64, 4, 64);
+        let t = r.serve(ffi::HANDLER_ECHO, None);
+        r.slot_word(r.h2k, 64, 3, 0, 0).store(0, Relaxed);
+        r.slot_word(r.h2k, 64, 3, 0, 2)
+            .store(u64::from(KIND_REQUEST) | 33 << 32, Relaxed);
+        r.ring(r.h2k, crate::word_of!(RingHeader, head))
+            .store(1, Release);
+        assert_eq!(t.join().unwrap(), STATUS_FAILED as i32);
+        assert_eq!(r.error(), (ERR_RING_CORRUPTED, 0));
+    }
+
+    #[test]
+    fn bad_layout_is_reported_with_its_detail() {
+        type Spoil = fn(&Region);
+        let cases: [(&str, u64, Spoil); 6] = [
+            ("ctl magic", BAD_CONTROL, |r| {
+                r.ctl(crate::word_of!(ControlBlock, magic))
+                    .store(1, Relaxed)
+            }),
+            ("ctl version", BAD_CONTROL, |r| {
+                r.ctl(crate::word_of!(ControlBlock, version))
+                    .store(9, Relaxed)
+            }),
+            ("interval", BAD_CHECK_INTERVAL, |r| {
+                r.ctl(crate::word_of!(ControlBlock, check_interval))
+                    .store(3, Relaxed)
+            }),
+            ("h2k mask", BAD_H2K, |r| {
+                r.ring(r.h2k, crate::word_of!(RingHeader, mask))
+                    .store(1, Relaxed)
+            }),
+            ("h2k slot", BAD_H2K, |r| {
+                r.ring(r.h2k, crate::word_of!(RingHeader, slot_size))
+                    .store(96, Relaxed)
+            }),
+            ("k2h magic", BAD_K2H, |r| {
+                r.ring(r.k2h, crate::word_of!(RingHeader, magic))
+                    .store(0, Relaxed)
+            }),
+        ];
+        for (what, detail, spoil) in cases {
+            let r = Region::new(4, 64, 4, 64);
+            spoil(&r);
+            assert_eq!(
+                r.serve(ffi::HANDLER_ECHO, None).join().unwrap(),
+                STATUS_FAILED as i32,
+                "{what}"
+            );
+            assert_eq!(r.error(), (ERR_BAD_MAGIC, detail), "{what}");
+        }
+    }
+
+    #[test]
+    fn bad_arguments_are_refused() {
+        let r = Region::new(4, 64, 4, 64);
+        assert_eq!(r.serve(7, None).join().unwrap(), ffi::SERVE_BAD_ARGUMENT);
+        assert_eq!(
+            r.serve(ffi::HANDLER_CALLBACK, None).join().unwrap(),
+            ffi::SERVE_BAD_ARGUMENT
+        );
+        let b = r.base();
+        // SAFETY: a misaligned pointer is refused before any access.
+        let rc = unsafe {
+            ffi::rb_host_serve(
+                b.add(8).cast(),
+                b.add(r.h2k).cast(),
+                b.add(r.k2h).cast(),
+                0,
+                None,
+                core::ptr::null_mut(),
+            )
+        };
+        assert_eq!(rc, ffi::SERVE_BAD_ARGUMENT);
+        assert_eq!(r.status(), 0, "nothing written");
+    }
+}

@@ -1,0 +1,224 @@
+//! Build-time checks of the device half: the committed layout header, and the
+//! PTX and fatbins nvcc produced (skipped when the crate was built without
+//! nvcc, unless `RINGBRIDGE_REQUIRE_NVCC=1`).
+
+#![cfg(not(loom))]
+
+use ringbridge::kernels::{self, KernelImage};
+
+/// `Some(())` when the kernels were compiled; prints why the caller skips
+/// otherwise, and fails when `RINGBRIDGE_REQUIRE_NVCC=1`.
+fn compiled_or_skip(test: &str) -> Option<()> {
+    if kernels::KERNELS_COMPILED {
+        return Some(());
+    }
+    if std::env::var("RINGBRIDGE_REQUIRE_NVCC").as_deref() == Ok("1") {
+        panic!(
+            "{test}: RINGBRIDGE_REQUIRE_NVCC=1 but the kernels were not compiled ({})",
+            kernels::NOT_COMPILED_REASON
+        );
+    }
+    println!(
+        "{test}: skipped: kernels not compiled ({})",
+        kernels::NOT_COMPILED_REASON
+    );
+    None
+}
+
+/// The body of `.entry NAME` in `ptx`: from the entry line to the `}` that
+/// closes it (nvcc writes it alone on a line at column 0).
+fn entry_body<'a>(ptx: &'a str, name: &str) -> &'a str {
+    let marker = format!(".entry {name}(");
+    let start = ptx
+        .find(&marker)
+        .unwrap_or_else(|| panic!("no `.entry {name}` in the PTX"));
+    let rest = &ptx[start..];
+    let end = rest
+        .find("\n}\n")
+        .or_else(|| rest.rfind("\n}"))
+        .unwrap_or_else(|| panic!("no end of `.entry {name}` in the PTX"));
+    &rest[..end + 2]
+}
+
+#[test]
+fn committed_layout_header_is_fresh() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/kernels/ringbridge_layout.h");
+    let committed = std::fs::read_to_string(path).unwrap_or_default();
+    assert!(
+        committed == kernels::LAYOUT_HEADER,
+        "kernels/ringbridge_layout.h differs from the header build.rs generates from \
+         src/layout.rs; refresh it with `RINGBRIDGE_UPDATE_LAYOUT_HEADER=1 cargo build` \
+         and commit it.\n--- generated ---\n{}",
+        kernels::LAYOUT_HEADER
+    );
+}
+
+#[test]
+fn layout_header_defines_every_constant() {
+    let h = kernels::LAYOUT_HEADER;
+    assert!(h.contains("do not edit"));
+    assert!(h.contains("#ifndef RINGBRIDGE_LAYOUT_H"));
+    for (name, value) in ringbridge::layout::c_constants() {
+        let line = format!("#define {name} {value}ull\n");
+        assert!(h.contains(&line), "missing `{}`", line.trim_end());
+    }
+}
+
+#[test]
+fn images_match_the_compile_state() {
+    if !kernels::KERNELS_COMPILED {
+        assert!(!kernels::NOT_COMPILED_REASON.is_empty());
+        assert!(kernels::images().is_empty());
+        assert!(kernels::ARCHS.is_empty());
+        assert!(kernels::NVCC_VERSION.is_none());
+        assert!(matches!(
+            kernels::image("echo"),
+            Err(ringbridge::Error::KernelsNotCompiled(_))
+        ));
+    }
+    if compiled_or_skip("images_match_the_compile_state").is_none() {
+        return;
+    }
+    assert!(kernels::NOT_COMPILED_REASON.is_empty());
+    let expect: &[(&str, &[&str])] = &[
+        ("echo", &[kernels::ECHO_ENTRY]),
+        ("scale", &[kernels::SCALE_F32_ENTRY]),
+        (
+            "faults",
+            &[
+                kernels::TRAP_ENTRY,
+                kernels::ILLEGAL_ADDRESS_ENTRY,
+                kernels::HANG_ENTRY,
+            ],
+        ),
+    ];
+    for (name, entries) in expect {
+        let img = kernels::image(name).unwrap();
+        assert_eq!(img.name, *name);
+        let mut got = img.entries.to_vec();
+        let mut want = entries.to_vec();
+        got.sort_unstable();
+        want.sort_unstable();
+        assert_eq!(got, want, "entries of image `{name}`");
+        for e in *entries {
+            assert_eq!(
+                kernels::image(e).unwrap().name,
+                *name,
+                "lookup by entry `{e}`"
+            );
+        }
+    }
+    assert!(matches!(
+        kernels::image("no-such-kernel"),
+        Err(ringbridge::Error::InvalidArgument(_))
+    ));
+}
+
+#[test]
+fn build_facts() {
+    if compiled_or_skip("build_facts").is_none() {
+        return;
+    }
+    assert!(!kernels::ARCHS.is_empty());
+    for a in kernels::ARCHS {
+        assert!(
+            a.starts_with("sm_") || a.starts_with("compute_"),
+            "arch `{a}`"
+        );
+    }
+    let version = kernels::NVCC_VERSION.expect("NVCC_VERSION when compiled");
+    // The pinned toolchain (scripts/install-nvcc.sh) is CUDA 13.0; a build
+    // with another nvcc sets RINGBRIDGE_EXPECT_NVCC_VERSION.
+    let want = std::env::var("RINGBRIDGE_EXPECT_NVCC_VERSION").unwrap_or_else(|_| "13.0".into());
+    assert!(version.contains(&want), "nvcc {version}, expected {want}");
+}
+
+#[test]
+fn fatbins_are_fatbins() {
+    if compiled_or_skip("fatbins_are_fatbins").is_none() {
+        return;
+    }
+    for img in kernels::images() {
+        assert!(img.fatbin.len() > 16, "{}: empty fatbin", img.name);
+        assert_eq!(
+            img.fatbin[..4],
+            kernels::FATBIN_MAGIC,
+            "{}: fatbin magic (0xBA55ED50 little-endian)",
+            img.name
+        );
+    }
+}
+
+#[test]
+fn every_entry_is_in_the_ptx() {
+    if compiled_or_skip("every_entry_is_in_the_ptx").is_none() {
+        return;
+    }
+    for img in kernels::images() {
+        assert!(!img.entries.is_empty(), "{}: no entries", img.name);
+        for e in img.entries {
+            assert!(
+                img.ptx.contains(&format!(".entry {e}(")),
+                "{}: `.entry {e}` not in the PTX",
+                img.name
+            );
+            // Only the ring counters are atomics; the whole loop is inlined
+            // into the entry.
+            let body = entry_body(img.ptx, e);
+            assert!(body.contains("bar.sync"), "{e}: no block barrier");
+        }
+    }
+}
+
+/// The memory-order contract of gpu-facts.md, checked on the PTX of the
+/// built-in kernels: acquire/release at system scope on the counters, plain
+/// 16-byte payload accesses, and no full system fence anywhere.
+#[test]
+fn ptx_memory_order() {
+    if compiled_or_skip("ptx_memory_order").is_none() {
+        return;
+    }
+    let check = |img: &KernelImage, entry: &str| {
+        let body = entry_body(img.ptx, entry);
+        assert!(
+            body.contains("ld.acquire.sys"),
+            "{entry}: no ld.acquire.sys"
+        );
+        assert!(
+            body.contains("st.release.sys"),
+            "{entry}: no st.release.sys"
+        );
+        for bad in ["membar.sys", "fence.sc.sys", "fence.acq_rel.sys"] {
+            assert!(!body.contains(bad), "{entry}: contains `{bad}`");
+            assert!(!img.ptx.contains(bad), "{}: PTX contains `{bad}`", img.name);
+        }
+        // Slots move in plain (weak) 16-byte accesses, never volatile.
+        assert!(
+            body.contains("ld.global.v4."),
+            "{entry}: no plain 16-byte loads"
+        );
+        assert!(
+            body.contains("st.global.v4."),
+            "{entry}: no plain 16-byte stores"
+        );
+        assert!(!body.contains("ld.volatile"), "{entry}: volatile loads");
+        // No calls: the serve loop is inlined into the entry.
+        assert!(!body.contains("call"), "{entry}: calls a function");
+    };
+    check(kernels::image("echo").unwrap(), kernels::ECHO_ENTRY);
+    check(kernels::image("scale").unwrap(), kernels::SCALE_F32_ENTRY);
+    // The fault kernels share the loop; only the fences are checked there
+    // (the hang kernel spins on a volatile load on purpose).
+    let faults = kernels::image("faults").unwrap();
+    for e in faults.entries {
+        let body = entry_body(faults.ptx, e);
+        assert!(
+            body.contains("ld.acquire.sys") && body.contains("st.release.sys"),
+            "{e}"
+        );
+        for bad in ["membar.sys", "fence.sc.sys", "fence.acq_rel.sys"] {
+            assert!(!body.contains(bad), "{e}: contains `{bad}`");
+        }
+    }
+    assert!(entry_body(faults.ptx, kernels::TRAP_ENTRY).contains("trap;"));
+}
