@@ -7,6 +7,8 @@ use serde::Serialize;
 
 use super::EchoArgs;
 use super::latency::Summary;
+use super::plot::{self, Series};
+use super::progress::Progress;
 
 #[derive(Serialize)]
 struct Report {
@@ -41,8 +43,10 @@ pub(crate) fn run(args: &EchoArgs) -> anyhow::Result<()> {
     let mut payload: Vec<u8> = (0..b.payload).map(|i| (i * 7 + 3) as u8).collect();
     let mut samples = Vec::with_capacity(args.messages as usize);
     let mut lost = 0u64;
+    let total = args.warmup + args.messages;
+    let mut bar = Progress::new("echo", total, b.json);
     let started = Instant::now();
-    for i in 0..args.warmup + args.messages {
+    for i in 0..total {
         payload[..b.payload.min(8)].copy_from_slice(&i.to_le_bytes()[..b.payload.min(8)]);
         let t0 = Instant::now();
         let seq = bridge.send(&payload)?;
@@ -58,9 +62,26 @@ pub(crate) fn run(args: &EchoArgs) -> anyhow::Result<()> {
         if i >= args.warmup {
             samples.push(dt);
         }
+        bar.set(i + 1);
     }
     let wall = started.elapsed();
+    bar.finish();
     bridge.shutdown()?;
+    let series = [Series {
+        name: "ringbridge",
+        samples: &samples,
+    }];
+    if let Some(path) = &args.output.csv {
+        plot::write_csv(path, &series)?;
+    }
+    if let Some(path) = &args.output.plot {
+        let title = format!(
+            "ringbridge echo: {} backend, {} B payload",
+            bridge.backend(),
+            b.payload
+        );
+        plot::write_svg(path, &title, &series)?;
+    }
     let latency = Summary::of(&mut samples).context("no samples")?;
     let report = Report {
         backend: bridge.backend().name(),

@@ -1,9 +1,14 @@
-//! Command-line parsing and dispatch.
+//! Command-line parsing and dispatch: `info`, `echo`, `stream`, `compare`.
 
+mod compare;
 mod echo;
 mod info;
 mod latency;
+mod plot;
+mod progress;
 mod stream;
+
+use std::path::PathBuf;
 
 use std::process::ExitCode;
 
@@ -30,6 +35,9 @@ enum Command {
     Echo(EchoArgs),
     /// Streaming rate: a producer and a consumer thread, pipelined, every reply checked.
     Stream(StreamArgs),
+    /// The same echo round trip through the alternatives a user would
+    /// otherwise pick, side by side with ringbridge, every reply checked.
+    Compare(CompareArgs),
 }
 
 /// Options every bridge command shares.
@@ -65,6 +73,33 @@ pub(crate) struct EchoArgs {
     /// Untimed round trips first.
     #[arg(long, default_value_t = 1_000)]
     pub warmup: u64,
+    #[command(flatten)]
+    pub output: OutputArgs,
+}
+
+/// Where to put the raw samples and their picture (`echo`, `compare`).
+#[derive(Args, Debug, Clone, Default)]
+pub(crate) struct OutputArgs {
+    /// Draw the round-trip latency distribution into this SVG file.
+    #[arg(long, value_name = "FILE.svg")]
+    pub plot: Option<PathBuf>,
+    /// Write every raw round-trip time to this CSV file (`name,sample_ns`).
+    #[arg(long, value_name = "FILE")]
+    pub csv: Option<PathBuf>,
+}
+
+#[derive(Args, Debug)]
+pub(crate) struct CompareArgs {
+    #[command(flatten)]
+    pub bridge: BridgeArgs,
+    /// Timed round trips per alternative.
+    #[arg(long, default_value_t = 20_000)]
+    pub messages: u64,
+    /// Untimed round trips first, per alternative.
+    #[arg(long, default_value_t = 500)]
+    pub warmup: u64,
+    #[command(flatten)]
+    pub output: OutputArgs,
 }
 
 #[derive(Args, Debug)]
@@ -84,11 +119,31 @@ fn parse_backend(s: &str) -> Result<Backend, String> {
 }
 
 impl BridgeArgs {
-    /// A builder for these options.
+    /// A builder for these options, after checking that the payload fits a
+    /// slot (a [`ringbridge::Error::PayloadTooLarge`] before anything is
+    /// allocated, rather than at the first send).
     pub fn builder(&self) -> anyhow::Result<ringbridge::BridgeBuilder> {
+        use ringbridge::ring::RingSpec;
         let slot = self
             .slot_size
-            .unwrap_or_else(|| ringbridge::ring::RingSpec::slot_size_for(self.payload));
+            .unwrap_or_else(|| RingSpec::slot_size_for(self.payload));
+        let too_large = |max| ringbridge::Error::PayloadTooLarge {
+            len: self.payload,
+            max,
+        };
+        match RingSpec::new(self.capacity, slot) {
+            Ok(spec) if self.payload > spec.max_payload() => {
+                return Err(too_large(spec.max_payload()).into());
+            }
+            Ok(_) => {}
+            // No slot size given: the payload is larger than the largest slot.
+            Err(ringbridge::Error::InvalidSlotSize { .. }) if self.slot_size.is_none() => {
+                let max =
+                    ringbridge::layout::MAX_SLOT_SIZE - ringbridge::layout::MESSAGE_HEADER_SIZE;
+                return Err(too_large(max).into());
+            }
+            Err(e) => return Err(e.into()),
+        }
         Ok(ringbridge::Bridge::builder()
             .backend(self.backend)
             .device(self.device)
@@ -103,6 +158,7 @@ pub fn main() -> ExitCode {
         Command::Info { json } => info::run(json),
         Command::Echo(args) => echo::run(&args),
         Command::Stream(args) => stream::run(&args),
+        Command::Compare(args) => compare::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

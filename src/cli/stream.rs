@@ -67,7 +67,9 @@ pub(crate) fn run(args: &StreamArgs) -> anyhow::Result<()> {
         let mut expect = vec![0u8; size];
         let mut got = 0u64;
         let mut lost = 0u64;
+        let mut bar = super::progress::Progress::new("stream", total, b.json);
         while got < total {
+            bar.set(got);
             bridge.recv_batch(4096, |h, p| {
                 fill(&mut expect, got);
                 let ok = h.correlation == got

@@ -26,6 +26,7 @@ use cudarc::driver::DriverError;
 
 use crate::error::Error;
 
+pub mod compare;
 mod context;
 mod launch;
 mod memory;

@@ -1,0 +1,356 @@
+//! `ringbridge compare`: the same echo round trip (one message in flight,
+//! reply = request with every byte + 1) through the alternatives a user
+//! would otherwise pick, side by side with ringbridge, in one process.
+//!
+//! - CUDA backend: one-shot launch + synchronize over mapped memory; copy +
+//!   launch + copy + synchronize; a CUDA graph of that, replayed; a
+//!   persistent kernel with the "volatile + `__threadfence_system()`"
+//!   protocol; and ringbridge's persistent kernel.
+//! - Host backend: the floor (two threads ping-ponging a counter through two
+//!   cache lines) and ringbridge's host fallback.
+//!
+//! Every reply is checked; a wrong one is an error (non-zero exit).
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use crossbeam_utils::CachePadded;
+use ringbridge::cuda::compare::{CudaAlternative, Workload, measure};
+use ringbridge::{Backend, Bridge};
+use serde::Serialize;
+
+use super::CompareArgs;
+use super::latency::Summary;
+use super::plot::{self, Series};
+use super::progress::Progress;
+
+/// Name of ringbridge's own row.
+const RINGBRIDGE: &str = "ringbridge";
+/// Name of the host floor's row.
+const FLOOR: &str = "pingpong_floor";
+/// How long the floor waits for one answer before calling the peer dead.
+const FLOOR_TIMEOUT: Duration = Duration::from_secs(5);
+/// The value that stops the floor's peer thread.
+const FLOOR_STOP: u64 = u64::MAX;
+
+/// One alternative's raw round-trip times.
+struct Measured {
+    /// Short name (table, CSV, JSON, plot legend).
+    name: &'static str,
+    /// What was measured, in words.
+    description: &'static str,
+    /// Round-trip times in nanoseconds, in the order measured.
+    samples: Vec<u64>,
+}
+
+/// One row of the JSON report.
+#[derive(Serialize)]
+struct Row {
+    name: &'static str,
+    description: &'static str,
+    #[serde(flatten)]
+    latency: Summary,
+    /// This row's p50 over ringbridge's p50.
+    ratio_to_ringbridge: f64,
+    samples: usize,
+}
+
+/// The JSON report.
+#[derive(Serialize)]
+struct Report {
+    backend: &'static str,
+    backend_reason: String,
+    device: usize,
+    /// The GPU's name (CUDA backend only).
+    gpu: Option<String>,
+    payload_bytes: usize,
+    messages: u64,
+    warmup: u64,
+    results: Vec<Row>,
+    /// Host backend: ringbridge fallback p50 over the floor's p50.
+    fallback_over_floor: Option<f64>,
+}
+
+pub(crate) fn run(args: &CompareArgs) -> anyhow::Result<()> {
+    let b = &args.bridge;
+    if args.messages == 0 {
+        bail!("--messages must be at least 1");
+    }
+    let (backend, reason) = match b.backend {
+        Backend::Auto => ringbridge::Bridge::builder()
+            .device(b.device)
+            .resolve_backend()
+            .context("cannot pick a backend")?,
+        Backend::Cuda => (Backend::Cuda, "CUDA backend requested".to_string()),
+        Backend::Host => (Backend::Host, "host backend requested".to_string()),
+    };
+    let gpu = match backend {
+        Backend::Cuda => Some(cuda_ready(b.device).context("cannot compare on the CUDA backend")?),
+        _ => None,
+    };
+    // Validates capacity, slot size and payload before anything runs.
+    let builder = b.builder()?.backend(backend);
+    if !b.json {
+        println!(
+            "ringbridge compare: backend {backend} ({reason}){}, payload {} B, {} round trips (+{} warm-up) each",
+            gpu.as_deref()
+                .map(|g| format!(" on {g}"))
+                .unwrap_or_default(),
+            b.payload,
+            args.messages,
+            args.warmup
+        );
+    }
+
+    let bridge = builder.launch().context("cannot launch the bridge")?;
+    let ours = measure_bridge(&bridge, args);
+    let stopped = bridge.shutdown();
+    let ours = ours?;
+    stopped.context("cannot shut the bridge down")?;
+
+    let mut measured = Vec::new();
+    match backend {
+        Backend::Cuda => {
+            let work = Workload {
+                device: b.device,
+                payload: b.payload,
+                warmup: args.warmup,
+                messages: args.messages,
+            };
+            for alt in CudaAlternative::ALL {
+                let total = args.warmup + args.messages;
+                let mut bar = Progress::new(format!("compare {}", alt.name()), total, b.json);
+                let samples = measure(alt, &work, &mut |done| bar.set(done))
+                    .with_context(|| format!("{} failed", alt.name()))?;
+                measured.push(Measured {
+                    name: alt.name(),
+                    description: alt.description(),
+                    samples,
+                });
+            }
+        }
+        _ => measured.push(Measured {
+            name: FLOOR,
+            description: "two threads ping-ponging a counter through two cache lines (the floor)",
+            samples: floor(args)?,
+        }),
+    }
+    measured.push(ours);
+
+    let series: Vec<Series<'_>> = measured
+        .iter()
+        .map(|m| Series {
+            name: m.name,
+            samples: &m.samples,
+        })
+        .collect();
+    if let Some(path) = &args.output.csv {
+        plot::write_csv(path, &series)?;
+    }
+    if let Some(path) = &args.output.plot {
+        let title = format!(
+            "ringbridge compare: {backend} backend{}, {} B payload",
+            gpu.as_deref()
+                .map(|g| format!(" ({g})"))
+                .unwrap_or_default(),
+            b.payload
+        );
+        plot::write_svg(path, &title, &series)?;
+    }
+
+    let mut summaries = Vec::with_capacity(measured.len());
+    for m in &mut measured {
+        let s = Summary::of(&mut m.samples).with_context(|| format!("{}: no samples", m.name))?;
+        summaries.push(s);
+    }
+    let ours_p50 = summaries.last().map_or(1, |s| s.p50_ns).max(1) as f64;
+    let rows: Vec<Row> = measured
+        .iter()
+        .zip(&summaries)
+        .map(|(m, s)| Row {
+            name: m.name,
+            description: m.description,
+            latency: *s,
+            ratio_to_ringbridge: s.p50_ns as f64 / ours_p50,
+            samples: m.samples.len(),
+        })
+        .collect();
+    let fallback_over_floor = rows
+        .iter()
+        .find(|r| r.name == FLOOR)
+        .map(|f| ours_p50 / f.latency.p50_ns.max(1) as f64);
+    let report = Report {
+        backend: backend.name(),
+        backend_reason: reason,
+        device: b.device,
+        gpu,
+        payload_bytes: b.payload,
+        messages: args.messages,
+        warmup: args.warmup,
+        results: rows,
+        fallback_over_floor,
+    };
+    if b.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print_table(&report);
+    }
+    Ok(())
+}
+
+/// The GPU's name, or why CUDA cannot be used (no driver, no device, no
+/// compiled kernels).
+fn cuda_ready(device: usize) -> anyhow::Result<String> {
+    match ringbridge::cuda::device_count()? {
+        0 => bail!("CUDA is not available: the driver reports no CUDA device"),
+        n if device >= n => {
+            return Err(ringbridge::Error::DeviceOutOfRange {
+                ordinal: device,
+                count: n,
+            }
+            .into());
+        }
+        _ => {}
+    }
+    if !ringbridge::kernels::KERNELS_COMPILED {
+        return Err(ringbridge::Error::KernelsNotCompiled(
+            ringbridge::kernels::NOT_COMPILED_REASON.to_string(),
+        )
+        .into());
+    }
+    Ok(ringbridge::cuda::device_info(device)?.name)
+}
+
+/// The table for people.
+fn print_table(r: &Report) {
+    let us = |ns: u64| ns as f64 / 1000.0;
+    println!(
+        "{:<18} {:>10} {:>10} {:>10}  what",
+        "name", "p50 (us)", "p99 (us)", "p50 ratio"
+    );
+    for row in &r.results {
+        println!(
+            "{:<18} {:>10.2} {:>10.2} {:>9.2}x  {}",
+            row.name,
+            us(row.latency.p50_ns),
+            us(row.latency.p99_ns),
+            row.ratio_to_ringbridge,
+            row.description
+        );
+    }
+    println!("(p50 ratio: the row's p50 over ringbridge's p50; every reply was checked)");
+    if let Some(x) = r.fallback_over_floor {
+        println!("ringbridge host fallback p50 / floor p50 = {x:.2}x (target: at most 1.5x)");
+    }
+}
+
+/// ringbridge itself: send + receive one message at a time, checked.
+fn measure_bridge(bridge: &Bridge, args: &CompareArgs) -> anyhow::Result<Measured> {
+    let size = args.bridge.payload;
+    let total = args.warmup + args.messages;
+    let mut payload: Vec<u8> = (0..size).map(|i| (i * 13 + 5) as u8).collect();
+    let mut samples = Vec::with_capacity(usize::try_from(args.messages).unwrap_or(0));
+    let mut bar = Progress::new(format!("compare {RINGBRIDGE}"), total, args.bridge.json);
+    for i in 0..total {
+        payload[..size.min(8)].copy_from_slice(&i.to_le_bytes()[..size.min(8)]);
+        let t0 = Instant::now();
+        let seq = bridge.send(&payload)?;
+        let ok = bridge.recv_with(|h, p| {
+            h.correlation == seq
+                && p.len() == payload.len()
+                && p.iter().zip(&payload).all(|(r, s)| *r == s.wrapping_add(1))
+        })?;
+        let dt = u64::try_from(t0.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        if !ok {
+            bail!("{RINGBRIDGE}: wrong reply to message {i}");
+        }
+        if i >= args.warmup {
+            samples.push(dt);
+        }
+        bar.set(i + 1);
+    }
+    Ok(Measured {
+        name: RINGBRIDGE,
+        description: match bridge.backend() {
+            Backend::Cuda => "ringbridge: persistent kernel, SPSC rings in mapped memory",
+            _ => "ringbridge host fallback: the same ring protocol on a CPU thread",
+        },
+        samples,
+    })
+}
+
+/// Spins until `f` returns `Some`, backing off the way the bridge's own
+/// waits do (`crossbeam_utils::Backoff`: spin, then yield, since the machine
+/// may have fewer free cores than spinning threads), and gives up after
+/// [`FLOOR_TIMEOUT`].
+fn spin_until<T>(mut f: impl FnMut() -> Option<T>) -> Option<T> {
+    let start = Instant::now();
+    let backoff = crossbeam_utils::Backoff::new();
+    let mut spins = 0u32;
+    loop {
+        if let Some(v) = f() {
+            return Some(v);
+        }
+        spins = spins.wrapping_add(1);
+        if spins % 1024 == 0 && start.elapsed() > FLOOR_TIMEOUT {
+            return None;
+        }
+        backoff.snooze();
+    }
+}
+
+/// The host floor: the main thread stores `i` in one cache line (release),
+/// a peer thread spins for it (acquire) and answers `i` in another line;
+/// each round trip is timed and its answer checked.
+fn floor(args: &CompareArgs) -> anyhow::Result<Vec<u64>> {
+    let ping = CachePadded::new(AtomicU64::new(0));
+    let pong = CachePadded::new(AtomicU64::new(0));
+    let total = args.warmup + args.messages;
+    let mut bar = Progress::new(format!("compare {FLOOR}"), total, args.bridge.json);
+    std::thread::scope(|s| {
+        let peer = s.spawn(|| {
+            let mut last = 0;
+            loop {
+                let Some(v) = spin_until(|| {
+                    let v = ping.load(Ordering::Acquire);
+                    (v != last).then_some(v)
+                }) else {
+                    // No request for a long time: the main thread gave up.
+                    return;
+                };
+                if v == FLOOR_STOP {
+                    return;
+                }
+                pong.store(v, Ordering::Release);
+                last = v;
+            }
+        });
+        let result = (|| -> anyhow::Result<Vec<u64>> {
+            let mut samples = Vec::with_capacity(usize::try_from(args.messages).unwrap_or(0));
+            for i in 1..=total {
+                let t0 = Instant::now();
+                ping.store(i, Ordering::Release);
+                let answer = spin_until(|| match pong.load(Ordering::Acquire) {
+                    v if v == i - 1 => None,
+                    v => Some(v),
+                });
+                let dt = u64::try_from(t0.elapsed().as_nanos()).unwrap_or(u64::MAX);
+                match answer {
+                    Some(v) if v == i => {}
+                    Some(v) => bail!("{FLOOR}: wrong answer to message {i}: {v}"),
+                    None => bail!("{FLOOR}: no answer to message {i} within {FLOOR_TIMEOUT:?}"),
+                }
+                if i > args.warmup {
+                    samples.push(dt);
+                }
+                bar.set(i);
+            }
+            Ok(samples)
+        })();
+        ping.store(FLOOR_STOP, Ordering::Release);
+        peer.join()
+            .map_err(|_| anyhow::anyhow!("{FLOOR}: the peer thread panicked"))?;
+        result
+    })
+}

@@ -1,0 +1,330 @@
+//! The `ringbridge` binary, run as a user would: JSON reports, files written
+//! by `--plot` / `--csv`, and clear errors (non-zero exit, no panic) for bad
+//! options. Everything here runs on the host backend or expects CUDA to be
+//! missing; nothing needs a GPU.
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+use serde_json::Value;
+
+/// Runs the binary with `args`.
+fn run(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_ringbridge"))
+        .args(args)
+        .output()
+        .expect("cannot run the ringbridge binary")
+}
+
+/// Runs `args`, expects success, parses stdout as JSON.
+fn json(args: &[&str]) -> Value {
+    let out = run(args);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{args:?} failed: {stderr}");
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "{args:?}: stdout is not JSON ({e}): {}",
+            String::from_utf8_lossy(&out.stdout)
+        )
+    })
+}
+
+/// Runs `args`, expects a non-zero exit with a message on stderr containing
+/// every one of `needles` (case-insensitive) and no panic.
+fn fails(args: &[&str], needles: &[&str]) -> String {
+    let out = run(args);
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(!out.status.success(), "{args:?} succeeded: {stderr}");
+    assert_ne!(out.status.code(), Some(101), "{args:?} panicked: {stderr}");
+    assert!(!stderr.contains("panicked"), "{args:?} panicked: {stderr}");
+    assert!(!stderr.trim().is_empty(), "{args:?}: no message");
+    let lower = stderr.to_lowercase();
+    for n in needles {
+        assert!(
+            lower.contains(&n.to_lowercase()),
+            "{args:?}: {n:?} not in {stderr:?}"
+        );
+    }
+    stderr
+}
+
+/// A fresh path in the target directory's temp folder.
+fn temp(name: &str) -> PathBuf {
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("cli-tests");
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let p = dir.join(format!("{}-{name}", std::process::id()));
+    let _ = std::fs::remove_file(&p);
+    p
+}
+
+fn has_keys(v: &Value, keys: &[&str]) {
+    for k in keys {
+        assert!(v.get(k).is_some(), "key {k} missing in {v}");
+    }
+}
+
+#[test]
+fn info_json_has_its_keys() {
+    let v = json(&["info", "--json"]);
+    has_keys(&v, &["kernels_compiled", "nvcc", "archs", "backend", "gpu"]);
+}
+
+#[test]
+fn echo_host_json() {
+    let v = json(&["echo", "--backend", "host", "--messages", "2000", "--json"]);
+    has_keys(
+        &v,
+        &[
+            "payload_bytes",
+            "messages",
+            "p50_ns",
+            "p99_ns",
+            "p999_ns",
+            "msgs_per_s",
+        ],
+    );
+    assert_eq!(v["backend"], "host");
+    assert_eq!(v["messages"], 2000);
+    assert_eq!(v["lost"], 0);
+    assert!(v["p50_ns"].as_u64().unwrap() > 0);
+}
+
+#[test]
+fn stream_host_json() {
+    let v = json(&[
+        "stream",
+        "--backend",
+        "host",
+        "--messages",
+        "100000",
+        "--json",
+    ]);
+    has_keys(&v, &["msgs_per_s", "gbytes_per_s"]);
+    assert_eq!(v["lost"], 0);
+    assert_eq!(v["messages"], 100_000);
+}
+
+#[test]
+fn compare_host_json() {
+    let v = json(&[
+        "compare",
+        "--backend",
+        "host",
+        "--messages",
+        "2000",
+        "--json",
+    ]);
+    assert_eq!(v["backend"], "host");
+    assert_eq!(v["payload_bytes"], 64);
+    assert_eq!(v["messages"], 2000);
+    let results = v["results"].as_array().expect("results");
+    let names: Vec<&str> = results
+        .iter()
+        .map(|r| r["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["pingpong_floor", "ringbridge"]);
+    for r in results {
+        has_keys(
+            r,
+            &["p50_ns", "p99_ns", "ratio_to_ringbridge", "description"],
+        );
+        assert!(r["p50_ns"].as_u64().unwrap() > 0);
+        assert!(r["p99_ns"].as_u64().unwrap() >= r["p50_ns"].as_u64().unwrap());
+        assert_eq!(r["samples"], 2000);
+    }
+    assert!((results[1]["ratio_to_ringbridge"].as_f64().unwrap() - 1.0).abs() < 1e-9);
+    assert!(v["fallback_over_floor"].as_f64().unwrap() > 0.0);
+}
+
+#[test]
+fn compare_host_text_table() {
+    let out = run(&["compare", "--backend", "host", "--messages", "500"]);
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("pingpong_floor") && text.contains("ringbridge"));
+    assert!(text.contains("p50"));
+}
+
+fn assert_svg(path: &PathBuf) {
+    let svg = std::fs::read_to_string(path).expect("the plot was written");
+    assert!(
+        svg.starts_with("<svg") || svg.starts_with("<?xml"),
+        "{}",
+        &svg[..svg.len().min(80)]
+    );
+    assert!(svg.contains("</svg>"));
+}
+
+fn assert_csv(path: &PathBuf, rows: usize, names: &[&str]) {
+    let csv = std::fs::read_to_string(path).expect("the CSV was written");
+    let mut lines = csv.lines();
+    assert_eq!(lines.next(), Some("name,sample_ns"));
+    let body: Vec<&str> = lines.collect();
+    assert_eq!(body.len(), rows);
+    for line in body {
+        let (name, ns) = line.split_once(',').expect("two columns");
+        assert!(names.contains(&name), "{name}");
+        ns.parse::<u64>().expect("a number of nanoseconds");
+    }
+}
+
+#[test]
+fn echo_writes_plot_and_csv() {
+    let (svg, csv) = (temp("echo.svg"), temp("echo.csv"));
+    let v = json(&[
+        "echo",
+        "--backend",
+        "host",
+        "--messages",
+        "1500",
+        "--json",
+        "--plot",
+        svg.to_str().unwrap(),
+        "--csv",
+        csv.to_str().unwrap(),
+    ]);
+    assert_eq!(v["lost"], 0);
+    assert_svg(&svg);
+    assert_csv(&csv, 1500, &["ringbridge"]);
+}
+
+#[test]
+fn compare_writes_plot_and_csv() {
+    let (svg, csv) = (temp("compare.svg"), temp("compare.csv"));
+    json(&[
+        "compare",
+        "--backend",
+        "host",
+        "--messages",
+        "1000",
+        "--json",
+        "--plot",
+        svg.to_str().unwrap(),
+        "--csv",
+        csv.to_str().unwrap(),
+    ]);
+    assert_svg(&svg);
+    let text = std::fs::read_to_string(&svg).unwrap();
+    assert!(text.contains("pingpong_floor") && text.contains("ringbridge"));
+    assert_eq!(text.matches("<polyline").count(), 2);
+    assert_csv(&csv, 2000, &["pingpong_floor", "ringbridge"]);
+}
+
+#[test]
+fn unwritable_output_is_a_clear_error() {
+    fails(
+        &[
+            "echo",
+            "--backend",
+            "host",
+            "--messages",
+            "10",
+            "--csv",
+            "/nonexistent-dir/x.csv",
+        ],
+        &["csv"],
+    );
+}
+
+#[test]
+fn json_output_has_no_progress_bar() {
+    let out = run(&[
+        "compare",
+        "--backend",
+        "host",
+        "--messages",
+        "200",
+        "--json",
+    ]);
+    assert!(out.status.success());
+    assert!(
+        out.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn unknown_backend() {
+    fails(&["echo", "--backend", "tpu"], &["backend", "tpu"]);
+    fails(&["compare", "--backend", "tpu"], &["backend", "tpu"]);
+}
+
+#[test]
+fn payload_larger_than_any_slot() {
+    fails(
+        &["echo", "--backend", "host", "--payload", "2000000"],
+        &["payload", "does not fit"],
+    );
+    fails(
+        &["compare", "--backend", "host", "--payload", "2000000"],
+        &["payload", "does not fit"],
+    );
+}
+
+#[test]
+fn payload_larger_than_the_given_slot() {
+    fails(
+        &[
+            "echo",
+            "--backend",
+            "host",
+            "--payload",
+            "999999",
+            "--slot-size",
+            "4096",
+        ],
+        &["payload", "does not fit", "4064"],
+    );
+}
+
+#[test]
+fn zero_capacity() {
+    fails(
+        &["echo", "--backend", "host", "--capacity", "0"],
+        &["capacity"],
+    );
+    fails(
+        &["compare", "--backend", "host", "--capacity", "0"],
+        &["capacity"],
+    );
+}
+
+#[test]
+fn slot_size_not_a_power_of_two() {
+    fails(
+        &["echo", "--backend", "host", "--slot-size", "96"],
+        &["slot size", "power of two"],
+    );
+}
+
+#[test]
+fn unknown_subcommand() {
+    fails(&["frobnicate"], &["frobnicate"]);
+}
+
+#[test]
+fn zero_messages() {
+    fails(
+        &["compare", "--backend", "host", "--messages", "0"],
+        &["messages"],
+    );
+}
+
+/// Without a GPU, asking for CUDA must be a clear error. Skipped where a GPU
+/// is present (there, the commands would run).
+#[test]
+fn cuda_backend_without_a_gpu() {
+    if ringbridge::cuda::device_count().is_ok_and(|n| n > 0) {
+        eprintln!("a GPU is present; skipping the no-GPU checks");
+        return;
+    }
+    fails(
+        &["compare", "--backend", "cuda", "--messages", "10"],
+        &["cuda"],
+    );
+    fails(
+        &["echo", "--backend", "cuda", "--messages", "10"],
+        &["cuda"],
+    );
+}
