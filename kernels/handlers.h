@@ -6,8 +6,9 @@
  * A handler is built from the control block's `param` word and called once
  * per request; see rb_serve in ringbridge.cuh for the contract. Payloads are
  * processed in whole 16-byte chunks (plain vector loads and stores straight
- * from/to the slots); the bytes of the last chunk past `len` are slot padding,
- * read and written but never part of a message.
+ * from/to the slots in the slot format, from/to block-shared buffers in the
+ * lane format: the same handler serves both); the bytes of the last chunk
+ * past `len` are padding, read and written but never part of a message.
  */
 #ifndef RINGBRIDGE_HANDLERS_H
 #define RINGBRIDGE_HANDLERS_H

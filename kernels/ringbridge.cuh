@@ -34,11 +34,15 @@
  *   which defines
  *     extern "C" __global__ void my_kernel(rb_control* ctl, rb_ring* h2k, rb_ring* k2h);
  *   Launch it with a grid of ONE block, any block size up to 1024 (one
- *   request per thread per batch). Load it with ringbridge's CUDA backend
- *   by entry name. in_payload and out_payload point straight into the slots
- *   (16-byte aligned): read and write them with rb_ld16 / rb_st16 (or
- *   rb_map16), in whole 16-byte chunks up to rb_round16(len); both slots are
- *   large enough. See kernels/handlers.h for the built-in handlers.
+ *   request per thread per batch in the slot format; one request per warp
+ *   in the lane format, which needs at least 32 threads). Load it with
+ *   ringbridge's CUDA backend by entry name. in_payload and out_payload are
+ *   16-byte aligned: in the slot format they point straight into the slots,
+ *   in the lane format into block-shared buffers the serve loop fills from
+ *   and drains to the lanes. Read and write them with rb_ld16 / rb_st16 (or
+ *   rb_map16), in whole 16-byte chunks up to rb_round16(len); both buffers
+ *   are large enough. The handler is called by one thread per request in
+ *   both formats. See kernels/handlers.h for the built-in handlers.
  *
  * MEMORY ORDER, IN BRIEF (measured facts: see gpu-facts.md)
  *   - Thread 0 polls the peer's counter with an ACQUIRE load at system scope
@@ -58,6 +62,10 @@
  *     nothing; only the final status store is a release.
  *   - No __threadfence_system() (membar.sys / fence.sc.sys) anywhere: a full
  *     system fence costs several microseconds against host memory.
+ *   - The lane format (RB_FORMAT_LANES, small messages) reads and writes no
+ *     head at all on the message path: every 16-byte lane carries its
+ *     message's tag, loaded and stored with one relaxed system-scope vector
+ *     access per thread. See "Lane format" below.
  *   The host fallback uses the C++ equivalents (__atomic_* with ACQUIRE /
  *   RELEASE / RELAXED), and the Rust side accesses the same words with
  *   AtomicU64 acquire / release / relaxed.
@@ -106,7 +114,14 @@ struct alignas(RB_LINE) rb_ring {
     uint64_t capacity; /* slots, a power of two */
     uint64_t mask;     /* capacity - 1 */
     uint64_t slot_size;
-    uint64_t pad_cfg[(RB_RING_HEADER_SIZE - RB_RING_OFF_SLOT_SIZE) / 8 - 1];
+    uint64_t format; /* RB_FORMAT_SLOTS or RB_FORMAT_LANES, same for both rings */
+    uint64_t pad_cfg[(RB_RING_HEADER_SIZE - RB_RING_OFF_FORMAT) / 8 - 1];
+};
+
+/* One 16-byte lane of a lane-format slot (src/layout.rs `Lane`). */
+struct alignas(16) rb_lane {
+    uint64_t data; /* lane 0: len | kind << 24 | flags << 32; else 8 payload bytes */
+    uint64_t tag;  /* position + 1 of the message that wrote it; 0: never written */
 };
 
 /* Header of one slot; the payload follows it. 16 = one vector access. */
@@ -146,6 +161,11 @@ static_assert(offsetof(rb_ring, version) == RB_RING_OFF_VERSION, "rb_ring.versio
 static_assert(offsetof(rb_ring, capacity) == RB_RING_OFF_CAPACITY, "rb_ring.capacity");
 static_assert(offsetof(rb_ring, mask) == RB_RING_OFF_MASK, "rb_ring.mask");
 static_assert(offsetof(rb_ring, slot_size) == RB_RING_OFF_SLOT_SIZE, "rb_ring.slot_size");
+static_assert(offsetof(rb_ring, format) == RB_RING_OFF_FORMAT, "rb_ring.format");
+static_assert(sizeof(rb_lane) == RB_LANE_SIZE, "rb_lane size");
+static_assert(offsetof(rb_lane, data) == RB_LANE_OFF_DATA, "rb_lane.data");
+static_assert(offsetof(rb_lane, tag) == RB_LANE_OFF_TAG, "rb_lane.tag");
+static_assert(RB_MAX_LANE_SLOT_SIZE / RB_LANE_SIZE == 32, "a lane slot is at most one warp of lanes");
 
 static_assert(sizeof(rb_msg_header) == RB_MSG_HEADER_SIZE, "rb_msg_header size");
 static_assert(RB_MSG_HEADER_SIZE % 16 == 0, "the payload must start 16-byte aligned");
@@ -179,6 +199,7 @@ static_assert(offsetof(rb_control, check_interval) == RB_CTL_OFF_CHECK_INTERVAL,
 #define RB_BAD_CHECK_INTERVAL 2ull /* check_interval zero or not a power of two */
 #define RB_BAD_H2K 3ull            /* H2K header: magic, version, capacity, mask or slot_size */
 #define RB_BAD_K2H 4ull            /* K2H header: likewise */
+#define RB_BAD_FORMAT 5ull         /* formats differ or unknown, lane slot > 512 B, or block < 32 threads */
 
 /* error_detail of RB_ERR_HANDLER for a handler that returned 0 with
    out.len > out_capacity: this bit | out.len. (For a negative return code
@@ -466,8 +487,371 @@ struct rb_block_state {
     uint32_t n;            /* requests in the batch, <= block size */
     uint32_t stop;         /* 0: serve the batch; else the final RB_STATUS_* */
     uint32_t fatal_index;  /* lowest failing thread of the batch, or RB_NO_FATAL */
+    uint32_t lanes;        /* 1: the rings are in RB_FORMAT_LANES */
 };
 #define RB_NO_FATAL 0xFFFFFFFFu
+
+
+/* ------------------------------------------------------------------------ */
+/* Lane format (RB_FORMAT_LANES): flagged 16-byte lanes.                    */
+/* ------------------------------------------------------------------------ */
+/*
+ * A slot is slot_size / 16 lanes {data, tag}. The message at position pos
+ * writes tag = pos + 1 into lane 0 (data: len | kind << 24 | flags << 32) and
+ * into lanes 1..ceil(len / 8) (data: 8 payload bytes each). The receiver
+ * takes the message only when all those lanes carry pos + 1, so it never
+ * reads the ring's head: one round of loads brings the whole message
+ * (gpu-facts.md, "Flagged 16-byte lanes": 2.4 us p50 up to 128-byte
+ * messages, against 3.9-4.4 us for head-then-payload).
+ *
+ * Tags a lane of slot(pos) may hold before the message arrives: 0, or
+ * pos + 1 - k * capacity for k >= 1 (a lane a short message left alone keeps
+ * an older lap's tag). Anything else (from the future, or not congruent to
+ * pos + 1) is RB_ERR_RING_CORRUPTED, as are a current header with an unknown
+ * kind or a len beyond the slot.
+ *
+ * MEMORY ORDER
+ *   GPU reader: thread t of a warp loads lane t with ONE ld.relaxed.sys.v2
+ *   (a single coalesced warp access; gpu-facts: ld.global.cv.v2 is
+ *   equivalent; a plain weak load could hit a stale L1 line, so polling never
+ *   uses one). System-scope relaxed: it reads the coherent (host) copy. The
+ *   host writes each lane's data before its tag (x86 stores are seen in
+ *   order; release in the C++/Rust model), and a 16-byte aligned load of a
+ *   lane is served as one PCIe read inside one cache line, so a current tag
+ *   comes with its data (measured: 0 torn in 50,000). The PTX memory model
+ *   does not itself promise that a vector access is single-copy atomic:
+ *   this is the measured platform behaviour the format relies on.
+ *   GPU writer: thread t writes reply lane t with ONE st.relaxed.sys.v2
+ *   {data, tag}; no release store and no fence on the per-message path: each
+ *   lane carries its own tag, and the 16-byte store reaches host memory as
+ *   one write (the host reader acquires the tag, then reads the data).
+ *   Host fallback: writer data RELAXED then tag RELEASE; reader tag ACQUIRE
+ *   then data RELAXED (the acquire synchronises with the release, so the data
+ *   of that lap is seen).
+ *   Flow control as in the slot format: the H2K tail is RELEASE-stored after
+ *   the batch's lanes were loaded (barriers put every warp's loads before
+ *   thread 0's release, which is cumulative), the host's K2H tail is
+ *   ACQUIRE-loaded when the cache says full. The K2H head is stored RELAXED
+ *   for statistics (and a restart); nobody reads it to find messages.
+ */
+
+/* Per-lane states and per-slot poll results. */
+#define RB_LANE_CUR 0u
+#define RB_LANE_STALE 1u
+#define RB_LANE_BAD 2u
+#define RB_SLOT_WAIT 0u
+#define RB_SLOT_READY 1u
+#define RB_SLOT_CORRUPT 2u
+
+/* Slots polled per batch at most: the warps of a 1024-thread block (the host
+   fallback, one thread, polls up to this many slots one after another). */
+#define RB_LANE_WARPS 32u
+/* 64-bit words of one lane slot's payload buffer: 31 lanes * 8 bytes, rounded
+   up to whole 16-byte chunks for the handlers' rb_ld16 / rb_st16. */
+#define RB_LANE_PAY_WORDS 32u
+
+#define RB_LANE_LEN_MASK ((1ull << RB_LANE_LEN_BITS) - 1ull)
+
+RB_INLINE uint64_t rb_lane_word(uint32_t kind, uint32_t len, uint32_t flags) {
+    return ((uint64_t)len & RB_LANE_LEN_MASK) | ((uint64_t)(kind & 0xffu) << RB_LANE_KIND_SHIFT) |
+           ((uint64_t)flags << RB_LANE_FLAGS_SHIFT);
+}
+
+/* What a lane's tag says about the message whose tag is `want` (pos + 1). */
+RB_INLINE uint32_t rb_lane_state(uint64_t tag, uint64_t want, uint64_t mask) {
+    if (tag == want) return RB_LANE_CUR;
+    if (tag == 0 || (tag < want && ((want - tag) & mask) == 0)) return RB_LANE_STALE;
+    return RB_LANE_BAD;
+}
+
+/* Lanes of the slot of counter value `pos`. */
+RB_INLINE rb_lane* rb_lane_slot(rb_ring* r, uint64_t pos, uint64_t mask, uint64_t slot_size) {
+    return reinterpret_cast<rb_lane*>(rb_slot(r, pos, mask, slot_size));
+}
+
+#if RB_ON_GPU
+/* RELAXED, system scope, ONE 16-byte access: a lane {data, tag}. */
+RB_INLINE void rb_ld_lane(const rb_lane* p, uint64_t& data, uint64_t& tag) {
+    asm volatile("ld.relaxed.sys.global.v2.u64 {%0, %1}, [%2];"
+                 : "=l"(data), "=l"(tag)
+                 : "l"(rb_global(p))
+                 : "memory");
+}
+RB_INLINE void rb_st_lane(rb_lane* p, uint64_t data, uint64_t tag) {
+    asm volatile("st.relaxed.sys.global.v2.u64 [%0], {%1, %2};" : : "l"(rb_global(p)), "l"(data), "l"(tag) : "memory");
+}
+#define RB_FULL_WARP 0xffffffffu
+#endif
+
+/*
+ * Polls the request at `pos` in `slot` once. On the GPU the whole warp calls
+ * it (thread t loads lane t); on the host the one thread loads lane by lane.
+ * Returns RB_SLOT_WAIT / READY / CORRUPT (warp-uniform). When READY, lane 0's
+ * data is in *word and the payload words in pay[0..ceil(len/8)).
+ */
+RB_INLINE uint32_t rb_lane_poll(const rb_lane* slot, uint32_t nlanes, uint64_t pos, uint64_t mask, uint32_t max_len,
+                                uint64_t* word, uint64_t* pay) {
+    const uint64_t want = pos + 1;
+#if RB_ON_GPU
+    const uint32_t t = rb_thread_index() & 31u;
+    uint64_t data = 0, tag = 0;
+    if (t < nlanes) rb_ld_lane(&slot[t], data, tag); /* one coalesced warp access */
+    const uint32_t st = rb_lane_state(tag, want, mask);
+    const uint64_t w0 = __shfl_sync(RB_FULL_WARP, data, 0);
+    const uint32_t st0 = __shfl_sync(RB_FULL_WARP, st, 0);
+    const uint32_t len = (uint32_t)(w0 & RB_LANE_LEN_MASK);
+    const uint32_t kind = (uint32_t)((w0 >> RB_LANE_KIND_SHIFT) & 0xffu);
+    const bool bad_header = st0 == RB_LANE_CUR && (kind != RB_KIND_REQUEST || len > max_len);
+    /* Lanes this message needs: lane 0, and its payload lanes once lane 0 is
+       current and sane (before that, lane 0's len means nothing). */
+    const uint32_t last = (st0 == RB_LANE_CUR && !bad_header) ? (len + 7u) / 8u : 0u;
+    const bool needed = t <= last;
+    const bool corrupt = __any_sync(RB_FULL_WARP, needed && st == RB_LANE_BAD) || bad_header;
+    const bool all_current = __all_sync(RB_FULL_WARP, !needed || st == RB_LANE_CUR);
+    if (t >= 1 && t <= last) pay[t - 1] = data;
+    if (t == 0) *word = w0;
+    return corrupt ? RB_SLOT_CORRUPT : (all_current ? RB_SLOT_READY : RB_SLOT_WAIT);
+#else
+    (void)nlanes;
+    /* ACQUIRE on each tag: pairs with the writer's release store of that tag
+       (made after the lane's data), so the RELAXED data load that follows
+       sees this lap's data. */
+    const uint32_t st0 = rb_lane_state(__atomic_load_n(&slot[0].tag, __ATOMIC_ACQUIRE), want, mask);
+    if (st0 != RB_LANE_CUR) return st0 == RB_LANE_STALE ? RB_SLOT_WAIT : RB_SLOT_CORRUPT;
+    const uint64_t w0 = __atomic_load_n(&slot[0].data, __ATOMIC_RELAXED);
+    const uint32_t len = (uint32_t)(w0 & RB_LANE_LEN_MASK);
+    const uint32_t kind = (uint32_t)((w0 >> RB_LANE_KIND_SHIFT) & 0xffu);
+    if (kind != RB_KIND_REQUEST || len > max_len) return RB_SLOT_CORRUPT;
+    const uint32_t last = (len + 7u) / 8u;
+    for (uint32_t k = 1; k <= last; ++k) {
+        const uint32_t st = rb_lane_state(__atomic_load_n(&slot[k].tag, __ATOMIC_ACQUIRE), want, mask);
+        if (st != RB_LANE_CUR) return st == RB_LANE_STALE ? RB_SLOT_WAIT : RB_SLOT_CORRUPT;
+        pay[k - 1] = __atomic_load_n(&slot[k].data, __ATOMIC_RELAXED);
+    }
+    *word = w0;
+    return RB_SLOT_READY;
+#endif
+}
+
+/* Writes a reply of `nl` lanes (lane 0: `word`, then `pay`) with tag `tag`.
+   GPU: the whole warp calls it, thread t stores lane t with ONE 16-byte
+   st.relaxed.sys (no fence: every lane carries its own tag). Host: payload
+   lanes first, each data RELAXED then tag RELEASE (the release orders the
+   data before the tag for a reader that acquires the tag). */
+RB_INLINE void rb_lane_write(rb_lane* slot, uint32_t nl, uint64_t word, const uint64_t* pay, uint64_t tag) {
+#if RB_ON_GPU
+    const uint32_t t = rb_thread_index() & 31u;
+    if (t < nl) rb_st_lane(&slot[t], t == 0 ? word : pay[t - 1], tag);
+#else
+    for (uint32_t k = 1; k < nl; ++k) {
+        __atomic_store_n(&slot[k].data, pay[k - 1], __ATOMIC_RELAXED);
+        __atomic_store_n(&slot[k].tag, tag, __ATOMIC_RELEASE);
+    }
+    __atomic_store_n(&slot[0].data, word, __ATOMIC_RELAXED);
+    __atomic_store_n(&slot[0].tag, tag, __ATOMIC_RELEASE);
+#endif
+}
+
+/* Block-shared state of the lane serve loop. */
+struct rb_lane_shared {
+    alignas(16) uint64_t in_pay[RB_LANE_WARPS][RB_LANE_PAY_WORDS];  /* request payloads */
+    alignas(16) uint64_t out_pay[RB_LANE_WARPS][RB_LANE_PAY_WORDS]; /* reply payloads */
+    uint64_t in_word[RB_LANE_WARPS];  /* request lane 0 data */
+    uint64_t out_word[RB_LANE_WARPS]; /* reply lane 0 data */
+    uint64_t code[RB_LANE_WARPS], detail[RB_LANE_WARPS]; /* a failing slot's error */
+    uint32_t state[RB_LANE_WARPS];     /* RB_SLOT_* of each polled slot */
+    uint32_t out_lanes[RB_LANE_WARPS]; /* reply lanes to write */
+    uint64_t h2k_tail, k2h_head;
+    uint32_t limit, stop, fatal_index;
+};
+
+/*
+ * The lane-format serve loop (called by rb_serve once the start checks
+ * passed; the counter arguments are thread 0's). Warp w polls slot
+ * tail + w; the batch is the run of consecutive ready slots from the first,
+ * capped by the free K2H slots (thread 0 waits when K2H is full, never drops).
+ * Each ready warp's first thread runs the SAME handler as the slot format on
+ * the request copied into block-shared memory; the reply lanes are then
+ * written by the warp. On a fatal error the replies before the failing
+ * request are written, nothing from it on.
+ */
+template <class Handler>
+RB_INLINE int rb_serve_lanes(rb_control* ctl, rb_ring* h2k, rb_ring* k2h, Handler& handler, const rb_block_state& sh,
+                             uint64_t& h2k_tail, uint64_t& k2h_head, uint64_t& k2h_tail, uint64_t h2k_cap,
+                             uint64_t k2h_cap, uint64_t check_mask, uint64_t& iter, uint64_t& beat, uint32_t& idle) {
+    const uint32_t tid = rb_thread_index();
+#if RB_ON_GPU
+    const uint32_t my_warp = tid / 32u;
+    const uint32_t lane_id = tid & 31u;
+    const uint32_t nwarps = rb_block_size() / 32u < RB_LANE_WARPS ? rb_block_size() / 32u : RB_LANE_WARPS;
+    const uint32_t step = nwarps; /* one slot per warp per batch */
+#else
+    const uint32_t my_warp = 0, lane_id = 0;
+    const uint32_t nwarps = RB_LANE_WARPS;
+    const uint32_t step = 1; /* the one thread takes every slot in turn */
+#endif
+    RB_BLOCK_SHARED rb_lane_shared ls;
+    const uint64_t h2k_mask = sh.h2k_mask, k2h_mask = sh.k2h_mask;
+    const uint64_t h2k_slot = sh.h2k_slot_size, k2h_slot = sh.k2h_slot_size;
+    const uint32_t in_lanes = (uint32_t)(h2k_slot / RB_LANE_SIZE);
+    const uint32_t in_max = (in_lanes - 1u) * 8u;
+    const uint32_t out_cap = (uint32_t)(k2h_slot / RB_LANE_SIZE - 1u) * 8u;
+
+    for (;;) {
+        if (tid == 0) {
+            uint32_t stop = 0, limit = 0;
+            ++iter;
+            if ((iter & check_mask) == 0 || rb_backing_off(idle)) {
+                rb_publish_progress(ctl, ++beat, h2k_tail, k2h_head);
+                /* RELAXED: the stop request orders nothing. */
+                if (rb_ld_relaxed(&ctl->terminate) != 0) stop = (uint32_t)rb_finish(ctl, RB_STATUS_STOPPED, 0, 0);
+            }
+            if (stop == 0) {
+                uint64_t room = k2h_cap - (k2h_head - k2h_tail);
+                if (room == 0) {
+                    /* ACQUIRE: the host has finished reading the lanes below its tail. */
+                    const uint64_t tail = rb_ld_acquire(&k2h->tail);
+                    if (k2h_head - tail > k2h_cap) { /* tail ahead of our head, or backwards */
+                        rb_publish_progress(ctl, ++beat, h2k_tail, k2h_head);
+                        stop = (uint32_t)rb_finish(ctl, RB_STATUS_FAILED, RB_ERR_RING_CORRUPTED, tail);
+                    } else {
+                        k2h_tail = tail;
+                        room = k2h_cap - (k2h_head - k2h_tail);
+                    }
+                }
+                if (stop == 0) {
+                    uint64_t lim = room < h2k_cap ? room : h2k_cap;
+                    if (lim > nwarps) lim = nwarps;
+                    limit = (uint32_t)lim;
+                    if (limit == 0) rb_idle(idle); /* back-pressure: wait, never drop */
+                }
+            }
+            ls.stop = stop;
+            ls.limit = limit;
+            ls.h2k_tail = h2k_tail;
+            ls.k2h_head = k2h_head;
+            ls.fatal_index = RB_NO_FATAL;
+        }
+        rb_block_sync(); /* broadcast the batch's bounds */
+        if (ls.stop != 0) return (int)ls.stop;
+        /* Local copies: thread 0 rewrites ls for the next batch while slower
+           warps may still be writing this batch's replies. */
+        const uint32_t limit = ls.limit;
+        const uint64_t in_base = ls.h2k_tail, out_base = ls.k2h_head;
+        if (limit == 0) continue;
+
+        for (uint32_t w = my_warp; w < limit; w += step) {
+            const uint64_t pos = in_base + w;
+            const uint32_t st =
+                rb_lane_poll(rb_lane_slot(h2k, pos, h2k_mask, h2k_slot), in_lanes, pos, h2k_mask, in_max, &ls.in_word[w],
+                             ls.in_pay[w]);
+            if (lane_id == 0) ls.state[w] = st;
+            if (!RB_ON_GPU && st != RB_SLOT_READY) break; /* the run ends here */
+        }
+        rb_block_sync(); /* every polled slot's state and lanes are in ls */
+
+        uint32_t n = 0;
+        while (n < limit && ls.state[n] == RB_SLOT_READY) ++n;
+        if (n < limit && ls.state[n] == RB_SLOT_CORRUPT) { /* block-uniform */
+            if (tid == 0) {
+                rb_publish_progress(ctl, ++beat, h2k_tail, k2h_head);
+                rb_finish(ctl, RB_STATUS_FAILED, RB_ERR_RING_CORRUPTED, in_base + n);
+            }
+            return (int)RB_STATUS_FAILED;
+        }
+        if (n == 0) {
+            if (tid == 0) rb_idle(idle);
+            continue;
+        }
+
+        for (uint32_t w = my_warp; w < n; w += step) {
+            if (lane_id == 0) {
+                const uint64_t word = ls.in_word[w];
+                rb_msg_header in;
+                in.seq = in_base + w;
+                in.correlation = 0;
+                in.kind = RB_KIND_REQUEST;
+                in.len = (uint32_t)(word & RB_LANE_LEN_MASK);
+                in.flags = (uint32_t)(word >> RB_LANE_FLAGS_SHIFT);
+                in.reserved = 0;
+                rb_msg_header out;
+                out.seq = out_base + w;
+                out.correlation = in.seq;
+                out.kind = RB_KIND_REPLY;
+                out.len = 0;
+                out.flags = in.flags;
+                out.reserved = 0;
+                uint64_t code = 0, detail = 0;
+                const int rc = handler(in, reinterpret_cast<const uint8_t*>(ls.in_pay[w]), out,
+                                       reinterpret_cast<uint8_t*>(ls.out_pay[w]), out_cap);
+                if (rc == 0) {
+                    out.kind = RB_KIND_REPLY;
+                    if (out.len > out_cap) {
+                        code = RB_ERR_HANDLER;
+                        detail = RB_DETAIL_REPLY_TOO_LONG | out.len;
+                    }
+                } else if (rc > 0) {
+                    out.kind = RB_KIND_ERROR;
+                    out.flags = (uint32_t)rc;
+                    out.len = 0;
+                } else if (rc == RB_HANDLER_PANICKED) {
+                    code = RB_ERR_HANDLER_PANICKED;
+                } else {
+                    code = RB_ERR_HANDLER;
+                    detail = (uint64_t)(-(int64_t)rc);
+                }
+                ls.out_word[w] = rb_lane_word(out.kind, out.len, out.flags);
+                ls.out_lanes[w] = 1u + (out.len + 7u) / 8u;
+                ls.code[w] = code;
+                ls.detail[w] = detail;
+                if (code != 0) rb_block_min_u32(&ls.fatal_index, w);
+            }
+        }
+        /* Every request was handled; the batch's requests are all loaded. */
+        rb_block_sync();
+
+        /* On a fatal error, the replies before the failing request are still
+           written and published (as the one-request batches of the host
+           fallback's slot format do); nothing from the failing one on. */
+        const uint32_t fatal = ls.fatal_index; /* block-uniform */
+        const uint32_t done = fatal == RB_NO_FATAL ? n : fatal;
+        for (uint32_t w = my_warp; w < done; w += step) {
+            const uint64_t pos = out_base + w;
+            rb_lane_write(rb_lane_slot(k2h, pos, k2h_mask, k2h_slot), ls.out_lanes[w], ls.out_word[w], ls.out_pay[w],
+                          pos + 1);
+        }
+
+        if (fatal != RB_NO_FATAL) {
+            /* The barrier puts every warp's reply stores before thread 0's
+               release store of the final status (cumulative), so a host that
+               sees FAILED finds the replies before it already written. */
+            rb_block_sync();
+            if (tid == 0) {
+                h2k_tail += done;
+                k2h_head += done;
+                rb_st_release(&h2k->tail, h2k_tail);
+                rb_st_relaxed(&k2h->head, k2h_head);
+                rb_publish_progress(ctl, ++beat, h2k_tail, k2h_head);
+                rb_finish(ctl, RB_STATUS_FAILED, ls.code[fatal], ls.detail[fatal]);
+            }
+            return (int)RB_STATUS_FAILED;
+        }
+
+        if (tid == 0) {
+            if (idle != 0) idle = 0;
+            h2k_tail += n;
+            k2h_head += n;
+            /* RELEASE, system scope: the block's loads of the batch's request
+               lanes happened before the barriers above, which put them before
+               this store in causality order; a release is cumulative, so the
+               host reuses those slots only after they were read. Off the
+               reply's critical path: no reply lane waits for this store. */
+            rb_st_release(&h2k->tail, h2k_tail);
+            /* RELAXED: statistics only; the reply lanes publish themselves. */
+            rb_st_relaxed(&k2h->head, k2h_head);
+        }
+    }
+}
 
 /* ------------------------------------------------------------------------ */
 /* The serve loop.                                                          */
@@ -507,6 +891,7 @@ RB_INLINE int rb_serve(rb_control* ctl, rb_ring* h2k, rb_ring* k2h, Handler& han
         sh.stop = 0;
         sh.n = 0;
         sh.fatal_index = RB_NO_FATAL;
+        sh.lanes = 0;
         uint64_t bad = 0;
         /* RELAXED reads of words the host wrote before the launch. */
         const uint64_t interval = rb_ld_relaxed(&ctl->check_interval);
@@ -518,6 +903,17 @@ RB_INLINE int rb_serve(rb_control* ctl, rb_ring* h2k, rb_ring* k2h, Handler& han
             bad = RB_BAD_H2K;
         } else if (!rb_ring_ok(k2h)) {
             bad = RB_BAD_K2H;
+        } else {
+            /* RELAXED: written by the host before the launch. */
+            const uint64_t format = rb_ld_relaxed(&h2k->format);
+            const bool lanes = format == RB_FORMAT_LANES;
+            if (rb_ld_relaxed(&k2h->format) != format || (format != RB_FORMAT_SLOTS && !lanes) ||
+                (lanes && (rb_ld_relaxed(&h2k->slot_size) > RB_MAX_LANE_SLOT_SIZE ||
+                           rb_ld_relaxed(&k2h->slot_size) > RB_MAX_LANE_SLOT_SIZE || (RB_ON_GPU && nthreads < 32u)))) {
+                bad = RB_BAD_FORMAT;
+            } else {
+                sh.lanes = lanes ? 1u : 0u;
+            }
         }
         if (bad != 0) {
             start_failed = (uint32_t)rb_finish(ctl, RB_STATUS_FAILED, RB_ERR_BAD_MAGIC, bad);
@@ -538,12 +934,19 @@ RB_INLINE int rb_serve(rb_control* ctl, rb_ring* h2k, rb_ring* k2h, Handler& han
             beat = rb_ld_relaxed(&ctl->heartbeat);
             if (k2h_head - k2h_tail > k2h_cap) {
                 start_failed = (uint32_t)rb_finish(ctl, RB_STATUS_FAILED, RB_ERR_RING_CORRUPTED, k2h_tail);
+                sh.lanes = 0; /* the slot loop below reports the failure */
             } else {
                 rb_publish_progress(ctl, ++beat, h2k_tail, k2h_head);
                 /* RELEASE: the host that acquires RUNNING sees the progress words. */
                 rb_st_release(&ctl->status, RB_STATUS_RUNNING);
             }
         }
+    }
+
+    rb_block_sync(); /* broadcast the format */
+    if (sh.lanes != 0) { /* block-uniform */
+        return rb_serve_lanes(ctl, h2k, k2h, handler, sh, h2k_tail, k2h_head, k2h_tail, h2k_cap, k2h_cap, check_mask,
+                              iter, beat, idle);
     }
 
     for (;;) {

@@ -5,7 +5,7 @@
 
 #define RB_LINE 128ull
 #define RB_MAGIC 1380078151ull
-#define RB_LAYOUT_VERSION 1ull
+#define RB_LAYOUT_VERSION 2ull
 #define RB_MIN_SLOT_SIZE 64ull
 #define RB_MAX_SLOT_SIZE 1048576ull
 #define RB_RING_HEADER_SIZE 384ull
@@ -16,6 +16,16 @@
 #define RB_RING_OFF_CAPACITY 272ull
 #define RB_RING_OFF_MASK 280ull
 #define RB_RING_OFF_SLOT_SIZE 288ull
+#define RB_RING_OFF_FORMAT 296ull
+#define RB_FORMAT_SLOTS 0ull
+#define RB_FORMAT_LANES 1ull
+#define RB_LANE_SIZE 16ull
+#define RB_LANE_OFF_DATA 0ull
+#define RB_LANE_OFF_TAG 8ull
+#define RB_MAX_LANE_SLOT_SIZE 512ull
+#define RB_LANE_LEN_BITS 24ull
+#define RB_LANE_KIND_SHIFT 24ull
+#define RB_LANE_FLAGS_SHIFT 32ull
 #define RB_MSG_HEADER_SIZE 32ull
 #define RB_MSG_OFF_SEQ 0ull
 #define RB_MSG_OFF_CORRELATION 8ull

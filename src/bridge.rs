@@ -11,8 +11,8 @@ use crate::fallback::{HostEngine, HostHandler, HostKernel};
 use crate::layout::{KIND_REQUEST, STATUS_FAILED, STATUS_LAUNCHING, STATUS_STOPPED};
 use crate::message::{MessageEnvelope, MessageHeader};
 use crate::ring::{
-    Control, HostMemory, KernelReport, RegionLayout, RingConsumer, RingProducer, RingRef, RingSpec,
-    describe_error,
+    AUTO_LANES_MAX_SLOT_SIZE, Control, HostMemory, KernelReport, LaneConsumer, LaneProducer,
+    RegionLayout, RingConsumer, RingProducer, RingRef, RingSpec, SlotFormat, describe_error,
 };
 
 /// What runs on the device side of a bridge.
@@ -77,6 +77,7 @@ pub struct BridgeBuilder {
     device: usize,
     capacity: usize,
     slot_size: usize,
+    format: SlotFormat,
     kernel: Kernel,
     block: u32,
     hang_timeout: Duration,
@@ -92,6 +93,7 @@ impl Default for BridgeBuilder {
             device: 0,
             capacity: 1024,
             slot_size: 64,
+            format: SlotFormat::Auto,
             kernel: Kernel::Echo,
             block: 128,
             hang_timeout: Duration::from_millis(500),
@@ -120,8 +122,32 @@ impl BridgeBuilder {
     }
     /// Bytes per slot: a power of two of at least 64 (default 64, which
     /// carries 32 bytes of payload). See [`RingSpec::slot_size_for`].
+    ///
+    /// This sets the payload the bridge accepts, `bytes - 32`
+    /// ([`Bridge::max_payload`]), whatever the [`format`](Self::format): in
+    /// lane format the rings get lane slots large enough for that payload
+    /// ([`RingSpec::lane_slot_size_for`]; see [`Bridge::spec`]).
     pub fn slot_size(mut self, bytes: usize) -> Self {
         self.slot_size = bytes;
+        self
+    }
+    /// How slots carry messages (default [`SlotFormat::Auto`]: flagged lanes
+    /// when the slot size is at most [`AUTO_LANES_MAX_SLOT_SIZE`], so payloads
+    /// up to 96 bytes, and the kernel is a built-in or host one; a custom
+    /// image gets lanes only when asked for). [`SlotFormat::Lanes`] carries
+    /// at most 248 bytes and, on CUDA, needs a block of at least 32 threads.
+    ///
+    /// ```
+    /// use ringbridge::{Backend, Bridge};
+    /// use ringbridge::ring::SlotFormat;
+    /// let bridge = Bridge::builder().backend(Backend::Host).slot_size(128).launch()?;
+    /// assert_eq!(bridge.format(), SlotFormat::Lanes);
+    /// assert_eq!(bridge.max_payload(), 96);
+    /// assert_eq!(bridge.round_trip(&[7; 96])?.payload, vec![8; 96]);
+    /// # Ok::<(), ringbridge::Error>(())
+    /// ```
+    pub fn format(mut self, format: SlotFormat) -> Self {
+        self.format = format;
         self
     }
     /// What runs on the device side (default [`Kernel::Echo`]).
@@ -179,9 +205,49 @@ impl BridgeBuilder {
         }
     }
 
+    /// The rings' shape for `backend`, and the payload the bridge accepts.
+    fn resolve_spec(&self, backend: Backend) -> Result<(RingSpec, usize)> {
+        let slots = RingSpec::new(self.capacity, self.slot_size)?;
+        let max_payload = slots.max_payload();
+        let lanes = match self.format {
+            SlotFormat::Slots => false,
+            SlotFormat::Lanes => {
+                if backend == Backend::Cuda && self.block_threads() < 32 {
+                    return Err(Error::InvalidArgument(format!(
+                        "the lane format needs a block of at least 32 threads, not {}",
+                        self.block_threads()
+                    )));
+                }
+                true
+            }
+            SlotFormat::Auto => {
+                self.slot_size <= AUTO_LANES_MAX_SLOT_SIZE
+                    && !matches!(self.kernel, Kernel::Custom { .. })
+                    && (backend != Backend::Cuda || self.block_threads() >= 32)
+            }
+        };
+        if !lanes {
+            return Ok((slots, max_payload));
+        }
+        let lane_slot = RingSpec::lane_slot_size_for(max_payload).ok_or_else(|| {
+            Error::InvalidArgument(format!(
+                "the lane format carries at most 248 bytes; slot size {} carries {max_payload}",
+                self.slot_size
+            ))
+        })?;
+        Ok((RingSpec::lanes(self.capacity, lane_slot)?, max_payload))
+    }
+
+    fn block_threads(&self) -> u32 {
+        match &self.kernel {
+            Kernel::Custom { block, .. } => *block,
+            _ => self.block,
+        }
+    }
+
     /// Allocates the rings, starts the device half and waits until it serves.
     pub fn launch(self) -> Result<Bridge> {
-        let spec = RingSpec::new(self.capacity, self.slot_size)?;
+        RingSpec::new(self.capacity, self.slot_size)?;
         if self.block == 0 || self.block > 1024 {
             return Err(Error::InvalidArgument(format!(
                 "block size {} is not in 1..=1024",
@@ -194,6 +260,7 @@ impl BridgeBuilder {
             ));
         }
         let (backend, reason) = self.resolve_backend()?;
+        let (spec, max_payload) = self.resolve_spec(backend)?;
         let layout = RegionLayout::new(spec)?;
         let param = match &self.kernel {
             Kernel::ScaleF32 { factor } => u64::from(factor.to_bits()),
@@ -218,7 +285,16 @@ impl BridgeBuilder {
         let (tx, rx) = {
             let h2k = RingRef::new(memory.clone(), &layout, RingId::H2k);
             let k2h = RingRef::new(memory.clone(), &layout, RingId::K2h);
-            (RingProducer::new(h2k), RingConsumer::new(k2h))
+            match spec.format() {
+                SlotFormat::Lanes => (
+                    Tx::Lanes(LaneProducer::new(h2k)),
+                    Rx::Lanes(LaneConsumer::new(k2h)),
+                ),
+                _ => (
+                    Tx::Slots(RingProducer::new(h2k)),
+                    Rx::Slots(RingConsumer::new(k2h)),
+                ),
+            }
         };
         let bridge = Bridge {
             tx: Mutex::new(tx),
@@ -230,6 +306,7 @@ impl BridgeBuilder {
                 backend,
                 backend_reason: reason,
                 spec,
+                max_payload,
                 hang_timeout: self.hang_timeout,
                 shutdown_timeout: self.shutdown_timeout,
                 watch: Mutex::new(Watch::new()),
@@ -348,6 +425,7 @@ struct Core {
     backend: Backend,
     backend_reason: String,
     spec: RingSpec,
+    max_payload: usize,
     hang_timeout: Duration,
     shutdown_timeout: Duration,
     watch: Mutex<Watch>,
@@ -484,9 +562,79 @@ impl Backoff {
 /// # Ok::<(), ringbridge::Error>(())
 /// ```
 pub struct Bridge {
-    tx: Mutex<RingProducer>,
-    rx: Mutex<RingConsumer>,
+    tx: Mutex<Tx>,
+    rx: Mutex<Rx>,
     core: Core,
+}
+
+/// The host's H2K half, in the rings' format.
+enum Tx {
+    Slots(RingProducer),
+    Lanes(LaneProducer),
+}
+
+impl Tx {
+    fn write(&mut self, flags: u32, payload: &[u8]) -> Result<Option<u64>> {
+        match self {
+            Tx::Slots(p) => p.write(KIND_REQUEST, flags, 0, payload),
+            Tx::Lanes(p) => p.write(KIND_REQUEST, flags, payload),
+        }
+    }
+    fn publish(&mut self) {
+        match self {
+            Tx::Slots(p) => p.publish(),
+            Tx::Lanes(p) => p.publish(),
+        }
+    }
+    fn try_push(&mut self, flags: u32, payload: &[u8]) -> Result<Option<u64>> {
+        let seq = self.write(flags, payload)?;
+        self.publish();
+        Ok(seq)
+    }
+    fn next_seq(&self) -> u64 {
+        match self {
+            Tx::Slots(p) => p.next_seq(),
+            Tx::Lanes(p) => p.next_seq(),
+        }
+    }
+    fn published(&self) -> u64 {
+        match self {
+            Tx::Slots(p) => p.published(),
+            Tx::Lanes(p) => p.published(),
+        }
+    }
+}
+
+/// The host's K2H half, in the rings' format.
+enum Rx {
+    Slots(RingConsumer),
+    Lanes(LaneConsumer),
+}
+
+impl Rx {
+    fn read_with<R>(&mut self, f: impl FnOnce(&MessageHeader, &[u8]) -> R) -> Result<Option<R>> {
+        match self {
+            Rx::Slots(c) => c.read_with(f),
+            Rx::Lanes(c) => c.read_with(f),
+        }
+    }
+    fn release(&mut self) {
+        match self {
+            Rx::Slots(c) => c.release(),
+            Rx::Lanes(c) => c.release(),
+        }
+    }
+    fn try_pop_with<R>(&mut self, f: impl FnOnce(&MessageHeader, &[u8]) -> R) -> Result<Option<R>> {
+        let out = self.read_with(f)?;
+        self.release();
+        Ok(out)
+    }
+    fn consumed(&self) -> u64 {
+        match self {
+            Rx::Slots(c) => c.consumed(),
+            Rx::Lanes(c) => c.consumed(),
+        }
+    }
 }
 
 /// When a blocking call gives up.
@@ -519,14 +667,22 @@ impl Bridge {
         &self.core.backend_reason
     }
 
-    /// The rings' shape.
+    /// The rings' shape as allocated: in lane format its slot size is the
+    /// lane slot's, which may exceed the builder's slot size (a 64-byte
+    /// builder slot becomes a 128-byte lane slot).
     pub fn spec(&self) -> RingSpec {
         self.core.spec
     }
 
-    /// Largest payload one message carries.
+    /// How the rings' slots carry messages (`Slots` or `Lanes`, never `Auto`).
+    pub fn format(&self) -> SlotFormat {
+        self.core.spec.format()
+    }
+
+    /// Largest payload one message carries: the builder's slot size minus
+    /// 32, in either format.
     pub fn max_payload(&self) -> usize {
-        self.core.spec.max_payload()
+        self.core.max_payload
     }
 
     fn wait_started(&self, timeout: Duration) -> Result<()> {
@@ -608,8 +764,7 @@ impl Bridge {
         self.core.check_dead()?;
         let mut tx = lock(&self.tx);
         self.wait(deadline, "send", || {
-            tx.try_push(KIND_REQUEST, flags, 0, payload)
-                .map_err(|e| self.core.fail(e))
+            tx.try_push(flags, payload).map_err(|e| self.core.fail(e))
         })
     }
 
@@ -663,7 +818,7 @@ impl Bridge {
             self.wait(Deadline::Never, "send", || {
                 let mut wrote = 0;
                 while next < payloads.len() {
-                    match tx.write(KIND_REQUEST, 0, 0, payloads[next].as_ref()) {
+                    match tx.write(0, payloads[next].as_ref()) {
                         Ok(Some(_)) => {
                             next += 1;
                             wrote += 1;
@@ -848,6 +1003,7 @@ impl std::fmt::Debug for Bridge {
         f.debug_struct("Bridge")
             .field("backend", &self.core.backend)
             .field("spec", &self.core.spec)
+            .field("max_payload", &self.core.max_payload)
             .field("stats", &self.stats())
             .finish_non_exhaustive()
     }

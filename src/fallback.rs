@@ -76,20 +76,24 @@ extern "C" fn trampoline(
     // `rb_host_serve` returns, so it outlives every call.
     let ctx = unsafe { &*(ctx as *const CallbackCtx) };
     // SAFETY: the serve loop passes a header it read from the request slot
-    // (readable, aligned) and has checked that `len` fits the slot; the slot
-    // stays ours until the loop releases it, after this call.
+    // (slot format) or built on its stack (lane format), readable and
+    // aligned, and has checked that `len` fits the payload buffer: the slot
+    // itself, ours until the loop releases it after this call, or (lane
+    // format) the loop's own buffer of the request's lanes, alive for the call.
     let (header, input) = unsafe {
         let header = *in_header;
         let input = std::slice::from_raw_parts(in_payload, header.len as usize);
         (header, input)
     };
-    // SAFETY: `out_payload` is the reply slot's payload, `out_capacity`
-    // bytes, owned by the serve loop until it publishes the slot after this
-    // call; nothing else reads or writes it meanwhile.
+    // SAFETY: `out_payload` is `out_capacity` bytes: the reply slot's
+    // payload (slot format), owned by the serve loop until it publishes the
+    // slot after this call, or the loop's reply buffer (lane format), copied
+    // to the lanes after this call; nothing else touches it meanwhile.
     let output = unsafe { std::slice::from_raw_parts_mut(out_payload, out_capacity as usize) };
     match catch_unwind(AssertUnwindSafe(|| (ctx.handler.0)(&header, input, output))) {
         Ok(Ok(n)) if n <= out_capacity as usize => {
-            // SAFETY: `out_header` is the reply slot's header, ours as above.
+            // SAFETY: `out_header` is the serve loop's reply header, ours
+            // for the call as above.
             unsafe { (*out_header).len = n as u32 };
             0
         }

@@ -23,7 +23,11 @@
 //!
 //! Replies: `seq` = the reply's K2H position, `correlation` = the request's
 //! `seq`, `kind` = `KIND_REPLY` (or `KIND_ERROR` with the handler's code in
-//! `flags` and `len` 0). A request whose `seq` is not its H2K position, whose
+//! `flags` and `len` 0). Every kernel serves both slot formats (the rings'
+//! `format` word): in lane format ([`crate::layout::FORMAT_LANES`]) warp `w`
+//! of the block polls request `tail + w` with one coalesced 16-byte-per-thread
+//! load and writes the reply's lanes the same way, so the block needs at
+//! least 32 threads. A request whose `seq` is not its H2K position, whose
 //! `kind` is not `KIND_REQUEST` or whose `len` exceeds the slot stops the
 //! kernel with `ERR_RING_CORRUPTED` (detail: the position).
 //!
@@ -106,6 +110,10 @@ pub const BAD_CHECK_INTERVAL: u64 = 2;
 pub const BAD_H2K: u64 = 3;
 /// `error_detail` of `ERR_BAD_MAGIC`: the K2H ring header.
 pub const BAD_K2H: u64 = 4;
+/// `error_detail` of `ERR_BAD_MAGIC`: the rings' `format` words differ or are
+/// unknown, a lane slot exceeds 512 bytes, or a lane-format kernel runs with
+/// a block of fewer than 32 threads.
+pub const BAD_FORMAT: u64 = 5;
 /// Set in the `error_detail` of `ERR_HANDLER` when a handler returned success
 /// with a reply longer than the slot (the low 32 bits are that length);
 /// otherwise the detail is the negated negative return code.
@@ -163,7 +171,8 @@ pub(crate) mod ffi {
     ///
     /// `in_payload` is readable for `len` rounded up to 16 bytes;
     /// `out_payload` is writable for `out_capacity` bytes; both are 16-byte
-    /// aligned and point into the slots of the rings.
+    /// aligned and point into the slots of the rings (slot format) or into
+    /// the serve loop's buffers (lane format).
     pub(crate) type HandlerFn = unsafe extern "C" fn(
         ctx: *mut c_void,
         input: *const MessageHeader,
@@ -398,6 +407,254 @@ mod tests {
                 std::thread::yield_now();
             }
         }
+    }
+
+    impl Region {
+        /// Switches both rings to lane format (call before `serve`).
+        fn lanes(self: Arc<Self>) -> Arc<Self> {
+            for base in [self.h2k, self.k2h] {
+                self.ring(base, crate::word_of!(RingHeader, format))
+                    .store(crate::layout::FORMAT_LANES, Relaxed);
+            }
+            self
+        }
+        /// (data, tag) words of lane `k` of the slot of `pos`.
+        fn lane(
+            &self,
+            base: usize,
+            slot: usize,
+            cap: u64,
+            pos: u64,
+            k: usize,
+        ) -> (&AtomicU64, &AtomicU64) {
+            (
+                self.slot_word(base, slot, cap - 1, pos, 2 * k),
+                self.slot_word(base, slot, cap - 1, pos, 2 * k + 1),
+            )
+        }
+        /// Writes lane `k` of request `pos`: data, then tag (release).
+        fn put_lane(&self, pos: u64, k: usize, data: u64, tag: u64) {
+            let (d, t) = self.lane(self.h2k, self.h2k_slot, self.h2k_cap, pos, k);
+            d.store(data, Relaxed);
+            t.store(tag, Release);
+        }
+        /// The lanes of a request, lane 0 first.
+        fn request_lanes(flags: u32, payload: &[u8]) -> Vec<(usize, u64)> {
+            let mut v = vec![(
+                0,
+                crate::layout::lane_header_word(KIND_REQUEST, payload.len() as u32, flags),
+            )];
+            for (i, c) in payload.chunks(8).enumerate() {
+                let mut b = [0u8; 8];
+                b[..c.len()].copy_from_slice(c);
+                v.push((1 + i, u64::from_le_bytes(b)));
+            }
+            v
+        }
+        fn send_lanes(&self, pos: u64, flags: u32, payload: &[u8]) {
+            let tail = self.ring(self.h2k, crate::word_of!(RingHeader, tail));
+            while pos - tail.load(Acquire) >= self.h2k_cap {
+                std::thread::yield_now();
+            }
+            for (k, data) in Self::request_lanes(flags, payload) {
+                self.put_lane(pos, k, data, pos + 1);
+            }
+        }
+        /// Waits until reply `pos` is whole (every lane tagged `pos + 1`).
+        fn try_recv_lanes(&self, pos: u64) -> Option<(u32, u32, u32, Vec<u8>)> {
+            let (d0, t0) = self.lane(self.k2h, self.k2h_slot, self.k2h_cap, pos, 0);
+            if t0.load(Acquire) != pos + 1 {
+                return None;
+            }
+            let (kind, len, flags) = crate::layout::lane_header_fields(d0.load(Relaxed));
+            let mut p = Vec::new();
+            for k in 1..=(len as usize).div_ceil(8) {
+                let (d, t) = self.lane(self.k2h, self.k2h_slot, self.k2h_cap, pos, k);
+                if t.load(Acquire) != pos + 1 {
+                    return None;
+                }
+                p.extend_from_slice(&d.load(Relaxed).to_le_bytes());
+            }
+            p.truncate(len as usize);
+            Some((kind, len, flags, p))
+        }
+        fn recv_lanes(&self, pos: u64) -> (u32, u32, u32, Vec<u8>) {
+            let deadline = Instant::now() + Duration::from_secs(10);
+            loop {
+                if let Some(r) = self.try_recv_lanes(pos) {
+                    self.ring(self.k2h, crate::word_of!(RingHeader, tail))
+                        .store(pos + 1, Release);
+                    return r;
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "no reply {pos}; status {}",
+                    self.status()
+                );
+                std::thread::yield_now();
+            }
+        }
+    }
+
+    #[test]
+    fn lane_echo_round_trips_over_many_laps() {
+        let r = Region::new(8, 128, 4, 128).lanes();
+        let t = r.serve(ffi::HANDLER_ECHO, None);
+        r.wait_status(STATUS_RUNNING);
+        let max = crate::layout::lane_max_payload(128);
+        let mut next = 0;
+        for pos in 0..2000u64 {
+            let len = (pos as usize * 5) % (max + 1);
+            r.send_lanes(pos, pos as u32 ^ 0x55, &payload(pos, len));
+            while pos >= next + 3 {
+                let want_len = (next as usize * 5) % (max + 1);
+                let want: Vec<u8> = payload(next, want_len)
+                    .iter()
+                    .map(|b| b.wrapping_add(1))
+                    .collect();
+                assert_eq!(
+                    r.recv_lanes(next),
+                    (KIND_REPLY, want_len as u32, next as u32 ^ 0x55, want),
+                    "reply {next}"
+                );
+                next += 1;
+            }
+        }
+        while next < 2000 {
+            r.recv_lanes(next);
+            next += 1;
+        }
+        assert_eq!(r.stop(t), STATUS_STOPPED as i32);
+        assert_eq!(
+            r.ctl(crate::word_of!(ControlBlock, consumed)).load(Relaxed),
+            2000
+        );
+        assert_eq!(
+            r.ctl(crate::word_of!(ControlBlock, produced)).load(Relaxed),
+            2000
+        );
+    }
+
+    #[test]
+    fn lane_loop_serves_only_whole_requests() {
+        let r = Region::new(2, 128, 2, 128).lanes();
+        let t = r.serve(ffi::HANDLER_ECHO, None);
+        r.wait_status(STATUS_RUNNING);
+        // Lap 0: two full requests; a short one at position 2 leaves lanes
+        // 2.. of slot 0 with lap 0's tag 1.
+        for pos in 0..3 {
+            let len = if pos == 2 { 3 } else { 56 };
+            r.send_lanes(pos, 0, &payload(pos, len));
+            assert_eq!(r.recv_lanes(pos).3.len(), len);
+        }
+        // Position 4 (slot 0, two laps after tag 1), written lane by lane,
+        // header first: no reply until the last lane lands.
+        r.send_lanes(3, 0, b"");
+        r.recv_lanes(3);
+        let p = payload(4, 56);
+        let lanes = Region::request_lanes(9, &p);
+        for &(k, data) in &lanes {
+            std::thread::sleep(Duration::from_millis(5));
+            assert!(r.try_recv_lanes(4).is_none(), "a torn request was served");
+            assert_eq!(r.status(), STATUS_RUNNING);
+            r.put_lane(4, k, data, 5);
+        }
+        let want: Vec<u8> = p.iter().map(|b| b.wrapping_add(1)).collect();
+        assert_eq!(r.recv_lanes(4), (KIND_REPLY, 56, 9, want));
+        assert_eq!(r.stop(t), STATUS_STOPPED as i32);
+    }
+
+    #[test]
+    fn lane_corruption_fails_the_loop() {
+        type Spoil = fn(&Region);
+        let cases: [(&str, Spoil); 4] = [
+            ("tag from the future", |r| {
+                r.put_lane(0, 0, crate::layout::lane_header_word(KIND_REQUEST, 0, 0), 5)
+            }),
+            ("payload lane not congruent", |r| {
+                r.put_lane(0, 1, 0, 2);
+                r.put_lane(0, 0, crate::layout::lane_header_word(KIND_REQUEST, 8, 0), 1);
+            }),
+            ("len beyond the slot", |r| {
+                r.put_lane(
+                    0,
+                    0,
+                    crate::layout::lane_header_word(KIND_REQUEST, 57, 0),
+                    1,
+                )
+            }),
+            ("unknown kind", |r| {
+                r.put_lane(0, 0, crate::layout::lane_header_word(KIND_REPLY, 0, 0), 1)
+            }),
+        ];
+        for (what, spoil) in cases {
+            let r = Region::new(4, 128, 4, 128).lanes();
+            let t = r.serve(ffi::HANDLER_ECHO, None);
+            r.wait_status(STATUS_RUNNING);
+            spoil(&r);
+            assert_eq!(t.join().unwrap(), STATUS_FAILED as i32, "{what}");
+            assert_eq!(r.error(), (ERR_RING_CORRUPTED, 0), "{what}");
+        }
+    }
+
+    #[test]
+    fn lane_format_mismatch_is_refused() {
+        let r = Region::new(4, 64, 4, 64);
+        r.ring(r.h2k, crate::word_of!(RingHeader, format))
+            .store(crate::layout::FORMAT_LANES, Relaxed);
+        assert_eq!(
+            r.serve(ffi::HANDLER_ECHO, None).join().unwrap(),
+            STATUS_FAILED as i32
+        );
+        assert_eq!(r.error(), (ERR_BAD_MAGIC, BAD_FORMAT));
+        let r = Region::new(4, 1024, 4, 1024).lanes();
+        assert_eq!(
+            r.serve(ffi::HANDLER_ECHO, None).join().unwrap(),
+            STATUS_FAILED as i32
+        );
+        assert_eq!(r.error(), (ERR_BAD_MAGIC, BAD_FORMAT));
+    }
+
+    #[test]
+    fn lane_callback_fatal_publishes_the_replies_before_it() {
+        unsafe extern "C" fn fatal_on_flag(
+            _ctx: *mut c_void,
+            input: *const MessageHeader,
+            in_payload: *const u8,
+            out: *mut MessageHeader,
+            out_payload: *mut u8,
+            _cap: u32,
+        ) -> i32 {
+            // SAFETY: the serve loop passes valid headers and buffers of at
+            // least `len` bytes (rounded up to 16) for the call's duration.
+            unsafe {
+                if (*input).flags == 3 {
+                    return -7;
+                }
+                let len = (*input).len as usize;
+                core::ptr::copy_nonoverlapping(in_payload, out_payload, len);
+                (*out).len = len as u32;
+            }
+            0
+        }
+        let r = Region::new(8, 64, 8, 64).lanes();
+        // All five requests are there before the loop starts: one batch.
+        for pos in 0..5u64 {
+            r.send_lanes(pos, pos as u32, &payload(pos, 9));
+        }
+        let t = r.serve(ffi::HANDLER_CALLBACK, Some(fatal_on_flag));
+        assert_eq!(t.join().unwrap(), STATUS_FAILED as i32);
+        assert_eq!(r.error(), (ERR_HANDLER, 7));
+        for pos in 0..3 {
+            assert_eq!(r.try_recv_lanes(pos).unwrap().3, payload(pos, 9));
+        }
+        assert!(r.try_recv_lanes(3).is_none());
+        assert!(r.try_recv_lanes(4).is_none());
+        assert_eq!(
+            r.ring(r.h2k, crate::word_of!(RingHeader, tail))
+                .load(Acquire),
+            3
+        );
     }
 
     fn payload(pos: u64, len: usize) -> Vec<u8> {

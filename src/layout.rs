@@ -20,7 +20,7 @@ pub const LINE: usize = 128;
 /// `"RBRG"` in ASCII: marks a ring header and a control block as ringbridge's.
 pub const MAGIC: u64 = 0x5242_5247;
 /// Layout version; bumped whenever any offset or meaning in this file changes.
-pub const LAYOUT_VERSION: u64 = 1;
+pub const LAYOUT_VERSION: u64 = 2;
 
 /// Smallest slot: one [`MessageHeader`] plus 32 bytes of payload.
 pub const MIN_SLOT_SIZE: usize = 64;
@@ -57,8 +57,67 @@ pub struct RingHeader {
     pub mask: u64,
     /// Bytes per slot, a power of two, at least [`MIN_SLOT_SIZE`].
     pub slot_size: u64,
+    /// How a slot carries a message: [`FORMAT_SLOTS`] or [`FORMAT_LANES`].
+    /// Both rings of a bridge use the same format.
+    pub format: u64,
     /// Keeps the configuration line whole.
-    pub _pad_cfg: [u64; 11],
+    pub _pad_cfg: [u64; 10],
+}
+
+/// Slot format: a [`MessageHeader`] then the payload, published by a
+/// release store of the ring's `head` (which the receiver acquires).
+pub const FORMAT_SLOTS: u64 = 0;
+/// Slot format "flagged lanes": the slot is `slot_size / 16` [`Lane`]s, each
+/// carrying 8 bytes of data and the tag `position + 1`; a receiver that sees
+/// every lane of a message carry the current tag holds the whole message,
+/// with no `head` read. Lane 0's data is [`lane_header_word`]; lanes
+/// `1..=ceil(len / 8)` carry the payload, 8 bytes each.
+pub const FORMAT_LANES: u64 = 1;
+
+/// One 16-byte lane of a [`FORMAT_LANES`] slot. The GPU reads and writes a
+/// lane with one 16-byte access.
+#[repr(C, align(16))]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct Lane {
+    /// 8 bytes of the message (lane 0: [`lane_header_word`]).
+    pub data: u64,
+    /// `position + 1` of the message the lane belongs to (0: never written).
+    pub tag: u64,
+}
+
+/// Bytes of a [`Lane`].
+pub const LANE_SIZE: usize = size_of::<Lane>();
+/// Largest lane slot: 32 lanes, so one warp loads a whole slot in one
+/// coalesced access (thread `t` loads lane `t`).
+pub const MAX_LANE_SLOT_SIZE: usize = 32 * LANE_SIZE;
+/// Bits of lane 0's data word that hold `len`.
+pub const LANE_LEN_BITS: u32 = 24;
+/// Shift of `kind` (8 bits) in lane 0's data word.
+pub const LANE_KIND_SHIFT: u32 = 24;
+/// Shift of `flags` (32 bits) in lane 0's data word.
+pub const LANE_FLAGS_SHIFT: u32 = 32;
+
+/// Payload bytes a lane slot of `slot_size` bytes carries: 8 per lane after
+/// lane 0.
+pub const fn lane_max_payload(slot_size: usize) -> usize {
+    (slot_size / LANE_SIZE).saturating_sub(1) * 8
+}
+
+/// Lane 0's data word: `len` (low 24 bits) | `kind` << 24 (8 bits) |
+/// `flags` << 32. The caller keeps `len < 2^24` and `kind < 256`.
+pub const fn lane_header_word(kind: u32, len: u32, flags: u32) -> u64 {
+    (len as u64 & ((1 << LANE_LEN_BITS) - 1))
+        | ((kind as u64 & 0xff) << LANE_KIND_SHIFT)
+        | ((flags as u64) << LANE_FLAGS_SHIFT)
+}
+
+/// Splits lane 0's data word into `(kind, len, flags)`.
+pub const fn lane_header_fields(word: u64) -> (u32, u32, u32) {
+    (
+        ((word >> LANE_KIND_SHIFT) & 0xff) as u32,
+        (word & ((1 << LANE_LEN_BITS) - 1)) as u32,
+        (word >> LANE_FLAGS_SHIFT) as u32,
+    )
 }
 
 /// Slot header, and the header of every [`crate::MessageEnvelope`].
@@ -164,6 +223,11 @@ const _: () = {
     assert!(offset_of!(ControlBlock, magic) == 2 * LINE);
     assert!(CONTROL_BLOCK_SIZE == 3 * LINE);
     assert!(MIN_SLOT_SIZE.is_power_of_two() && MIN_SLOT_SIZE > MESSAGE_HEADER_SIZE);
+    assert!(offset_of!(RingHeader, format) == 2 * LINE + 40);
+    assert!(LANE_SIZE == 16 && align_of::<Lane>() == 16);
+    assert!(offset_of!(Lane, data) == 0 && offset_of!(Lane, tag) == 8);
+    assert!(MAX_LANE_SLOT_SIZE.is_power_of_two() && MAX_LANE_SLOT_SIZE >= MIN_SLOT_SIZE);
+    assert!(lane_max_payload(MAX_LANE_SLOT_SIZE) < 1 << LANE_LEN_BITS);
 };
 
 /// Index of a `u64` field in 8-byte words from the start of its struct.
@@ -199,6 +263,16 @@ pub fn c_constants() -> Vec<(&'static str, u64)> {
             "RB_RING_OFF_SLOT_SIZE",
             u(offset_of!(RingHeader, slot_size)),
         ),
+        ("RB_RING_OFF_FORMAT", u(offset_of!(RingHeader, format))),
+        ("RB_FORMAT_SLOTS", FORMAT_SLOTS),
+        ("RB_FORMAT_LANES", FORMAT_LANES),
+        ("RB_LANE_SIZE", u(LANE_SIZE)),
+        ("RB_LANE_OFF_DATA", u(offset_of!(Lane, data))),
+        ("RB_LANE_OFF_TAG", u(offset_of!(Lane, tag))),
+        ("RB_MAX_LANE_SLOT_SIZE", u(MAX_LANE_SLOT_SIZE)),
+        ("RB_LANE_LEN_BITS", u64::from(LANE_LEN_BITS)),
+        ("RB_LANE_KIND_SHIFT", u64::from(LANE_KIND_SHIFT)),
+        ("RB_LANE_FLAGS_SHIFT", u64::from(LANE_FLAGS_SHIFT)),
         ("RB_MSG_HEADER_SIZE", u(MESSAGE_HEADER_SIZE)),
         ("RB_MSG_OFF_SEQ", u(offset_of!(MessageHeader, seq))),
         (

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use common::gpu_or_skip;
 use ringbridge::layout::{KIND_ERROR, KIND_REPLY};
+use ringbridge::ring::SlotFormat;
 use ringbridge::{Backend, Bridge, Error, Kernel, kernels};
 
 fn cuda() -> ringbridge::BridgeBuilder {
@@ -164,6 +165,173 @@ fn cuda_shutdown_while_busy() {
         return;
     }
     let bridge = Arc::new(cuda().capacity(4).launch().unwrap());
+    let b = Arc::clone(&bridge);
+    let sender = std::thread::spawn(move || {
+        loop {
+            if let Err(e) = b.send(b"busy") {
+                return e;
+            }
+        }
+    });
+    std::thread::sleep(Duration::from_millis(50));
+    bridge.shutdown().unwrap();
+    assert!(matches!(sender.join().unwrap(), Error::ShutDown));
+}
+
+// Lane format ("flagged lanes"). `SlotFormat::Auto` already picks lanes for
+// the small slots of the tests above; these pin each format explicitly.
+
+#[test]
+fn cuda_formats_round_trip_every_length() {
+    if !gpu_or_skip("cuda_formats_round_trip_every_length") {
+        return;
+    }
+    for format in [SlotFormat::Lanes, SlotFormat::Slots] {
+        for slot in [64, 128, 256] {
+            let bridge = cuda()
+                .capacity(2)
+                .slot_size(slot)
+                .format(format)
+                .launch()
+                .unwrap();
+            assert_eq!(bridge.format(), format);
+            for len in 0..=bridge.max_payload() {
+                let payload: Vec<u8> = (0..len).map(|k| (k * 7 + len) as u8).collect();
+                let r = bridge.round_trip(&payload).unwrap();
+                assert_eq!(r.header.len as usize, len);
+                assert_eq!(
+                    r.payload,
+                    expected_echo(&payload),
+                    "{format:?} slot {slot} len {len}"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn cuda_lanes_million_messages_every_block_size() {
+    if !gpu_or_skip("cuda_lanes_million_messages_every_block_size") {
+        return;
+    }
+    for (block, n) in [
+        (32u32, 200_000u64),
+        (33, 100_000),
+        (128, 1_000_000),
+        (1024, 200_000),
+    ] {
+        let bridge = cuda()
+            .capacity(4)
+            .slot_size(128)
+            .block_size(block)
+            .format(SlotFormat::Lanes)
+            .launch()
+            .unwrap();
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                let mut base = 0u64;
+                while base < n {
+                    let msgs: Vec<Vec<u8>> = (base..(base + 64).min(n))
+                        .map(|i| i.to_le_bytes().repeat(1 + (i % 12) as usize))
+                        .collect();
+                    bridge.send_batch(&msgs).unwrap();
+                    base += 64;
+                }
+            });
+            let mut got = 0u64;
+            while got < n {
+                bridge
+                    .recv_batch(256, |h, p| {
+                        assert_eq!(h.correlation, got, "block {block}: out of order");
+                        let want = got.to_le_bytes().repeat(1 + (got % 12) as usize);
+                        assert_eq!(p, expected_echo(&want), "block {block}: torn reply {got}");
+                        got += 1;
+                    })
+                    .unwrap();
+            }
+        });
+        assert!(matches!(bridge.try_recv(), Err(Error::Empty)));
+    }
+    let small = cuda().block_size(16).format(SlotFormat::Lanes).launch();
+    assert!(matches!(small, Err(Error::InvalidArgument(_))), "{small:?}");
+    // Auto falls back to slots for a block under a warp.
+    let auto = cuda().block_size(16).launch().unwrap();
+    assert_eq!(auto.format(), SlotFormat::Slots);
+    assert_eq!(auto.round_trip(b"ab").unwrap().payload, b"bc");
+}
+
+#[test]
+fn cuda_lanes_backpressure_scale_and_custom_image() {
+    if !gpu_or_skip("cuda_lanes_backpressure_scale_and_custom_image") {
+        return;
+    }
+    let bridge = cuda()
+        .capacity(4)
+        .format(SlotFormat::Lanes)
+        .launch()
+        .unwrap();
+    let mut sent = 0u64;
+    while bridge
+        .send_timeout(&sent.to_le_bytes(), Duration::from_millis(200))
+        .is_ok()
+    {
+        sent += 1;
+        assert!(sent <= 8, "more in flight than the two rings hold");
+    }
+    assert_eq!(sent, 8);
+    for i in 0..sent {
+        assert_eq!(bridge.recv().unwrap().header.correlation, i);
+    }
+    drop(bridge);
+
+    let bridge = cuda()
+        .kernel(Kernel::ScaleF32 { factor: 3.0 })
+        .slot_size(128)
+        .format(SlotFormat::Lanes)
+        .launch()
+        .unwrap();
+    let xs: Vec<f32> = (0..24).map(|i| i as f32 - 10.5).collect();
+    bridge.send_pod(&xs).unwrap();
+    assert_eq!(
+        bridge.recv_pod::<f32>().unwrap(),
+        xs.iter().map(|x| x * 3.0).collect::<Vec<_>>()
+    );
+    let r = bridge.round_trip(&[1, 2, 3]).unwrap();
+    assert_eq!((r.header.kind, r.header.flags), (KIND_ERROR, 1));
+    drop(bridge);
+
+    // A custom image gets slots by default, lanes when asked for.
+    let echo = kernels::image("echo").unwrap();
+    let custom = Kernel::Custom {
+        image: Arc::from(echo.fatbin),
+        entry: kernels::ECHO_ENTRY.into(),
+        grid: 1,
+        block: 64,
+    };
+    let b = cuda().kernel(custom.clone()).launch().unwrap();
+    assert_eq!(b.format(), SlotFormat::Slots);
+    drop(b);
+    let b = cuda()
+        .kernel(custom)
+        .format(SlotFormat::Lanes)
+        .launch()
+        .unwrap();
+    assert_eq!(b.format(), SlotFormat::Lanes);
+    assert_eq!(b.round_trip(b"abc").unwrap().payload, b"bcd");
+}
+
+#[test]
+fn cuda_lanes_shutdown_while_busy() {
+    if !gpu_or_skip("cuda_lanes_shutdown_while_busy") {
+        return;
+    }
+    let bridge = Arc::new(
+        cuda()
+            .capacity(2)
+            .format(SlotFormat::Lanes)
+            .launch()
+            .unwrap(),
+    );
     let b = Arc::clone(&bridge);
     let sender = std::thread::spawn(move || {
         loop {

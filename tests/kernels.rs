@@ -154,7 +154,10 @@ fn every_entry_is_in_the_ptx() {
     if compiled_or_skip("every_entry_is_in_the_ptx").is_none() {
         return;
     }
-    for img in kernels::images() {
+    // The images that serve the rings. Others (`compare`: the baselines of
+    // `ringbridge compare`) do not use the ring layout and list no entries.
+    for name in ["echo", "scale", "faults"] {
+        let img = kernels::image(name).unwrap();
         assert!(!img.entries.is_empty(), "{}: no entries", img.name);
         for e in img.entries {
             assert!(
@@ -221,4 +224,44 @@ fn ptx_memory_order() {
         }
     }
     assert!(entry_body(faults.ptx, kernels::TRAP_ENTRY).contains("trap;"));
+}
+
+/// The lane format's contract (gpu-facts.md, "Flagged 16-byte lanes"), on
+/// the PTX of the built-in kernels: the warp polls request lanes with ONE
+/// system-scope relaxed 16-byte load per thread (never a weak load, which
+/// could hit a stale L1 line), votes that every lane is current, and writes
+/// reply lanes with 16-byte relaxed stores, with no full system fence.
+#[test]
+fn ptx_lane_path() {
+    if compiled_or_skip("ptx_lane_path").is_none() {
+        return;
+    }
+    let check = |img: &KernelImage, entry: &str| {
+        let body = entry_body(img.ptx, entry);
+        assert!(
+            body.contains("ld.relaxed.sys.global.v2.u64") || body.contains("ld.global.cv.v2.u64"),
+            "{entry}: no 16-byte system-scope lane load"
+        );
+        assert!(
+            body.contains("st.relaxed.sys.global.v2.u64"),
+            "{entry}: no 16-byte relaxed lane store"
+        );
+        assert!(
+            body.contains("vote.sync.all") || body.contains("vote.all"),
+            "{entry}: no warp vote that all lanes are current"
+        );
+        assert!(body.contains("shfl.sync"), "{entry}: no lane-0 broadcast");
+        for bad in ["membar.sys", "fence.sc.sys", "fence.acq_rel.sys"] {
+            assert!(!body.contains(bad), "{entry}: contains `{bad}`");
+        }
+        assert!(!body.contains("call"), "{entry}: calls a function");
+    };
+    check(kernels::image("echo").unwrap(), kernels::ECHO_ENTRY);
+    check(kernels::image("scale").unwrap(), kernels::SCALE_F32_ENTRY);
+    let faults = kernels::image("faults").unwrap();
+    for e in faults.entries {
+        let body = entry_body(faults.ptx, e);
+        assert!(body.contains("ld.relaxed.sys.global.v2.u64"), "{e}");
+        assert!(body.contains("st.relaxed.sys.global.v2.u64"), "{e}");
+    }
 }

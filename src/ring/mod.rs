@@ -8,6 +8,11 @@
 //! yields [`Error::RingCorrupted`], never an out-of-bounds access or a wrong
 //! message.
 //!
+//! Two slot formats ([`SlotFormat`]): header + payload slots published by a
+//! release store of `head` ([`RingProducer`], [`RingConsumer`]), and flagged
+//! 16-byte lanes for small messages, where every lane carries its message's
+//! tag and no `head` is read ([`LaneProducer`], [`LaneConsumer`]).
+//!
 //! [`RingProducer`] and [`RingConsumer`] are direction-neutral: the host uses
 //! a producer on H2K and a consumer on K2H; the Rust model of the device half
 //! (used by the loom and Miri tests) uses them the other way round.
@@ -20,7 +25,7 @@
 //! let layout = RegionLayout::new(RingSpec::new(4, 64)?)?;
 //! let mem = HostMemory::new(layout.total_bytes)?;
 //! let (mut host_tx, mut dev_rx) = layout.ring_pair(&mem, RingId::H2k);
-//! layout.init(&mem);
+//! layout.init(&*mem);
 //! host_tx.try_push(KIND_REQUEST, 0, 0, b"ping")?;
 //! let got = dev_rx.try_pop_with(|hdr, payload| (hdr.seq, payload.to_vec()))?;
 //! assert_eq!(got, Some((0, b"ping".to_vec())));
@@ -29,29 +34,55 @@
 
 mod consumer;
 mod control;
+mod lanes;
 mod memory;
 pub mod model;
 mod producer;
 
 pub use consumer::RingConsumer;
 pub use control::{Control, KernelReport, describe_error};
+pub use lanes::{LaneConsumer, LaneProducer};
 pub use memory::HostMemory;
 pub use producer::RingProducer;
 
 use crate::backend::SharedMemory;
 use crate::error::{Error, Result, RingId};
 use crate::layout::{
-    ControlBlock, LAYOUT_VERSION, LINE, MAGIC, MAX_CAPACITY, MAX_SLOT_SIZE, MESSAGE_HEADER_SIZE,
-    MIN_SLOT_SIZE, RING_HEADER_SIZE, RingHeader,
+    ControlBlock, FORMAT_LANES, FORMAT_SLOTS, LANE_SIZE, LAYOUT_VERSION, LINE, MAGIC, MAX_CAPACITY,
+    MAX_LANE_SLOT_SIZE, MAX_SLOT_SIZE, MESSAGE_HEADER_SIZE, MIN_SLOT_SIZE, RING_HEADER_SIZE,
+    RingHeader, lane_max_payload,
 };
 use crate::sync::{Arc, AtomicU64, Ordering};
 use crate::word_of;
 
-/// Capacity and slot size of a bridge's two rings, validated.
+/// How the slots of a bridge's rings carry messages.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum SlotFormat {
+    /// [`SlotFormat::Lanes`] for small messages (a builder's slot size of at
+    /// most [`AUTO_LANES_MAX_SLOT_SIZE`] bytes, so payloads up to 96 bytes)
+    /// with a built-in or host kernel; [`SlotFormat::Slots`] otherwise.
+    #[default]
+    Auto,
+    /// A message header then the payload; the receiver acquires the ring's
+    /// `head` before reading the slot ([`crate::layout::FORMAT_SLOTS`]).
+    Slots,
+    /// Flagged 16-byte lanes: every lane carries its message's tag beside 8
+    /// bytes of data, so the receiver holds the whole message after one round
+    /// of loads, with no `head` read ([`crate::layout::FORMAT_LANES`]).
+    Lanes,
+}
+
+/// [`SlotFormat::Auto`] picks lanes up to this (slot-format) slot size: a
+/// 96-byte payload budget, carried by lane slots of at most 256 bytes
+/// (16 lanes, half a warp's single coalesced load).
+pub const AUTO_LANES_MAX_SLOT_SIZE: usize = 128;
+
+/// Capacity, slot size and slot format of a bridge's two rings, validated.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct RingSpec {
     capacity: usize,
     slot_size: usize,
+    lanes: bool,
 }
 
 impl RingSpec {
@@ -99,7 +130,69 @@ impl RingSpec {
         Ok(Self {
             capacity: capacity.next_power_of_two(),
             slot_size,
+            lanes: false,
         })
+    }
+
+    /// Like [`new`](Self::new), for rings of flagged lanes
+    /// ([`SlotFormat::Lanes`]): `slot_size` is the lane slot's size, at most
+    /// [`MAX_LANE_SLOT_SIZE`] (32 lanes, one warp access).
+    ///
+    /// ```
+    /// use ringbridge::ring::{RingSpec, SlotFormat};
+    /// let spec = RingSpec::lanes(4, 128).unwrap();
+    /// assert_eq!((spec.format(), spec.max_payload()), (SlotFormat::Lanes, 56));
+    /// assert!(RingSpec::lanes(4, 1024).is_err());
+    /// ```
+    pub fn lanes(capacity: usize, slot_size: usize) -> Result<Self> {
+        let spec = Self::new(capacity, slot_size)?;
+        if slot_size > MAX_LANE_SLOT_SIZE {
+            return Err(Error::InvalidSlotSize {
+                requested: slot_size,
+                reason: "a lane slot holds at most 32 lanes (512 bytes)",
+            });
+        }
+        Ok(Self {
+            lanes: true,
+            ..spec
+        })
+    }
+
+    /// The smallest power-of-two lane slot that carries `payload` bytes
+    /// (lane 0 is the header, then 8 payload bytes per 16-byte lane), or
+    /// `None` when no lane slot does (more than 248 bytes).
+    ///
+    /// ```
+    /// use ringbridge::ring::RingSpec;
+    /// assert_eq!(RingSpec::lane_slot_size_for(64), Some(256));
+    /// assert_eq!(RingSpec::lane_slot_size_for(32), Some(128));
+    /// assert_eq!(RingSpec::lane_slot_size_for(0), Some(64));
+    /// assert_eq!(RingSpec::lane_slot_size_for(249), None);
+    /// ```
+    pub fn lane_slot_size_for(payload: usize) -> Option<usize> {
+        let size = ((payload.div_ceil(8) + 1) * LANE_SIZE)
+            .max(MIN_SLOT_SIZE)
+            .next_power_of_two();
+        (size <= MAX_LANE_SLOT_SIZE).then_some(size)
+    }
+
+    /// The slot format ([`SlotFormat::Slots`] or [`SlotFormat::Lanes`],
+    /// never `Auto`).
+    pub fn format(&self) -> SlotFormat {
+        if self.lanes {
+            SlotFormat::Lanes
+        } else {
+            SlotFormat::Slots
+        }
+    }
+
+    /// The ring header's `format` word.
+    pub(crate) fn format_word(&self) -> u64 {
+        if self.lanes {
+            FORMAT_LANES
+        } else {
+            FORMAT_SLOTS
+        }
     }
 
     /// The smallest power-of-two slot size that carries `payload` bytes.
@@ -124,9 +217,14 @@ impl RingSpec {
         self.slot_size
     }
 
-    /// Payload bytes one slot carries.
+    /// Payload bytes one slot carries (in lane format, 8 per lane after
+    /// the header lane).
     pub fn max_payload(&self) -> usize {
-        self.slot_size - MESSAGE_HEADER_SIZE
+        if self.lanes {
+            lane_max_payload(self.slot_size)
+        } else {
+            self.slot_size - MESSAGE_HEADER_SIZE
+        }
     }
 
     fn ring_bytes(&self) -> Option<usize> {
@@ -196,6 +294,7 @@ impl RegionLayout {
             set(word_of!(RingHeader, capacity), self.spec.capacity as u64);
             set(word_of!(RingHeader, mask), self.spec.capacity as u64 - 1);
             set(word_of!(RingHeader, slot_size), self.spec.slot_size as u64);
+            set(word_of!(RingHeader, format), self.spec.format_word());
         }
         let set = |w: usize, v: u64| words[w].store(v, Ordering::Relaxed);
         set(word_of!(ControlBlock, terminate), 0);
@@ -210,16 +309,54 @@ impl RegionLayout {
 
     /// The control block of a region in `mem`.
     pub fn control(&self, mem: &Arc<HostMemory>) -> Control {
-        let shared: Arc<dyn SharedMemory> = mem.clone();
+        let shared = as_shared(mem);
         Control::new(shared)
     }
 
     /// The producer and the consumer of one ring, over `mem`. The consumer
     /// accepts requests on H2K, and replies and error replies on K2H.
     pub fn ring_pair(&self, mem: &Arc<HostMemory>, ring: RingId) -> (RingProducer, RingConsumer) {
-        let shared: Arc<dyn SharedMemory> = mem.clone();
+        let shared = as_shared(mem);
         let r = RingRef::new(shared, self, ring);
         (RingProducer::new(r.clone()), RingConsumer::new(r))
+    }
+
+    /// The producer and the consumer of one ring in lane format, over `mem`.
+    ///
+    /// # Panics
+    /// When the layout's spec is not [`SlotFormat::Lanes`].
+    pub fn lane_pair(&self, mem: &Arc<HostMemory>, ring: RingId) -> (LaneProducer, LaneConsumer) {
+        assert_eq!(self.spec.format(), SlotFormat::Lanes, "not a lane layout");
+        let shared = as_shared(mem);
+        let r = RingRef::new(shared, self, ring);
+        (LaneProducer::new(r.clone()), LaneConsumer::new(r))
+    }
+}
+
+/// `mem` as the trait object the ring halves hold.
+fn as_shared(mem: &Arc<HostMemory>) -> Arc<dyn SharedMemory> {
+    #[cfg(not(loom))]
+    {
+        mem.clone()
+    }
+    // loom's `Arc` cannot coerce to a trait object; `from_std` converts a
+    // unique std `Arc` of a forwarding wrapper instead.
+    #[cfg(loom)]
+    {
+        struct Shared(Arc<HostMemory>);
+        // SAFETY: forwards to `HostMemory`'s implementation, whose
+        // guarantees (the words cover the whole region, alive as long as
+        // `self`) carry over because `self` keeps the memory alive.
+        unsafe impl SharedMemory for Shared {
+            fn words(&self) -> &[AtomicU64] {
+                self.0.words()
+            }
+            fn device_address(&self) -> u64 {
+                self.0.device_address()
+            }
+        }
+        let std_arc: std::sync::Arc<dyn SharedMemory> = std::sync::Arc::new(Shared(mem.clone()));
+        Arc::from_std(std_arc)
     }
 }
 
@@ -279,6 +416,11 @@ impl RingRef {
 
     pub(crate) fn max_payload(&self) -> usize {
         self.slot_words * 8 - MESSAGE_HEADER_SIZE
+    }
+
+    /// Payload bytes of a lane slot.
+    pub(crate) fn lane_max_payload(&self) -> usize {
+        lane_max_payload(self.slot_words * 8)
     }
 
     fn corrupted(&self, what: String) -> Error {

@@ -3,7 +3,7 @@
 //! loom and Miri tests run the host halves against it (neither tool can run
 //! the C++ half).
 
-use super::{Control, RingConsumer, RingProducer};
+use super::{Control, LaneConsumer, LaneProducer, RingConsumer, RingProducer};
 use crate::error::Result;
 use crate::layout::KIND_REPLY;
 
@@ -49,6 +49,57 @@ pub fn serve_echo(
     let mut idle = 0u64;
     loop {
         let n = echo_step(h2k, k2h, batch)?;
+        served += n;
+        if n == 0 {
+            idle += 1;
+            if idle % check_interval.max(1) == 0 && control.terminate_requested() {
+                return Ok(served);
+            }
+            crate::sync::spin_hint();
+        } else {
+            idle = 0;
+        }
+    }
+}
+
+/// The lane-format serve step (`rb_serve_lanes` in `kernels/ringbridge.cuh`):
+/// takes up to `batch` consecutive requests whose lanes are all current,
+/// limited by the free K2H slots (never dropping one), writes each echo reply
+/// lane by lane (each lane's tag published by its own store), then frees the
+/// requests with one `tail` store. Waits for nothing: returns how many moved.
+pub fn lane_echo_step(h2k: &mut LaneConsumer, k2h: &mut LaneProducer, batch: u64) -> Result<u64> {
+    let mut n = 0;
+    let mut reply = Vec::new();
+    while n < batch && k2h.free(1)? > 0 {
+        let Some(flags) = h2k.read_with(|h, p| {
+            reply.clear();
+            reply.extend(p.iter().map(|b| b.wrapping_add(1)));
+            h.flags
+        })?
+        else {
+            break;
+        };
+        let written = k2h.write(KIND_REPLY, flags, &reply)?;
+        debug_assert!(written.is_some(), "free() counted the slot");
+        n += 1;
+    }
+    k2h.publish();
+    h2k.release();
+    Ok(n)
+}
+
+/// [`serve_echo`] for lane-format rings.
+pub fn serve_lane_echo(
+    h2k: &mut LaneConsumer,
+    k2h: &mut LaneProducer,
+    control: &Control,
+    batch: u64,
+    check_interval: u64,
+) -> Result<u64> {
+    let mut served = 0;
+    let mut idle = 0u64;
+    loop {
+        let n = lane_echo_step(h2k, k2h, batch)?;
         served += n;
         if n == 0 {
             idle += 1;

@@ -1,0 +1,39 @@
+//! # ringbridge
+//!
+//! Messaging between a host program and a persistent CUDA kernel through a
+//! pair of single-producer single-consumer rings in pinned, device-mapped
+//! host memory: host-to-kernel (H2K) and kernel-to-host (K2H).
+//!
+//! Layers, bottom to top:
+//! - [`queue`]: a lock-free host SPSC queue with `Producer`/`Consumer` halves.
+//! - [`layout`]: the bytes both sides share (ring header, slot header,
+//!   control block); the CUDA header is generated from it.
+//! - [`ring`]: the host halves of the ring protocol over shared memory.
+//! - backends: [`cuda`] (driver API through cudarc) and [`fallback`] (the same
+//!   device-half C++ code, compiled for the host and run on a CPU thread).
+//! - [`bridge`]: the user-facing [`Bridge`].
+#![warn(missing_docs)]
+#![deny(unsafe_op_in_unsafe_fn)]
+
+pub mod backend;
+#[cfg(not(loom))]
+pub mod bridge;
+#[cfg(not(loom))]
+pub mod cuda;
+pub mod error;
+#[cfg(not(loom))]
+pub mod fallback;
+#[cfg(not(loom))]
+pub mod kernels;
+pub mod layout;
+pub mod message;
+pub mod queue;
+pub mod ring;
+pub(crate) mod sync;
+
+pub use backend::Backend;
+#[cfg(not(loom))]
+pub use bridge::{Bridge, BridgeBuilder, BridgeStats, Kernel};
+pub use error::{Error, Result};
+pub use message::{MessageEnvelope, MessageHeader};
+pub use queue::{Consumer, Producer, QueueStats, SpscQueue};
