@@ -11,7 +11,9 @@ const MESSAGES: u64 = 100_000;
 
 fn backends() -> Vec<Backend> {
     let mut v = vec![Backend::Host];
-    if ringbridge::cuda::device_count().is_ok_and(|n| n > 0) && ringbridge::kernels::KERNELS_COMPILED {
+    if ringbridge::cuda::device_count().is_ok_and(|n| n > 0)
+        && ringbridge::kernels::KERNELS_COMPILED
+    {
         v.push(Backend::Cuda);
     }
     v

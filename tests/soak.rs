@@ -21,7 +21,11 @@ fn soak(backend: Backend) {
         .unwrap_or(100_000_000);
     const WINDOW: u64 = 1 << 20;
     const BATCH: usize = 64;
-    let bridge = Bridge::builder().backend(backend).capacity(256).launch().unwrap();
+    let bridge = Bridge::builder()
+        .backend(backend)
+        .capacity(256)
+        .launch()
+        .unwrap();
     let rss_start = resident_bytes();
     let mut rates = Vec::new();
     std::thread::scope(|s| {
@@ -67,7 +71,10 @@ fn soak(backend: Backend) {
         rss_end
     );
     if let (Some(a), Some(b)) = (rss_start, rss_end) {
-        assert!(b < a + (16 << 20), "resident memory grew from {a} to {b} bytes");
+        assert!(
+            b < a + (16 << 20),
+            "resident memory grew from {a} to {b} bytes"
+        );
     }
 }
 
