@@ -9,16 +9,24 @@
 
 #define RB_FAULT_FLAG 0xDEADu
 
+/* The echo part of a fault handler: these handlers look at each request's
+   flags, so they are per-request handlers (rb_chunkwise = false below hides
+   echo's flag) that echo through echo's admit + chunk. */
+#define RB_ECHO_REST() \
+    rb_chunkwise_call(static_cast<const rb_echo_handler&>(*this), in, in_payload, out, out_payload, out_capacity)
+
 struct rb_trap_handler : rb_echo_handler {
+    static constexpr bool rb_chunkwise = false;
     RB_DEVICE explicit rb_trap_handler(uint64_t param) : rb_echo_handler(param) {}
     RB_DEVICE int operator()(const rb_msg_header& in, const uint8_t* in_payload, rb_msg_header& out,
                              uint8_t* out_payload, uint32_t out_capacity) const {
         if (in.flags == RB_FAULT_FLAG) __trap();
-        return rb_echo_handler::operator()(in, in_payload, out, out_payload, out_capacity);
+        return RB_ECHO_REST();
     }
 };
 
 struct rb_illegal_address_handler : rb_echo_handler {
+    static constexpr bool rb_chunkwise = false;
     RB_DEVICE explicit rb_illegal_address_handler(uint64_t param) : rb_echo_handler(param) {}
     RB_DEVICE int operator()(const rb_msg_header& in, const uint8_t* in_payload, rb_msg_header& out,
                              uint8_t* out_payload, uint32_t out_capacity) const {
@@ -27,11 +35,12 @@ struct rb_illegal_address_handler : rb_echo_handler {
             // CUDA_ERROR_ILLEGAL_ADDRESS. volatile: it cannot be dropped.
             *reinterpret_cast<volatile uint32_t*>(static_cast<uintptr_t>(8)) = in.flags;
         }
-        return rb_echo_handler::operator()(in, in_payload, out, out_payload, out_capacity);
+        return RB_ECHO_REST();
     }
 };
 
 struct rb_hang_handler : rb_echo_handler {
+    static constexpr bool rb_chunkwise = false;
     RB_DEVICE explicit rb_hang_handler(uint64_t param) : rb_echo_handler(param) {}
     RB_DEVICE int operator()(const rb_msg_header& in, const uint8_t* in_payload, rb_msg_header& out,
                              uint8_t* out_payload, uint32_t out_capacity) const {
@@ -44,7 +53,7 @@ struct rb_hang_handler : rb_echo_handler {
                 (void)*word;
             }
         }
-        return rb_echo_handler::operator()(in, in_payload, out, out_payload, out_capacity);
+        return RB_ECHO_REST();
     }
 };
 

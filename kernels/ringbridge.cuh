@@ -344,6 +344,58 @@ RB_INLINE void rb_store_header(uint8_t* slot, const rb_msg_header* h) {
     rb_st16(slot + 16, b);
 }
 
+/* ------------------------------------------------------------------------ */
+/* Chunkwise handlers: the fast path for element-wise work.                 */
+/* ------------------------------------------------------------------------ */
+/*
+ * A handler whose reply is its request with every 16-byte chunk mapped on
+ * its own (echo, scale, any element-wise transform) may say so:
+ *
+ *   static constexpr bool rb_chunkwise = true;
+ *   // 0: reply with len = in.len, flags = in.flags, chunks mapped by chunk();
+ *   // > 0: error reply with that code; < 0: fatal (as operator()).
+ *   RB_DEVICE int admit(const rb_msg_header& in, uint32_t out_capacity) const;
+ *   RB_DEVICE rb_vec16 chunk(rb_vec16 v) const;
+ *
+ * The slot-format serve loop then spreads the chunks of a whole batch over
+ * every thread of the block, so a long message is read by many threads at
+ * once (all its loads in flight together, one PCIe round trip) instead of
+ * by one thread 64 bytes at a time. A handler without the flag is called
+ * once per request by one thread (operator()).
+ */
+template <class H, class = void>
+struct rb_chunkwise_of {
+    static constexpr bool value = false;
+};
+template <class H>
+struct rb_chunkwise_of<H, decltype((void)H::rb_chunkwise)> {
+    static constexpr bool value = H::rb_chunkwise;
+};
+
+/* operator() of a chunkwise handler, for the per-request paths (the lane
+   format): admit, then map every chunk up to rb_round16(len). */
+template <class H>
+RB_INLINE int rb_chunkwise_call(const H& h, const rb_msg_header& in, const uint8_t* in_payload, rb_msg_header& out,
+                                uint8_t* out_payload, uint32_t out_capacity) {
+    const int rc = h.admit(in, out_capacity);
+    if (rc != 0) return rc;
+    rb_map16(in_payload, out_payload, in.len, [&h](rb_vec16 v) { return h.chunk(v); });
+    out.len = in.len;
+    return 0;
+}
+
+/* Calls a handler for one request: operator(), or admit + chunk for a
+   chunkwise handler. */
+template <class H>
+RB_INLINE int rb_handle(H& h, const rb_msg_header& in, const uint8_t* in_payload, rb_msg_header& out,
+                        uint8_t* out_payload, uint32_t out_capacity) {
+    if constexpr (rb_chunkwise_of<H>::value) {
+        return rb_chunkwise_call(h, in, in_payload, out, out_payload, out_capacity);
+    } else {
+        return h(in, in_payload, out, out_payload, out_capacity);
+    }
+}
+
 /* Slot of counter value `pos`. */
 RB_INLINE uint8_t* rb_slot(rb_ring* r, uint64_t pos, uint64_t mask, uint64_t slot_size) {
     return reinterpret_cast<uint8_t*>(r) + RB_RING_HEADER_SIZE + (pos & mask) * slot_size;
@@ -738,7 +790,15 @@ RB_INLINE int rb_serve_lanes(rb_control* ctl, rb_ring* h2k, rb_ring* k2h, Handle
            warps may still be writing this batch's replies. */
         const uint32_t limit = ls.limit;
         const uint64_t in_base = ls.h2k_tail, out_base = ls.k2h_head;
-        if (limit == 0) continue;
+        if (limit == 0) {
+            /* Back-pressure. The barrier keeps thread 0 from rewriting
+               ls.stop / ls.limit for the next turn before every warp has
+               read this turn's: without it a slow warp could take the next
+               turn's bounds and pair its barriers with the wrong ones (seen
+               as a hang on an H200 with 1024 threads and 4-slot rings). */
+            rb_block_sync();
+            continue;
+        }
 
         for (uint32_t w = my_warp; w < limit; w += step) {
             const uint64_t pos = in_base + w;
@@ -782,8 +842,8 @@ RB_INLINE int rb_serve_lanes(rb_control* ctl, rb_ring* h2k, rb_ring* k2h, Handle
                 out.flags = in.flags;
                 out.reserved = 0;
                 uint64_t code = 0, detail = 0;
-                const int rc = handler(in, reinterpret_cast<const uint8_t*>(ls.in_pay[w]), out,
-                                       reinterpret_cast<uint8_t*>(ls.out_pay[w]), out_cap);
+                const int rc = rb_handle(handler, in, reinterpret_cast<const uint8_t*>(ls.in_pay[w]), out,
+                                         reinterpret_cast<uint8_t*>(ls.out_pay[w]), out_cap);
                 if (rc == 0) {
                     out.kind = RB_KIND_REPLY;
                     if (out.len > out_cap) {
@@ -854,6 +914,250 @@ RB_INLINE int rb_serve_lanes(rb_control* ctl, rb_ring* h2k, rb_ring* k2h, Handle
 }
 
 /* ------------------------------------------------------------------------ */
+/* Slot format, chunkwise handlers: a batch served by the whole block.      */
+/* ------------------------------------------------------------------------ */
+
+/* Requests per batch at most on this path (block-shared state per request). */
+#define RB_COOP_MAX_BATCH 1024u
+/* Pairs of adjacent 16-byte chunks each thread loads per round, all in
+   flight together: 4 loads (64 bytes) per GPU thread; the host's one thread
+   takes 256 bytes per round. */
+#if RB_ON_GPU
+#define RB_COOP_PAIRS 2u
+#else
+#define RB_COOP_PAIRS 8u
+#endif
+/* len of a request whose header failed validation. */
+#define RB_LEN_CORRUPT 0xFFFFFFFFu
+
+/* Block-shared per-request state of a chunkwise batch. */
+struct rb_coop_shared {
+    uint32_t len[RB_COOP_MAX_BATCH];   /* validated request len, or RB_LEN_CORRUPT */
+    uint32_t flags[RB_COOP_MAX_BATCH]; /* request flags */
+    int32_t rc[RB_COOP_MAX_BATCH];     /* the handler's admit() */
+    uint32_t fatal_index;              /* first request that stops the kernel, or RB_NO_FATAL */
+};
+
+/* log2 of a power of two. */
+RB_INLINE uint32_t rb_log2(uint64_t x) {
+#if RB_ON_GPU
+    return (uint32_t)(__ffsll((long long)x) - 1);
+#else
+    return (uint32_t)__builtin_ctzll(x);
+#endif
+}
+
+/* Whether request state (len, rc) stops the kernel: a corrupted header, a
+   fatal admit(), or a reply that would not fit a K2H slot. */
+RB_INLINE bool rb_coop_fatal(uint32_t len, int32_t rc, uint32_t out_cap) {
+    return len == RB_LEN_CORRUPT || rc < 0 || (rc == 0 && len > out_cap);
+}
+
+/*
+ * Serves the batch of n requests that thread 0 acquired (H2K positions
+ * sh.h2k_tail.., K2H positions sh.k2h_head..) with a chunkwise handler. Every
+ * thread of the block calls it. The batch's request slots, header chunks
+ * included, form one index space of n * (slot_size / 16) chunks that the
+ * block walks in rounds: in a round, thread t loads RB_COOP_PAIRS pairs of
+ * adjacent chunks (a slot's two header chunks are always one pair), with
+ * plain 16-byte loads that are all in flight together, so a 4 KiB request
+ * costs one PCIe round trip, not 64. A chunk whose request header arrives in
+ * the same round is loaded speculatively (it lies inside its slot, so the
+ * load is always in bounds) and used only if the header, checked after the
+ * round's barrier, makes it payload; later rounds load only payload chunks.
+ *
+ * MEMORY ORDER: the loads are plain (weak): thread 0's ACQUIRE of the H2K
+ * head and the block barrier that broadcast the batch order them after the
+ * host's slot writes (see rb_serve). The reply stores are plain; the final
+ * barrier here puts them all before thread 0's RELEASE of the K2H head.
+ *
+ * Returns RB_NO_FATAL, or (block-uniform) the index of the first request
+ * that is corrupted or fatal, with thread 0's *code and *detail set; then
+ * nothing of the batch may be published.
+ */
+template <class Handler>
+RB_INLINE uint32_t rb_serve_chunkwise_batch(rb_ring* h2k, rb_ring* k2h, const Handler& handler,
+                                            const rb_block_state& sh, uint32_t n, uint64_t* code, uint64_t* detail) {
+    RB_BLOCK_SHARED rb_coop_shared cs;
+    const uint32_t tid = rb_thread_index();
+    const uint32_t nthreads = rb_block_size();
+    const uint64_t in_base = sh.h2k_tail, out_base = sh.k2h_head;
+    const uint32_t in_shift = rb_log2(sh.h2k_slot_size / 16u); /* chunks per request slot, log2 */
+    const uint32_t in_mask = (1u << in_shift) - 1u;
+    const uint32_t in_cap = (uint32_t)(sh.h2k_slot_size - RB_MSG_HEADER_SIZE);
+    const uint32_t out_cap = (uint32_t)(sh.k2h_slot_size - RB_MSG_HEADER_SIZE);
+    const uint64_t total = (uint64_t)n << in_shift;
+    const uint64_t per_round = (uint64_t)nthreads * 2u * RB_COOP_PAIRS;
+    if (tid == 0) cs.fatal_index = RB_NO_FATAL;
+    rb_block_sync(); /* fatal_index is reset before any thread lowers it */
+
+    for (uint64_t base = 0; base < total; base += per_round) {
+        rb_vec16 v[RB_COOP_PAIRS][2];
+        uint64_t idx[RB_COOP_PAIRS]; /* first chunk of each pair, or `total`: none */
+        RB_UNROLL
+        for (uint32_t p = 0; p < RB_COOP_PAIRS; ++p) {
+            const uint64_t i = base + (uint64_t)p * nthreads * 2u + 2u * tid;
+            idx[p] = total;
+            if (i >= total) continue;
+            const uint32_t m = (uint32_t)(i >> in_shift), c = (uint32_t)i & in_mask;
+            /* A header read in an earlier round: load only payload chunks of
+               an admitted request (c >= 2 here: pairs and slots are even). */
+            if (((uint64_t)m << in_shift) < base &&
+                (cs.rc[m] != 0 || cs.len[m] == RB_LEN_CORRUPT || (c - 2u) * 16u >= cs.len[m]))
+                continue;
+            idx[p] = i;
+            const uint8_t* chunk = rb_slot(h2k, in_base + m, sh.h2k_mask, sh.h2k_slot_size) + (size_t)c * 16u;
+            v[p][0] = rb_ld16(chunk);
+            v[p][1] = rb_ld16(chunk + 16);
+        }
+        /* The header pairs of this round: validate, admit, share. */
+        RB_UNROLL
+        for (uint32_t p = 0; p < RB_COOP_PAIRS; ++p) {
+            if (idx[p] == total || (idx[p] & in_mask) != 0) continue;
+            const uint32_t m = (uint32_t)(idx[p] >> in_shift);
+            rb_msg_header in;
+            memcpy(reinterpret_cast<uint8_t*>(&in), &v[p][0], 16);
+            memcpy(reinterpret_cast<uint8_t*>(&in) + 16, &v[p][1], 16);
+            uint32_t len = in.len;
+            int32_t rc = 0;
+            if (in.seq != in_base + m || in.kind != RB_KIND_REQUEST || in.len > in_cap) {
+                len = RB_LEN_CORRUPT;
+            } else {
+                rc = handler.admit(in, out_cap);
+            }
+            cs.len[m] = len;
+            cs.flags[m] = in.flags;
+            cs.rc[m] = rc;
+            if (rb_coop_fatal(len, rc, out_cap)) rb_block_min_u32(&cs.fatal_index, m);
+        }
+        rb_block_sync(); /* every header of this round is in cs */
+        /* Replies: the header pair writes the reply header, payload pairs
+           their mapped chunks up to rb_round16(len). */
+        RB_UNROLL
+        for (uint32_t p = 0; p < RB_COOP_PAIRS; ++p) {
+            if (idx[p] == total) continue;
+            const uint32_t m = (uint32_t)(idx[p] >> in_shift), c = (uint32_t)idx[p] & in_mask;
+            const uint32_t len = cs.len[m];
+            const int32_t rc = cs.rc[m];
+            if (rb_coop_fatal(len, rc, out_cap)) continue; /* the batch is not published */
+            uint8_t* out = rb_slot(k2h, out_base + m, sh.k2h_mask, sh.k2h_slot_size);
+            if (c == 0) {
+                rb_msg_header o;
+                o.seq = out_base + m;
+                o.correlation = in_base + m;
+                o.kind = rc == 0 ? RB_KIND_REPLY : RB_KIND_ERROR;
+                o.len = rc == 0 ? len : 0u;
+                o.flags = rc == 0 ? cs.flags[m] : (uint32_t)rc;
+                o.reserved = 0;
+                rb_store_header(out, &o);
+            } else if (rc == 0) {
+                const uint32_t end = rb_round16(len);
+                if ((c - 2u) * 16u < end) rb_st16(out + (size_t)c * 16u, handler.chunk(v[p][0]));
+                if ((c - 1u) * 16u < end) rb_st16(out + (size_t)c * 16u + 16u, handler.chunk(v[p][1]));
+            }
+        }
+    }
+    /* Every reply chunk of the batch is stored and every request chunk read,
+       before thread 0 publishes (or reports the failure). */
+    rb_block_sync();
+    const uint32_t fatal = cs.fatal_index;
+    if (fatal != RB_NO_FATAL && tid == 0) {
+        const uint32_t len = cs.len[fatal];
+        const int32_t rc = cs.rc[fatal];
+        if (len == RB_LEN_CORRUPT) {
+            *code = RB_ERR_RING_CORRUPTED;
+            *detail = in_base + fatal;
+        } else if (rc == RB_HANDLER_PANICKED) {
+            *code = RB_ERR_HANDLER_PANICKED;
+            *detail = 0;
+        } else if (rc < 0) {
+            *code = RB_ERR_HANDLER;
+            *detail = (uint64_t)(-(int64_t)rc);
+        } else {
+            *code = RB_ERR_HANDLER;
+            *detail = RB_DETAIL_REPLY_TOO_LONG | len;
+        }
+    }
+    return fatal;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Slot format, other handlers: one request per thread.                     */
+/* ------------------------------------------------------------------------ */
+
+/*
+ * Serves the batch of n <= block size requests that thread 0 acquired:
+ * thread t < n reads request t's header and calls the handler on it, which
+ * reads and writes the payload straight in the slots (plain loads and
+ * stores, ordered as in rb_serve_chunkwise_batch). Returns RB_NO_FATAL, or
+ * (block-uniform) the first request that is corrupted or fatal, with thread
+ * 0's *code and *detail set; then nothing of the batch may be published.
+ */
+template <class Handler>
+RB_INLINE uint32_t rb_serve_per_request_batch(rb_ring* h2k, rb_ring* k2h, Handler& handler, rb_block_state& sh,
+                                              uint32_t n, uint64_t* code, uint64_t* detail) {
+    const uint32_t tid = rb_thread_index();
+        uint64_t my_code = 0, my_detail = 0;
+    if (tid < n) {
+        const uint64_t in_pos = sh.h2k_tail + tid;
+        const uint64_t out_pos = sh.k2h_head + tid;
+        const uint8_t* in_slot = rb_slot(h2k, in_pos, sh.h2k_mask, sh.h2k_slot_size);
+        uint8_t* out_slot = rb_slot(k2h, out_pos, sh.k2h_mask, sh.k2h_slot_size);
+        const uint32_t in_cap = (uint32_t)(sh.h2k_slot_size - RB_MSG_HEADER_SIZE);
+        const uint32_t out_cap = (uint32_t)(sh.k2h_slot_size - RB_MSG_HEADER_SIZE);
+        rb_msg_header in;
+        rb_load_header(&in, in_slot); /* plain 16-byte loads, after the acquire + barrier */
+        if (in.seq != in_pos || in.kind != RB_KIND_REQUEST || in.len > in_cap) {
+            my_code = RB_ERR_RING_CORRUPTED;
+            my_detail = in_pos;
+        } else {
+            rb_msg_header out;
+            out.seq = out_pos;
+            out.correlation = in.seq;
+            out.kind = RB_KIND_REPLY;
+            out.len = 0;
+            out.flags = in.flags;
+            out.reserved = 0;
+            const int rc = rb_handle(handler, in, in_slot + RB_MSG_HEADER_SIZE, out, out_slot + RB_MSG_HEADER_SIZE, out_cap);
+            if (rc == 0) {
+                out.kind = RB_KIND_REPLY;
+                if (out.len > out_cap) {
+                    my_code = RB_ERR_HANDLER;
+                    my_detail = RB_DETAIL_REPLY_TOO_LONG | out.len;
+                }
+            } else if (rc > 0) {
+                out.kind = RB_KIND_ERROR;
+                out.flags = (uint32_t)rc;
+                out.len = 0;
+            } else if (rc == RB_HANDLER_PANICKED) {
+                my_code = RB_ERR_HANDLER_PANICKED;
+                my_detail = 0;
+            } else {
+                my_code = RB_ERR_HANDLER;
+                my_detail = (uint64_t)(-(int64_t)rc);
+            }
+            out.seq = out_pos;
+            out.correlation = in.seq;
+            out.reserved = 0;
+            if (my_code == 0) rb_store_header(out_slot, &out); /* plain 16-byte stores */
+        }
+        if (my_code != 0) rb_block_min_u32(&sh.fatal_index, tid);
+    }
+    /* Every reply slot of the batch is written and every request slot read. */
+    rb_block_sync();
+
+    if (sh.fatal_index == RB_NO_FATAL) return RB_NO_FATAL; /* block-uniform */
+    if (tid == sh.fatal_index) {
+        sh.fatal_code = my_code;
+        sh.fatal_detail = my_detail;
+    }
+    rb_block_sync();
+    *code = sh.fatal_code;
+    *detail = sh.fatal_detail;
+    return sh.fatal_index;
+}
+
+/* ------------------------------------------------------------------------ */
 /* The serve loop.                                                          */
 /* ------------------------------------------------------------------------ */
 
@@ -886,6 +1190,9 @@ RB_INLINE int rb_serve(rb_control* ctl, rb_ring* h2k, rb_ring* k2h, Handler& han
     uint64_t h2k_cap = 0, k2h_cap = 0, check_mask = 0, iter = 0, beat = 0;
     uint32_t idle = 0;
     uint32_t start_failed = 0; /* thread 0: the final status if the start checks failed */
+    /* Requests per batch: one per thread, or (chunkwise) as many as the
+       block-shared state holds, whatever the block size. */
+    const uint64_t max_batch = rb_chunkwise_of<Handler>::value ? RB_COOP_MAX_BATCH : nthreads;
 
     if (tid == 0) {
         sh.stop = 0;
@@ -1000,7 +1307,7 @@ RB_INLINE int rb_serve(rb_control* ctl, rb_ring* h2k, rb_ring* k2h, Handler& han
                 }
                 idle = 0;
                 n = avail < room ? avail : room;
-                if (n > nthreads) n = nthreads;
+                if (n > max_batch) n = max_batch;
                 break;
             }
             sh.stop = stop;
@@ -1012,65 +1319,18 @@ RB_INLINE int rb_serve(rb_control* ctl, rb_ring* h2k, rb_ring* k2h, Handler& han
         if (sh.stop != 0) return (int)sh.stop;
 
         const uint32_t n = sh.n;
-        uint64_t my_code = 0, my_detail = 0;
-        if (tid < n) {
-            const uint64_t in_pos = sh.h2k_tail + tid;
-            const uint64_t out_pos = sh.k2h_head + tid;
-            const uint8_t* in_slot = rb_slot(h2k, in_pos, sh.h2k_mask, sh.h2k_slot_size);
-            uint8_t* out_slot = rb_slot(k2h, out_pos, sh.k2h_mask, sh.k2h_slot_size);
-            const uint32_t in_cap = (uint32_t)(sh.h2k_slot_size - RB_MSG_HEADER_SIZE);
-            const uint32_t out_cap = (uint32_t)(sh.k2h_slot_size - RB_MSG_HEADER_SIZE);
-            rb_msg_header in;
-            rb_load_header(&in, in_slot); /* plain 16-byte loads, after the acquire + barrier */
-            if (in.seq != in_pos || in.kind != RB_KIND_REQUEST || in.len > in_cap) {
-                my_code = RB_ERR_RING_CORRUPTED;
-                my_detail = in_pos;
-            } else {
-                rb_msg_header out;
-                out.seq = out_pos;
-                out.correlation = in.seq;
-                out.kind = RB_KIND_REPLY;
-                out.len = 0;
-                out.flags = in.flags;
-                out.reserved = 0;
-                const int rc = handler(in, in_slot + RB_MSG_HEADER_SIZE, out, out_slot + RB_MSG_HEADER_SIZE, out_cap);
-                if (rc == 0) {
-                    out.kind = RB_KIND_REPLY;
-                    if (out.len > out_cap) {
-                        my_code = RB_ERR_HANDLER;
-                        my_detail = RB_DETAIL_REPLY_TOO_LONG | out.len;
-                    }
-                } else if (rc > 0) {
-                    out.kind = RB_KIND_ERROR;
-                    out.flags = (uint32_t)rc;
-                    out.len = 0;
-                } else if (rc == RB_HANDLER_PANICKED) {
-                    my_code = RB_ERR_HANDLER_PANICKED;
-                    my_detail = 0;
-                } else {
-                    my_code = RB_ERR_HANDLER;
-                    my_detail = (uint64_t)(-(int64_t)rc);
-                }
-                out.seq = out_pos;
-                out.correlation = in.seq;
-                out.reserved = 0;
-                if (my_code == 0) rb_store_header(out_slot, &out); /* plain 16-byte stores */
-            }
-            if (my_code != 0) rb_block_min_u32(&sh.fatal_index, tid);
+        uint64_t code = 0, detail = 0;
+        uint32_t fatal;
+        if constexpr (rb_chunkwise_of<Handler>::value) {
+            fatal = rb_serve_chunkwise_batch(h2k, k2h, handler, sh, n, &code, &detail);
+        } else {
+            fatal = rb_serve_per_request_batch(h2k, k2h, handler, sh, n, &code, &detail);
         }
-        /* Every reply slot of the batch is written and every request slot read. */
-        rb_block_sync();
-
-        if (sh.fatal_index != RB_NO_FATAL) { /* block-uniform */
-            if (tid == sh.fatal_index) {
-                sh.fatal_code = my_code;
-                sh.fatal_detail = my_detail;
-            }
-            rb_block_sync();
+        if (fatal != RB_NO_FATAL) { /* block-uniform */
             if (tid == 0) {
                 /* Publish nothing of this batch: the counters stay put. */
                 rb_publish_progress(ctl, ++beat, h2k_tail, k2h_head);
-                rb_finish(ctl, RB_STATUS_FAILED, sh.fatal_code, sh.fatal_detail);
+                rb_finish(ctl, RB_STATUS_FAILED, code, detail);
             }
             return (int)RB_STATUS_FAILED;
         }

@@ -1,45 +1,106 @@
 #!/usr/bin/env bash
 # Runs on the GPU machine over the binaries scripts/gpu-prepare.sh put in
 # .gpu/: the GPU tests (which must not skip), then the measurements.
-# Results and logs go to $OUT (or ./gpu-results).
+#
+# The device tool returns at most 8 files, so every log and JSON file goes to
+# a work folder that is packed into $OUT/results.tgz at the end; the summary
+# ($OUT/summary.txt) and the two plots come back beside it.
+# Every step runs under `timeout`, so one hang cannot eat the lease.
+# Set GPU_CHECK_QUICK=1 for a short smoke run.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 [ -d .gpu ] && cd .gpu
 out="${OUT:-$PWD/gpu-results}"; mkdir -p "$out"
+work="$(mktemp -d)"; mkdir -p "$work/r"; r="$work/r"
 export RINGBRIDGE_REQUIRE_GPU=1 LD_LIBRARY_PATH="/usr/local/nvidia/lib64:${LD_LIBRARY_PATH:-}"
+quick="${GPU_CHECK_QUICK:-0}"
 fail=0
+summary="$out/summary.txt"
+: > "$summary"
+say() { echo "$*" | tee -a "$summary"; }
+# step NAME SECONDS CMD...: runs CMD with a time limit, output to $r/NAME.log.
+step() {
+  local name="$1" secs="$2"; shift 2
+  local t0=$(date +%s.%N)
+  timeout -k 5 "$secs" "$@" > "$r/$name.log" 2>&1
+  local rc=$?
+  local dt=$(python3 -c "print(f'{$(date +%s.%N)-$t0:.1f}')")
+  if [ $rc -ne 0 ]; then fail=1; say "FAIL  $name (rc $rc, ${dt}s)"; tail -n 15 "$r/$name.log" | sed 's/^/      /' | tee -a "$summary"
+  else say "ok    $name (${dt}s)"; fi
+  return $rc
+}
+
 {
-  date -u; nvidia-smi --query-gpu=name,driver_version,pcie.link.gen.current,pcie.link.width.current --format=csv
+  date -u; uname -r
+  nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.max.sm,pcie.link.gen.current,pcie.link.width.current --format=csv
   /usr/local/cuda/bin/nvcc --version | tail -1
-} > "$out/machine.txt" 2>&1
-cat "$out/machine.txt"
-./ringbridge info --json | tee "$out/info.json"
-for t in test-bridge_cuda test-cuda_faults test-kernels test-bridge_host; do
+  nproc; lscpu | grep -m1 'Model name'
+} > "$r/machine.txt" 2>&1
+cat "$r/machine.txt" | tee -a "$summary"
+
+step info 30 ./ringbridge info --json && cat "$r/info.log" | tee -a "$summary"
+# Smoke first: if one echo round trip cannot be made, the rest is moot.
+step smoke-echo 30 ./ringbridge echo --backend cuda --payload 64 --messages 1000 --warmup 10 --json
+
+for t in test-kernels test-bridge_cuda test-cuda_faults test-lanes; do
   [ -x "$t" ] || continue
-  echo "== $t"
-  timeout 300 "./$t" --test-threads=1 > "$out/$t.log" 2>&1 || { echo "FAILED: $t"; fail=1; }
-  grep -E '^test result|FAILED|panicked' "$out/$t.log" | head -20
+  # --nocapture: a panic in a test's helper thread shows at once, even if
+  # the test then waits and the time limit stops it.
+  step "$t" 90 "./$t" --test-threads=1 --nocapture
+  grep -E '^test result|FAILED|panicked|skipped' "$r/$t.log" | head -12 | tee -a "$summary"
 done
-echo "== echo (cuda, 64 B)"
-./ringbridge echo --backend cuda --payload 64 --messages 200000 --json | tee "$out/echo-cuda-64.json" || fail=1
-for p in 8 256 1024 4096; do
-  ./ringbridge echo --backend cuda --payload $p --messages 50000 --json > "$out/echo-cuda-$p.json" || fail=1
+
+msgs=200000; [ "$quick" = 1 ] && msgs=20000
+for p in 8 64 256 1024 4096; do
+  step "echo-cuda-$p" 60 ./ringbridge echo --backend cuda --payload $p --messages $msgs --json
 done
-./ringbridge echo --backend host --payload 64 --messages 200000 --json > "$out/echo-host-64.json" || fail=1
-echo "== stream (cuda)"
-./ringbridge stream --backend cuda --payload 64 --messages 20000000 --capacity 8192 --json > "$out/stream-cuda-64.json" || fail=1
-./ringbridge stream --backend cuda --payload 4064 --messages 1000000 --capacity 1024 --json > "$out/stream-cuda-4k.json" || fail=1
-python3 - "$out" <<'PY'
+step echo-cuda-64-slots 60 ./ringbridge echo --backend cuda --payload 64 --format slots --messages $msgs --json
+step echo-host-64 60 ./ringbridge echo --backend host --payload 64 --messages $msgs --json
+step compare-cuda-64 240 ./ringbridge compare --backend cuda --payload 64 --messages 20000 --json --plot "$out/compare-cuda-64.svg"
+step compare-cuda-256 240 ./ringbridge compare --backend cuda --payload 256 --messages 20000 --json
+step compare-cuda-4096 240 ./ringbridge compare --backend cuda --payload 4096 --messages 10000 --json
+step compare-host-64 60 ./ringbridge compare --backend host --payload 64 --messages $msgs --json --plot "$out/compare-host-64.svg"
+
+n64=50000000; n4k=2000000; [ "$quick" = 1 ] && { n64=2000000; n4k=100000; }
+step stream-cuda-64 120 ./ringbridge stream --backend cuda --payload 64 --messages $n64 --capacity 8192 --batch 512 --json
+step stream-cuda-64-lanes 60 ./ringbridge stream --backend cuda --payload 64 --format lanes --messages 5000000 --capacity 8192 --batch 512 --json
+step stream-cuda-1k 120 ./ringbridge stream --backend cuda --payload 992 --messages $n4k --capacity 4096 --json
+step stream-cuda-4k 120 ./ringbridge stream --backend cuda --payload 4064 --messages $n4k --capacity 1024 --json
+step stream-host-64 120 ./ringbridge stream --backend host --payload 64 --messages 20000000 --capacity 8192 --json
+
+if [ "$quick" != 1 ]; then
+  if [ "${GPU_CHECK_SOAK:-0}" = 1 ]; then
+    RINGBRIDGE_SOAK_MESSAGES=100000000 step soak-cuda 200 ./test-soak --ignored --nocapture soak_cuda
+    grep -E 'soak|test result' "$r/soak-cuda.log" | tee -a "$summary"
+  fi
+  step bench-roundtrip 200 ./bench-roundtrip --bench --warm-up-time 1 --measurement-time 1
+  grep -E '^roundtrip/|time:' "$r/bench-roundtrip.log" | tee -a "$summary"
+fi
+
+python3 - "$r" <<'PY' | tee -a "$summary"
 import json, os, sys
 d = sys.argv[1]
+print(f"{'run':22} {'backend':8} {'format':6} {'payload':>7} {'p50 ns':>9} {'p99 ns':>9} {'msgs/s':>10} {'GB/s':>7} lost")
 for f in sorted(os.listdir(d)):
-    if f.endswith('.json') and f != 'info.json':
+    if not f.endswith('.log') or f.startswith(('test-', 'soak', 'bench', 'info', 'compare', 'machine')):
+        continue
+    try:
+        j = json.loads(open(os.path.join(d, f)).read())
+    except Exception:
+        continue
+    gb = j.get('gbytes_per_s', '-')
+    gb = f"{gb:.2f}" if isinstance(gb, (int, float)) else gb
+    print(f"{f[:-4]:22} {str(j.get('backend')):8} {str(j.get('format')):6} {j.get('payload_bytes', 0):7} {j.get('p50_ns', '-'):>9} "
+          f"{j.get('p99_ns', '-'):>9} {j.get('msgs_per_s', 0):10.3g} {gb:>7} {j.get('lost', '-')}")
+for f in sorted(os.listdir(d)):
+    if f.startswith('compare') and f.endswith('.log'):
         try:
-            j = json.load(open(os.path.join(d, f)))
-        except Exception as e:
-            print(f, 'unreadable', e); continue
-        print(f"{f:24} backend={j.get('backend')} payload={j.get('payload_bytes')} "
-              f"p50={j.get('p50_ns')} p99={j.get('p99_ns')} msgs/s={j.get('msgs_per_s', 0):.3g} "
-              f"GB/s={j.get('gbytes_per_s', '-')} lost={j.get('lost')}")
+            j = json.loads(open(os.path.join(d, f)).read())
+        except Exception:
+            continue
+        print(f"== {f[:-4]}")
+        for row in j.get('results', j.get('rows', [])):
+            print("   ", {k: row[k] for k in row if k in ('name', 'p50_ns', 'p99_ns', 'ratio_p50', 'ratio_to_ringbridge', 'error')})
 PY
+tar -C "$work" -czf "$out/results.tgz" r
 exit $fail

@@ -209,6 +209,10 @@ fn cuda_formats_round_trip_every_length() {
     }
 }
 
+// The next three tests hung on an H200 (2026-11-26, one test then) after
+// the chunkwise slot path came in; which part was not found before the
+// session's GPU time ran out. Split, each under a deadline, they say where.
+
 #[test]
 fn cuda_lanes_million_messages_every_block_size() {
     if !gpu_or_skip("cuda_lanes_million_messages_every_block_size") {
@@ -220,44 +224,88 @@ fn cuda_lanes_million_messages_every_block_size() {
         (128, 1_000_000),
         (1024, 200_000),
     ] {
-        let bridge = cuda()
-            .capacity(4)
-            .slot_size(128)
-            .block_size(block)
-            .format(SlotFormat::Lanes)
-            .launch()
-            .unwrap();
-        std::thread::scope(|s| {
-            s.spawn(|| {
-                let mut base = 0u64;
-                while base < n {
-                    let msgs: Vec<Vec<u8>> = (base..(base + 64).min(n))
-                        .map(|i| i.to_le_bytes().repeat(1 + (i % 12) as usize))
-                        .collect();
-                    bridge.send_batch(&msgs).unwrap();
-                    base += 64;
-                }
-            });
-            let mut got = 0u64;
-            while got < n {
-                bridge
-                    .recv_batch(256, |h, p| {
-                        assert_eq!(h.correlation, got, "block {block}: out of order");
-                        let want = got.to_le_bytes().repeat(1 + (got % 12) as usize);
-                        assert_eq!(p, expected_echo(&want), "block {block}: torn reply {got}");
-                        got += 1;
-                    })
-                    .unwrap();
+        common::within(60, &format!("lanes, block {block}"), move || {
+            lanes_stream(block, n)
+        });
+    }
+}
+
+/// Streams `n` messages of 8 to 96 bytes through 4-slot lane rings served by
+/// a block of `block` threads, checking every reply.
+fn lanes_stream(block: u32, n: u64) {
+    let bridge = cuda()
+        .capacity(4)
+        .slot_size(128)
+        .block_size(block)
+        .format(SlotFormat::Lanes)
+        .launch()
+        .unwrap();
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            let mut base = 0u64;
+            while base < n {
+                let msgs: Vec<Vec<u8>> = (base..(base + 64).min(n))
+                    .map(|i| i.to_le_bytes().repeat(1 + (i % 12) as usize))
+                    .collect();
+                bridge.send_batch(&msgs).unwrap();
+                base += 64;
             }
         });
-        assert!(matches!(bridge.try_recv(), Err(Error::Empty)));
+        let mut got = 0u64;
+        while got < n {
+            bridge
+                .recv_batch(256, |h, p| {
+                    assert_eq!(h.correlation, got, "block {block}: out of order");
+                    let want = got.to_le_bytes().repeat(1 + (got % 12) as usize);
+                    assert_eq!(p, expected_echo(&want), "block {block}: torn reply {got}");
+                    got += 1;
+                })
+                .unwrap();
+        }
+    });
+    assert!(matches!(bridge.try_recv(), Err(Error::Empty)));
+}
+
+#[test]
+fn cuda_small_blocks_refuse_lanes_and_auto_takes_slots() {
+    if !gpu_or_skip("cuda_small_blocks_refuse_lanes_and_auto_takes_slots") {
+        return;
     }
-    let small = cuda().block_size(16).format(SlotFormat::Lanes).launch();
-    assert!(matches!(small, Err(Error::InvalidArgument(_))), "{small:?}");
-    // Auto falls back to slots for a block under a warp.
-    let auto = cuda().block_size(16).launch().unwrap();
-    assert_eq!(auto.format(), SlotFormat::Slots);
-    assert_eq!(auto.round_trip(b"ab").unwrap().payload, b"bc");
+    common::within(60, "block of 16", || {
+        let small = cuda().block_size(16).format(SlotFormat::Lanes).launch();
+        assert!(matches!(small, Err(Error::InvalidArgument(_))), "{small:?}");
+        // Auto falls back to slots for a block under a warp.
+        let auto = cuda().block_size(16).launch().unwrap();
+        assert_eq!(auto.format(), SlotFormat::Slots);
+        assert_eq!(auto.round_trip(b"ab").unwrap().payload, b"bc");
+    });
+}
+
+#[test]
+fn cuda_auto_picks_lanes_for_small_slots_only() {
+    if !gpu_or_skip("cuda_auto_picks_lanes_for_small_slots_only") {
+        return;
+    }
+    for (slot, want, spec_slot) in [
+        (64, SlotFormat::Lanes, 128),
+        (128, SlotFormat::Lanes, 256),
+        (256, SlotFormat::Slots, 256),
+    ] {
+        common::within(60, &format!("auto, slot {slot}"), move || {
+            let b = cuda().capacity(4).slot_size(slot).launch().unwrap();
+            assert_eq!(
+                (b.format(), b.spec().slot_size()),
+                (want, spec_slot),
+                "slot {slot}"
+            );
+            let p: Vec<u8> = (0..slot - 32).map(|i| i as u8).collect();
+            assert_eq!(
+                b.round_trip(&p).unwrap().payload,
+                expected_echo(&p),
+                "slot {slot}"
+            );
+        });
+    }
 }
 
 #[test]
@@ -343,4 +391,12 @@ fn cuda_lanes_shutdown_while_busy() {
     std::thread::sleep(Duration::from_millis(50));
     bridge.shutdown().unwrap();
     assert!(matches!(sender.join().unwrap(), Error::ShutDown));
+}
+
+#[test]
+fn cuda_scale_batches_of_mixed_lengths() {
+    if !gpu_or_skip("cuda_scale_batches_of_mixed_lengths") {
+        return;
+    }
+    common::scale_batches_of_mixed_lengths(cuda().kernel(Kernel::ScaleF32 { factor: 2.0 }));
 }

@@ -1,6 +1,8 @@
 //! The bridge end to end on the host fallback, which runs the device half's
 //! C++ serve loop and handlers on a CPU thread. These run everywhere (CI).
 
+mod common;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -340,4 +342,9 @@ fn round_trip_refuses_to_run_with_replies_outstanding() {
         Err(Error::InvalidArgument(_))
     ));
     assert_eq!(bridge.recv().unwrap().payload, b"c");
+}
+
+#[test]
+fn scale_batches_of_mixed_lengths() {
+    common::scale_batches_of_mixed_lengths(host().kernel(Kernel::ScaleF32 { factor: 2.0 }));
 }

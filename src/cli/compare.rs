@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use crossbeam_utils::CachePadded;
 use ringbridge::cuda::compare::{CudaAlternative, Workload, measure};
+use ringbridge::ring::SlotFormat;
 use ringbridge::{Backend, Bridge};
 use serde::Serialize;
 
@@ -90,7 +91,7 @@ pub(crate) fn run(args: &CompareArgs) -> anyhow::Result<()> {
         _ => None,
     };
     // Validates capacity, slot size and payload before anything runs.
-    let builder = b.builder()?.backend(backend);
+    let builder = b.builder(SlotFormat::Auto)?.backend(backend);
     if !b.json {
         println!(
             "ringbridge compare: backend {backend} ({reason}){}, payload {} B, {} round trips (+{} warm-up) each",

@@ -3,6 +3,7 @@
 use std::time::Instant;
 
 use anyhow::{Context, bail};
+use ringbridge::ring::SlotFormat;
 use serde::Serialize;
 
 use super::EchoArgs;
@@ -17,6 +18,7 @@ struct Report {
     device: usize,
     payload_bytes: usize,
     slot_size: usize,
+    format: &'static str,
     messages: u64,
     lost: u64,
     #[serde(flatten)]
@@ -29,14 +31,18 @@ pub(crate) fn run(args: &EchoArgs) -> anyhow::Result<()> {
     if args.messages == 0 {
         bail!("--messages must be at least 1");
     }
-    let bridge = b.builder()?.launch().context("cannot launch the bridge")?;
+    let bridge = b
+        .builder(SlotFormat::Auto)?
+        .launch()
+        .context("cannot launch the bridge")?;
     if !b.json {
         println!(
-            "ringbridge echo: backend {} ({}), payload {} B, slot {} B, {} messages",
+            "ringbridge echo: backend {} ({}), payload {} B, slot {} B ({}), {} messages",
             bridge.backend(),
             bridge.backend_reason(),
             b.payload,
             bridge.spec().slot_size(),
+            bridge.format(),
             args.messages
         );
     }
@@ -89,6 +95,7 @@ pub(crate) fn run(args: &EchoArgs) -> anyhow::Result<()> {
         device: b.device,
         payload_bytes: b.payload,
         slot_size: bridge.spec().slot_size(),
+        format: bridge.format().name(),
         messages: args.messages,
         lost,
         latency,

@@ -14,6 +14,7 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 use ringbridge::Backend;
+use ringbridge::ring::SlotFormat;
 
 /// Host <-> persistent CUDA kernel messaging, measured.
 #[derive(Parser, Debug)]
@@ -58,6 +59,14 @@ pub(crate) struct BridgeArgs {
     /// Bytes per slot (a power of two >= 64); default: the smallest that fits the payload.
     #[arg(long)]
     pub slot_size: Option<usize>,
+    /// Slot format: auto (flagged lanes for payloads up to 96 B), slots or
+    /// lanes [default: auto; slots for `stream`, whose batches favour it].
+    #[arg(long, value_parser = parse_format)]
+    pub format: Option<SlotFormat>,
+    /// Threads per block of the built-in CUDA kernel (1 to 1024)
+    /// [default: 1024 for slots, 128 for lanes].
+    #[arg(long)]
+    pub block: Option<u32>,
     /// Print JSON instead of text.
     #[arg(long)]
     pub json: bool,
@@ -118,11 +127,16 @@ fn parse_backend(s: &str) -> Result<Backend, String> {
     s.parse().map_err(|e: ringbridge::Error| e.to_string())
 }
 
+fn parse_format(s: &str) -> Result<SlotFormat, String> {
+    s.parse().map_err(|e: ringbridge::Error| e.to_string())
+}
+
 impl BridgeArgs {
     /// A builder for these options, after checking that the payload fits a
     /// slot (a [`ringbridge::Error::PayloadTooLarge`] before anything is
     /// allocated, rather than at the first send).
-    pub fn builder(&self) -> anyhow::Result<ringbridge::BridgeBuilder> {
+    /// `default_format` applies when `--format` is not given.
+    pub fn builder(&self, default_format: SlotFormat) -> anyhow::Result<ringbridge::BridgeBuilder> {
         use ringbridge::ring::RingSpec;
         let slot = self
             .slot_size
@@ -144,11 +158,16 @@ impl BridgeArgs {
             }
             Err(e) => return Err(e.into()),
         }
-        Ok(ringbridge::Bridge::builder()
+        let builder = ringbridge::Bridge::builder()
             .backend(self.backend)
             .device(self.device)
             .capacity(self.capacity)
-            .slot_size(slot))
+            .slot_size(slot)
+            .format(self.format.unwrap_or(default_format));
+        Ok(match self.block {
+            Some(threads) => builder.block_size(threads),
+            None => builder,
+        })
     }
 }
 

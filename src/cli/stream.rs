@@ -3,6 +3,7 @@
 use std::time::Instant;
 
 use anyhow::{Context, bail};
+use ringbridge::ring::SlotFormat;
 use serde::Serialize;
 
 use super::StreamArgs;
@@ -14,6 +15,8 @@ struct Report {
     device: usize,
     payload_bytes: usize,
     slot_size: usize,
+    format: &'static str,
+    block: Option<u32>,
     batch: usize,
     messages: u64,
     lost: u64,
@@ -22,13 +25,45 @@ struct Report {
     gbytes_per_s: f64,
 }
 
-/// The payload of message `i`: its index in the first 8 bytes, then a pattern.
-fn fill(buf: &mut [u8], i: u64) {
-    for (k, b) in buf.iter_mut().enumerate() {
-        *b = (k as u8).wrapping_mul(31).wrapping_add(i as u8);
+/// Payloads of the stream: message `i` carries its index in its first 8
+/// bytes, then `pattern[i as u8]`; the kernel's reply has every byte + 1,
+/// which is the same pattern shifted by one. All 256 shifts are built once,
+/// so filling a message and checking a reply are a copy and a compare, not a
+/// loop over bytes: the host side must keep up with the GPU.
+struct Patterns {
+    shifted: Vec<Vec<u8>>,
+}
+
+impl Patterns {
+    fn new(size: usize) -> Self {
+        let shifted = (0..=255u8)
+            .map(|c| {
+                (0..size)
+                    .map(|k| (k as u8).wrapping_mul(31).wrapping_add(c))
+                    .collect()
+            })
+            .collect();
+        Self { shifted }
     }
-    let n = buf.len().min(8);
-    buf[..n].copy_from_slice(&i.to_le_bytes()[..n]);
+
+    /// Writes message `i` into `buf`.
+    fn fill(&self, buf: &mut [u8], i: u64) {
+        buf.copy_from_slice(&self.shifted[i as u8 as usize]);
+        let n = buf.len().min(8);
+        buf[..n].copy_from_slice(&i.to_le_bytes()[..n]);
+    }
+
+    /// Whether `reply` is message `i` with every byte + 1.
+    fn is_reply(&self, reply: &[u8], i: u64) -> bool {
+        let want = &self.shifted[i.wrapping_add(1) as u8 as usize];
+        let n = reply.len().min(8);
+        reply.len() == want.len()
+            && reply[n..] == want[n..]
+            && reply[..n]
+                .iter()
+                .zip(&i.to_le_bytes()[..n])
+                .all(|(r, s)| *r == s.wrapping_add(1))
+    }
 }
 
 pub(crate) fn run(args: &StreamArgs) -> anyhow::Result<()> {
@@ -36,7 +71,10 @@ pub(crate) fn run(args: &StreamArgs) -> anyhow::Result<()> {
     if args.messages == 0 || args.batch == 0 {
         bail!("--messages and --batch must be at least 1");
     }
-    let bridge = b.builder()?.launch().context("cannot launch the bridge")?;
+    let bridge = b
+        .builder(SlotFormat::Slots)?
+        .launch()
+        .context("cannot launch the bridge")?;
     let size = b.payload;
     if !b.json {
         println!(
@@ -49,6 +87,7 @@ pub(crate) fn run(args: &StreamArgs) -> anyhow::Result<()> {
         );
     }
     let total = args.messages;
+    let patterns = Patterns::new(size);
     let started = Instant::now();
     let (sent, lost) = std::thread::scope(|s| -> anyhow::Result<(u64, u64)> {
         let producer = s.spawn(|| -> ringbridge::Result<u64> {
@@ -57,25 +96,20 @@ pub(crate) fn run(args: &StreamArgs) -> anyhow::Result<()> {
             while i < total {
                 let n = (total - i).min(args.batch as u64) as usize;
                 for (k, buf) in bufs[..n].iter_mut().enumerate() {
-                    fill(buf, i + k as u64);
+                    patterns.fill(buf, i + k as u64);
                 }
                 bridge.send_batch(&bufs[..n])?;
                 i += n as u64;
             }
             Ok(i)
         });
-        let mut expect = vec![0u8; size];
         let mut got = 0u64;
         let mut lost = 0u64;
         let mut bar = super::progress::Progress::new("stream", total, b.json);
         while got < total {
             bar.set(got);
             bridge.recv_batch(4096, |h, p| {
-                fill(&mut expect, got);
-                let ok = h.correlation == got
-                    && p.len() == size
-                    && p.iter().zip(&expect).all(|(r, e)| *r == e.wrapping_add(1));
-                if !ok {
+                if h.correlation != got || !patterns.is_reply(p, got) {
                     lost += 1;
                 }
                 got += 1;
@@ -94,6 +128,8 @@ pub(crate) fn run(args: &StreamArgs) -> anyhow::Result<()> {
         device: b.device,
         payload_bytes: size,
         slot_size: bridge.spec().slot_size(),
+        format: bridge.format().name(),
+        block: b.block,
         batch: args.batch,
         messages: sent,
         lost,

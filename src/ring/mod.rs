@@ -58,9 +58,10 @@ use crate::word_of;
 /// How the slots of a bridge's rings carry messages.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub enum SlotFormat {
-    /// [`SlotFormat::Lanes`] for small messages (a builder's slot size of at
-    /// most [`AUTO_LANES_MAX_SLOT_SIZE`] bytes, so payloads up to 96 bytes)
-    /// with a built-in or host kernel; [`SlotFormat::Slots`] otherwise.
+    /// On CUDA, [`SlotFormat::Lanes`] for small messages (a builder's slot
+    /// size of at most [`AUTO_LANES_MAX_SLOT_SIZE`] bytes, so payloads up to
+    /// 96 bytes) with a built-in kernel; [`SlotFormat::Slots`] otherwise,
+    /// and always on the host fallback, where slots measured faster.
     #[default]
     Auto,
     /// A message header then the payload; the receiver acquires the ring's
@@ -70,6 +71,47 @@ pub enum SlotFormat {
     /// bytes of data, so the receiver holds the whole message after one round
     /// of loads, with no `head` read ([`crate::layout::FORMAT_LANES`]).
     Lanes,
+}
+
+impl SlotFormat {
+    /// Its name on the command line and in reports: `auto`, `slots`, `lanes`.
+    ///
+    /// ```
+    /// use ringbridge::ring::SlotFormat;
+    /// assert_eq!(SlotFormat::Lanes.name(), "lanes");
+    /// assert_eq!("slots".parse::<SlotFormat>().unwrap(), SlotFormat::Slots);
+    /// assert!("rings".parse::<SlotFormat>().is_err());
+    /// ```
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Auto => "auto",
+            Self::Slots => "slots",
+            Self::Lanes => "lanes",
+        }
+    }
+}
+
+impl std::fmt::Display for SlotFormat {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl std::str::FromStr for SlotFormat {
+    type Err = crate::Error;
+
+    /// Parses `auto`, `slots` or `lanes` (any case); anything else is
+    /// [`Error::InvalidArgument`](crate::Error::InvalidArgument).
+    fn from_str(s: &str) -> Result<Self> {
+        match s.to_ascii_lowercase().as_str() {
+            "auto" => Ok(Self::Auto),
+            "slots" => Ok(Self::Slots),
+            "lanes" => Ok(Self::Lanes),
+            _ => Err(crate::Error::InvalidArgument(format!(
+                "unknown slot format {s:?}: expected auto, slots or lanes"
+            ))),
+        }
+    }
 }
 
 /// [`SlotFormat::Auto`] picks lanes up to this (slot-format) slot size: a

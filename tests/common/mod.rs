@@ -1,4 +1,5 @@
-//! Shared by the GPU test files: find a GPU or say why the tests skip.
+//! Shared by the test files: find a GPU or say why the tests skip, and
+//! workloads run on both backends.
 
 #![allow(dead_code)]
 
@@ -57,4 +58,86 @@ pub fn isolated(name: &str, body: impl FnOnce()) {
         stdout.contains(&format!("isolated test {name}: ok")) || stderr.contains("skipped"),
         "isolated test {name} did not run"
     );
+}
+
+/// Streams batches of scale requests whose lengths vary from 0 to the
+/// slot's largest, some not a multiple of 4 (error replies), through
+/// `builder`'s bridge (a ScaleF32 kernel with factor 2.0, 4 KiB slots), and
+/// checks every reply in order: the chunkwise path serves one batch with many
+/// threads per request and an error reply among good ones.
+pub fn scale_batches_of_mixed_lengths(builder: ringbridge::BridgeBuilder) {
+    use ringbridge::layout::KIND_ERROR;
+    let bridge = builder.slot_size(4096).capacity(64).launch().unwrap();
+    let max = bridge.max_payload();
+    let lens: Vec<usize> = (0..3000usize)
+        .map(|i| (i * 389 + i / 7) % (max + 1))
+        .collect();
+    let payloads: Vec<Vec<u8>> = lens
+        .iter()
+        .enumerate()
+        .map(|(i, &len)| {
+            let mut p: Vec<u8> = (0..len / 4)
+                .flat_map(|k| ((i * 3 + k) as f32 * 0.5).to_le_bytes())
+                .collect();
+            p.resize(len, 0xa5);
+            p
+        })
+        .collect();
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            for chunk in payloads.chunks(50) {
+                bridge.send_batch(chunk).unwrap();
+            }
+        });
+        let mut got = 0usize;
+        while got < payloads.len() {
+            bridge
+                .recv_batch(64, |h, p| {
+                    assert_eq!(h.correlation, got as u64);
+                    let req = &payloads[got];
+                    if req.len() % 4 != 0 {
+                        assert_eq!(
+                            (h.kind, h.flags, p.len()),
+                            (KIND_ERROR, 1, 0),
+                            "message {got}"
+                        );
+                    } else {
+                        let want: Vec<u8> = req
+                            .chunks(4)
+                            .flat_map(|c| {
+                                (f32::from_le_bytes(c.try_into().unwrap()) * 2.0).to_le_bytes()
+                            })
+                            .collect();
+                        assert!(p == want.as_slice(), "message {got} (len {})", req.len());
+                    }
+                    got += 1;
+                })
+                .unwrap();
+        }
+    });
+    bridge.shutdown().unwrap();
+}
+
+/// Runs `f` on its own thread and fails the test if it has not finished
+/// within `secs` seconds, so a GPU test that would wait forever reports a
+/// hang (and where) instead of stopping the whole run. The stuck thread is
+/// left behind; the test process ends anyway.
+pub fn within<F: FnOnce() + Send + 'static>(secs: u64, what: &str, f: F) {
+    let (done, wait) = std::sync::mpsc::channel();
+    let worker = std::thread::spawn(move || {
+        f();
+        let _ = done.send(());
+    });
+    match wait.recv_timeout(std::time::Duration::from_secs(secs)) {
+        Ok(()) => worker.join().unwrap(),
+        // The sender was dropped without sending: `f` panicked.
+        Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+            if let Err(panic) = worker.join() {
+                std::panic::resume_unwind(panic);
+            }
+        }
+        Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+            panic!("{what}: not finished within {secs} s: a hang")
+        }
+    }
 }
