@@ -544,6 +544,43 @@ struct rb_block_state {
 #define RB_NO_FATAL 0xFFFFFFFFu
 
 
+/* The reply header for request `in` at K2H position out_pos, before the
+   handler runs: an empty REPLY with the request's flags. */
+RB_INLINE rb_msg_header rb_reply_header(uint64_t out_pos, const rb_msg_header& in) {
+    rb_msg_header out;
+    out.seq = out_pos;
+    out.correlation = in.seq;
+    out.kind = RB_KIND_REPLY;
+    out.len = 0;
+    out.flags = in.flags;
+    out.reserved = 0;
+    return out;
+}
+
+/* Settles a handler's return code: 0 keeps the REPLY (a len beyond out_cap
+   is fatal), > 0 makes it an empty ERROR reply with that code in flags,
+   < 0 is fatal. For a fatal code *code / *detail get the kernel's error
+   (RB_ERR_HANDLER_PANICKED or RB_ERR_HANDLER); otherwise they stay 0. */
+RB_INLINE void rb_settle_reply(int rc, rb_msg_header& out, uint32_t out_cap, uint64_t& code, uint64_t& detail) {
+    if (rc == 0) {
+        out.kind = RB_KIND_REPLY;
+        if (out.len > out_cap) {
+            code = RB_ERR_HANDLER;
+            detail = RB_DETAIL_REPLY_TOO_LONG | out.len;
+        }
+    } else if (rc > 0) {
+        out.kind = RB_KIND_ERROR;
+        out.flags = (uint32_t)rc;
+        out.len = 0;
+    } else if (rc == RB_HANDLER_PANICKED) {
+        code = RB_ERR_HANDLER_PANICKED;
+        detail = 0;
+    } else {
+        code = RB_ERR_HANDLER;
+        detail = (uint64_t)(-(int64_t)rc);
+    }
+}
+
 /* ------------------------------------------------------------------------ */
 /* Lane format (RB_FORMAT_LANES): flagged 16-byte lanes.                    */
 /* ------------------------------------------------------------------------ */
@@ -834,32 +871,11 @@ RB_INLINE int rb_serve_lanes(rb_control* ctl, rb_ring* h2k, rb_ring* k2h, Handle
                 in.len = (uint32_t)(word & RB_LANE_LEN_MASK);
                 in.flags = (uint32_t)(word >> RB_LANE_FLAGS_SHIFT);
                 in.reserved = 0;
-                rb_msg_header out;
-                out.seq = out_base + w;
-                out.correlation = in.seq;
-                out.kind = RB_KIND_REPLY;
-                out.len = 0;
-                out.flags = in.flags;
-                out.reserved = 0;
+                rb_msg_header out = rb_reply_header(out_base + w, in);
                 uint64_t code = 0, detail = 0;
                 const int rc = rb_handle(handler, in, reinterpret_cast<const uint8_t*>(ls.in_pay[w]), out,
                                          reinterpret_cast<uint8_t*>(ls.out_pay[w]), out_cap);
-                if (rc == 0) {
-                    out.kind = RB_KIND_REPLY;
-                    if (out.len > out_cap) {
-                        code = RB_ERR_HANDLER;
-                        detail = RB_DETAIL_REPLY_TOO_LONG | out.len;
-                    }
-                } else if (rc > 0) {
-                    out.kind = RB_KIND_ERROR;
-                    out.flags = (uint32_t)rc;
-                    out.len = 0;
-                } else if (rc == RB_HANDLER_PANICKED) {
-                    code = RB_ERR_HANDLER_PANICKED;
-                } else {
-                    code = RB_ERR_HANDLER;
-                    detail = (uint64_t)(-(int64_t)rc);
-                }
+                rb_settle_reply(rc, out, out_cap, code, detail);
                 ls.out_word[w] = rb_lane_word(out.kind, out.len, out.flags);
                 ls.out_lanes[w] = 1u + (out.len + 7u) / 8u;
                 ls.code[w] = code;
@@ -1062,20 +1078,15 @@ RB_INLINE uint32_t rb_serve_chunkwise_batch(rb_ring* h2k, rb_ring* k2h, const Ha
     rb_block_sync();
     const uint32_t fatal = cs.fatal_index;
     if (fatal != RB_NO_FATAL && tid == 0) {
-        const uint32_t len = cs.len[fatal];
-        const int32_t rc = cs.rc[fatal];
-        if (len == RB_LEN_CORRUPT) {
+        if (cs.len[fatal] == RB_LEN_CORRUPT) {
             *code = RB_ERR_RING_CORRUPTED;
             *detail = in_base + fatal;
-        } else if (rc == RB_HANDLER_PANICKED) {
-            *code = RB_ERR_HANDLER_PANICKED;
-            *detail = 0;
-        } else if (rc < 0) {
-            *code = RB_ERR_HANDLER;
-            *detail = (uint64_t)(-(int64_t)rc);
         } else {
-            *code = RB_ERR_HANDLER;
-            *detail = RB_DETAIL_REPLY_TOO_LONG | len;
+            /* A fatal admit(), or rc 0 with a reply (len = request len) that
+               does not fit: the same errors as a per-request handler's. */
+            rb_msg_header o{};
+            o.len = cs.len[fatal];
+            rb_settle_reply(cs.rc[fatal], o, out_cap, *code, *detail);
         }
     }
     return fatal;
@@ -1111,31 +1122,9 @@ RB_INLINE uint32_t rb_serve_per_request_batch(rb_ring* h2k, rb_ring* k2h, Handle
             my_code = RB_ERR_RING_CORRUPTED;
             my_detail = in_pos;
         } else {
-            rb_msg_header out;
-            out.seq = out_pos;
-            out.correlation = in.seq;
-            out.kind = RB_KIND_REPLY;
-            out.len = 0;
-            out.flags = in.flags;
-            out.reserved = 0;
+            rb_msg_header out = rb_reply_header(out_pos, in);
             const int rc = rb_handle(handler, in, in_slot + RB_MSG_HEADER_SIZE, out, out_slot + RB_MSG_HEADER_SIZE, out_cap);
-            if (rc == 0) {
-                out.kind = RB_KIND_REPLY;
-                if (out.len > out_cap) {
-                    my_code = RB_ERR_HANDLER;
-                    my_detail = RB_DETAIL_REPLY_TOO_LONG | out.len;
-                }
-            } else if (rc > 0) {
-                out.kind = RB_KIND_ERROR;
-                out.flags = (uint32_t)rc;
-                out.len = 0;
-            } else if (rc == RB_HANDLER_PANICKED) {
-                my_code = RB_ERR_HANDLER_PANICKED;
-                my_detail = 0;
-            } else {
-                my_code = RB_ERR_HANDLER;
-                my_detail = (uint64_t)(-(int64_t)rc);
-            }
+            rb_settle_reply(rc, out, out_cap, my_code, my_detail);
             out.seq = out_pos;
             out.correlation = in.seq;
             out.reserved = 0;
