@@ -84,7 +84,10 @@ fn main() {
         .flag_if_supported("-fno-rtti")
         .cpp_link_stdlib(None) // the fallback uses nothing of libstdc++
         .file(kernels_dir.join("host/fallback.cpp"))
+        // Tests only: the GPU's block-parallel serve loops on POSIX threads.
+        .file(kernels_dir.join("host/block_emulation.cpp"))
         .compile("ringbridge_fallback");
+    println!("cargo:rustc-link-lib=pthread");
 
     // 3. The kernels.
     let mut sources: Vec<PathBuf> = std::fs::read_dir(&kernels_dir)

@@ -82,15 +82,33 @@
 #if defined(__CUDACC__)
 /* nvcc: the device build. */
 #define RB_ON_GPU 1
+/* The block-parallel algorithms (many threads, warps of 32). */
+#define RB_BLOCK_PARALLEL 1
 /* Functions the serve loop and handlers use. */
 #define RB_DEVICE __device__ inline
 /* Small primitives, always inlined so the whole loop lives in the entry. */
 #define RB_INLINE __device__ __forceinline__
 /* Block-shared state: one copy per thread block. */
 #define RB_BLOCK_SHARED __shared__
+#elif defined(RB_EMULATE_BLOCK)
+/* Tests only (kernels/host/block_emulation.cpp): the GPU's block-parallel
+   algorithms run by many CPU threads, one per CUDA thread, with barriers and
+   warp exchanges emulated by kernels/host/block_emulation.h, so the races and
+   barrier pairings of the multi-threaded serve loops are exercised without a
+   GPU. Memory accesses use the host's C++ atomics. */
+#define RB_ON_GPU 0
+#define RB_BLOCK_PARALLEL 1
+#include <sched.h>
+#include <time.h>
+#define RB_DEVICE inline
+#define RB_INLINE inline
+/* One copy shared by every thread: one emulated block runs at a time. */
+#define RB_BLOCK_SHARED static
+#include "host/block_emulation.h"
 #else
 /* A plain C++ compiler: the host fallback, one thread = one block. */
 #define RB_ON_GPU 0
+#define RB_BLOCK_PARALLEL 0
 #include <sched.h>
 #include <time.h>
 #define RB_DEVICE inline
@@ -409,6 +427,8 @@ RB_INLINE uint8_t* rb_slot(rb_ring* r, uint64_t pos, uint64_t mask, uint64_t slo
 RB_INLINE uint32_t rb_thread_index() {
 #if RB_ON_GPU
     return threadIdx.x + blockDim.x * (threadIdx.y + blockDim.y * threadIdx.z);
+#elif RB_BLOCK_PARALLEL
+    return rb_emu_thread_index();
 #else
     return 0;
 #endif
@@ -417,6 +437,8 @@ RB_INLINE uint32_t rb_thread_index() {
 RB_INLINE uint32_t rb_block_size() {
 #if RB_ON_GPU
     return blockDim.x * blockDim.y * blockDim.z;
+#elif RB_BLOCK_PARALLEL
+    return rb_emu_block_size();
 #else
     return 1;
 #endif
@@ -434,6 +456,8 @@ RB_INLINE bool rb_first_block() {
 RB_INLINE void rb_block_sync() {
 #if RB_ON_GPU
     __syncthreads();
+#elif RB_BLOCK_PARALLEL
+    rb_emu_block_sync();
 #endif
 }
 
@@ -441,6 +465,11 @@ RB_INLINE void rb_block_sync() {
 RB_INLINE void rb_block_min_u32(uint32_t* p, uint32_t v) {
 #if RB_ON_GPU
     atomicMin(reinterpret_cast<unsigned int*>(p), v);
+#elif RB_BLOCK_PARALLEL
+    /* RELAXED: the block barrier after it orders the result. */
+    uint32_t cur = __atomic_load_n(p, __ATOMIC_RELAXED);
+    while (v < cur && !__atomic_compare_exchange_n(p, &cur, v, true, __ATOMIC_RELAXED, __ATOMIC_RELAXED)) {
+    }
 #else
     if (v < *p) *p = v;
 #endif
@@ -670,6 +699,26 @@ RB_INLINE void rb_st_lane(rb_lane* p, uint64_t data, uint64_t tag) {
     asm volatile("st.relaxed.sys.global.v2.u64 [%0], {%1, %2};" : : "l"(rb_global(p)), "l"(data), "l"(tag) : "memory");
 }
 #define RB_FULL_WARP 0xffffffffu
+RB_INLINE uint64_t rb_warp_shfl(uint64_t v, uint32_t src) { return __shfl_sync(RB_FULL_WARP, v, src); }
+RB_INLINE uint32_t rb_warp_shfl(uint32_t v, uint32_t src) { return __shfl_sync(RB_FULL_WARP, v, src); }
+RB_INLINE bool rb_warp_any(bool p) { return __any_sync(RB_FULL_WARP, p); }
+RB_INLINE bool rb_warp_all(bool p) { return __all_sync(RB_FULL_WARP, p); }
+#elif RB_BLOCK_PARALLEL
+/* Emulated lanes: the tag ACQUIRE then the data (a current tag was
+   release-stored after its data, and the slot is not rewritten before it is
+   released); stores are the data then the tag RELEASE. */
+RB_INLINE void rb_ld_lane(const rb_lane* p, uint64_t& data, uint64_t& tag) {
+    tag = __atomic_load_n(&p->tag, __ATOMIC_ACQUIRE);
+    data = __atomic_load_n(&p->data, __ATOMIC_RELAXED);
+}
+RB_INLINE void rb_st_lane(rb_lane* p, uint64_t data, uint64_t tag) {
+    __atomic_store_n(&p->data, data, __ATOMIC_RELAXED);
+    __atomic_store_n(&p->tag, tag, __ATOMIC_RELEASE);
+}
+RB_INLINE uint64_t rb_warp_shfl(uint64_t v, uint32_t src) { return rb_emu_warp_shfl(v, src); }
+RB_INLINE uint32_t rb_warp_shfl(uint32_t v, uint32_t src) { return (uint32_t)rb_emu_warp_shfl(v, src); }
+RB_INLINE bool rb_warp_any(bool p) { return rb_emu_warp_any(p); }
+RB_INLINE bool rb_warp_all(bool p) { return rb_emu_warp_all(p); }
 #endif
 
 /*
@@ -681,13 +730,13 @@ RB_INLINE void rb_st_lane(rb_lane* p, uint64_t data, uint64_t tag) {
 RB_INLINE uint32_t rb_lane_poll(const rb_lane* slot, uint32_t nlanes, uint64_t pos, uint64_t mask, uint32_t max_len,
                                 uint64_t* word, uint64_t* pay) {
     const uint64_t want = pos + 1;
-#if RB_ON_GPU
+#if RB_BLOCK_PARALLEL
     const uint32_t t = rb_thread_index() & 31u;
     uint64_t data = 0, tag = 0;
     if (t < nlanes) rb_ld_lane(&slot[t], data, tag); /* one coalesced warp access */
     const uint32_t st = rb_lane_state(tag, want, mask);
-    const uint64_t w0 = __shfl_sync(RB_FULL_WARP, data, 0);
-    const uint32_t st0 = __shfl_sync(RB_FULL_WARP, st, 0);
+    const uint64_t w0 = rb_warp_shfl(data, 0u);
+    const uint32_t st0 = rb_warp_shfl(st, 0u);
     const uint32_t len = (uint32_t)(w0 & RB_LANE_LEN_MASK);
     const uint32_t kind = (uint32_t)((w0 >> RB_LANE_KIND_SHIFT) & 0xffu);
     const bool bad_header = st0 == RB_LANE_CUR && (kind != RB_KIND_REQUEST || len > max_len);
@@ -695,8 +744,8 @@ RB_INLINE uint32_t rb_lane_poll(const rb_lane* slot, uint32_t nlanes, uint64_t p
        current and sane (before that, lane 0's len means nothing). */
     const uint32_t last = (st0 == RB_LANE_CUR && !bad_header) ? (len + 7u) / 8u : 0u;
     const bool needed = t <= last;
-    const bool corrupt = __any_sync(RB_FULL_WARP, needed && st == RB_LANE_BAD) || bad_header;
-    const bool all_current = __all_sync(RB_FULL_WARP, !needed || st == RB_LANE_CUR);
+    const bool corrupt = rb_warp_any(needed && st == RB_LANE_BAD) || bad_header;
+    const bool all_current = rb_warp_all(!needed || st == RB_LANE_CUR);
     if (t >= 1 && t <= last) pay[t - 1] = data;
     if (t == 0) *word = w0;
     return corrupt ? RB_SLOT_CORRUPT : (all_current ? RB_SLOT_READY : RB_SLOT_WAIT);
@@ -728,7 +777,7 @@ RB_INLINE uint32_t rb_lane_poll(const rb_lane* slot, uint32_t nlanes, uint64_t p
    lanes first, each data RELAXED then tag RELEASE (the release orders the
    data before the tag for a reader that acquires the tag). */
 RB_INLINE void rb_lane_write(rb_lane* slot, uint32_t nl, uint64_t word, const uint64_t* pay, uint64_t tag) {
-#if RB_ON_GPU
+#if RB_BLOCK_PARALLEL
     const uint32_t t = rb_thread_index() & 31u;
     if (t < nl) rb_st_lane(&slot[t], t == 0 ? word : pay[t - 1], tag);
 #else
@@ -769,7 +818,7 @@ RB_INLINE int rb_serve_lanes(rb_control* ctl, rb_ring* h2k, rb_ring* k2h, Handle
                              uint64_t& h2k_tail, uint64_t& k2h_head, uint64_t& k2h_tail, uint64_t h2k_cap,
                              uint64_t k2h_cap, uint64_t check_mask, uint64_t& iter, uint64_t& beat, uint32_t& idle) {
     const uint32_t tid = rb_thread_index();
-#if RB_ON_GPU
+#if RB_BLOCK_PARALLEL
     const uint32_t my_warp = tid / 32u;
     const uint32_t lane_id = tid & 31u;
     const uint32_t nwarps = rb_block_size() / 32u < RB_LANE_WARPS ? rb_block_size() / 32u : RB_LANE_WARPS;
@@ -843,7 +892,7 @@ RB_INLINE int rb_serve_lanes(rb_control* ctl, rb_ring* h2k, rb_ring* k2h, Handle
                 rb_lane_poll(rb_lane_slot(h2k, pos, h2k_mask, h2k_slot), in_lanes, pos, h2k_mask, in_max, &ls.in_word[w],
                              ls.in_pay[w]);
             if (lane_id == 0) ls.state[w] = st;
-            if (!RB_ON_GPU && st != RB_SLOT_READY) break; /* the run ends here */
+            if (!RB_BLOCK_PARALLEL && st != RB_SLOT_READY) break; /* the run ends here */
         }
         rb_block_sync(); /* every polled slot's state and lanes are in ls */
 
@@ -938,7 +987,7 @@ RB_INLINE int rb_serve_lanes(rb_control* ctl, rb_ring* h2k, rb_ring* k2h, Handle
 /* Pairs of adjacent 16-byte chunks each thread loads per round, all in
    flight together: 4 loads (64 bytes) per GPU thread; the host's one thread
    takes 256 bytes per round. */
-#if RB_ON_GPU
+#if RB_BLOCK_PARALLEL
 #define RB_COOP_PAIRS 2u
 #else
 #define RB_COOP_PAIRS 8u
@@ -1008,7 +1057,7 @@ RB_INLINE uint32_t rb_serve_chunkwise_batch(rb_ring* h2k, rb_ring* k2h, const Ha
     rb_block_sync(); /* fatal_index is reset before any thread lowers it */
 
     for (uint64_t base = 0; base < total; base += per_round) {
-        rb_vec16 v[RB_COOP_PAIRS][2];
+        rb_vec16 v[RB_COOP_PAIRS][2] = {}; /* zeroed: quiets maybe-uninitialized; only loaded pairs are used */
         uint64_t idx[RB_COOP_PAIRS]; /* first chunk of each pair, or `total`: none */
         RB_UNROLL
         for (uint32_t p = 0; p < RB_COOP_PAIRS; ++p) {
@@ -1205,7 +1254,7 @@ RB_INLINE int rb_serve(rb_control* ctl, rb_ring* h2k, rb_ring* k2h, Handler& han
             const bool lanes = format == RB_FORMAT_LANES;
             if (rb_ld_relaxed(&k2h->format) != format || (format != RB_FORMAT_SLOTS && !lanes) ||
                 (lanes && (rb_ld_relaxed(&h2k->slot_size) > RB_MAX_LANE_SLOT_SIZE ||
-                           rb_ld_relaxed(&k2h->slot_size) > RB_MAX_LANE_SLOT_SIZE || (RB_ON_GPU && nthreads < 32u)))) {
+                           rb_ld_relaxed(&k2h->slot_size) > RB_MAX_LANE_SLOT_SIZE || (RB_BLOCK_PARALLEL && nthreads < 32u)))) {
                 bad = RB_BAD_FORMAT;
             } else {
                 sh.lanes = lanes ? 1u : 0u;

@@ -81,6 +81,8 @@ pub struct BridgeBuilder {
     kernel: Kernel,
     /// Threads per block of a built-in kernel; `None`: per format.
     block: Option<u32>,
+    /// Tests only: run the host backend as an emulated block of this many threads.
+    emulated_block: Option<u32>,
     hang_timeout: Duration,
     launch_timeout: Duration,
     shutdown_timeout: Duration,
@@ -102,6 +104,7 @@ impl Default for BridgeBuilder {
             format: SlotFormat::Auto,
             kernel: Kernel::Echo,
             block: None,
+            emulated_block: None,
             hang_timeout: Duration::from_millis(500),
             launch_timeout: Duration::from_secs(20),
             shutdown_timeout: Duration::from_secs(2),
@@ -177,6 +180,17 @@ impl BridgeBuilder {
     /// cheaper (measured: 2.8 us against 3.2 us p50 at 64 B on an H200).
     pub fn block_size(mut self, threads: u32) -> Self {
         self.block = Some(threads);
+        self
+    }
+    /// Tests only, not a stable API: on [`Backend::Host`], runs the serve
+    /// loop as a block of `threads` (1 to 1024) CPU threads that emulate a
+    /// CUDA thread block (barriers, warp shuffle and votes), so the GPU's
+    /// block-parallel code paths (the chunkwise batch, one warp per lane
+    /// slot) and their barriers run without a GPU. Slow: a barrier is a
+    /// futex round. One emulated block runs at a time per process.
+    #[doc(hidden)]
+    pub fn emulate_block(mut self, threads: u32) -> Self {
+        self.emulated_block = Some(threads);
         self
     }
     /// How long the kernel's heartbeat may stand still before waiting calls
@@ -276,10 +290,12 @@ impl BridgeBuilder {
     /// Allocates the rings, starts the device half and waits until it serves.
     pub fn launch(self) -> Result<Bridge> {
         RingSpec::new(self.capacity, self.slot_size)?;
-        if let Some(threads @ (0 | 1025..)) = self.block {
-            return Err(Error::InvalidArgument(format!(
-                "block size {threads} is not in 1..=1024"
-            )));
+        for threads in [self.block, self.emulated_block].into_iter().flatten() {
+            if !(1..=1024).contains(&threads) {
+                return Err(Error::InvalidArgument(format!(
+                    "block size {threads} is not in 1..=1024"
+                )));
+            }
         }
         if self.hang_timeout.is_zero() {
             return Err(Error::InvalidArgument(
@@ -303,7 +319,7 @@ impl BridgeBuilder {
                     Kernel::Host(h) => HostKernel::Callback(h),
                     Kernel::Custom { .. } => unreachable!("resolve_backend rejects it"),
                 };
-                let engine = HostEngine::spawn(&mem, &layout, kernel)?;
+                let engine = HostEngine::spawn(&mem, &layout, kernel, self.emulated_block)?;
                 (mem, Box::new(engine))
             }
             _ => launch_cuda(&self, &layout, param)?,

@@ -125,10 +125,16 @@ pub(crate) struct HostEngine {
 impl HostEngine {
     /// Starts the serve loop on a new thread. The thread owns a clone of the
     /// memory's `Arc`, so the rings outlive it even if it never returns.
+    ///
+    /// `emulated_block`: `None` runs the fallback proper (a block of one
+    /// thread); `Some(n)` runs the GPU's block-parallel loops on `n` threads
+    /// emulating a CUDA block (tests only, see
+    /// [`BridgeBuilder::emulate_block`](crate::BridgeBuilder::emulate_block)).
     pub(crate) fn spawn(
         mem: &Arc<HostMemory>,
         layout: &RegionLayout,
         kernel: HostKernel,
+        emulated_block: Option<u32>,
     ) -> Result<Self> {
         let (id, ctx) = match kernel {
             HostKernel::Echo => (ffi::HANDLER_ECHO, None),
@@ -159,14 +165,25 @@ impl HostEngine {
                 // spawning (the spawn orders those writes before this call);
                 // `cb_ctx` points into `thread_ctx`, alive for the call too.
                 let status = unsafe {
-                    ffi::rb_host_serve(
-                        base.cast(),
-                        base.add(h2k).cast(),
-                        base.add(k2h).cast(),
-                        id,
-                        cb,
-                        cb_ctx,
-                    )
+                    match emulated_block {
+                        None => ffi::rb_host_serve(
+                            base.cast(),
+                            base.add(h2k).cast(),
+                            base.add(k2h).cast(),
+                            id,
+                            cb,
+                            cb_ctx,
+                        ),
+                        Some(threads) => ffi::rb_emu_serve(
+                            base.cast(),
+                            base.add(h2k).cast(),
+                            base.add(k2h).cast(),
+                            id,
+                            cb,
+                            cb_ctx,
+                            threads,
+                        ),
+                    }
                 };
                 drop(thread_ctx);
                 drop(mem);

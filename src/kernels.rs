@@ -215,6 +215,24 @@ pub(crate) mod ffi {
             handler: Option<HandlerFn>,
             fn_ctx: *mut c_void,
         ) -> i32;
+
+        /// Tests only: [`rb_host_serve`] run by a block of `nthreads`
+        /// (1..=1024) POSIX threads that emulate a CUDA block, so the GPU's
+        /// block-parallel serve loops run on a CPU
+        /// (`kernels/host/block_emulation.cpp`). One such block runs at a
+        /// time in a process; a second call waits for the first to return.
+        ///
+        /// # Safety
+        /// As [`rb_host_serve`].
+        pub(crate) fn rb_emu_serve(
+            ctl: *mut c_void,
+            h2k: *mut c_void,
+            k2h: *mut c_void,
+            handler_id: u32,
+            handler: Option<HandlerFn>,
+            fn_ctx: *mut c_void,
+            nthreads: u32,
+        ) -> i32;
     }
 }
 

@@ -1,0 +1,65 @@
+/*
+ * block_emulation.h — tests only: what a CUDA thread block gives the serve
+ * loop (thread index, block size, __syncthreads, warp shuffle and votes),
+ * emulated by POSIX threads, one per CUDA thread, so the block-parallel code
+ * of ringbridge.cuh runs on a CPU (kernels/host/block_emulation.cpp).
+ *
+ * Included by ringbridge.cuh when RB_EMULATE_BLOCK is defined, after
+ * <pthread.h> and <stdint.h>. Every barrier here is a pthread barrier: a
+ * wait synchronises memory (POSIX), so plain accesses to the block-shared
+ * statics are ordered by the block barriers exactly as __syncthreads orders
+ * __shared__ memory, and the warp exchange's slots by the warp barriers.
+ */
+#ifndef RINGBRIDGE_BLOCK_EMULATION_H
+#define RINGBRIDGE_BLOCK_EMULATION_H
+
+/* Threads of a warp, as on NVIDIA GPUs. */
+#define RB_EMU_WARP 32u
+/* Warps of a 1024-thread block. */
+#define RB_EMU_MAX_WARPS 32u
+
+/* The one emulated block (one runs at a time). */
+struct rb_emu_block {
+    uint32_t nthreads;
+    pthread_barrier_t block;                   /* __syncthreads */
+    pthread_barrier_t warp[RB_EMU_MAX_WARPS];  /* full warps only */
+    uint64_t slot[RB_EMU_MAX_WARPS][RB_EMU_WARP]; /* one value per lane, per exchange */
+};
+
+extern rb_emu_block* rb_emu_the_block;
+extern __thread uint32_t rb_emu_tid;
+
+inline uint32_t rb_emu_thread_index() { return rb_emu_tid; }
+inline uint32_t rb_emu_block_size() { return rb_emu_the_block->nthreads; }
+inline void rb_emu_block_sync() { pthread_barrier_wait(&rb_emu_the_block->block); }
+
+/* Every lane of the calling (full) warp posts v; returns the 32 values'
+   `lane`-th, after which the slots may be reused. */
+inline uint64_t rb_emu_warp_exchange(uint64_t v, uint32_t lane) {
+    rb_emu_block* b = rb_emu_the_block;
+    const uint32_t w = rb_emu_tid / RB_EMU_WARP;
+    b->slot[w][rb_emu_tid % RB_EMU_WARP] = v;
+    pthread_barrier_wait(&b->warp[w]); /* every lane has posted */
+    const uint64_t r = b->slot[w][lane];
+    pthread_barrier_wait(&b->warp[w]); /* every lane has read */
+    return r;
+}
+
+/* __shfl_sync(full mask, v, src). */
+inline uint64_t rb_emu_warp_shfl(uint64_t v, uint32_t src) { return rb_emu_warp_exchange(v, src); }
+
+/* __any_sync / __all_sync (full mask): every lane reads all 32 posts. */
+inline uint32_t rb_emu_warp_count(bool p) {
+    rb_emu_block* b = rb_emu_the_block;
+    const uint32_t w = rb_emu_tid / RB_EMU_WARP;
+    b->slot[w][rb_emu_tid % RB_EMU_WARP] = p ? 1u : 0u;
+    pthread_barrier_wait(&b->warp[w]);
+    uint32_t n = 0;
+    for (uint32_t l = 0; l < RB_EMU_WARP; ++l) n += (uint32_t)b->slot[w][l];
+    pthread_barrier_wait(&b->warp[w]);
+    return n;
+}
+inline bool rb_emu_warp_any(bool p) { return rb_emu_warp_count(p) != 0; }
+inline bool rb_emu_warp_all(bool p) { return rb_emu_warp_count(p) == RB_EMU_WARP; }
+
+#endif /* RINGBRIDGE_BLOCK_EMULATION_H */

@@ -1,0 +1,164 @@
+//! The GPU's block-parallel serve loops (the chunkwise batch spread over a
+//! block, one warp per lane slot, the per-request path with many threads)
+//! run by CPU threads that emulate a CUDA block: barriers, warp shuffle and
+//! votes (`kernels/host/block_emulation.cpp`). The fallback proper is a
+//! block of one thread and cannot show a missing barrier or a race between
+//! warps; these can, without a GPU. Each test runs under a deadline, so a
+//! barrier that pairs wrongly is reported as a hang, not waited on forever.
+
+mod common;
+
+use std::sync::Mutex;
+
+use ringbridge::fallback::HostHandler;
+use ringbridge::layout::KIND_ERROR;
+use ringbridge::ring::SlotFormat;
+use ringbridge::{Backend, Bridge, Kernel};
+
+/// One emulated block runs at a time in a process.
+static ONE_BLOCK: Mutex<()> = Mutex::new(());
+
+fn emulated(threads: u32) -> ringbridge::BridgeBuilder {
+    // Emulated barriers are slow (futex rounds on a small machine), and the
+    // heartbeat advances once per check_interval turns of the loop.
+    Bridge::builder()
+        .backend(Backend::Host)
+        .emulate_block(threads)
+        .hang_timeout(std::time::Duration::from_secs(20))
+}
+
+fn expected_echo(p: &[u8]) -> Vec<u8> {
+    p.iter().map(|b| b.wrapping_add(1)).collect()
+}
+
+/// Streams `n` messages whose lengths cycle through 0..=max through
+/// `builder`'s echo bridge, in send batches of 50, checking every reply.
+fn stream_mixed_lengths(builder: ringbridge::BridgeBuilder, n: u64) {
+    let bridge = builder.launch().unwrap();
+    let max = bridge.max_payload() as u64;
+    let payload = |i: u64| -> Vec<u8> {
+        let len = (i * 7 + i / 3) % (max + 1);
+        (0..len).map(|k| (k * 31 + i) as u8).collect()
+    };
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            let mut base = 0;
+            while base < n {
+                let msgs: Vec<Vec<u8>> = (base..(base + 50).min(n)).map(payload).collect();
+                bridge.send_batch(&msgs).unwrap();
+                base += 50;
+            }
+        });
+        let mut got = 0u64;
+        while got < n {
+            bridge
+                .recv_batch(64, |h, p| {
+                    assert_eq!(h.correlation, got, "out of order");
+                    assert_eq!(p, expected_echo(&payload(got)), "reply {got}");
+                    got += 1;
+                })
+                .unwrap();
+        }
+    });
+    bridge.shutdown().unwrap();
+}
+
+#[test]
+fn chunkwise_batches_over_blocks_of_every_shape() {
+    let _one = ONE_BLOCK.lock().unwrap_or_else(|e| e.into_inner());
+    for (threads, slot) in [(1, 64), (16, 64), (16, 4096), (33, 256), (64, 1024)] {
+        common::within(
+            120,
+            &format!("chunkwise, {threads} threads, slot {slot}"),
+            move || {
+                let b = emulated(threads)
+                    .capacity(4)
+                    .slot_size(slot)
+                    .format(SlotFormat::Slots);
+                stream_mixed_lengths(b, 3_000);
+            },
+        );
+    }
+}
+
+#[test]
+fn a_block_of_16_serves_a_round_trip() {
+    let _one = ONE_BLOCK.lock().unwrap_or_else(|e| e.into_inner());
+    common::within(60, "block of 16", || {
+        let bridge = emulated(16).launch().unwrap();
+        assert_eq!(bridge.format(), SlotFormat::Slots);
+        assert_eq!(bridge.round_trip(b"ab").unwrap().payload, b"bc");
+    });
+}
+
+#[test]
+fn lanes_over_one_warp_a_partial_warp_and_two_warps() {
+    let _one = ONE_BLOCK.lock().unwrap_or_else(|e| e.into_inner());
+    for threads in [32, 33, 64] {
+        common::within(120, &format!("lanes, {threads} threads"), move || {
+            let b = emulated(threads)
+                .capacity(4)
+                .slot_size(128)
+                .format(SlotFormat::Lanes);
+            stream_mixed_lengths(b, 3_000);
+        });
+    }
+}
+
+#[test]
+fn scale_batches_with_error_replies_among_good_ones() {
+    let _one = ONE_BLOCK.lock().unwrap_or_else(|e| e.into_inner());
+    common::within(120, "scale, 48 threads", || {
+        common::scale_batches_of_mixed_lengths(
+            emulated(48).kernel(Kernel::ScaleF32 { factor: 2.0 }),
+        );
+    });
+}
+
+#[test]
+fn per_request_handlers_with_many_threads() {
+    let _one = ONE_BLOCK.lock().unwrap_or_else(|e| e.into_inner());
+    common::within(120, "callback, 40 threads", || {
+        // Odd lengths get an error reply; the rest are reversed.
+        let reverse = HostHandler::new(|h, input, out| {
+            if h.len % 2 == 1 {
+                return Err(9);
+            }
+            for (o, i) in out.iter_mut().zip(input.iter().rev()) {
+                *o = *i;
+            }
+            Ok(input.len())
+        });
+        let bridge = emulated(40)
+            .capacity(8)
+            .slot_size(256)
+            .kernel(Kernel::Host(reverse))
+            .launch()
+            .unwrap();
+        let msgs: Vec<Vec<u8>> = (0..400u32)
+            .map(|i| (0..i % 50).map(|k| k as u8).collect())
+            .collect();
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                for chunk in msgs.chunks(30) {
+                    bridge.send_batch(chunk).unwrap();
+                }
+            });
+            let mut got = 0usize;
+            while got < msgs.len() {
+                bridge
+                    .recv_batch(64, |h, p| {
+                        let m = &msgs[got];
+                        if m.len() % 2 == 1 {
+                            assert_eq!((h.kind, h.flags), (KIND_ERROR, 9), "message {got}");
+                        } else {
+                            let want: Vec<u8> = m.iter().rev().copied().collect();
+                            assert_eq!(p, want.as_slice(), "message {got}");
+                        }
+                        got += 1;
+                    })
+                    .unwrap();
+            }
+        });
+    });
+}
