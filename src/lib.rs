@@ -11,7 +11,8 @@
 //! - [`ring`]: the host halves of the ring protocol over shared memory.
 //! - backends: [`cuda`] (driver API through cudarc) and [`fallback`] (the same
 //!   device-half C++ code, compiled for the host and run on a CPU thread).
-//! - [`bridge`]: the user-facing [`Bridge`].
+//! - [`bridge`]: the user-facing [`Bridge`]; [`striped`]: several of them
+//!   striped by the host, for more SMs and more host threads.
 #![warn(missing_docs)]
 #![deny(unsafe_op_in_unsafe_fn)]
 
@@ -29,6 +30,8 @@ pub mod layout;
 pub mod message;
 pub mod queue;
 pub mod ring;
+#[cfg(not(loom))]
+pub mod striped;
 pub(crate) mod sync;
 
 pub use backend::Backend;
@@ -37,3 +40,5 @@ pub use bridge::{Bridge, BridgeBuilder, BridgeStats, Kernel};
 pub use error::{Error, Result};
 pub use message::{MessageEnvelope, MessageHeader};
 pub use queue::{Consumer, Producer, QueueStats, SpscQueue};
+#[cfg(not(loom))]
+pub use striped::StripedBridge;

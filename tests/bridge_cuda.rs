@@ -400,3 +400,41 @@ fn cuda_scale_batches_of_mixed_lengths() {
     }
     common::scale_batches_of_mixed_lengths(cuda().kernel(Kernel::ScaleF32 { factor: 2.0 }));
 }
+
+#[test]
+fn cuda_striped_rings_on_their_own_threads_and_in_order() {
+    if !gpu_or_skip("cuda_striped_rings_on_their_own_threads_and_in_order") {
+        return;
+    }
+    common::within(120, "striped", || {
+        let striped =
+            ringbridge::StripedBridge::launch(cuda().capacity(64).slot_size(4096), 4).unwrap();
+        // Each stripe from its own thread: four kernels, four SMs.
+        std::thread::scope(|s| {
+            for i in 0..striped.stripes() {
+                let stripe = striped.stripe(i);
+                s.spawn(move || {
+                    for k in 0..500u64 {
+                        let p: Vec<u8> = (0..(k * 61 % 4064) as usize)
+                            .map(|j| (j as u64 + k) as u8)
+                            .collect();
+                        assert_eq!(stripe.round_trip(&p).unwrap().payload, expected_echo(&p));
+                    }
+                });
+            }
+        });
+        // Then one stream, round-robin, in order.
+        let msgs: Vec<Vec<u8>> = (0..2_000u64).map(|k| k.to_le_bytes().to_vec()).collect();
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                for chunk in msgs.chunks(100) {
+                    striped.send_batch(chunk).unwrap();
+                }
+            });
+            for m in &msgs {
+                assert_eq!(striped.recv().unwrap().payload, expected_echo(m));
+            }
+        });
+        striped.shutdown().unwrap();
+    });
+}

@@ -105,6 +105,30 @@ fn stream_host_json() {
 }
 
 #[test]
+fn stream_over_striped_rings() {
+    let v = json(&[
+        "stream",
+        "--backend",
+        "host",
+        "--stripes",
+        "3",
+        "--payload",
+        "200",
+        "--messages",
+        "30001",
+        "--json",
+    ]);
+    assert_eq!(v["stripes"], 3);
+    assert_eq!(v["format"], "slots");
+    assert_eq!(v["lost"], 0);
+    assert_eq!(v["messages"], 30_001);
+    fails(
+        &["stream", "--backend", "host", "--stripes", "0"],
+        &["stripes", "1 to 64"],
+    );
+}
+
+#[test]
 fn compare_host_json() {
     let v = json(&[
         "compare",

@@ -121,6 +121,10 @@ pub(crate) struct StreamArgs {
     /// Messages per send batch (one head store each).
     #[arg(long, default_value_t = 256)]
     pub batch: usize,
+    /// Ring pairs striped by the host (1 to 64): each has its own kernel
+    /// block (its own SM) and its own producer and consumer threads.
+    #[arg(long, default_value_t = 1)]
+    pub stripes: usize,
 }
 
 fn parse_backend(s: &str) -> Result<Backend, String> {

@@ -1,8 +1,10 @@
 //! `ringbridge stream`: a producer and a consumer thread, pipelined.
 
-use std::time::Instant;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
+use ringbridge::StripedBridge;
 use ringbridge::ring::SlotFormat;
 use serde::Serialize;
 
@@ -17,6 +19,7 @@ struct Report {
     slot_size: usize,
     format: &'static str,
     block: Option<u32>,
+    stripes: usize,
     batch: usize,
     messages: u64,
     lost: u64,
@@ -46,6 +49,11 @@ impl Patterns {
         Self { shifted }
     }
 
+    /// Payload bytes per message.
+    fn size(&self) -> usize {
+        self.shifted[0].len()
+    }
+
     /// Writes message `i` into `buf`.
     fn fill(&self, buf: &mut [u8], i: u64) {
         buf.copy_from_slice(&self.shifted[i as u8 as usize]);
@@ -66,35 +74,23 @@ impl Patterns {
     }
 }
 
-pub(crate) fn run(args: &StreamArgs) -> anyhow::Result<()> {
-    let b = &args.bridge;
-    if args.messages == 0 || args.batch == 0 {
-        bail!("--messages and --batch must be at least 1");
-    }
-    let bridge = b
-        .builder(SlotFormat::Slots)?
-        .launch()
-        .context("cannot launch the bridge")?;
-    let size = b.payload;
-    if !b.json {
-        println!(
-            "ringbridge stream: backend {} ({}), payload {} B, batch {}, {} messages",
-            bridge.backend(),
-            bridge.backend_reason(),
-            size,
-            args.batch,
-            args.messages
-        );
-    }
-    let total = args.messages;
-    let patterns = Patterns::new(size);
-    let started = Instant::now();
-    let (sent, lost) = std::thread::scope(|s| -> anyhow::Result<(u64, u64)> {
+/// Streams `total` messages through `bridge` from a producer thread, checking
+/// every reply on the calling thread; returns (sent, wrong or lost). `done`
+/// counts the replies checked so far (for the progress bar).
+fn stream_through(
+    bridge: &ringbridge::Bridge,
+    total: u64,
+    batch: usize,
+    patterns: &Patterns,
+    done: &AtomicU64,
+) -> anyhow::Result<(u64, u64)> {
+    let size = patterns.size();
+    std::thread::scope(|s| -> anyhow::Result<(u64, u64)> {
         let producer = s.spawn(|| -> ringbridge::Result<u64> {
-            let mut bufs = vec![vec![0u8; size]; args.batch];
+            let mut bufs = vec![vec![0u8; size]; batch];
             let mut i = 0u64;
             while i < total {
-                let n = (total - i).min(args.batch as u64) as usize;
+                let n = (total - i).min(batch as u64) as usize;
                 for (k, buf) in bufs[..n].iter_mut().enumerate() {
                     patterns.fill(buf, i + k as u64);
                 }
@@ -105,31 +101,91 @@ pub(crate) fn run(args: &StreamArgs) -> anyhow::Result<()> {
         });
         let mut got = 0u64;
         let mut lost = 0u64;
-        let mut bar = super::progress::Progress::new("stream", total, b.json);
         while got < total {
-            bar.set(got);
+            let before = got;
             bridge.recv_batch(4096, |h, p| {
                 if h.correlation != got || !patterns.is_reply(p, got) {
                     lost += 1;
                 }
                 got += 1;
             })?;
+            // Relaxed: a progress count, it orders nothing.
+            done.fetch_add(got - before, Ordering::Relaxed);
         }
         let sent = producer
             .join()
             .map_err(|_| anyhow::anyhow!("the producer thread panicked"))??;
         Ok((sent, lost))
-    })?;
+    })
+}
+
+pub(crate) fn run(args: &StreamArgs) -> anyhow::Result<()> {
+    let b = &args.bridge;
+    if args.messages == 0 || args.batch == 0 {
+        bail!("--messages and --batch must be at least 1");
+    }
+    let striped = StripedBridge::launch(b.builder(SlotFormat::Slots)?, args.stripes)
+        .context("cannot launch the bridge")?;
+    let first = striped.stripe(0);
+    let size = b.payload;
+    if !b.json {
+        println!(
+            "ringbridge stream: backend {} ({}), payload {} B, batch {}, {} messages, {} stripe(s)",
+            first.backend(),
+            first.backend_reason(),
+            size,
+            args.batch,
+            args.messages,
+            args.stripes
+        );
+    }
+    let total = args.messages;
+    let patterns = Patterns::new(size);
+    let done = AtomicU64::new(0);
+    let n = args.stripes as u64;
+    let started = Instant::now();
+    // One producer and one consumer thread per stripe; stripe i carries
+    // total / n messages, the first total % n stripes one more.
+    let results: Vec<anyhow::Result<(u64, u64)>> = std::thread::scope(|s| {
+        let workers: Vec<_> = (0..args.stripes)
+            .map(|i| {
+                let count = total / n + u64::from((i as u64) < total % n);
+                let (bridge, patterns, done) = (striped.stripe(i), &patterns, &done);
+                s.spawn(move || stream_through(bridge, count, args.batch, patterns, done))
+            })
+            .collect();
+        let mut bar = super::progress::Progress::new("stream", total, b.json);
+        while !workers.iter().all(|w| w.is_finished()) {
+            // Relaxed: a progress count.
+            bar.set(done.load(Ordering::Relaxed));
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        bar.finish();
+        workers
+            .into_iter()
+            .map(|w| {
+                w.join()
+                    .unwrap_or_else(|_| Err(anyhow::anyhow!("a stream thread panicked")))
+            })
+            .collect()
+    });
     let seconds = started.elapsed().as_secs_f64();
-    bridge.shutdown()?;
+    let (mut sent, mut lost) = (0, 0);
+    for r in results {
+        let (s, l) = r?;
+        sent += s;
+        lost += l;
+    }
+    striped.shutdown()?;
     let report = Report {
-        backend: bridge.backend().name(),
-        backend_reason: bridge.backend_reason().to_string(),
+        backend: first.backend().name(),
+        backend_reason: first.backend_reason().to_string(),
         device: b.device,
         payload_bytes: size,
-        slot_size: bridge.spec().slot_size(),
-        format: bridge.format().name(),
+        slot_size: first.spec().slot_size(),
+        format: first.format().name(),
         block: b.block,
+        stripes: args.stripes,
         batch: args.batch,
         messages: sent,
         lost,
