@@ -159,6 +159,11 @@ impl HostEngine {
                     Some(c) => (Some(trampoline), Arc::as_ptr(c) as *mut c_void),
                     None => (None, std::ptr::null_mut()),
                 };
+                let ctl: *mut c_void = base.cast();
+                // SAFETY: both offsets lie inside `mem` (the layout placed
+                // the rings there), so the pointers stay in its allocation.
+                let (h2k, k2h): (*mut c_void, *mut c_void) =
+                    unsafe { (base.add(h2k).cast(), base.add(k2h).cast()) };
                 // SAFETY: the three pointers address the control block and
                 // the two rings inside `mem`, which this closure keeps alive
                 // until the call returns; the layout was initialised before
@@ -166,23 +171,8 @@ impl HostEngine {
                 // `cb_ctx` points into `thread_ctx`, alive for the call too.
                 let status = unsafe {
                     match emulated_block {
-                        None => ffi::rb_host_serve(
-                            base.cast(),
-                            base.add(h2k).cast(),
-                            base.add(k2h).cast(),
-                            id,
-                            cb,
-                            cb_ctx,
-                        ),
-                        Some(threads) => ffi::rb_emu_serve(
-                            base.cast(),
-                            base.add(h2k).cast(),
-                            base.add(k2h).cast(),
-                            id,
-                            cb,
-                            cb_ctx,
-                            threads,
-                        ),
+                        None => ffi::rb_host_serve(ctl, h2k, k2h, id, cb, cb_ctx),
+                        Some(n) => ffi::rb_emu_serve(ctl, h2k, k2h, id, cb, cb_ctx, n),
                     }
                 };
                 drop(thread_ctx);

@@ -27,38 +27,14 @@ fn emulated(threads: u32) -> ringbridge::BridgeBuilder {
         .hang_timeout(std::time::Duration::from_secs(20))
 }
 
-fn expected_echo(p: &[u8]) -> Vec<u8> {
-    p.iter().map(|b| b.wrapping_add(1)).collect()
-}
-
 /// Streams `n` messages whose lengths cycle through 0..=max through
 /// `builder`'s echo bridge, in send batches of 50, checking every reply.
 fn stream_mixed_lengths(builder: ringbridge::BridgeBuilder, n: u64) {
     let bridge = builder.launch().unwrap();
     let max = bridge.max_payload() as u64;
-    let payload = |i: u64| -> Vec<u8> {
+    common::stream_echo(&bridge, n, 50, |i| {
         let len = (i * 7 + i / 3) % (max + 1);
         (0..len).map(|k| (k * 31 + i) as u8).collect()
-    };
-    std::thread::scope(|s| {
-        s.spawn(|| {
-            let mut base = 0;
-            while base < n {
-                let msgs: Vec<Vec<u8>> = (base..(base + 50).min(n)).map(payload).collect();
-                bridge.send_batch(&msgs).unwrap();
-                base += 50;
-            }
-        });
-        let mut got = 0u64;
-        while got < n {
-            bridge
-                .recv_batch(64, |h, p| {
-                    assert_eq!(h.correlation, got, "out of order");
-                    assert_eq!(p, expected_echo(&payload(got)), "reply {got}");
-                    got += 1;
-                })
-                .unwrap();
-        }
     });
     bridge.shutdown().unwrap();
 }

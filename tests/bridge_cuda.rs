@@ -240,28 +240,8 @@ fn lanes_stream(block: u32, n: u64) {
         .format(SlotFormat::Lanes)
         .launch()
         .unwrap();
-    std::thread::scope(|s| {
-        s.spawn(|| {
-            let mut base = 0u64;
-            while base < n {
-                let msgs: Vec<Vec<u8>> = (base..(base + 64).min(n))
-                    .map(|i| i.to_le_bytes().repeat(1 + (i % 12) as usize))
-                    .collect();
-                bridge.send_batch(&msgs).unwrap();
-                base += 64;
-            }
-        });
-        let mut got = 0u64;
-        while got < n {
-            bridge
-                .recv_batch(256, |h, p| {
-                    assert_eq!(h.correlation, got, "block {block}: out of order");
-                    let want = got.to_le_bytes().repeat(1 + (got % 12) as usize);
-                    assert_eq!(p, expected_echo(&want), "block {block}: torn reply {got}");
-                    got += 1;
-                })
-                .unwrap();
-        }
+    common::stream_echo(&bridge, n, 64, |i| {
+        i.to_le_bytes().repeat(1 + (i % 12) as usize)
     });
     assert!(matches!(bridge.try_recv(), Err(Error::Empty)));
 }

@@ -141,3 +141,35 @@ pub fn within<F: FnOnce() + Send + 'static>(secs: u64, what: &str, f: F) {
         }
     }
 }
+
+/// Streams messages `0..n` (`payload(i)`) through an echo `bridge`: a
+/// producer thread sends them in batches of `batch`, the calling thread
+/// receives them and checks that each reply is its request's echo, in order.
+pub fn stream_echo(
+    bridge: &ringbridge::Bridge,
+    n: u64,
+    batch: u64,
+    payload: impl Fn(u64) -> Vec<u8> + Sync,
+) {
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            let mut base = 0;
+            while base < n {
+                let msgs: Vec<Vec<u8>> = (base..(base + batch).min(n)).map(&payload).collect();
+                bridge.send_batch(&msgs).unwrap();
+                base += batch;
+            }
+        });
+        let mut got = 0u64;
+        while got < n {
+            bridge
+                .recv_batch(256, |h, p| {
+                    assert_eq!(h.correlation, got, "out of order");
+                    let want: Vec<u8> = payload(got).iter().map(|b| b.wrapping_add(1)).collect();
+                    assert_eq!(p, want.as_slice(), "wrong or torn reply {got}");
+                    got += 1;
+                })
+                .unwrap();
+        }
+    });
+}
