@@ -72,6 +72,7 @@ pub unsafe trait SharedMemory: Send + Sync {
 }
 
 /// A running device half (a persistent kernel, or the fallback's thread).
+#[cfg_attr(loom, allow(dead_code))] // loom builds model the rings alone
 pub(crate) trait Engine: Send + Sync {
     /// Cheap check, called at a low rate while a caller waits.
     /// `Ok(true)`: the device half has finished (for any reason);

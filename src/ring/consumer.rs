@@ -1,6 +1,6 @@
 //! The reading half of a ring.
 
-use super::RingRef;
+use super::{ReadPosition, RingRef};
 use crate::error::{Result, RingId};
 use crate::layout::{KIND_ERROR, KIND_REPLY, KIND_REQUEST, MessageHeader};
 use crate::sync::Ordering;
@@ -13,10 +13,8 @@ use crate::sync::Ordering;
 /// empty. Every `head` and every slot header it reads is validated.
 pub struct RingConsumer {
     ring: RingRef,
-    /// Next position to read; equals the shared `tail` after `release`.
-    tail: u64,
-    /// Positions read but not yet released to the producer.
-    unreleased: u64,
+    /// Our position: next to read, and how much is read but not freed.
+    pos: ReadPosition,
     /// Last `head` read from shared memory.
     head_cache: u64,
     /// Payload scratch, reused so receiving allocates nothing.
@@ -28,8 +26,7 @@ impl RingConsumer {
         let words = ring.slot_words;
         Self {
             ring,
-            tail: 0,
-            unreleased: 0,
+            pos: ReadPosition::default(),
             head_cache: 0,
             scratch: vec![0; words],
         }
@@ -37,13 +34,13 @@ impl RingConsumer {
 
     /// Messages consumed so far (released or not).
     pub fn consumed(&self) -> u64 {
-        self.tail
+        self.pos.tail
     }
 
     /// Messages waiting, reading the producer's `head` only if the cached
     /// one says fewer than one is waiting.
     pub fn available(&mut self) -> Result<u64> {
-        let mut avail = self.head_cache - self.tail;
+        let mut avail = self.head_cache - self.pos.tail;
         if avail == 0 {
             // Acquire: pairs with the producer's release store of `head`, so
             // the slot contents it published are visible to the loads below.
@@ -54,14 +51,14 @@ impl RingConsumer {
                     self.head_cache
                 )));
             }
-            if head - self.tail > self.ring.capacity {
+            if head - self.pos.tail > self.ring.capacity {
                 return Err(self.ring.corrupted(format!(
                     "head {head} runs more than the capacity {} ahead of tail {}",
-                    self.ring.capacity, self.tail
+                    self.ring.capacity, self.pos.tail
                 )));
             }
             self.head_cache = head;
-            avail = head - self.tail;
+            avail = head - self.pos.tail;
         }
         Ok(avail)
     }
@@ -82,7 +79,7 @@ impl RingConsumer {
         if self.available()? == 0 {
             return Ok(None);
         }
-        let pos = self.tail;
+        let pos = self.pos.tail;
         let slot = self.ring.slot(pos);
         // Relaxed: the acquire load of `head` in `available` already ordered
         // these loads after the producer's writes of this slot.
@@ -116,19 +113,13 @@ impl RingConsumer {
         }
         let bytes: &[u8] = bytemuck::cast_slice(&self.scratch[..words]);
         let out = f(&header, &bytes[..len]);
-        self.tail += 1;
-        self.unreleased += 1;
+        self.pos.advance();
         Ok(Some(out))
     }
 
     /// Frees every slot read so far with one release store of `tail`.
     pub fn release(&mut self) {
-        if self.unreleased > 0 {
-            // Release: orders our reads of the freed slots before the new
-            // `tail`, so the producer's later writes cannot change what we read.
-            self.ring.tail().store(self.tail, Ordering::Release);
-            self.unreleased = 0;
-        }
+        self.pos.release(&self.ring);
     }
 
     /// Reads one message and frees its slot.

@@ -19,7 +19,7 @@
 //! again only when the cache says full. The producer stores `head` RELAXED
 //! in [`publish`](LaneProducer::publish), for statistics only.
 
-use super::RingRef;
+use super::{ReadPosition, RingRef};
 use crate::error::{Result, RingId};
 use crate::layout::{
     KIND_ERROR, KIND_REPLY, KIND_REQUEST, MessageHeader, lane_header_fields, lane_header_word,
@@ -173,10 +173,8 @@ impl LaneProducer {
 /// release store of `tail`. It never reads `head`.
 pub struct LaneConsumer {
     ring: RingRef,
-    /// Next position to read.
-    tail: u64,
-    /// Positions read but not yet released to the producer.
-    unreleased: u64,
+    /// Our position: next to read, and how much is read but not freed.
+    pos: ReadPosition,
     /// Payload scratch, reused so receiving allocates nothing.
     scratch: Vec<u64>,
 }
@@ -186,15 +184,14 @@ impl LaneConsumer {
         let lanes = ring.slot_words / 2;
         Self {
             ring,
-            tail: 0,
-            unreleased: 0,
+            pos: ReadPosition::default(),
             scratch: vec![0; lanes],
         }
     }
 
     /// Messages consumed so far (released or not).
     pub fn consumed(&self) -> u64 {
-        self.tail
+        self.pos.tail
     }
 
     fn kind_ok(&self, kind: u32) -> bool {
@@ -233,7 +230,7 @@ impl LaneConsumer {
 
     /// Loads the message at `tail` into `scratch` if it has fully arrived.
     fn peek(&mut self) -> Result<Option<MessageHeader>> {
-        let pos = self.tail;
+        let pos = self.pos.tail;
         let slot = self.ring.slot(pos);
         let Some(word) = self.load_lane(slot, 0, pos)? else {
             return Ok(None);
@@ -280,19 +277,13 @@ impl LaneConsumer {
         let len = header.len as usize;
         let bytes: &[u8] = bytemuck::cast_slice(&self.scratch[..len.div_ceil(8)]);
         let out = f(&header, &bytes[..len]);
-        self.tail += 1;
-        self.unreleased += 1;
+        self.pos.advance();
         Ok(Some(out))
     }
 
     /// Frees every slot read so far with one release store of `tail`.
     pub fn release(&mut self) {
-        if self.unreleased > 0 {
-            // Release: orders our loads of the freed lanes before the new
-            // `tail`, so the producer's next lap cannot change what we read.
-            self.ring.tail().store(self.tail, Ordering::Release);
-            self.unreleased = 0;
-        }
+        self.pos.release(&self.ring);
     }
 
     /// Reads one message and frees its slot.

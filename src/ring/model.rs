@@ -45,10 +45,21 @@ pub fn serve_echo(
     batch: u64,
     check_interval: u64,
 ) -> Result<u64> {
+    serve_with(control, check_interval, || echo_step(h2k, k2h, batch))
+}
+
+/// The idle policy both serve loops share: runs `step` until `control` asks
+/// to terminate, looking at the request every `check_interval` polls that
+/// moved nothing. Returns the number of messages served.
+fn serve_with(
+    control: &Control,
+    check_interval: u64,
+    mut step: impl FnMut() -> Result<u64>,
+) -> Result<u64> {
     let mut served = 0;
     let mut idle = 0u64;
     loop {
-        let n = echo_step(h2k, k2h, batch)?;
+        let n = step()?;
         served += n;
         if n == 0 {
             idle += 1;
@@ -96,19 +107,5 @@ pub fn serve_lane_echo(
     batch: u64,
     check_interval: u64,
 ) -> Result<u64> {
-    let mut served = 0;
-    let mut idle = 0u64;
-    loop {
-        let n = lane_echo_step(h2k, k2h, batch)?;
-        served += n;
-        if n == 0 {
-            idle += 1;
-            if idle % check_interval.max(1) == 0 && control.terminate_requested() {
-                return Ok(served);
-            }
-            crate::sync::spin_hint();
-        } else {
-            idle = 0;
-        }
-    }
+    serve_with(control, check_interval, || lane_echo_step(h2k, k2h, batch))
 }
