@@ -3,8 +3,39 @@
 //! a release-mode run with many wrap-arounds.
 
 use ringbridge::error::RingId;
-use ringbridge::layout::KIND_REQUEST;
+use ringbridge::layout::{KIND_REQUEST, MessageHeader};
 use ringbridge::ring::{HostMemory, RegionLayout, RingSpec, model};
+
+/// Sends requests 0..n of every length up to `max` through `push` (false:
+/// the ring is full, try again) while taking replies from `pop` (None:
+/// nothing yet), and checks each reply: in order, flags echoed, payload + 1.
+fn exchange(
+    n: u64,
+    max: usize,
+    mut push: impl FnMut(&[u8]) -> bool,
+    mut pop: impl FnMut() -> Option<(MessageHeader, Vec<u8>)>,
+) {
+    let payload = |i: u64| -> Vec<u8> {
+        (0..(i as usize % (max + 1)))
+            .map(|k| (k as u64 ^ i) as u8)
+            .collect()
+    };
+    let (mut sent, mut got) = (0u64, 0u64);
+    while got < n {
+        if sent < n && push(&payload(sent)) {
+            sent += 1;
+        }
+        if let Some((h, p)) = pop() {
+            assert_eq!((h.seq, h.correlation), (got, got));
+            assert_eq!(h.flags, 5);
+            let want: Vec<u8> = payload(got).iter().map(|b| b.wrapping_add(1)).collect();
+            assert_eq!(p, want);
+            got += 1;
+        } else {
+            std::thread::yield_now();
+        }
+    }
+}
 
 fn run(cap: usize, slot: usize, n: u64) {
     let layout = RegionLayout::new(RingSpec::new(cap, slot).unwrap()).unwrap();
@@ -18,31 +49,12 @@ fn run(cap: usize, slot: usize, n: u64) {
         model::serve_echo(&mut h2k_rx, &mut k2h_tx, &device_control, 3, 16).unwrap()
     });
     let max = h2k_tx.max_payload();
-    let payload = |i: u64| -> Vec<u8> {
-        (0..(i as usize % (max + 1)))
-            .map(|k| (k as u64 ^ i) as u8)
-            .collect()
-    };
-    let (mut sent, mut got) = (0u64, 0u64);
-    while got < n {
-        if sent < n
-            && h2k_tx
-                .try_push(KIND_REQUEST, 5, 0, &payload(sent))
-                .unwrap()
-                .is_some()
-        {
-            sent += 1;
-        }
-        if let Some((h, p)) = k2h_rx.try_pop_with(|h, p| (*h, p.to_vec())).unwrap() {
-            assert_eq!(h.correlation, got);
-            assert_eq!(h.flags, 5);
-            let want: Vec<u8> = payload(got).iter().map(|b| b.wrapping_add(1)).collect();
-            assert_eq!(p, want);
-            got += 1;
-        } else {
-            std::thread::yield_now();
-        }
-    }
+    exchange(
+        n,
+        max,
+        |p| h2k_tx.try_push(KIND_REQUEST, 5, 0, p).unwrap().is_some(),
+        || k2h_rx.try_pop_with(|h, p| (*h, p.to_vec())).unwrap(),
+    );
     control.request_terminate();
     assert_eq!(device.join().unwrap(), n);
 }
@@ -71,31 +83,12 @@ fn run_lanes(cap: usize, slot: usize, n: u64) {
         model::serve_lane_echo(&mut h2k_rx, &mut k2h_tx, &device_control, 3, 16).unwrap()
     });
     let max = h2k_tx.max_payload();
-    let payload = |i: u64| -> Vec<u8> {
-        (0..(i as usize % (max + 1)))
-            .map(|k| (k as u64 ^ i) as u8)
-            .collect()
-    };
-    let (mut sent, mut got) = (0u64, 0u64);
-    while got < n {
-        if sent < n
-            && h2k_tx
-                .try_push(KIND_REQUEST, 5, &payload(sent))
-                .unwrap()
-                .is_some()
-        {
-            sent += 1;
-        }
-        if let Some((h, p)) = k2h_rx.try_pop_with(|h, p| (*h, p.to_vec())).unwrap() {
-            assert_eq!((h.seq, h.correlation), (got, got));
-            assert_eq!(h.flags, 5);
-            let want: Vec<u8> = payload(got).iter().map(|b| b.wrapping_add(1)).collect();
-            assert_eq!(p, want);
-            got += 1;
-        } else {
-            std::thread::yield_now();
-        }
-    }
+    exchange(
+        n,
+        max,
+        |p| h2k_tx.try_push(KIND_REQUEST, 5, p).unwrap().is_some(),
+        || k2h_rx.try_pop_with(|h, p| (*h, p.to_vec())).unwrap(),
+    );
     control.request_terminate();
     assert_eq!(device.join().unwrap(), n);
 }
