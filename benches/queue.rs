@@ -73,6 +73,43 @@ where
 /// The checksum of `0..ITEMS`.
 const SUM: u64 = ITEMS * (ITEMS - 1) / 2;
 
+/// One per-item two-thread run of `0..ITEMS`: `push` hands the item back
+/// when the queue is full, `pop` returns `None` when it is empty. Checks the
+/// consumer's checksum. The same loop for every queue, so only their calls
+/// differ.
+fn per_item<P, C>(mut push: P, mut pop: C)
+where
+    P: FnMut(u64) -> Result<(), u64>,
+    C: FnMut() -> Option<u64> + Send + 'static,
+{
+    let sum = two_threads(
+        move || {
+            for i in 0..ITEMS {
+                let mut item = i;
+                while let Err(back) = push(item) {
+                    item = back;
+                    std::hint::spin_loop();
+                }
+            }
+        },
+        move || {
+            let mut sum = 0u64;
+            let mut n = 0;
+            while n < ITEMS {
+                match pop() {
+                    Some(v) => {
+                        sum = sum.wrapping_add(v);
+                        n += 1;
+                    }
+                    None => std::hint::spin_loop(),
+                }
+            }
+            sum
+        },
+    );
+    assert_eq!(sum, SUM);
+}
+
 fn two_thread(c: &mut Criterion) {
     let mut g = c.benchmark_group("spsc_two_thread");
     g.throughput(Throughput::Elements(ITEMS));
@@ -83,32 +120,10 @@ fn two_thread(c: &mut Criterion) {
     g.bench_function("ringbridge", |b| {
         b.iter(|| {
             let (mut tx, mut rx) = SpscQueue::<u64>::new(CAPACITY).split();
-            let sum = two_threads(
-                move || {
-                    for i in 0..ITEMS {
-                        let mut item = i;
-                        while let Err(e) = tx.try_enqueue(item) {
-                            item = e.into_inner();
-                            std::hint::spin_loop();
-                        }
-                    }
-                },
-                move || {
-                    let mut sum = 0u64;
-                    let mut n = 0;
-                    while n < ITEMS {
-                        match rx.try_dequeue() {
-                            Ok(v) => {
-                                sum = sum.wrapping_add(v);
-                                n += 1;
-                            }
-                            Err(_) => std::hint::spin_loop(),
-                        }
-                    }
-                    sum
-                },
+            per_item(
+                move |v| tx.try_enqueue(v).map_err(|e| e.into_inner()),
+                move || rx.try_dequeue().ok(),
             );
-            assert_eq!(sum, SUM);
         })
     });
 
@@ -191,32 +206,14 @@ fn two_thread(c: &mut Criterion) {
     g.bench_function("rtrb", |b| {
         b.iter(|| {
             let (mut p, mut q) = rtrb::RingBuffer::<u64>::new(CAPACITY);
-            let sum = two_threads(
-                move || {
-                    for i in 0..ITEMS {
-                        let mut item = i;
-                        while let Err(rtrb::PushError::Full(back)) = p.push(item) {
-                            item = back;
-                            std::hint::spin_loop();
-                        }
-                    }
+            per_item(
+                move |v| {
+                    p.push(v).map_err(|e| match e {
+                        rtrb::PushError::Full(back) => back,
+                    })
                 },
-                move || {
-                    let mut sum = 0u64;
-                    let mut n = 0;
-                    while n < ITEMS {
-                        match q.pop() {
-                            Ok(v) => {
-                                sum = sum.wrapping_add(v);
-                                n += 1;
-                            }
-                            Err(_) => std::hint::spin_loop(),
-                        }
-                    }
-                    sum
-                },
+                move || q.pop().ok(),
             );
-            assert_eq!(sum, SUM);
         })
     });
 
@@ -266,32 +263,7 @@ fn two_thread(c: &mut Criterion) {
         b.iter(|| {
             let aq = std::sync::Arc::new(ArrayQueue::<u64>::new(CAPACITY));
             let aq2 = std::sync::Arc::clone(&aq);
-            let sum = two_threads(
-                move || {
-                    for i in 0..ITEMS {
-                        let mut item = i;
-                        while let Err(back) = aq.push(item) {
-                            item = back;
-                            std::hint::spin_loop();
-                        }
-                    }
-                },
-                move || {
-                    let mut sum = 0u64;
-                    let mut n = 0;
-                    while n < ITEMS {
-                        match aq2.pop() {
-                            Some(v) => {
-                                sum = sum.wrapping_add(v);
-                                n += 1;
-                            }
-                            None => std::hint::spin_loop(),
-                        }
-                    }
-                    sum
-                },
-            );
-            assert_eq!(sum, SUM);
+            per_item(move |v| aq.push(v), move || aq2.pop());
         })
     });
     g.finish();
