@@ -62,27 +62,7 @@ fn million_messages_through_tiny_rings_keep_order() {
 fn backpressure_in_both_directions_loses_nothing() {
     let bridge = host().capacity(4).launch().unwrap();
     // Nobody receives: the kernel fills K2H (4), then H2K fills (4).
-    let mut sent = 0u64;
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        match bridge.try_send(&sent.to_le_bytes()) {
-            Ok(seq) => {
-                assert_eq!(seq, sent);
-                sent += 1;
-            }
-            Err(Error::Full) => {
-                // The kernel may still be moving messages across; stop once
-                // both rings are full and it stays full.
-                std::thread::sleep(Duration::from_millis(20));
-                if bridge.try_send(&sent.to_le_bytes()).is_err() {
-                    break;
-                }
-                sent += 1;
-            }
-            Err(e) => panic!("unexpected {e}"),
-        }
-        assert!(Instant::now() < deadline, "the rings never filled");
-    }
+    let sent = common::fill_both_rings(&bridge);
     assert_eq!(sent, 8, "4 slots in H2K plus 4 in K2H");
     assert!(matches!(
         bridge.send_timeout(b"x", Duration::from_millis(10)),

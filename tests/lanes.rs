@@ -6,9 +6,11 @@
 
 #![cfg(not(loom))]
 
+mod common;
+
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Barrier};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use ringbridge::backend::SharedMemory;
 use ringbridge::error::RingId;
@@ -158,25 +160,7 @@ fn messages_through_capacity_two_keep_order() {
 #[cfg_attr(miri, ignore = "the fallback serve loop is C++")]
 fn backpressure_in_both_directions_loses_nothing() {
     let bridge = lanes().capacity(4).launch().unwrap();
-    let mut sent = 0u64;
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        match bridge.try_send(&sent.to_le_bytes()) {
-            Ok(seq) => {
-                assert_eq!(seq, sent);
-                sent += 1;
-            }
-            Err(Error::Full) => {
-                std::thread::sleep(Duration::from_millis(20));
-                if bridge.try_send(&sent.to_le_bytes()).is_err() {
-                    break;
-                }
-                sent += 1;
-            }
-            Err(e) => panic!("unexpected {e}"),
-        }
-        assert!(Instant::now() < deadline, "never filled");
-    }
+    let sent = common::fill_both_rings(&bridge);
     // K2H full (4 replies) and H2K full (4 requests): no more, no fewer.
     assert_eq!(sent, 8);
     for i in 0..sent {

@@ -173,3 +173,30 @@ pub fn stream_echo(
         }
     });
 }
+
+/// Sends 8-byte requests (their index) with `try_send` to a bridge that
+/// nobody receives from, until both rings are full and stay full (the kernel
+/// may still be moving messages across when the first `Full` comes); returns
+/// how many went in, each checked to get the next sequence number.
+pub fn fill_both_rings(bridge: &ringbridge::Bridge) -> u64 {
+    use std::time::{Duration, Instant};
+    let mut sent = 0u64;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        match bridge.try_send(&sent.to_le_bytes()) {
+            Ok(seq) => {
+                assert_eq!(seq, sent);
+                sent += 1;
+            }
+            Err(ringbridge::Error::Full) => {
+                std::thread::sleep(Duration::from_millis(20));
+                if bridge.try_send(&sent.to_le_bytes()).is_err() {
+                    return sent;
+                }
+                sent += 1;
+            }
+            Err(e) => panic!("unexpected {e}"),
+        }
+        assert!(Instant::now() < deadline, "the rings never filled");
+    }
+}
