@@ -18,6 +18,9 @@ fn fault_kernel(entry: &str) -> Kernel {
     }
 }
 
+/// Makes the kernel of `entry` fault on purpose after it answered four
+/// requests: one round trip (whose payload is returned) and three replies
+/// left unread, which must still be delivered, in order, before the error.
 fn provoke(entry: &str) -> (Error, Duration, Vec<u8>) {
     let bridge = Bridge::builder()
         .backend(Backend::Cuda)
@@ -27,10 +30,25 @@ fn provoke(entry: &str) -> (Error, Duration, Vec<u8>) {
         .shutdown_timeout(Duration::from_millis(500))
         .launch()
         .unwrap();
-    // One good message first: its reply must survive the fault.
     let good = bridge.round_trip(b"ok").unwrap().payload;
+    for m in [b"a1", b"b2", b"c3"] {
+        bridge.send(m).unwrap();
+    }
+    // Let the kernel publish those three replies before the fault comes.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while bridge.stats().kernel.produced < 4 {
+        assert!(Instant::now() < deadline, "the kernel never answered");
+        std::thread::yield_now();
+    }
     bridge.send_with_flags(0xDEAD, b"die").unwrap();
     let t0 = Instant::now();
+    for want in [b"b2", b"c3", b"d4"] {
+        assert_eq!(
+            bridge.recv().unwrap().payload,
+            want,
+            "a reply published before the fault"
+        );
+    }
     let err = bridge.recv().unwrap_err();
     let took = t0.elapsed();
     // Later calls keep failing, and shutdown returns (possibly leaking).
