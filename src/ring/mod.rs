@@ -101,7 +101,7 @@ impl std::str::FromStr for SlotFormat {
     type Err = crate::Error;
 
     /// Parses `auto`, `slots` or `lanes` (any case); anything else is
-    /// [`Error::InvalidArgument`](crate::Error::InvalidArgument).
+    /// [`Error::InvalidArgument`].
     fn from_str(s: &str) -> Result<Self> {
         match s.to_ascii_lowercase().as_str() {
             "auto" => Ok(Self::Auto),
