@@ -77,6 +77,8 @@ if [ "$quick" != 1 ]; then
   fi
   step bench-roundtrip 200 ./bench-roundtrip --bench --warm-up-time 1 --measurement-time 1
   grep -E '^roundtrip/|time:' "$r/bench-roundtrip.log" | tee -a "$summary"
+  step bench-stream-striped 200 ./bench-stream --bench --warm-up-time 1 --measurement-time 2 stream_striped
+  grep -E '^stream_striped/|thrpt:' "$r/bench-stream-striped.log" | tee -a "$summary"
 fi
 
 python3 - "$r" <<'PY' | tee -a "$summary"
