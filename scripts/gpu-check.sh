@@ -66,8 +66,6 @@ step stream-cuda-64 120 ./ringbridge stream --backend cuda --payload 64 --messag
 step stream-cuda-64-lanes 60 ./ringbridge stream --backend cuda --payload 64 --format lanes --messages 5000000 --capacity 8192 --batch 512 --json
 step stream-cuda-1k 120 ./ringbridge stream --backend cuda --payload 992 --messages $n4k --capacity 4096 --json
 step stream-cuda-4k 120 ./ringbridge stream --backend cuda --payload 4064 --messages $n4k --capacity 1024 --json
-step stream-cuda-4k-x8 120 ./ringbridge stream --backend cuda --payload 4064 --messages $n4k --capacity 1024 --stripes 8 --json
-step stream-cuda-64-x4 120 ./ringbridge stream --backend cuda --payload 64 --messages $n64 --capacity 8192 --batch 512 --stripes 4 --json
 step stream-host-64 120 ./ringbridge stream --backend host --payload 64 --messages 20000000 --capacity 8192 --json
 
 if [ "$quick" != 1 ]; then
@@ -77,8 +75,6 @@ if [ "$quick" != 1 ]; then
   fi
   step bench-roundtrip 200 ./bench-roundtrip --bench --warm-up-time 1 --measurement-time 1
   grep -E '^roundtrip/|time:' "$r/bench-roundtrip.log" | tee -a "$summary"
-  step bench-stream-striped 200 ./bench-stream --bench --warm-up-time 1 --measurement-time 2 stream_striped
-  grep -E '^stream_striped/|thrpt:' "$r/bench-stream-striped.log" | tee -a "$summary"
 fi
 
 python3 - "$r" <<'PY' | tee -a "$summary"

@@ -69,6 +69,18 @@ pub enum Error {
     /// No CUDA driver could be loaded, or it reports no usable GPU.
     #[error("CUDA is not available: {0}")]
     CudaUnavailable(String),
+    /// A CUDA bridge was launched while a kernel of this process may still
+    /// be serving: pinning its memory would wait for that kernel, forever.
+    /// Shut the running bridge down (or drop it) first.
+    #[error(
+        "{running} ringbridge CUDA kernel(s) of this process may still be running: a new bridge's \
+         page-locked allocation would wait for them forever (CUDA implicit synchronization); \
+         shut the running bridge down first"
+    )]
+    DeviceBusy {
+        /// Kernels launched and not yet seen finished.
+        running: usize,
+    },
     /// A device ordinal beyond the GPUs present.
     #[error("device {ordinal} does not exist ({count} CUDA device(s) found)")]
     DeviceOutOfRange {

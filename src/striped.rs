@@ -23,6 +23,15 @@
 //!
 //! Use one way or the other on a given `StripedBridge`: a message sent to a
 //! stripe directly shifts the round-robin order of everything after it.
+//!
+//! **On CUDA it is refused for now** ([`Error::DeviceBusy`] at the second
+//! stripe): the stripes are launched one after another, and pinning the
+//! second stripe's memory while the first stripe's persistent kernel runs
+//! would wait for that kernel forever (CUDA's implicit synchronization of
+//! page-locked allocations). Striping on CUDA needs a launch in two phases,
+//! every stripe's memory pinned and module loaded before any kernel starts
+//! (and freed only after all stopped); that is not built yet. On the host
+//! fallback it works as described.
 
 use crate::bridge::{Bridge, BridgeBuilder};
 use crate::error::{Error, Result};
@@ -57,14 +66,15 @@ fn lock(m: &Mutex<u64>) -> MutexGuard<'_, u64> {
 }
 
 impl StripedBridge {
-    /// Launches `stripes` bridges from clones of `builder` (1 to 64). On
-    /// CUDA each runs its own one-block kernel on its own stream; on the
-    /// fallback each its own serving thread. If one fails to launch, the
-    /// ones already running are shut down and that error is returned.
+    /// Launches `stripes` bridges from clones of `builder` (1 to 64), each
+    /// with its own serving thread on the fallback. If one fails to launch,
+    /// the ones already running are shut down and that error is returned.
     ///
     /// # Errors
-    /// [`Error::InvalidArgument`] for 0 or more than 64 stripes; otherwise
-    /// whatever [`BridgeBuilder::launch`] returns.
+    /// [`Error::InvalidArgument`] for 0 or more than 64 stripes;
+    /// [`Error::DeviceBusy`] on CUDA with more than one stripe (see the
+    /// [module docs](self)); otherwise whatever [`BridgeBuilder::launch`]
+    /// returns.
     pub fn launch(builder: BridgeBuilder, stripes: usize) -> Result<Self> {
         if !(1..=64).contains(&stripes) {
             return Err(Error::InvalidArgument(format!(

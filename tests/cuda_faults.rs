@@ -60,9 +60,9 @@ fn provoke(entry: &str) -> (Error, Duration, Vec<u8>) {
 #[test]
 fn cuda_trap_is_an_error_not_a_hang() {
     isolated("cuda_trap_is_an_error_not_a_hang", || {
-        if !gpu_or_skip("cuda_trap_is_an_error_not_a_hang") {
+        let Some(_gpu) = gpu_or_skip("cuda_trap_is_an_error_not_a_hang") else {
             return;
-        }
+        };
         let (err, took, good) = provoke(kernels::TRAP_ENTRY);
         assert_eq!(good, b"pl");
         assert!(matches!(err, Error::KernelFault(_)), "got {err}");
@@ -73,9 +73,9 @@ fn cuda_trap_is_an_error_not_a_hang() {
 #[test]
 fn cuda_illegal_address_is_an_error_not_a_hang() {
     isolated("cuda_illegal_address_is_an_error_not_a_hang", || {
-        if !gpu_or_skip("cuda_illegal_address_is_an_error_not_a_hang") {
+        let Some(_gpu) = gpu_or_skip("cuda_illegal_address_is_an_error_not_a_hang") else {
             return;
-        }
+        };
         let (err, took, _) = provoke(kernels::ILLEGAL_ADDRESS_ENTRY);
         assert!(matches!(err, Error::KernelFault(_)), "got {err}");
         assert!(took < Duration::from_secs(2), "took {took:?}");
@@ -85,9 +85,9 @@ fn cuda_illegal_address_is_an_error_not_a_hang() {
 #[test]
 fn cuda_hang_is_reported_by_the_heartbeat() {
     isolated("cuda_hang_is_reported_by_the_heartbeat", || {
-        if !gpu_or_skip("cuda_hang_is_reported_by_the_heartbeat") {
+        let Some(_gpu) = gpu_or_skip("cuda_hang_is_reported_by_the_heartbeat") else {
             return;
-        }
+        };
         let (err, took, _) = provoke(kernels::HANG_ENTRY);
         assert!(matches!(err, Error::KernelHung { .. }), "got {err}");
         assert!(took < Duration::from_secs(2), "took {took:?}");

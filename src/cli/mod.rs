@@ -121,8 +121,9 @@ pub(crate) struct StreamArgs {
     /// Messages per send batch (one head store each).
     #[arg(long, default_value_t = 256)]
     pub batch: usize,
-    /// Ring pairs striped by the host (1 to 64): each has its own kernel
-    /// block (its own SM) and its own producer and consumer threads.
+    /// Ring pairs striped by the host (1 to 64), each with its own serving
+    /// thread and its own producer and consumer threads. The host fallback
+    /// only for now: CUDA refuses a second bridge while one serves.
     #[arg(long, default_value_t = 1)]
     pub stripes: usize,
 }

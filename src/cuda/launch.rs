@@ -1,7 +1,7 @@
 //! Loading a kernel image and running its persistent kernel.
 
 use std::ffi::{CString, c_void};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -43,6 +43,20 @@ enum State {
 /// purpose, the context is marked so that [`super::MappedMemory`] on it is
 /// leaked too rather than freed under the kernel, and a warning is printed.
 /// Stop the kernel first (through its control block), then drop this.
+/// Kernels this process launched that may still be running: launched and
+/// not yet seen finished or faulted (a leaked one stays counted for good).
+/// A persistent kernel never finishes on its own, and the driver makes a
+/// page-locked allocation (and a free) wait for the device's running work
+/// (CUDA's "implicit synchronization"), so a second bridge launched while
+/// one serves would wait forever: [`launch_cuda`](crate::bridge) refuses it
+/// while this is not zero. RELAXED everywhere: a count that orders nothing.
+static MAYBE_RUNNING: AtomicUsize = AtomicUsize::new(0);
+
+/// How many kernels this process launched may still be running.
+pub(crate) fn kernels_maybe_running() -> usize {
+    MAYBE_RUNNING.load(Ordering::Relaxed)
+}
+
 pub(crate) struct CudaKernel {
     /// The context the module and stream belong to.
     ctx: Arc<CudaContext>,
@@ -56,6 +70,9 @@ pub(crate) struct CudaKernel {
     finished: AtomicBool,
     /// The first fault `cuStreamQuery` reported.
     fault: OnceLock<String>,
+    /// Whether this kernel is in [`MAYBE_RUNNING`] (from its launch until it
+    /// is first seen finished or faulted).
+    counted: AtomicBool,
 }
 
 // SAFETY: the raw `CUmodule` and `CUstream` handles are only passed to driver
@@ -154,6 +171,7 @@ impl CudaKernel {
             launched: false,
             finished: AtomicBool::new(false),
             fault: OnceLock::new(),
+            counted: AtomicBool::new(false),
         };
 
         // SAFETY: `module` is loaded and not unloaded while `kernel` lives.
@@ -192,6 +210,8 @@ impl CudaKernel {
         }
         .map_err(cuda_err("cuLaunchKernel"))?;
         kernel.launched = true;
+        MAYBE_RUNNING.fetch_add(1, Ordering::Relaxed);
+        kernel.counted.store(true, Ordering::Relaxed);
         Ok(kernel)
     }
 
@@ -211,13 +231,23 @@ impl CudaKernel {
         match unsafe { sys::cuStreamQuery(self.stream) } {
             sys::CUresult::CUDA_SUCCESS => {
                 self.finished.store(true, Ordering::Release);
+                self.uncount();
                 State::Finished
             }
             sys::CUresult::CUDA_ERROR_NOT_READY => State::Running,
             code => {
                 let fault = self.fault.get_or_init(|| describe(DriverError(code)));
+                // A faulted kernel runs no more (its context is broken).
+                self.uncount();
                 State::Faulted(fault.clone())
             }
+        }
+    }
+
+    /// Takes this kernel out of [`MAYBE_RUNNING`], once.
+    fn uncount(&self) {
+        if self.counted.swap(false, Ordering::Relaxed) {
+            MAYBE_RUNNING.fetch_sub(1, Ordering::Relaxed);
         }
     }
 

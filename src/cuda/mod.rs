@@ -28,7 +28,7 @@ use crate::error::Error;
 
 pub mod compare;
 mod context;
-mod launch;
+pub(crate) mod launch;
 mod memory;
 
 pub(crate) use context::context;

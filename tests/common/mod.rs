@@ -3,9 +3,19 @@
 
 #![allow(dead_code)]
 
-/// Whether a usable CUDA GPU (and compiled kernels) is here. Prints why not
-/// and returns false, or fails when `RINGBRIDGE_REQUIRE_GPU=1`.
-pub fn gpu_or_skip(test: &str) -> bool {
+/// One GPU test at a time in a process: a CUDA bridge is refused while
+/// another one's kernel serves (`Error::DeviceBusy`), and the test harness
+/// runs tests on parallel threads.
+static ONE_GPU_TEST: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// While held, no other GPU test of this process runs.
+pub type GpuTurn = std::sync::MutexGuard<'static, ()>;
+
+/// Whether a usable CUDA GPU (and compiled kernels) is here: then waits for
+/// this process's GPU turn and returns it (hold it for the whole test).
+/// Prints why not and returns `None`, or fails when
+/// `RINGBRIDGE_REQUIRE_GPU=1`.
+pub fn gpu_or_skip(test: &str) -> Option<GpuTurn> {
     let required = std::env::var("RINGBRIDGE_REQUIRE_GPU").is_ok_and(|v| v == "1");
     let why = if !ringbridge::cuda::driver_available() {
         Some("no CUDA driver (libcuda) found".to_string())
@@ -24,12 +34,14 @@ pub fn gpu_or_skip(test: &str) -> bool {
                     ringbridge::kernels::NOT_COMPILED_REASON
                 );
             }
-            true
+            // A test that failed while holding it poisoned it: the lock
+            // itself is still good.
+            Some(ONE_GPU_TEST.lock().unwrap_or_else(|e| e.into_inner()))
         }
         Some(why) if required => panic!("{test}: RINGBRIDGE_REQUIRE_GPU=1 but {why}"),
         Some(why) => {
             eprintln!("{test}: skipped: {why} (set RINGBRIDGE_REQUIRE_GPU=1 to fail instead)");
-            false
+            None
         }
     }
 }
