@@ -559,6 +559,38 @@ RB_INLINE uint64_t rb_finish(rb_control* ctl, uint64_t status, uint64_t code, ui
     return status;
 }
 
+/* Thread 0, once per turn of a serve loop: every check_interval turns (and
+   on every turn while the host fallback backs off) publishes the progress
+   words and looks at terminate. Returns RB_STATUS_STOPPED to stop, else 0.
+   RELAXED: the stop request orders nothing; what was served is already
+   published. */
+RB_INLINE uint32_t rb_turn_check(rb_control* ctl, uint64_t& iter, uint64_t check_mask, uint32_t idle, uint64_t& beat,
+                                 uint64_t h2k_tail, uint64_t k2h_head) {
+    ++iter;
+    if ((iter & check_mask) != 0 && !rb_backing_off(idle)) return 0;
+    rb_publish_progress(ctl, ++beat, h2k_tail, k2h_head);
+    if (rb_ld_relaxed(&ctl->terminate) == 0) return 0;
+    return (uint32_t)rb_finish(ctl, RB_STATUS_STOPPED, 0, 0);
+}
+
+/* Thread 0: the free K2H slots, in *room. The host's tail is read only when
+   the cached one says none are free (ACQUIRE: the host has finished reading
+   the slots, or lanes, below it). A tail ahead of our head, or gone
+   backwards, fails the kernel: returns RB_STATUS_FAILED; else 0. */
+RB_INLINE uint32_t rb_k2h_room(rb_control* ctl, rb_ring* k2h, uint64_t& k2h_tail, uint64_t k2h_head, uint64_t k2h_cap,
+                               uint64_t h2k_tail, uint64_t& beat, uint64_t& room) {
+    room = k2h_cap - (k2h_head - k2h_tail);
+    if (room != 0) return 0;
+    const uint64_t tail = rb_ld_acquire(&k2h->tail);
+    if (k2h_head - tail > k2h_cap) {
+        rb_publish_progress(ctl, ++beat, h2k_tail, k2h_head);
+        return (uint32_t)rb_finish(ctl, RB_STATUS_FAILED, RB_ERR_RING_CORRUPTED, tail);
+    }
+    k2h_tail = tail;
+    room = k2h_cap - (k2h_head - k2h_tail);
+    return 0;
+}
+
 /* State thread 0 shares with the block through block-shared memory. */
 struct rb_block_state {
     uint64_t h2k_tail;     /* position of the batch's first request */
@@ -837,26 +869,11 @@ RB_INLINE int rb_serve_lanes(rb_control* ctl, rb_ring* h2k, rb_ring* k2h, Handle
 
     for (;;) {
         if (tid == 0) {
-            uint32_t stop = 0, limit = 0;
-            ++iter;
-            if ((iter & check_mask) == 0 || rb_backing_off(idle)) {
-                rb_publish_progress(ctl, ++beat, h2k_tail, k2h_head);
-                /* RELAXED: the stop request orders nothing. */
-                if (rb_ld_relaxed(&ctl->terminate) != 0) stop = (uint32_t)rb_finish(ctl, RB_STATUS_STOPPED, 0, 0);
-            }
+            uint32_t limit = 0;
+            uint32_t stop = rb_turn_check(ctl, iter, check_mask, idle, beat, h2k_tail, k2h_head);
             if (stop == 0) {
-                uint64_t room = k2h_cap - (k2h_head - k2h_tail);
-                if (room == 0) {
-                    /* ACQUIRE: the host has finished reading the lanes below its tail. */
-                    const uint64_t tail = rb_ld_acquire(&k2h->tail);
-                    if (k2h_head - tail > k2h_cap) { /* tail ahead of our head, or backwards */
-                        rb_publish_progress(ctl, ++beat, h2k_tail, k2h_head);
-                        stop = (uint32_t)rb_finish(ctl, RB_STATUS_FAILED, RB_ERR_RING_CORRUPTED, tail);
-                    } else {
-                        k2h_tail = tail;
-                        room = k2h_cap - (k2h_head - k2h_tail);
-                    }
-                }
+                uint64_t room = 0;
+                stop = rb_k2h_room(ctl, k2h, k2h_tail, k2h_head, k2h_cap, h2k_tail, beat, room);
                 if (stop == 0) {
                     uint64_t lim = room < h2k_cap ? room : h2k_cap;
                     if (lim > nwarps) lim = nwarps;
@@ -1301,16 +1318,8 @@ RB_INLINE int rb_serve(rb_control* ctl, rb_ring* h2k, rb_ring* k2h, Handler& han
             while (stop == 0) {
                 /* terminate and heartbeat: every check_interval iterations,
                    so an idle poll costs one PCIe read, not two. */
-                ++iter;
-                if ((iter & check_mask) == 0 || rb_backing_off(idle)) {
-                    rb_publish_progress(ctl, ++beat, h2k_tail, k2h_head);
-                    /* RELAXED: the stop request orders nothing; the batch
-                       being served is already published. */
-                    if (rb_ld_relaxed(&ctl->terminate) != 0) {
-                        stop = (uint32_t)rb_finish(ctl, RB_STATUS_STOPPED, 0, 0);
-                        break;
-                    }
-                }
+                stop = rb_turn_check(ctl, iter, check_mask, idle, beat, h2k_tail, k2h_head);
+                if (stop != 0) break;
                 uint64_t avail = h2k_head - h2k_tail;
                 if (avail == 0) {
                     /* ACQUIRE: the slots below the head are written. */
@@ -1327,21 +1336,12 @@ RB_INLINE int rb_serve(rb_control* ctl, rb_ring* h2k, rb_ring* k2h, Handler& han
                         continue;
                     }
                 }
-                uint64_t room = k2h_cap - (k2h_head - k2h_tail);
-                if (room == 0) {
-                    /* ACQUIRE: the host has finished reading the slots below its tail. */
-                    const uint64_t tail = rb_ld_acquire(&k2h->tail);
-                    if (k2h_head - tail > k2h_cap) { /* tail ahead of our head, or backwards */
-                        rb_publish_progress(ctl, ++beat, h2k_tail, k2h_head);
-                        stop = (uint32_t)rb_finish(ctl, RB_STATUS_FAILED, RB_ERR_RING_CORRUPTED, tail);
-                        break;
-                    }
-                    k2h_tail = tail;
-                    room = k2h_cap - (k2h_head - k2h_tail);
-                    if (room == 0) { /* back-pressure: wait, never drop */
-                        rb_idle(idle);
-                        continue;
-                    }
+                uint64_t room = 0;
+                stop = rb_k2h_room(ctl, k2h, k2h_tail, k2h_head, k2h_cap, h2k_tail, beat, room);
+                if (stop != 0) break;
+                if (room == 0) { /* back-pressure: wait, never drop */
+                    rb_idle(idle);
+                    continue;
                 }
                 idle = 0;
                 n = avail < room ? avail : room;
