@@ -323,6 +323,16 @@ mod tests {
             self.ctl(crate::word_of!(ControlBlock, status))
                 .load(Acquire)
         }
+        /// The kernel's (consumed, produced) progress words. Relaxed: read
+        /// after the serve loop returned (the join orders them).
+        fn progress(&self) -> (u64, u64) {
+            (
+                self.ctl(crate::word_of!(ControlBlock, consumed))
+                    .load(Relaxed),
+                self.ctl(crate::word_of!(ControlBlock, produced))
+                    .load(Relaxed),
+            )
+        }
         fn error(&self) -> (u64, u64) {
             (
                 self.ctl(crate::word_of!(ControlBlock, error_code))
@@ -543,14 +553,7 @@ mod tests {
             next += 1;
         }
         assert_eq!(r.stop(t), STATUS_STOPPED as i32);
-        assert_eq!(
-            r.ctl(crate::word_of!(ControlBlock, consumed)).load(Relaxed),
-            2000
-        );
-        assert_eq!(
-            r.ctl(crate::word_of!(ControlBlock, produced)).load(Relaxed),
-            2000
-        );
+        assert_eq!(r.progress(), (2000, 2000));
     }
 
     #[test]
@@ -715,14 +718,7 @@ mod tests {
         }
         assert_eq!(r.stop(t), STATUS_STOPPED as i32);
         assert_eq!(r.status(), STATUS_STOPPED);
-        assert_eq!(
-            r.ctl(crate::word_of!(ControlBlock, consumed)).load(Relaxed),
-            300
-        );
-        assert_eq!(
-            r.ctl(crate::word_of!(ControlBlock, produced)).load(Relaxed),
-            300
-        );
+        assert_eq!(r.progress(), (300, 300));
         assert!(
             r.ctl(crate::word_of!(ControlBlock, heartbeat))
                 .load(Relaxed)

@@ -32,7 +32,7 @@ fn emulated(threads: u32) -> ringbridge::BridgeBuilder {
 fn stream_mixed_lengths(builder: ringbridge::BridgeBuilder, n: u64) {
     let bridge = builder.launch().unwrap();
     let max = bridge.max_payload() as u64;
-    common::stream_echo(&bridge, n, 50, |i| {
+    common::stream_echo(&bridge, n, 50, 256, |i| {
         let len = (i * 7 + i / 3) % (max + 1);
         (0..len).map(|k| (k * 31 + i) as u8).collect()
     });

@@ -81,23 +81,8 @@ fn backpressure_in_both_directions_loses_nothing() {
 #[test]
 fn batches_cross_small_rings_in_order() {
     let bridge = host().capacity(8).launch().unwrap();
-    let payloads: Vec<Vec<u8>> = (0..10_000u32).map(|i| i.to_le_bytes().to_vec()).collect();
-    std::thread::scope(|s| {
-        s.spawn(|| {
-            for chunk in payloads.chunks(100) {
-                bridge.send_batch(chunk).unwrap();
-            }
-        });
-        let mut got = 0u64;
-        while got < payloads.len() as u64 {
-            bridge
-                .recv_batch(64, |h, p| {
-                    assert_eq!(h.correlation, got);
-                    assert_eq!(p, expected_echo(&payloads[got as usize]));
-                    got += 1;
-                })
-                .unwrap();
-        }
+    common::stream_echo(&bridge, 10_000, 100, 64, |i| {
+        (i as u32).to_le_bytes().to_vec()
     });
 }
 

@@ -177,26 +177,7 @@ fn backpressure_in_both_directions_loses_nothing() {
 #[cfg_attr(miri, ignore = "the fallback serve loop is C++")]
 fn batches_cross_small_rings_in_order() {
     let bridge = lanes().capacity(4).slot_size(128).launch().unwrap();
-    let payloads: Vec<Vec<u8>> = (0..20_000u64)
-        .map(|i| pattern(i, (i % 97) as usize))
-        .collect();
-    std::thread::scope(|s| {
-        s.spawn(|| {
-            for chunk in payloads.chunks(37) {
-                bridge.send_batch(chunk).unwrap();
-            }
-        });
-        let mut got = 0u64;
-        while got < payloads.len() as u64 {
-            bridge
-                .recv_batch(16, |h, p| {
-                    assert_eq!(h.correlation, got);
-                    assert_eq!(p, expected_echo(&payloads[got as usize]));
-                    got += 1;
-                })
-                .unwrap();
-        }
-    });
+    common::stream_echo(&bridge, 20_000, 37, 16, |i| pattern(i, (i % 97) as usize));
 }
 
 #[test]

@@ -156,11 +156,13 @@ pub fn within<F: FnOnce() + Send + 'static>(secs: u64, what: &str, f: F) {
 
 /// Streams messages `0..n` (`payload(i)`) through an echo `bridge`: a
 /// producer thread sends them in batches of `batch`, the calling thread
-/// receives them and checks that each reply is its request's echo, in order.
+/// receives them `recv_max` at most per call and checks that each reply is
+/// its request's echo, in order.
 pub fn stream_echo(
     bridge: &ringbridge::Bridge,
     n: u64,
     batch: u64,
+    recv_max: usize,
     payload: impl Fn(u64) -> Vec<u8> + Sync,
 ) {
     std::thread::scope(|s| {
@@ -175,7 +177,7 @@ pub fn stream_echo(
         let mut got = 0u64;
         while got < n {
             bridge
-                .recv_batch(256, |h, p| {
+                .recv_batch(recv_max, |h, p| {
                     assert_eq!(h.correlation, got, "out of order");
                     let want: Vec<u8> = payload(got).iter().map(|b| b.wrapping_add(1)).collect();
                     assert_eq!(p, want.as_slice(), "wrong or torn reply {got}");
