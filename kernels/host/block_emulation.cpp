@@ -20,28 +20,17 @@
 namespace rb_emu_ns {
 
 #include "handlers.h"
+#include "host/serve_host.h"
 
 rb_emu_block* rb_emu_the_block = nullptr;
 __thread uint32_t rb_emu_tid = 0;
-
-typedef int32_t (*handler_fn)(void* ctx, const rb_msg_header* in, const uint8_t* in_payload, rb_msg_header* out,
-                              uint8_t* out_payload, uint32_t out_capacity);
-
-struct callback_handler {
-    handler_fn fn;
-    void* ctx;
-    int operator()(const rb_msg_header& in, const uint8_t* in_payload, rb_msg_header& out, uint8_t* out_payload,
-                   uint32_t out_capacity) const {
-        return fn(ctx, &in, in_payload, &out, out_payload, out_capacity);
-    }
-};
 
 struct job {
     rb_control* ctl;
     rb_ring* h2k;
     rb_ring* k2h;
     uint32_t handler_id;
-    handler_fn fn;
+    rb_host_handler_fn fn;
     void* fn_ctx;
     uint32_t tid;
     int32_t status;
@@ -50,25 +39,7 @@ struct job {
 void* run_thread(void* arg) {
     job* j = static_cast<job*>(arg);
     rb_emu_tid = j->tid;
-    // RELAXED: written by the host before the block was started.
-    const uint64_t param = rb_ld_relaxed(&j->ctl->param);
-    switch (j->handler_id) {
-        case 0: {
-            rb_echo_handler h(param);
-            j->status = rb_serve(j->ctl, j->h2k, j->k2h, h);
-            break;
-        }
-        case 1: {
-            rb_scale_f32_handler h(param);
-            j->status = rb_serve(j->ctl, j->h2k, j->k2h, h);
-            break;
-        }
-        default: {
-            callback_handler h{j->fn, j->fn_ctx};
-            j->status = rb_serve(j->ctl, j->h2k, j->k2h, h);
-            break;
-        }
-    }
+    j->status = rb_serve_host(j->ctl, j->h2k, j->k2h, j->handler_id, j->fn, j->fn_ctx);
     return nullptr;
 }
 
@@ -81,13 +52,10 @@ pthread_mutex_t one_block = PTHREAD_MUTEX_INITIALIZER;
 // until terminate or failure; returns thread 0's final status, or -1 for bad
 // arguments (as rb_host_serve) or when a thread could not be created (then
 // the threads already started are left blocked: tests only).
-extern "C" int32_t rb_emu_serve(void* ctl, void* h2k, void* k2h, uint32_t handler_id, rb_emu_ns::handler_fn fn,
+extern "C" int32_t rb_emu_serve(void* ctl, void* h2k, void* k2h, uint32_t handler_id, rb_emu_ns::rb_host_handler_fn fn,
                                 void* fn_ctx, uint32_t nthreads) {
     using namespace rb_emu_ns;
-    const auto aligned = [](const void* p) { return p != nullptr && reinterpret_cast<uintptr_t>(p) % RB_LINE == 0; };
-    if (!aligned(ctl) || !aligned(h2k) || !aligned(k2h) || handler_id > 2 || (handler_id == 2 && fn == nullptr) ||
-        nthreads == 0 || nthreads > 1024)
-        return -1;
+    if (!rb_host_args_ok(ctl, h2k, k2h, handler_id, fn) || nthreads == 0 || nthreads > 1024) return -1;
     pthread_mutex_lock(&one_block);
     static rb_emu_block block;
     block.nthreads = nthreads;
