@@ -215,9 +215,11 @@ fn cuda_formats_round_trip_every_length() {
     }
 }
 
-// The next three tests hung on an H200 (2026-11-26, one test then) after
-// the chunkwise slot path came in; which part was not found before the
-// session's GPU time ran out. Split, each under a deadline, they say where.
+// The next three tests were one test that hung on an H200 (2026-11-26),
+// most likely because its last part launched bridges while an earlier one
+// still served (a pinned allocation waits for running kernels; now
+// `Error::DeviceBusy`, see the last test of this file). Split, each under a
+// deadline, they say where if it ever happens again.
 
 #[test]
 fn cuda_lanes_million_messages_every_block_size() {
