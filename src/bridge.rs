@@ -415,12 +415,6 @@ fn launch_cuda(
         } => (image, entry.as_str(), *grid, *block),
         Kernel::Host(_) => unreachable!("resolve_backend rejects it"),
     };
-    // A persistent kernel of ours still serving would make the page-locked
-    // allocation below wait forever: a typed error instead of a hang.
-    let running = crate::cuda::launch::kernels_maybe_running();
-    if running > 0 {
-        return Err(Error::DeviceBusy { running });
-    }
     let ctx = crate::cuda::context(b.device)?;
     let mem = Arc::new(crate::cuda::MappedMemory::new(&ctx, layout.total_bytes)?);
     prepare(layout, &*mem, param, b.check_interval);

@@ -48,7 +48,7 @@ enum State {
 /// A persistent kernel never finishes on its own, and the driver makes a
 /// page-locked allocation (and a free) wait for the device's running work
 /// (CUDA's "implicit synchronization"), so a second bridge launched while
-/// one serves would wait forever: [`launch_cuda`](crate::bridge) refuses it
+/// one serves would wait forever: `MappedMemory::new` refuses to allocate
 /// while this is not zero. RELAXED everywhere: a count that orders nothing.
 static MAYBE_RUNNING: AtomicUsize = AtomicUsize::new(0);
 

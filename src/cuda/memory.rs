@@ -51,9 +51,11 @@ impl MappedMemory {
     /// zeroed, mapped into the device's address space of `ctx`.
     ///
     /// # Errors
-    /// [`Error::Alloc`] when the memory cannot be allocated or is not
-    /// suitably aligned; [`Error::Cuda`] when the context cannot be made
-    /// current or the device address cannot be obtained.
+    /// [`Error::DeviceBusy`] while a kernel this process launched may still
+    /// run (the allocation would wait for it); [`Error::Alloc`] when the
+    /// memory cannot be allocated or is not suitably aligned; [`Error::Cuda`]
+    /// when the context cannot be made current or the device address cannot
+    /// be obtained.
     pub(crate) fn new(ctx: &Arc<CudaContext>, bytes: usize) -> Result<Self> {
         let alloc_err = |reason: String| Error::Alloc { bytes, reason };
         let rounded = bytes
@@ -61,6 +63,13 @@ impl MappedMemory {
             .checked_next_multiple_of(PAGE)
             .filter(|&n| isize::try_from(n).is_ok())
             .ok_or_else(|| alloc_err("size overflows".into()))?;
+        // A page-locked allocation waits for the device's running work
+        // (CUDA's implicit synchronization), and a persistent kernel of ours
+        // never ends on its own: a typed error instead of waiting forever.
+        let running = super::launch::kernels_maybe_running();
+        if running > 0 {
+            return Err(Error::DeviceBusy { running });
+        }
         bind(ctx).map_err(cuda_err("cuCtxSetCurrent"))?;
         let flags = sys::CU_MEMHOSTALLOC_DEVICEMAP | sys::CU_MEMHOSTALLOC_PORTABLE;
         // SAFETY: the driver is loaded (a context exists) and the context is
