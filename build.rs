@@ -2,7 +2,7 @@
 //!
 //! 1. Generates `$OUT_DIR/ringbridge_layout.h` from `src/layout.rs` (the one
 //!    source of every offset, size and constant the C++/CUDA side uses) and
-//!    warns when the committed copy `kernels/ringbridge_layout.h` is stale.
+//!    fails when the committed copy `kernels/ringbridge_layout.h` is stale.
 //!    `RINGBRIDGE_UPDATE_LAYOUT_HEADER=1 cargo build` refreshes that copy.
 //! 2. Compiles the host fallback (`kernels/host/fallback.cpp`: the device
 //!    half's C++ compiled for the CPU) into the static library
@@ -62,12 +62,15 @@ fn main() {
             write_if_changed(&committed, header.as_bytes());
             println!("cargo:warning=ringbridge: refreshed kernels/ringbridge_layout.h");
         } else {
-            println!(
-                "cargo:warning=kernels/ringbridge_layout.h is stale (src/layout.rs changed): \
-                 refresh it with `RINGBRIDGE_UPDATE_LAYOUT_HEADER=1 cargo build` \
-                 (builds here use the fresh {}/ringbridge_layout.h)",
+            // A quoted #include finds the copy beside ringbridge.cuh before
+            // any -I directory, so a stale copy would be compiled: stop here.
+            eprintln!(
+                "error: kernels/ringbridge_layout.h is stale (src/layout.rs changed): \
+                 refresh it with `RINGBRIDGE_UPDATE_LAYOUT_HEADER=1 cargo build` and commit it \
+                 (the fresh one is {}/ringbridge_layout.h)",
                 out_dir.display()
             );
+            std::process::exit(1);
         }
     }
 

@@ -33,9 +33,11 @@
  *
  *   which defines
  *     extern "C" __global__ void my_kernel(rb_control* ctl, rb_ring* h2k, rb_ring* k2h);
- *   Launch it with a grid of ONE block, any block size up to 1024 (one
- *   request per thread per batch in the slot format; one request per warp
- *   in the lane format, which needs at least 32 threads). Load it with
+ *   Launch it with one block per region (one for a bridge; N for a
+ *   striped group, where block b serves region b: rb_select_stripe), any
+ *   block size up to 1024 (one request per thread per batch in the slot
+ *   format; one request per warp in the lane format, which needs at least
+ *   32 threads). Load it with
  *   ringbridge's CUDA backend by entry name. in_payload and out_payload are
  *   16-byte aligned: in the slot format they point straight into the slots,
  *   in the lane format into block-shared buffers the serve loop fills from
@@ -167,7 +169,9 @@ struct alignas(RB_LINE) rb_control {
     uint64_t version;
     uint64_t param;
     uint64_t check_interval;
-    uint64_t pad_cfg[(RB_CONTROL_SIZE - RB_CTL_OFF_CHECK_INTERVAL) / 8 - 1];
+    uint64_t stripes;       /* regions served by one launch, one block each (region 0's counts) */
+    uint64_t stripe_stride; /* bytes between two regions' starts */
+    uint64_t pad_cfg[(RB_CONTROL_SIZE - RB_CTL_OFF_STRIPE_STRIDE) / 8 - 1];
 };
 
 static_assert(sizeof(rb_ring) == RB_RING_HEADER_SIZE, "rb_ring size");
@@ -207,6 +211,8 @@ static_assert(offsetof(rb_control, magic) == RB_CTL_OFF_MAGIC, "rb_control.magic
 static_assert(offsetof(rb_control, version) == RB_CTL_OFF_VERSION, "rb_control.version");
 static_assert(offsetof(rb_control, param) == RB_CTL_OFF_PARAM, "rb_control.param");
 static_assert(offsetof(rb_control, check_interval) == RB_CTL_OFF_CHECK_INTERVAL, "rb_control.check_interval");
+static_assert(offsetof(rb_control, stripes) == RB_CTL_OFF_STRIPES, "rb_control.stripes");
+static_assert(offsetof(rb_control, stripe_stride) == RB_CTL_OFF_STRIPE_STRIDE, "rb_control.stripe_stride");
 
 /* ------------------------------------------------------------------------ */
 /* Codes of the device half (mirrored in src/kernels.rs, tested there).     */
@@ -218,6 +224,7 @@ static_assert(offsetof(rb_control, check_interval) == RB_CTL_OFF_CHECK_INTERVAL,
 #define RB_BAD_H2K 3ull            /* H2K header: magic, version, capacity, mask or slot_size */
 #define RB_BAD_K2H 4ull            /* K2H header: likewise */
 #define RB_BAD_FORMAT 5ull         /* formats differ or unknown, lane slot > 512 B, or block < 32 threads */
+#define RB_BAD_STRIPES 6ull        /* stripes zero, or several with a stride that is not a positive multiple of RB_LINE */
 
 /* error_detail of RB_ERR_HANDLER for a handler that returned 0 with
    out.len > out_capacity: this bit | out.len. (For a negative return code
@@ -444,12 +451,40 @@ RB_INLINE uint32_t rb_block_size() {
 #endif
 }
 
-RB_INLINE bool rb_first_block() {
-#if RB_ON_GPU
-    return blockIdx.x == 0 && blockIdx.y == 0 && blockIdx.z == 0;
-#else
-    return true;
+#if !RB_ON_GPU
+/* The host builds' block index: the fallback serves stripe b of a striped
+   group on a thread of its own that sets this first (host/fallback.cpp). */
+inline thread_local uint32_t rb_host_block_index = 0;
 #endif
+
+RB_INLINE uint64_t rb_block_index() {
+#if RB_ON_GPU
+    return blockIdx.x + (uint64_t)gridDim.x * (blockIdx.y + (uint64_t)gridDim.y * blockIdx.z);
+#else
+    return rb_host_block_index;
+#endif
+}
+
+/*
+ * Striping: one launch of G blocks can serve `stripes` regions, region b
+ * `stripe_stride` bytes after region 0, whose addresses the kernel gets.
+ * Block b moves its three pointers to region b; returns false (serve
+ * nothing, touch nothing) for a block without a region. Block 0 keeps region
+ * 0 and validates the numbers in its start checks (RB_BAD_STRIPES).
+ * RELAXED: region 0's configuration, written by the host before the launch,
+ * which orders it before every load of the kernel.
+ */
+RB_INLINE bool rb_select_stripe(rb_control*& ctl, rb_ring*& h2k, rb_ring*& k2h) {
+    const uint64_t b = rb_block_index();
+    if (b == 0) return true;
+    const uint64_t stripes = rb_ld_relaxed(&ctl->stripes);
+    const uint64_t stride = rb_ld_relaxed(&ctl->stripe_stride);
+    if (b >= stripes || stride == 0 || stride % RB_LINE != 0) return false;
+    const uint64_t off = b * stride;
+    ctl = reinterpret_cast<rb_control*>(reinterpret_cast<uint8_t*>(ctl) + off);
+    h2k = reinterpret_cast<rb_ring*>(reinterpret_cast<uint8_t*>(h2k) + off);
+    k2h = reinterpret_cast<rb_ring*>(reinterpret_cast<uint8_t*>(k2h) + off);
+    return true;
 }
 
 /* Block barrier; also orders the block-shared state. */
@@ -1232,7 +1267,7 @@ RB_INLINE uint32_t rb_serve_per_request_batch(rb_ring* h2k, rb_ring* k2h, Handle
  */
 template <class Handler>
 RB_INLINE int rb_serve(rb_control* ctl, rb_ring* h2k, rb_ring* k2h, Handler& handler) {
-    if (!rb_first_block()) return (int)RB_STATUS_LAUNCHING;
+    if (!rb_select_stripe(ctl, h2k, k2h)) return (int)RB_STATUS_LAUNCHING;
     const uint32_t tid = rb_thread_index();
     const uint32_t nthreads = rb_block_size();
     RB_BLOCK_SHARED rb_block_state sh;
@@ -1257,10 +1292,14 @@ RB_INLINE int rb_serve(rb_control* ctl, rb_ring* h2k, rb_ring* k2h, Handler& han
         uint64_t bad = 0;
         /* RELAXED reads of words the host wrote before the launch. */
         const uint64_t interval = rb_ld_relaxed(&ctl->check_interval);
+        const uint64_t stripes = rb_ld_relaxed(&ctl->stripes);
+        const uint64_t stride = rb_ld_relaxed(&ctl->stripe_stride);
         if (rb_ld_relaxed(&ctl->magic) != RB_MAGIC || rb_ld_relaxed(&ctl->version) != RB_LAYOUT_VERSION) {
             bad = RB_BAD_CONTROL;
         } else if (interval == 0 || (interval & (interval - 1)) != 0) {
             bad = RB_BAD_CHECK_INTERVAL;
+        } else if (stripes == 0 || (stripes > 1 && (stride == 0 || stride % RB_LINE != 0))) {
+            bad = RB_BAD_STRIPES;
         } else if (!rb_ring_ok(h2k)) {
             bad = RB_BAD_H2K;
         } else if (!rb_ring_ok(k2h)) {

@@ -82,3 +82,66 @@ pub(crate) trait Engine: Send + Sync {
     /// `Ok(true)` once it has; `Ok(false)` if it is still running.
     fn wait_finished(&self, timeout: Duration) -> Result<bool>;
 }
+
+/// Region `index` of a striped group's memory, as one bridge's own memory:
+/// the words `[first, first + len)` of the group's allocation, which the
+/// view keeps alive.
+#[cfg(not(loom))]
+pub(crate) struct StripeMemory<M: SharedMemory> {
+    group: std::sync::Arc<M>,
+    /// First word of the region.
+    first: usize,
+    /// Words in the region.
+    len: usize,
+}
+
+#[cfg(not(loom))]
+impl<M: SharedMemory> StripeMemory<M> {
+    /// Region `index` of `group`, regions `stride` bytes apart, `bytes` long.
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`](crate::Error::InvalidArgument) when the
+    /// stride is not a multiple of [`LINE`](crate::layout::LINE), or the
+    /// region does not lie inside the group.
+    pub(crate) fn new(
+        group: &std::sync::Arc<M>,
+        index: usize,
+        stride: usize,
+        bytes: usize,
+    ) -> Result<Self> {
+        let line = crate::layout::LINE;
+        let start = index.checked_mul(stride);
+        let len = bytes.div_ceil(8);
+        let end = start.and_then(|s| s.checked_add(len * 8));
+        match (start, end) {
+            (Some(start), Some(end)) if stride % line == 0 && end <= group.len_bytes() => {
+                Ok(Self {
+                    group: std::sync::Arc::clone(group),
+                    first: start / 8,
+                    len,
+                })
+            }
+            _ => Err(crate::Error::InvalidArgument(format!(
+                "region {index} ({bytes} bytes, {stride} apart) lies outside a group of {} bytes",
+                group.len_bytes()
+            ))),
+        }
+    }
+}
+
+// SAFETY: the words are a sub-slice of the group's, which the `Arc` keeps
+// valid and unmoved for as long as this view lives; the region starts a
+// multiple of `LINE` bytes (the stride, checked in `new`) after the group's
+// 128-byte aligned start, so it is 128-byte aligned too; and the device
+// addresses the group linearly, so the region's byte `i` is at the group's
+// device address plus the region's offset plus `i`.
+#[cfg(not(loom))]
+unsafe impl<M: SharedMemory> SharedMemory for StripeMemory<M> {
+    fn words(&self) -> &[AtomicU64] {
+        &self.group.words()[self.first..self.first + self.len]
+    }
+
+    fn device_address(&self) -> u64 {
+        self.group.device_address() + (self.first * 8) as u64
+    }
+}

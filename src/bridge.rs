@@ -4,7 +4,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use crate::backend::{Backend, Engine, SharedMemory};
+use crate::backend::{Backend, Engine, SharedMemory, StripeMemory};
 use crate::error::RingId;
 use crate::error::{Error, Result};
 use crate::fallback::{HostEngine, HostHandler, HostKernel};
@@ -289,6 +289,18 @@ impl BridgeBuilder {
 
     /// Allocates the rings, starts the device half and waits until it serves.
     pub fn launch(self) -> Result<Bridge> {
+        self.launch_group(1)?
+            .pop()
+            .ok_or_else(|| Error::InvalidArgument("a group of one launched no bridge".into()))
+    }
+
+    /// Launches `stripes` bridges that share one allocation and one device
+    /// half's launch: on CUDA one kernel of `stripes` blocks, block `b`
+    /// serving bridge `b`'s rings; on the fallback one serving thread per
+    /// bridge, playing block `b`. Everything is allocated before anything
+    /// starts (see [`crate::striped`]). With `stripes == 1` this is
+    /// [`launch`](Self::launch).
+    pub(crate) fn launch_group(self, stripes: usize) -> Result<Vec<Bridge>> {
         RingSpec::new(self.capacity, self.slot_size)?;
         for threads in [self.block, self.emulated_block].into_iter().flatten() {
             if !(1..=1024).contains(&threads) {
@@ -302,6 +314,16 @@ impl BridgeBuilder {
                 "hang timeout must not be zero".into(),
             ));
         }
+        if stripes == 0 || u32::try_from(stripes).is_err() {
+            return Err(Error::InvalidArgument(format!(
+                "a group of {stripes} stripes"
+            )));
+        }
+        if stripes > 1 && self.emulated_block.is_some() {
+            return Err(Error::InvalidArgument(
+                "the block emulation runs one block at a time: no stripes".into(),
+            ));
+        }
         let (backend, reason) = self.resolve_backend()?;
         let (spec, max_payload) = self.resolve_spec(backend)?;
         let layout = RegionLayout::new(spec)?;
@@ -309,60 +331,34 @@ impl BridgeBuilder {
             Kernel::ScaleF32 { factor } => u64::from(factor.to_bits()),
             _ => 0,
         };
-        let (memory, engine): (Arc<dyn SharedMemory>, Box<dyn Engine>) = match backend {
-            Backend::Host => {
-                let mem = HostMemory::new(layout.total_bytes)?;
-                prepare(&layout, &*mem, param, self.check_interval);
-                let kernel = match self.kernel.clone() {
-                    Kernel::Echo => HostKernel::Echo,
-                    Kernel::ScaleF32 { .. } => HostKernel::ScaleF32,
-                    Kernel::Host(h) => HostKernel::Callback(h),
-                    Kernel::Custom { .. } => unreachable!("resolve_backend rejects it"),
-                };
-                let engine = HostEngine::spawn(&mem, &layout, kernel, self.emulated_block)?;
-                (mem, Box::new(engine))
-            }
-            _ => launch_cuda(&self, &layout, param)?,
+        let parts = match backend {
+            Backend::Host => launch_host(&self, &layout, param, stripes)?,
+            _ => launch_cuda(&self, &layout, param, stripes)?,
         };
-        let control = Control::new(memory.clone());
-        let (tx, rx) = {
-            let h2k = RingRef::new(memory.clone(), &layout, RingId::H2k);
-            let k2h = RingRef::new(memory.clone(), &layout, RingId::K2h);
-            match spec.format() {
-                SlotFormat::Lanes => (
-                    Tx::Lanes(LaneProducer::new(h2k)),
-                    Rx::Lanes(LaneConsumer::new(k2h)),
-                ),
-                _ => (
-                    Tx::Slots(RingProducer::new(h2k)),
-                    Rx::Slots(RingConsumer::new(k2h)),
-                ),
-            }
-        };
-        let bridge = Bridge {
-            tx: Mutex::new(tx),
-            rx: Mutex::new(rx),
-            core: Core {
-                control,
-                engine,
-                memory,
-                backend,
-                backend_reason: reason,
-                spec,
-                max_payload,
-                hang_timeout: self.hang_timeout,
-                shutdown_timeout: self.shutdown_timeout,
-                watch: Mutex::new(Watch::new()),
-                dead: Mutex::new(None),
-                is_dead: AtomicBool::new(false),
-                stopped: AtomicBool::new(false),
-                stopping: AtomicBool::new(false),
-            },
-        };
-        bridge.wait_started(self.launch_timeout)?;
-        Ok(bridge)
+        // From here on, dropping the bridges stops what was started.
+        let bridges: Vec<Bridge> = parts
+            .into_iter()
+            .map(|(memory, engine)| {
+                Bridge::assemble(
+                    &self,
+                    &layout,
+                    memory,
+                    engine,
+                    backend,
+                    &reason,
+                    max_payload,
+                )
+            })
+            .collect();
+        for bridge in &bridges {
+            bridge.wait_started(self.launch_timeout)?;
+        }
+        Ok(bridges)
     }
 }
+
+/// One bridge's region and the engine serving it.
+type Part = (Arc<dyn SharedMemory>, Box<dyn Engine>);
 
 /// Writes the configuration both sides read before the device half starts.
 fn prepare<M: SharedMemory + ?Sized>(layout: &RegionLayout, mem: &M, param: u64, interval: u64) {
@@ -374,6 +370,85 @@ fn prepare<M: SharedMemory + ?Sized>(layout: &RegionLayout, mem: &M, param: u64,
         .store(param, std::sync::atomic::Ordering::Relaxed);
     words[crate::word_of!(crate::layout::ControlBlock, check_interval)]
         .store(interval, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// Lays out `stripes` regions in `group`, `layout.stripe_stride()` apart,
+/// each prepared as [`prepare`] does and told the group's shape; returns
+/// each region's view.
+fn prepare_group<M: SharedMemory + 'static>(
+    layout: &RegionLayout,
+    group: &Arc<M>,
+    stripes: usize,
+    param: u64,
+    interval: u64,
+) -> Result<Vec<Arc<dyn SharedMemory>>> {
+    let stride = layout.stripe_stride();
+    (0..stripes)
+        .map(|b| {
+            let view = StripeMemory::new(group, b, stride, layout.total_bytes)?;
+            prepare(layout, &view, param, interval);
+            let words = view.words();
+            // Relaxed: as in `prepare`.
+            words[crate::word_of!(crate::layout::ControlBlock, stripes)]
+                .store(stripes as u64, std::sync::atomic::Ordering::Relaxed);
+            words[crate::word_of!(crate::layout::ControlBlock, stripe_stride)]
+                .store(stride as u64, std::sync::atomic::Ordering::Relaxed);
+            Ok(Arc::new(view) as Arc<dyn SharedMemory>)
+        })
+        .collect()
+}
+
+/// Asks every region's device half to stop (a group whose launch failed
+/// half-way).
+fn terminate_all(regions: &[Arc<dyn SharedMemory>]) {
+    for region in regions {
+        Control::new(Arc::clone(region)).request_terminate();
+    }
+}
+
+fn launch_host(
+    b: &BridgeBuilder,
+    layout: &RegionLayout,
+    param: u64,
+    stripes: usize,
+) -> Result<Vec<Part>> {
+    let kernel = || match b.kernel.clone() {
+        Kernel::Echo => HostKernel::Echo,
+        Kernel::ScaleF32 { .. } => HostKernel::ScaleF32,
+        Kernel::Host(h) => HostKernel::Callback(h),
+        Kernel::Custom { .. } => unreachable!("resolve_backend rejects it"),
+    };
+    if stripes == 1 {
+        let mem = HostMemory::new(layout.total_bytes)?;
+        prepare(layout, &*mem, param, b.check_interval);
+        let engine = HostEngine::spawn(&mem, layout, kernel(), b.emulated_block, 0)?;
+        return Ok(vec![(mem, Box::new(engine))]);
+    }
+    let bytes = layout
+        .stripe_stride()
+        .checked_mul(stripes)
+        .ok_or_else(|| Error::Alloc {
+            bytes: usize::MAX,
+            reason: format!(
+                "{stripes} regions of {} bytes overflow",
+                layout.stripe_stride()
+            ),
+        })?;
+    let group = HostMemory::new(bytes)?;
+    let regions = prepare_group(layout, &group, stripes, param, b.check_interval)?;
+    let mut parts: Vec<Part> = Vec::with_capacity(stripes);
+    for (block, region) in regions.iter().enumerate() {
+        // Every thread gets region 0's addresses and serves region `block`,
+        // exactly as block `block` of a striped launch does on the GPU.
+        match HostEngine::spawn(&group, layout, kernel(), None, block as u32) {
+            Ok(engine) => parts.push((Arc::clone(region), Box::new(engine))),
+            Err(e) => {
+                terminate_all(&regions);
+                return Err(e);
+            }
+        }
+    }
+    Ok(parts)
 }
 
 fn cuda_ready(device: usize) -> std::result::Result<(), String> {
@@ -392,7 +467,8 @@ fn launch_cuda(
     b: &BridgeBuilder,
     layout: &RegionLayout,
     param: u64,
-) -> Result<(Arc<dyn SharedMemory>, Box<dyn Engine>)> {
+    stripes: usize,
+) -> Result<Vec<Part>> {
     let built_in_block = b.block_threads_for(layout.spec.format());
     let (image, entry, grid, block): (&[u8], &str, u32, u32) = match &b.kernel {
         Kernel::Echo => (
@@ -416,16 +492,67 @@ fn launch_cuda(
         Kernel::Host(_) => unreachable!("resolve_backend rejects it"),
     };
     let ctx = crate::cuda::context(b.device)?;
-    let mem = Arc::new(crate::cuda::MappedMemory::new(&ctx, layout.total_bytes)?);
-    prepare(layout, &*mem, param, b.check_interval);
-    let base = mem.device_address();
-    let args = [
-        base,
-        base + layout.h2k_offset as u64,
-        base + layout.k2h_offset as u64,
-    ];
-    let kernel = crate::cuda::CudaKernel::launch(&ctx, image, entry, grid, block, args)?;
-    Ok((mem, Box::new(kernel)))
+    let args = |base: u64| {
+        [
+            base,
+            base + layout.h2k_offset as u64,
+            base + layout.k2h_offset as u64,
+        ]
+    };
+    if stripes == 1 {
+        let mem = Arc::new(crate::cuda::MappedMemory::new(&ctx, layout.total_bytes)?);
+        prepare(layout, &*mem, param, b.check_interval);
+        let kernel = crate::cuda::CudaKernel::launch(
+            &ctx,
+            image,
+            entry,
+            grid,
+            block,
+            args(mem.device_address()),
+        )?;
+        return Ok(vec![(mem, Box::new(kernel))]);
+    }
+    if grid != 1 {
+        return Err(Error::InvalidArgument(format!(
+            "a striped group launches one block per stripe: give the custom kernel a grid of 1, not {grid}"
+        )));
+    }
+    let bytes = layout
+        .stripe_stride()
+        .checked_mul(stripes)
+        .ok_or_else(|| Error::Alloc {
+            bytes: usize::MAX,
+            reason: format!(
+                "{stripes} regions of {} bytes overflow",
+                layout.stripe_stride()
+            ),
+        })?;
+    // Phase one: the whole group's memory, pinned and prepared, before any
+    // kernel of it runs (a page-locked allocation waits for running work).
+    let mem = Arc::new(crate::cuda::MappedMemory::new(&ctx, bytes)?);
+    prepare_group(layout, &mem, stripes, param, b.check_interval)?;
+    // Phase two: one launch of `stripes` blocks, all given region 0.
+    let mem = Arc::into_inner(mem).ok_or_else(|| {
+        Error::InvalidArgument("the group's memory is still shared after preparing it".into())
+    })?;
+    let kernel = crate::cuda::CudaKernel::launch(
+        &ctx,
+        image,
+        entry,
+        stripes as u32,
+        block,
+        args(mem.device_address()),
+    )?;
+    let group = Arc::new(crate::cuda::CudaGroup::new(kernel, mem));
+    let stride = layout.stripe_stride();
+    (0..stripes)
+        .map(|b| {
+            let region: Arc<dyn SharedMemory> =
+                Arc::new(StripeMemory::new(&group, b, stride, layout.total_bytes)?);
+            let engine = crate::cuda::StripeEngine::new(&group, b * stride)?;
+            Ok((region, Box::new(engine) as Box<dyn Engine>))
+        })
+        .collect()
 }
 
 /// Counters of a bridge.
@@ -696,6 +823,51 @@ impl Deadline {
 }
 
 impl Bridge {
+    /// A bridge over `memory`, served by `engine`, not yet known to serve.
+    fn assemble(
+        b: &BridgeBuilder,
+        layout: &RegionLayout,
+        memory: Arc<dyn SharedMemory>,
+        engine: Box<dyn Engine>,
+        backend: Backend,
+        reason: &str,
+        max_payload: usize,
+    ) -> Self {
+        let control = Control::new(memory.clone());
+        let h2k = RingRef::new(memory.clone(), layout, RingId::H2k);
+        let k2h = RingRef::new(memory.clone(), layout, RingId::K2h);
+        let (tx, rx) = match layout.spec.format() {
+            SlotFormat::Lanes => (
+                Tx::Lanes(LaneProducer::new(h2k)),
+                Rx::Lanes(LaneConsumer::new(k2h)),
+            ),
+            _ => (
+                Tx::Slots(RingProducer::new(h2k)),
+                Rx::Slots(RingConsumer::new(k2h)),
+            ),
+        };
+        Bridge {
+            tx: Mutex::new(tx),
+            rx: Mutex::new(rx),
+            core: Core {
+                control,
+                engine,
+                memory,
+                backend,
+                backend_reason: reason.to_owned(),
+                spec: layout.spec,
+                max_payload,
+                hang_timeout: b.hang_timeout,
+                shutdown_timeout: b.shutdown_timeout,
+                watch: Mutex::new(Watch::new()),
+                dead: Mutex::new(None),
+                is_dead: AtomicBool::new(false),
+                stopped: AtomicBool::new(false),
+                stopping: AtomicBool::new(false),
+            },
+        }
+    }
+
     /// A builder with the defaults: Auto backend, device 0, 1024 slots of 64 bytes, echo kernel.
     pub fn builder() -> BridgeBuilder {
         BridgeBuilder::default()

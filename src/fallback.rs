@@ -130,11 +130,16 @@ impl HostEngine {
     /// thread); `Some(n)` runs the GPU's block-parallel loops on `n` threads
     /// emulating a CUDA block (tests only, see
     /// [`BridgeBuilder::emulate_block`](crate::BridgeBuilder::emulate_block)).
+    ///
+    /// `block`: the block this thread plays in a striped group laid out in
+    /// `mem` (0 for a bridge of its own): it is handed region 0's addresses
+    /// and serves region `block`, as a GPU block of a striped launch does.
     pub(crate) fn spawn(
         mem: &Arc<HostMemory>,
         layout: &RegionLayout,
         kernel: HostKernel,
         emulated_block: Option<u32>,
+        block: u32,
     ) -> Result<Self> {
         let (id, ctx) = match kernel {
             HostKernel::Echo => (ffi::HANDLER_ECHO, None),
@@ -169,9 +174,11 @@ impl HostEngine {
                 // until the call returns; the layout was initialised before
                 // spawning (the spawn orders those writes before this call);
                 // `cb_ctx` points into `thread_ctx`, alive for the call too.
+                // For `block > 0`, the group's configuration (written before
+                // spawning too) places region `block` inside `mem` as well.
                 let status = unsafe {
                     match emulated_block {
-                        None => ffi::rb_host_serve(ctl, h2k, k2h, id, cb, cb_ctx),
+                        None => ffi::rb_host_serve(ctl, h2k, k2h, id, cb, cb_ctx, block),
                         Some(n) => ffi::rb_emu_serve(ctl, h2k, k2h, id, cb, cb_ctx, n),
                     }
                 };

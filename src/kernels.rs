@@ -114,6 +114,10 @@ pub const BAD_K2H: u64 = 4;
 /// unknown, a lane slot exceeds 512 bytes, or a lane-format kernel runs with
 /// a block of fewer than 32 threads.
 pub const BAD_FORMAT: u64 = 5;
+/// `error_detail` of `ERR_BAD_MAGIC`: the control block's `stripes` is zero,
+/// or several with a `stripe_stride` that is not a positive multiple of
+/// [`LINE`](crate::layout::LINE).
+pub const BAD_STRIPES: u64 = 6;
 /// Set in the `error_detail` of `ERR_HANDLER` when a handler returned success
 /// with a reply longer than the slot (the low 32 bits are that length);
 /// otherwise the detail is the negated negative return code.
@@ -200,13 +204,20 @@ pub(crate) mod ffi {
         /// it (returns `STATUS_FAILED`, with `error_code`/`error_detail` set),
         /// or returns [`SERVE_BAD_ARGUMENT`].
         ///
+        /// `block`: the block this thread plays in a striped group (0 for a
+        /// plain bridge). Block `b` serves the region `b * stripe_stride`
+        /// bytes after the one given, as block `b` of a striped launch does
+        /// on the GPU, and returns `STATUS_LAUNCHING` at once when the group
+        /// has no region `b` (control block's `stripes`).
+        ///
         /// # Safety
         /// `ctl`, `h2k` and `k2h` point to a control block and two ring
         /// headers (each ring followed by `capacity * slot_size` bytes of
         /// slots), 128-byte aligned, valid until this returns, with the
-        /// configuration words written before the call. Other threads touch
-        /// that memory only through atomics, following the ring protocol.
-        /// `fn_ctx` is whatever `handler` expects.
+        /// configuration words written before the call. For `block > 0`, the
+        /// same holds for region `block` of the group those words describe.
+        /// Other threads touch that memory only through atomics, following
+        /// the ring protocol. `fn_ctx` is whatever `handler` expects.
         pub(crate) fn rb_host_serve(
             ctl: *mut c_void,
             h2k: *mut c_void,
@@ -214,6 +225,7 @@ pub(crate) mod ffi {
             handler_id: u32,
             handler: Option<HandlerFn>,
             fn_ctx: *mut c_void,
+            block: u32,
         ) -> i32;
 
         /// Tests only: [`rb_host_serve`] run by a block of `nthreads`
@@ -246,7 +258,7 @@ mod tests {
         CONTROL_BLOCK_SIZE, ControlBlock, ERR_BAD_MAGIC, ERR_HANDLER, ERR_HANDLER_PANICKED,
         ERR_RING_CORRUPTED, KIND_ERROR, KIND_REPLY, KIND_REQUEST, LAYOUT_VERSION, MAGIC,
         MESSAGE_HEADER_SIZE, MessageHeader, RING_HEADER_SIZE, RingHeader, STATUS_FAILED,
-        STATUS_RUNNING, STATUS_STOPPED,
+        STATUS_LAUNCHING, STATUS_RUNNING, STATUS_STOPPED,
     };
     use core::ffi::c_void;
     use std::sync::Arc;
@@ -294,6 +306,8 @@ mod tests {
                 .store(LAYOUT_VERSION, Relaxed);
             r.ctl(crate::word_of!(ControlBlock, check_interval))
                 .store(64, Relaxed);
+            r.ctl(crate::word_of!(ControlBlock, stripes))
+                .store(1, Relaxed);
             for (base, cap, slot) in [(h2k, h2k_cap, h2k_slot), (k2h, k2h_cap, k2h_slot)] {
                 let w = |f: usize| r.word(base / 8 + f);
                 w(crate::word_of!(RingHeader, magic)).store(MAGIC, Relaxed);
@@ -413,6 +427,7 @@ mod tests {
                         id,
                         f,
                         core::ptr::null_mut(),
+                        0,
                     )
                 }
             })
@@ -936,7 +951,7 @@ mod tests {
     #[test]
     fn bad_layout_is_reported_with_its_detail() {
         type Spoil = fn(&Region);
-        let cases: [(&str, u64, Spoil); 6] = [
+        let cases: [(&str, u64, Spoil); 9] = [
             ("ctl magic", BAD_CONTROL, |r| {
                 r.ctl(crate::word_of!(ControlBlock, magic))
                     .store(1, Relaxed)
@@ -961,6 +976,20 @@ mod tests {
                 r.ring(r.k2h, crate::word_of!(RingHeader, magic))
                     .store(0, Relaxed)
             }),
+            ("no stripes", BAD_STRIPES, |r| {
+                r.ctl(crate::word_of!(ControlBlock, stripes))
+                    .store(0, Relaxed)
+            }),
+            ("stripes without a stride", BAD_STRIPES, |r| {
+                r.ctl(crate::word_of!(ControlBlock, stripes))
+                    .store(2, Relaxed)
+            }),
+            ("stride off the line", BAD_STRIPES, |r| {
+                r.ctl(crate::word_of!(ControlBlock, stripes))
+                    .store(2, Relaxed);
+                r.ctl(crate::word_of!(ControlBlock, stripe_stride))
+                    .store(64, Relaxed)
+            }),
         ];
         for (what, detail, spoil) in cases {
             let r = Region::new(4, 64, 4, 64);
@@ -971,6 +1000,29 @@ mod tests {
                 "{what}"
             );
             assert_eq!(r.error(), (ERR_BAD_MAGIC, detail), "{what}");
+        }
+    }
+
+    #[test]
+    fn a_block_without_a_region_returns_untouched() {
+        let r = Region::new(4, 64, 4, 64);
+        let b = r.base();
+        for block in [1, 7] {
+            // SAFETY: the region is laid out by `new`; `stripes` is 1, so a
+            // block other than 0 has no region and must touch nothing.
+            let rc = unsafe {
+                ffi::rb_host_serve(
+                    b.cast(),
+                    b.add(r.h2k).cast(),
+                    b.add(r.k2h).cast(),
+                    ffi::HANDLER_ECHO,
+                    None,
+                    core::ptr::null_mut(),
+                    block,
+                )
+            };
+            assert_eq!(rc, STATUS_LAUNCHING as i32, "block {block}");
+            assert_eq!(r.status(), STATUS_LAUNCHING, "block {block} wrote a status");
         }
     }
 
@@ -992,6 +1044,7 @@ mod tests {
                 0,
                 None,
                 core::ptr::null_mut(),
+                0,
             )
         };
         assert_eq!(rc, ffi::SERVE_BAD_ARGUMENT);

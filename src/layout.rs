@@ -20,7 +20,7 @@ pub const LINE: usize = 128;
 /// `"RBRG"` in ASCII: marks a ring header and a control block as ringbridge's.
 pub const MAGIC: u64 = 0x5242_5247;
 /// Layout version; bumped whenever any offset or meaning in this file changes.
-pub const LAYOUT_VERSION: u64 = 2;
+pub const LAYOUT_VERSION: u64 = 3;
 
 /// Smallest slot: one [`MessageHeader`] plus 32 bytes of payload.
 pub const MIN_SLOT_SIZE: usize = 64;
@@ -180,8 +180,16 @@ pub struct ControlBlock {
     pub param: u64,
     /// Idle polls between two reads of `terminate` (a power of two).
     pub check_interval: u64,
+    /// How many regions one launch serves, one thread block each (1 for a
+    /// plain bridge). Regions lie `stripe_stride` bytes apart, the kernel
+    /// gets region 0's addresses, and block `b` serves region `b`; blocks
+    /// beyond `stripes` return at once. The same in every region.
+    pub stripes: u64,
+    /// Bytes from one region's start to the next (a multiple of [`LINE`]);
+    /// unused when `stripes` is 1.
+    pub stripe_stride: u64,
     /// Keeps the configuration line whole.
-    pub _pad_cfg: [u64; 12],
+    pub _pad_cfg: [u64; 10],
 }
 
 /// The kernel has not started yet.
@@ -315,6 +323,11 @@ pub fn c_constants() -> Vec<(&'static str, u64)> {
         (
             "RB_CTL_OFF_CHECK_INTERVAL",
             u(offset_of!(ControlBlock, check_interval)),
+        ),
+        ("RB_CTL_OFF_STRIPES", u(offset_of!(ControlBlock, stripes))),
+        (
+            "RB_CTL_OFF_STRIPE_STRIDE",
+            u(offset_of!(ControlBlock, stripe_stride)),
         ),
         ("RB_STATUS_LAUNCHING", STATUS_LAUNCHING),
         ("RB_STATUS_RUNNING", STATUS_RUNNING),

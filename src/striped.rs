@@ -4,11 +4,12 @@
 //! One [`Bridge`] is served by one thread block, so by one SM; gpu-facts.md
 //! measured one block near 8-9 GB/s each way against a 55 GB/s link, and 8
 //! striped ring pairs of 1024 threads at 42 GB/s. A [`StripedBridge`] is `N`
-//! independent bridges, each with its own ring pair, its own persistent
-//! kernel (one block, on its own stream, so the `N` kernels run on `N` SMs at
-//! once) and, on the fallback, its own serving thread. Nothing is shared
-//! between stripes: every ring stays single-producer single-consumer on both
-//! sides, and the GPU needs no synchronisation between blocks.
+//! bridges, each with its own ring pair and its own serving block: on CUDA
+//! one kernel launched with `N` blocks, block `b` serving ring pair `b` (so
+//! the `N` blocks run on `N` SMs at once); on the fallback one serving
+//! thread per ring pair. Nothing is shared between stripes: every ring stays
+//! single-producer single-consumer on both sides, and the GPU needs no
+//! synchronisation between blocks.
 //!
 //! Two ways to use it:
 //! - **One stream, in order**: [`send`](StripedBridge::send),
@@ -24,14 +25,23 @@
 //! Use one way or the other on a given `StripedBridge`: a message sent to a
 //! stripe directly shifts the round-robin order of everything after it.
 //!
-//! **On CUDA it is refused for now** ([`Error::DeviceBusy`] at the second
-//! stripe): the stripes are launched one after another, and pinning the
-//! second stripe's memory while the first stripe's persistent kernel runs
-//! would wait for that kernel forever (CUDA's implicit synchronization of
-//! page-locked allocations). Striping on CUDA needs a launch in two phases,
-//! every stripe's memory pinned and module loaded before any kernel starts
-//! (and freed only after all stopped); that is not built yet. On the host
-//! fallback it works as described.
+//! # One allocation, one launch
+//! All `N` ring pairs live in one allocation, `stripe_stride` bytes apart
+//! (the control block records both numbers), and the kernel receives ring
+//! pair 0's addresses: block `b` adds `b * stripe_stride` (see
+//! `rb_select_stripe` in `kernels/ringbridge.cuh`). This is deliberate:
+//! pinning memory, and freeing it, waits for the device's running work
+//! (CUDA's implicit synchronization), so stripes launched one after another
+//! would wait forever on the first stripe's persistent kernel. Here the
+//! memory is pinned before the one kernel starts and freed only after it
+//! ended. The fallback runs the same code path: its threads play blocks
+//! `0..N` over one allocation, so CI exercises the striped addressing.
+//!
+//! Stopping one stripe ([`Bridge::shutdown`] on [`stripe`](StripedBridge::stripe))
+//! stops its block only; the others keep serving. A fault (trap, illegal
+//! address) ends the whole kernel, so every stripe reports it. A custom
+//! kernel must be built on `rb_serve` (`RB_KERNEL_ENTRY`) with a grid of 1:
+//! the group launches one block per stripe.
 
 use crate::bridge::{Bridge, BridgeBuilder};
 use crate::error::{Error, Result};
@@ -66,36 +76,24 @@ fn lock(m: &Mutex<u64>) -> MutexGuard<'_, u64> {
 }
 
 impl StripedBridge {
-    /// Launches `stripes` bridges from clones of `builder` (1 to 64), each
-    /// with its own serving thread on the fallback. If one fails to launch,
-    /// the ones already running are shut down and that error is returned.
+    /// Launches `stripes` ring pairs (1 to 64) configured by `builder`, in
+    /// one allocation served by one launch of `stripes` blocks (on the
+    /// fallback, `stripes` threads). If any stripe fails to start, every
+    /// stripe is shut down and that error is returned.
     ///
     /// # Errors
-    /// [`Error::InvalidArgument`] for 0 or more than 64 stripes;
-    /// [`Error::DeviceBusy`] on CUDA with more than one stripe (see the
-    /// [module docs](self)); otherwise whatever [`BridgeBuilder::launch`]
-    /// returns.
+    /// [`Error::InvalidArgument`] for 0 or more than 64 stripes, or a custom
+    /// kernel with a grid other than 1; [`Error::DeviceBusy`] while another
+    /// bridge's kernel serves on CUDA; otherwise whatever
+    /// [`BridgeBuilder::launch`] returns.
     pub fn launch(builder: BridgeBuilder, stripes: usize) -> Result<Self> {
         if !(1..=64).contains(&stripes) {
             return Err(Error::InvalidArgument(format!(
                 "{stripes} stripes: a striped bridge has 1 to 64"
             )));
         }
-        let mut launched = Vec::with_capacity(stripes);
-        for _ in 0..stripes {
-            match builder.clone().launch() {
-                Ok(b) => launched.push(b),
-                Err(e) => {
-                    for b in &launched {
-                        // The launch error is the one to report.
-                        let _ = b.shutdown();
-                    }
-                    return Err(e);
-                }
-            }
-        }
         Ok(Self {
-            stripes: launched,
+            stripes: builder.launch_group(stripes)?,
             send_next: Mutex::new(0),
             recv_next: Mutex::new(0),
         })

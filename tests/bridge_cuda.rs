@@ -387,8 +387,8 @@ fn cuda_a_second_bridge_while_one_serves_is_refused_not_a_hang() {
             matches!(second, Err(Error::DeviceBusy { running: 1 })),
             "{second:?}"
         );
-        // So is a striped bridge on CUDA, for the same reason (see
-        // src/striped.rs), while the first still serves.
+        // So is a striped group, for the same reason, while the first
+        // still serves.
         let striped = ringbridge::StripedBridge::launch(cuda(), 2);
         assert!(
             matches!(striped, Err(Error::DeviceBusy { .. })),
@@ -400,5 +400,56 @@ fn cuda_a_second_bridge_while_one_serves_is_refused_not_a_hang() {
         // Once it stopped, a new bridge launches.
         let next = cuda().launch().unwrap();
         assert_eq!(next.round_trip(b"yz").unwrap().payload, b"z{");
+    });
+}
+
+/// A striped group is one allocation served by one launch of several blocks
+/// (src/striped.rs): every block serves its own ring pair, in order.
+#[test]
+fn cuda_striped_group_round_robin_and_own_threads() {
+    let Some(_gpu) = gpu_or_skip("cuda_striped_group_round_robin_and_own_threads") else {
+        return;
+    };
+    common::within(300, "striped group", || {
+        for stripes in [2, 3, 8] {
+            common::striped_round_robin(cuda().capacity(4).slot_size(128), stripes, 100_000);
+        }
+        common::striped_own_threads(cuda().slot_size(128), 8, 20_000);
+        // Lanes too: each block of the group serves lanes in its region.
+        common::striped_own_threads(cuda().slot_size(64).format(SlotFormat::Lanes), 4, 20_000);
+    });
+}
+
+/// One stripe stops alone; dropping the group ends its kernel and frees
+/// its memory, so a plain bridge launches afterwards (no `DeviceBusy`).
+#[test]
+fn cuda_striped_stripes_stop_alone_and_the_group_ends() {
+    let Some(_gpu) = gpu_or_skip("cuda_striped_stripes_stop_alone_and_the_group_ends") else {
+        return;
+    };
+    common::within(120, "striped shutdown", || {
+        common::striped_one_stripe_stops_alone(cuda());
+        let next = cuda().launch().unwrap();
+        assert_eq!(next.round_trip(b"ok").unwrap().payload, b"pl");
+        next.shutdown().unwrap();
+        drop(next);
+        // A custom kernel built on rb_serve stripes too, with a grid of 1
+        // (the group launches one block per stripe); another grid is refused.
+        let custom = |grid| Kernel::Custom {
+            image: Arc::from(kernels::image("echo").unwrap().fatbin),
+            entry: kernels::ECHO_ENTRY.into(),
+            grid,
+            block: 256,
+        };
+        let striped = ringbridge::StripedBridge::launch(cuda().kernel(custom(1)), 2).unwrap();
+        striped.send_batch(&[b"a", b"b", b"c"]).unwrap();
+        for want in [b"b", b"c", b"d"] {
+            assert_eq!(striped.recv().unwrap().payload, want);
+        }
+        drop(striped);
+        assert!(matches!(
+            ringbridge::StripedBridge::launch(cuda().kernel(custom(2)), 2),
+            Err(Error::InvalidArgument(_))
+        ));
     });
 }

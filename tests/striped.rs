@@ -1,6 +1,8 @@
-//! Striped bridges on the host fallback: round-robin order across stripes,
-//! tiny rings with a sender and a receiver on two threads (no deadlock),
-//! stripes driven from their own threads, and bad arguments.
+//! Striped bridges on the host fallback, which runs the GPU's striped
+//! addressing (one allocation, thread `b` playing block `b`): round-robin
+//! order across stripes, tiny rings with a sender and a receiver on two
+//! threads (no deadlock), stripes driven from their own threads, one stripe
+//! stopping or failing alone, and bad arguments.
 
 mod common;
 
@@ -11,50 +13,15 @@ fn host() -> ringbridge::BridgeBuilder {
     Bridge::builder().backend(Backend::Host).slot_size(128)
 }
 
-fn payload(i: u64) -> Vec<u8> {
-    let len = (i % 40) as usize;
-    (0..len).map(|k| (k as u64 * 5 + i) as u8).collect()
-}
-
-fn echo(p: &[u8]) -> Vec<u8> {
-    p.iter().map(|b| b.wrapping_add(1)).collect()
-}
-
 #[test]
 fn round_robin_keeps_request_order_through_tiny_rings() {
     for stripes in [1, 2, 3, 5] {
         // Under a deadline: a sender and a receiver that waited on each
         // other for good would show as a failure, not a stuck run.
         common::within(120, &format!("{stripes} stripes"), move || {
-            round_robin_through_tiny_rings(stripes)
+            common::striped_round_robin(host().capacity(2), stripes, 20_000)
         });
     }
-}
-
-fn round_robin_through_tiny_rings(stripes: usize) {
-    let striped = StripedBridge::launch(host().capacity(2), stripes).unwrap();
-    const N: u64 = 20_000;
-    std::thread::scope(|s| {
-        s.spawn(|| {
-            let mut i = 0;
-            while i < N {
-                // Batches of odd sizes, so rounds start on every stripe.
-                let n = (i % 37 + 1).min(N - i);
-                let batch: Vec<Vec<u8>> = (i..i + n).map(payload).collect();
-                assert_eq!(striped.send_batch(&batch).unwrap(), i);
-                i += n;
-            }
-        });
-        for i in 0..N {
-            let r = striped.recv().unwrap();
-            assert_eq!(
-                r.payload,
-                echo(&payload(i)),
-                "{stripes} stripes, message {i}"
-            );
-        }
-    });
-    striped.shutdown().unwrap();
 }
 
 #[test]
@@ -73,18 +40,32 @@ fn single_sends_and_batches_share_one_order() {
 
 #[test]
 fn stripes_serve_their_own_threads() {
-    let striped = StripedBridge::launch(host().capacity(8), 4).unwrap();
-    std::thread::scope(|s| {
-        for i in 0..striped.stripes() {
-            let stripe = striped.stripe(i);
-            s.spawn(move || {
-                for k in 0..2_000u64 {
-                    let p = payload(k + i as u64);
-                    assert_eq!(stripe.round_trip(&p).unwrap().payload, echo(&p));
-                }
-            });
-        }
+    common::striped_own_threads(host().capacity(8), 4, 2_000);
+}
+
+#[test]
+fn one_stripe_stops_alone() {
+    common::striped_one_stripe_stops_alone(host());
+}
+
+/// On the fallback each stripe has its own serving thread, so a handler
+/// that panics fails its own stripe only (on CUDA a fault ends the one
+/// kernel, so every stripe).
+#[test]
+fn a_failing_stripe_leaves_the_others_serving() {
+    let handler = ringbridge::fallback::HostHandler::new(|_h, input, out| {
+        assert_ne!(input, b"boom", "the handler gives up");
+        out[..input.len()].copy_from_slice(input);
+        Ok(input.len())
     });
+    let striped =
+        StripedBridge::launch(host().kernel(ringbridge::Kernel::Host(handler)), 3).unwrap();
+    let err = striped.stripe(1).round_trip(b"boom").unwrap_err();
+    assert!(matches!(err, Error::HandlerPanicked(_)), "{err:?}");
+    assert!(striped.stripe(1).send(b"ok").is_err());
+    for i in [0, 2] {
+        assert_eq!(striped.stripe(i).round_trip(b"ok").unwrap().payload, b"ok");
+    }
 }
 
 #[test]
@@ -109,6 +90,11 @@ fn bad_stripe_counts_and_payloads_are_errors() {
     // would do; on the host a zero hang timeout is refused).
     assert!(matches!(
         StripedBridge::launch(host().hang_timeout(std::time::Duration::ZERO), 2),
+        Err(Error::InvalidArgument(_))
+    ));
+    // The block emulation runs one block at a time: no groups.
+    assert!(matches!(
+        StripedBridge::launch(host().emulate_block(32), 2),
         Err(Error::InvalidArgument(_))
     ));
 }

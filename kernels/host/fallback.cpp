@@ -14,15 +14,21 @@ extern "C" {
 // Runs the serve loop on the calling thread until terminate or failure.
 // ctl, h2k, k2h: the control block and the two ring headers, 128-byte aligned.
 // handler_id: 0 echo, 1 scale_f32, 2 fn(fn_ctx, ...) (see host/serve_host.h).
+// block: the block this thread plays in a striped group (0 for a plain
+// bridge): ctl, h2k and k2h are region 0's, and block b serves region b
+// (rb_select_stripe), as block b of a striped launch does on the GPU.
 // Returns the final status (RB_STATUS_STOPPED or RB_STATUS_FAILED), or -1 for
-// an unknown handler_id, a null or misaligned pointer, or id 2 with fn null.
-int32_t rb_host_serve(void* ctl, void* h2k, void* k2h, uint32_t handler_id, rb_host_handler_fn fn, void* fn_ctx);
+// an unknown handler_id, a null or misaligned pointer, or id 2 with fn null;
+// RB_STATUS_LAUNCHING when the group has no region for this block.
+int32_t rb_host_serve(void* ctl, void* h2k, void* k2h, uint32_t handler_id, rb_host_handler_fn fn, void* fn_ctx,
+                      uint32_t block);
 
 }  // extern "C"
 
 extern "C" int32_t rb_host_serve(void* ctl, void* h2k, void* k2h, uint32_t handler_id, rb_host_handler_fn fn,
-                                 void* fn_ctx) {
+                                 void* fn_ctx, uint32_t block) {
     if (!rb_host_args_ok(ctl, h2k, k2h, handler_id, fn)) return -1;
+    rb_host_block_index = block;
     return rb_serve_host(static_cast<rb_control*>(ctl), static_cast<rb_ring*>(h2k), static_cast<rb_ring*>(k2h),
                          handler_id, fn, fn_ctx);
 }

@@ -28,11 +28,13 @@ use crate::error::Error;
 
 pub mod compare;
 mod context;
+mod group;
 pub(crate) mod launch;
 mod memory;
 
 pub(crate) use context::context;
 pub use context::{DeviceInfo, device_count, device_info};
+pub(crate) use group::{CudaGroup, StripeEngine};
 pub(crate) use launch::CudaKernel;
 pub(crate) use memory::MappedMemory;
 

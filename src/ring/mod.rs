@@ -347,6 +347,23 @@ impl RegionLayout {
         set(word_of!(ControlBlock, magic), MAGIC);
         set(word_of!(ControlBlock, version), LAYOUT_VERSION);
         set(word_of!(ControlBlock, check_interval), 1024);
+        set(word_of!(ControlBlock, stripes), 1);
+        set(word_of!(ControlBlock, stripe_stride), 0);
+    }
+
+    /// Bytes between the starts of two regions of a striped group (the
+    /// region, rounded up to a whole [`LINE`]), so every region keeps the
+    /// group's 128-byte alignment.
+    ///
+    /// ```
+    /// use ringbridge::ring::{RegionLayout, RingSpec};
+    /// let layout = RegionLayout::new(RingSpec::new(16, 64)?)?;
+    /// assert!(layout.stripe_stride() >= layout.total_bytes);
+    /// assert_eq!(layout.stripe_stride() % 128, 0);
+    /// # Ok::<(), ringbridge::Error>(())
+    /// ```
+    pub fn stripe_stride(&self) -> usize {
+        self.total_bytes.next_multiple_of(LINE)
     }
 
     /// The control block of a region in `mem`.
