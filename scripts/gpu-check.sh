@@ -66,6 +66,10 @@ step stream-cuda-64 120 ./ringbridge stream --backend cuda --payload 64 --messag
 step stream-cuda-64-lanes 60 ./ringbridge stream --backend cuda --payload 64 --format lanes --messages 5000000 --capacity 8192 --batch 512 --json
 step stream-cuda-1k 120 ./ringbridge stream --backend cuda --payload 992 --messages $n4k --capacity 4096 --json
 step stream-cuda-4k 120 ./ringbridge stream --backend cuda --payload 4064 --messages $n4k --capacity 1024 --json
+# Several SMs: one launch of N blocks, one ring pair and two host threads each.
+step stream-cuda-4k-s8 120 ./ringbridge stream --backend cuda --payload 4064 --stripes 8 --messages $((n4k * 4)) --capacity 1024 --json
+step stream-cuda-4k-s4 120 ./ringbridge stream --backend cuda --payload 4064 --stripes 4 --messages $((n4k * 2)) --capacity 1024 --json
+step stream-cuda-64-s4 120 ./ringbridge stream --backend cuda --payload 64 --stripes 4 --messages $((n64 * 2)) --capacity 8192 --batch 512 --json
 step stream-host-64 120 ./ringbridge stream --backend host --payload 64 --messages 20000000 --capacity 8192 --json
 
 if [ "$quick" != 1 ]; then
@@ -80,7 +84,7 @@ fi
 python3 - "$r" <<'PY' | tee -a "$summary"
 import json, os, sys
 d = sys.argv[1]
-print(f"{'run':22} {'backend':8} {'format':6} {'payload':>7} {'p50 ns':>9} {'p99 ns':>9} {'msgs/s':>10} {'GB/s':>7} lost")
+print(f"{'run':22} {'backend':8} {'format':6} {'str':>3} {'payload':>7} {'p50 ns':>9} {'p99 ns':>9} {'msgs/s':>10} {'GB/s':>7} lost")
 for f in sorted(os.listdir(d)):
     if not f.endswith('.log') or f.startswith(('test-', 'soak', 'bench', 'info', 'compare', 'machine')):
         continue
@@ -90,7 +94,7 @@ for f in sorted(os.listdir(d)):
         continue
     gb = j.get('gbytes_per_s', '-')
     gb = f"{gb:.2f}" if isinstance(gb, (int, float)) else gb
-    print(f"{f[:-4]:22} {str(j.get('backend')):8} {str(j.get('format')):6} {j.get('payload_bytes', 0):7} {j.get('p50_ns', '-'):>9} "
+    print(f"{f[:-4]:22} {str(j.get('backend')):8} {str(j.get('format')):6} {str(j.get('stripes', '-')):>3} {j.get('payload_bytes', 0):7} {j.get('p50_ns', '-'):>9} "
           f"{j.get('p99_ns', '-'):>9} {j.get('msgs_per_s', 0):10.3g} {gb:>7} {j.get('lost', '-')}")
 for f in sorted(os.listdir(d)):
     if f.startswith('compare') and f.endswith('.log'):

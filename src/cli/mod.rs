@@ -122,8 +122,8 @@ pub(crate) struct StreamArgs {
     #[arg(long, default_value_t = 256)]
     pub batch: usize,
     /// Ring pairs striped by the host (1 to 64), each with its own serving
-    /// thread and its own producer and consumer threads. The host fallback
-    /// only for now: CUDA refuses a second bridge while one serves.
+    /// block (one kernel launch of N blocks on CUDA; N threads on the
+    /// fallback) and its own producer and consumer threads.
     #[arg(long, default_value_t = 1)]
     pub stripes: usize,
 }
