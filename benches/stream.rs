@@ -1,7 +1,8 @@
 //! Streaming rate through the bridge: a producer thread sends batches while
 //! a consumer thread receives, every reply's correlation checked. The slot
-//! format (what `ringbridge stream` uses), and striped bridges with one
-//! producer and one consumer thread per stripe.
+//! format (what `ringbridge stream` uses), and striped groups (one launch
+//! of N blocks on CUDA, N threads on the fallback) with one producer and one
+//! consumer thread per stripe.
 
 use std::time::Duration;
 
@@ -80,9 +81,7 @@ fn striped(c: &mut Criterion) {
         .measurement_time(Duration::from_secs(4))
         .warm_up_time(Duration::from_secs(1));
     const PAYLOAD: usize = 4064;
-    // The fallback only: CUDA refuses a second bridge while one serves
-    // (`Error::DeviceBusy`; see src/striped.rs).
-    for backend in [Backend::Host] {
+    for backend in backends() {
         for stripes in [1usize, 4, 8] {
             let striped = StripedBridge::launch(builder(backend, PAYLOAD).capacity(1024), stripes)
                 .expect("launch");
