@@ -115,7 +115,9 @@ impl CudaKernel {
     ///
     /// # Errors
     /// [`Error::InvalidArgument`] for `grid == 0`, a block outside
-    /// `1..=1024`, or an entry name containing NUL;
+    /// `1..=1024`, an entry name containing NUL, or a grid larger than the
+    /// GPU holds at once (every block of a persistent kernel must be
+    /// resident: a block waiting for a free SM would wait forever);
     /// [`Error::InvalidImage`] for an empty image or one the driver rejects;
     /// [`Error::EntryNotFound`] when it has no such entry;
     /// [`Error::Cuda`] when another driver call fails (including the launch).
@@ -184,6 +186,28 @@ impl CudaKernel {
                 cuda_err("cuModuleGetFunction")(e)
             }
         })?;
+
+        if grid > 1 {
+            // The blocks of a persistent kernel serve side by side and never
+            // end on their own: a block that waits for a free SM would wait
+            // for good. Refuse a grid the GPU cannot hold all at once.
+            // SAFETY: `function` comes from `module`, loaded and current.
+            let per_sm = unsafe {
+                result::occupancy::max_active_block_per_multiprocessor(function, block as i32, 0)
+            }
+            .map_err(cuda_err("cuOccupancyMaxActiveBlocksPerMultiprocessor"))?;
+            let sms = ctx
+                .attribute(sys::CUdevice_attribute::CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT)
+                .map_err(cuda_err("cuDeviceGetAttribute"))?;
+            let fits = u64::try_from(per_sm).unwrap_or(0) * u64::try_from(sms).unwrap_or(0);
+            if u64::from(grid) > fits {
+                return Err(Error::InvalidArgument(format!(
+                    "{grid} blocks of {block} threads cannot all run at once on this GPU \
+                     ({sms} SMs, {per_sm} such block(s) each): a persistent kernel needs every \
+                     block resident"
+                )));
+            }
+        }
 
         kernel.stream = result::stream::create(result::stream::StreamKind::NonBlocking)
             .map_err(cuda_err("cuStreamCreate"))?;
@@ -449,6 +473,11 @@ $L_spin:
         assert!(matches!(
             launch(ptx, "rb_test_spin", 1, 1025),
             Err(Error::InvalidArgument(_))
+        ));
+        // No GPU holds a million resident blocks of 1024 threads.
+        assert!(matches!(
+            launch(ptx, "rb_test_spin", 1_000_000, 1024),
+            Err(Error::InvalidArgument(m)) if m.contains("at once")
         ));
         assert!(matches!(
             launch(ptx, "rb\0x", 1, 32),
