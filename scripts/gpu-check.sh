@@ -42,6 +42,8 @@ step info 30 ./ringbridge info --json && cat "$r/info.log" | tee -a "$summary"
 # Smoke first: if one echo round trip cannot be made, the rest is moot.
 step smoke-echo 30 ./ringbridge echo --backend cuda --payload 64 --messages 1000 --warmup 10 --json
 
+# The library's own GPU unit tests (launch, mapped memory), the safe ones.
+[ -x test-lib ] && step test-lib 60 ./test-lib --test-threads=1 cuda:: && grep -E '^test result' "$r/test-lib.log" | tee -a "$summary"
 for t in test-kernels test-bridge_cuda test-cuda_faults test-lanes; do
   [ -x "$t" ] || continue
   # --nocapture: a panic in a test's helper thread shows at once, even if

@@ -12,7 +12,7 @@ cargo test --release --no-run --message-format=json 2>/dev/null |
     python3 -c '
 import json, shutil, sys
 # Only what gpu-check.sh runs: the device tool carries at most 64 MiB.
-wanted = {"bridge_cuda", "cuda_faults", "kernels", "lanes", "soak"}
+wanted = {"lib", "bridge_cuda", "cuda_faults", "kernels", "lanes", "soak"}
 for line in sys.stdin:
     m = json.loads(line)
     if m.get("reason") == "compiler-artifact" and m.get("executable") and m["profile"]["test"]:
