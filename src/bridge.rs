@@ -398,6 +398,15 @@ fn prepare_group<M: SharedMemory + 'static>(
         .collect()
 }
 
+/// Bytes of a group of `stripes` regions.
+fn group_bytes(layout: &RegionLayout, stripes: usize) -> Result<usize> {
+    let stride = layout.stripe_stride();
+    stride.checked_mul(stripes).ok_or_else(|| Error::Alloc {
+        bytes: usize::MAX,
+        reason: format!("{stripes} regions of {stride} bytes overflow"),
+    })
+}
+
 /// Asks every region's device half to stop (a group whose launch failed
 /// half-way).
 fn terminate_all(regions: &[Arc<dyn SharedMemory>]) {
@@ -424,16 +433,7 @@ fn launch_host(
         let engine = HostEngine::spawn(&mem, layout, kernel(), b.emulated_block, 0)?;
         return Ok(vec![(mem, Box::new(engine))]);
     }
-    let bytes = layout
-        .stripe_stride()
-        .checked_mul(stripes)
-        .ok_or_else(|| Error::Alloc {
-            bytes: usize::MAX,
-            reason: format!(
-                "{stripes} regions of {} bytes overflow",
-                layout.stripe_stride()
-            ),
-        })?;
+    let bytes = group_bytes(layout, stripes)?;
     let group = HostMemory::new(bytes)?;
     let regions = prepare_group(layout, &group, stripes, param, b.check_interval)?;
     let mut parts: Vec<Part> = Vec::with_capacity(stripes);
@@ -517,16 +517,7 @@ fn launch_cuda(
             "a striped group launches one block per stripe: give the custom kernel a grid of 1, not {grid}"
         )));
     }
-    let bytes = layout
-        .stripe_stride()
-        .checked_mul(stripes)
-        .ok_or_else(|| Error::Alloc {
-            bytes: usize::MAX,
-            reason: format!(
-                "{stripes} regions of {} bytes overflow",
-                layout.stripe_stride()
-            ),
-        })?;
+    let bytes = group_bytes(layout, stripes)?;
     // Phase one: the whole group's memory, pinned and prepared, before any
     // kernel of it runs (a page-locked allocation waits for running work).
     let mem = Arc::new(crate::cuda::MappedMemory::new(&ctx, bytes)?);
