@@ -80,7 +80,23 @@ pub(crate) trait Engine: Send + Sync {
     fn poll(&self) -> Result<bool>;
     /// Waits up to `timeout` for the device half to finish.
     /// `Ok(true)` once it has; `Ok(false)` if it is still running.
-    fn wait_finished(&self, timeout: Duration) -> Result<bool>;
+    ///
+    /// By default polls every 100 µs and never blocks in the driver, so a
+    /// hung kernel cannot hang the caller.
+    fn wait_finished(&self, timeout: Duration) -> Result<bool> {
+        const POLL_INTERVAL: Duration = Duration::from_micros(100);
+        let start = std::time::Instant::now();
+        loop {
+            if self.poll()? {
+                return Ok(true);
+            }
+            let elapsed = start.elapsed();
+            if elapsed >= timeout {
+                return Ok(false);
+            }
+            std::thread::sleep(POLL_INTERVAL.min(timeout.saturating_sub(elapsed)));
+        }
+    }
 }
 
 /// Region `index` of a striped group's memory, as one bridge's own memory:

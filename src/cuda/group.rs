@@ -11,7 +11,7 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use super::{CudaKernel, MappedMemory};
 use crate::backend::{Engine, SharedMemory};
@@ -22,9 +22,6 @@ use crate::word_of;
 /// How long dropping a group waits for its kernel to return after every
 /// block stopped (the grid ends microseconds after its last block).
 const DRAIN: Duration = Duration::from_secs(1);
-
-/// How often [`StripeEngine::wait_finished`] looks.
-const POLL_INTERVAL: Duration = Duration::from_micros(100);
 
 /// The kernel and the memory of a striped group, dropped in that order (the
 /// field order): the kernel is stopped, or leaked with its context marked,
@@ -102,19 +99,5 @@ impl Engine for StripeEngine {
         // this answer alone.
         let status = self.group.words()[self.status].load(Ordering::Acquire);
         Ok(status == STATUS_STOPPED || status == STATUS_FAILED)
-    }
-
-    fn wait_finished(&self, timeout: Duration) -> Result<bool> {
-        let start = Instant::now();
-        loop {
-            if self.poll()? {
-                return Ok(true);
-            }
-            let elapsed = start.elapsed();
-            if elapsed >= timeout {
-                return Ok(false);
-            }
-            std::thread::sleep(POLL_INTERVAL.min(timeout.saturating_sub(elapsed)));
-        }
     }
 }

@@ -3,7 +3,6 @@
 use std::ffi::{CString, c_void};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
-use std::time::{Duration, Instant};
 
 use cudarc::driver::{CudaContext, DriverError, result, sys};
 
@@ -11,9 +10,6 @@ use super::context::{bind, mark_running_kernel_leaked};
 use super::{cuda_err, describe};
 use crate::backend::Engine;
 use crate::error::{Error, Result};
-
-/// How long [`CudaKernel::wait_finished`] sleeps between two polls.
-const POLL_INTERVAL: Duration = Duration::from_micros(100);
 
 /// Largest block the hardware accepts.
 const MAX_BLOCK: u32 = 1024;
@@ -306,22 +302,6 @@ impl Engine for CudaKernel {
             State::Finished => Ok(true),
             State::Faulted(what) => Err(Error::KernelFault(what)),
             State::Unknown(err) => Err(err),
-        }
-    }
-
-    /// Polls every 100 µs until the kernel finishes or `timeout` passes; never
-    /// calls a blocking synchronize, so a hung kernel cannot hang the caller.
-    fn wait_finished(&self, timeout: Duration) -> Result<bool> {
-        let start = Instant::now();
-        loop {
-            if self.poll()? {
-                return Ok(true);
-            }
-            let elapsed = start.elapsed();
-            if elapsed >= timeout {
-                return Ok(false);
-            }
-            std::thread::sleep(POLL_INTERVAL.min(timeout.saturating_sub(elapsed)));
         }
     }
 }
