@@ -391,9 +391,19 @@ $L_spin:
     const H2K: usize = 16;
     const K2H: usize = 32;
 
-    fn gpu() -> Option<Arc<CudaContext>> {
+    /// One GPU test at a time: a running test kernel makes every other
+    /// test's pinned allocation `DeviceBusy`, and the harness runs tests on
+    /// parallel threads.
+    static GPU_TURN: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+    /// The context of device 0 and this process's GPU turn (hold both for
+    /// the whole test), or `None` without a GPU.
+    fn gpu() -> Option<(Arc<CudaContext>, std::sync::MutexGuard<'static, ()>)> {
         match device_count() {
-            Ok(n) if n > 0 => Some(context(0).expect("context of device 0")),
+            Ok(n) if n > 0 => {
+                let turn = GPU_TURN.lock().unwrap_or_else(|e| e.into_inner());
+                Some((context(0).expect("context of device 0"), turn))
+            }
             _ => None,
         }
     }
@@ -416,7 +426,7 @@ $L_spin:
 
     #[test]
     fn gpu_mapped_memory() {
-        let Some(ctx) = gpu() else { return };
+        let Some((ctx, _turn)) = gpu() else { return };
         let mem = MappedMemory::new(&ctx, 1000).expect("mapped memory");
         assert_eq!(mem.len_bytes(), 4096);
         assert_eq!(mem.words().len(), 512);
@@ -435,7 +445,7 @@ $L_spin:
 
     #[test]
     fn gpu_launch_rejects_bad_arguments() {
-        let Some(ctx) = gpu() else { return };
+        let Some((ctx, _turn)) = gpu() else { return };
         let mem = MappedMemory::new(&ctx, 4096).expect("mapped memory");
         let a = args(&mem);
         let ptx = TEST_PTX.as_bytes();
@@ -479,7 +489,7 @@ $L_spin:
 
     #[test]
     fn gpu_spin_kernel_runs_and_finishes() {
-        let Some(ctx) = gpu() else { return };
+        let Some((ctx, _turn)) = gpu() else { return };
         let mem = MappedMemory::new(&ctx, 4096).expect("mapped memory");
         let words = mem.words();
         let kernel =
@@ -505,7 +515,7 @@ $L_spin:
     }
 
     fn fault_test(entry: &str) {
-        let Some(ctx) = gpu() else { return };
+        let Some((ctx, _turn)) = gpu() else { return };
         let mem = MappedMemory::new(&ctx, 4096).expect("mapped memory");
         let kernel =
             CudaKernel::launch(&ctx, TEST_PTX.as_bytes(), entry, 1, 1, args(&mem)).expect("launch");
@@ -538,7 +548,7 @@ $L_spin:
     #[test]
     #[ignore = "leaks a running kernel on purpose: run alone"]
     fn gpu_drop_while_running_leaks_instead_of_blocking() {
-        let Some(ctx) = gpu() else { return };
+        let Some((ctx, _turn)) = gpu() else { return };
         let mem = MappedMemory::new(&ctx, 4096).expect("mapped memory");
         let words = mem.words();
         let kernel =
