@@ -2,7 +2,7 @@
 
 use std::ffi::{CString, c_void};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
 use cudarc::driver::{CudaContext, DriverError, result, sys};
 
@@ -26,6 +26,40 @@ enum State {
     Unknown(Error),
 }
 
+/// Kernels this process launched that may still be running: launched and
+/// not yet seen finished or faulted (a leaked one stays counted for good).
+/// A persistent kernel never finishes on its own, and the driver makes a
+/// page-locked allocation and a free wait for the device's running work
+/// (CUDA's "implicit synchronization"), so either, made while one of our
+/// kernels serves, would wait forever: see [`while_no_kernel_runs`].
+/// RELAXED everywhere: the count is read and changed under [`DEVICE_LOCK`]
+/// (the uncounting too, see `uncount`), whose lock and unlock order it.
+static MAYBE_RUNNING: AtomicUsize = AtomicUsize::new(0);
+
+/// Held while a kernel is launched (and counted), and while memory is pinned
+/// or freed after the count was found zero: so no launch can slip between
+/// that check and the driver call it allows.
+static DEVICE_LOCK: Mutex<()> = Mutex::new(());
+
+fn device_lock() -> MutexGuard<'static, ()> {
+    // A panic while holding it leaves nothing half-done: keep going.
+    DEVICE_LOCK.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Runs `f` (a driver call that waits for the device's running work, such
+/// as pinning or freeing host memory) only if no kernel of this process may
+/// be running, with launches held off meanwhile.
+///
+/// # Errors
+/// [`Error::DeviceBusy`] with the count of such kernels, without running `f`.
+pub(crate) fn while_no_kernel_runs<T>(f: impl FnOnce() -> T) -> Result<T> {
+    let _lock = device_lock();
+    match MAYBE_RUNNING.load(Ordering::Relaxed) {
+        0 => Ok(f()),
+        running => Err(Error::DeviceBusy { running }),
+    }
+}
+
 /// A persistent kernel running on a non-blocking stream of its own.
 ///
 /// # Dropping a running kernel
@@ -39,20 +73,6 @@ enum State {
 /// purpose, the context is marked so that [`super::MappedMemory`] on it is
 /// leaked too rather than freed under the kernel, and a warning is printed.
 /// Stop the kernel first (through its control block), then drop this.
-/// Kernels this process launched that may still be running: launched and
-/// not yet seen finished or faulted (a leaked one stays counted for good).
-/// A persistent kernel never finishes on its own, and the driver makes a
-/// page-locked allocation (and a free) wait for the device's running work
-/// (CUDA's "implicit synchronization"), so a second bridge launched while
-/// one serves would wait forever: `MappedMemory::new` refuses to allocate
-/// while this is not zero. RELAXED everywhere: a count that orders nothing.
-static MAYBE_RUNNING: AtomicUsize = AtomicUsize::new(0);
-
-/// How many kernels this process launched may still be running.
-pub(crate) fn kernels_maybe_running() -> usize {
-    MAYBE_RUNNING.load(Ordering::Relaxed)
-}
-
 pub(crate) struct CudaKernel {
     /// The context the module and stream belong to.
     ctx: Arc<CudaContext>,
@@ -214,6 +234,9 @@ impl CudaKernel {
             (&raw mut params[1]).cast(),
             (&raw mut params[2]).cast(),
         ];
+        // Launched and counted under the lock, so no pinning or freeing that
+        // found the count zero is still under way once the kernel runs.
+        let _lock = device_lock();
         // SAFETY: `function` comes from `module`, which stays loaded; the
         // stream belongs to the current context; the kernel takes exactly
         // three 8-byte parameters, and `param_ptrs` points at three live
@@ -267,6 +290,7 @@ impl CudaKernel {
     /// Takes this kernel out of [`MAYBE_RUNNING`], once.
     fn uncount(&self) {
         if self.counted.swap(false, Ordering::Relaxed) {
+            let _lock = device_lock();
             MAYBE_RUNNING.fetch_sub(1, Ordering::Relaxed);
         }
     }

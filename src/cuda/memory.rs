@@ -22,8 +22,9 @@ const PAGE: usize = 4096;
 /// and host reads of write-combined memory are uncached and very slow.
 ///
 /// Dropping it frees the memory with `cuMemFreeHost`, unless a kernel was
-/// left running on the same context (see [`super::CudaKernel`]): then the
-/// memory is leaked, because that kernel may still use it.
+/// left running on the same context (see [`super::CudaKernel`]), or any
+/// kernel this process launched may still run: then the memory is leaked,
+/// because that kernel may still use it, and freeing would wait for it.
 ///
 /// Owners must drop the kernel that uses this memory *before* the memory.
 pub(crate) struct MappedMemory {
@@ -52,7 +53,7 @@ impl MappedMemory {
     ///
     /// # Errors
     /// [`Error::DeviceBusy`] while a kernel this process launched may still
-    /// run (the allocation would wait for it); [`Error::Alloc`] when the
+    /// run (the allocation would wait for it, forever for a persistent one); [`Error::Alloc`] when the
     /// memory cannot be allocated or is not suitably aligned; [`Error::Cuda`]
     /// when the context cannot be made current or the device address cannot
     /// be obtained.
@@ -63,20 +64,17 @@ impl MappedMemory {
             .checked_next_multiple_of(PAGE)
             .filter(|&n| isize::try_from(n).is_ok())
             .ok_or_else(|| alloc_err("size overflows".into()))?;
+        bind(ctx).map_err(cuda_err("cuCtxSetCurrent"))?;
+        let flags = sys::CU_MEMHOSTALLOC_DEVICEMAP | sys::CU_MEMHOSTALLOC_PORTABLE;
         // A page-locked allocation waits for the device's running work
         // (CUDA's implicit synchronization), and a persistent kernel of ours
         // never ends on its own: a typed error instead of waiting forever.
-        let running = super::launch::kernels_maybe_running();
-        if running > 0 {
-            return Err(Error::DeviceBusy { running });
-        }
-        bind(ctx).map_err(cuda_err("cuCtxSetCurrent"))?;
-        let flags = sys::CU_MEMHOSTALLOC_DEVICEMAP | sys::CU_MEMHOSTALLOC_PORTABLE;
         // SAFETY: the driver is loaded (a context exists) and the context is
         // current. The returned memory is uninitialised; it is zeroed below
         // before anything reads it.
-        let raw = unsafe { result::malloc_host(rounded, flags) }
-            .map_err(|e| alloc_err(format!("cuMemHostAlloc failed: {}", describe(e))))?;
+        let raw =
+            super::launch::while_no_kernel_runs(|| unsafe { result::malloc_host(rounded, flags) })?
+                .map_err(|e| alloc_err(format!("cuMemHostAlloc failed: {}", describe(e))))?;
         let Some(host) = NonNull::new(raw.cast::<AtomicU64>()) else {
             return Err(alloc_err("cuMemHostAlloc returned a null pointer".into()));
         };
@@ -152,9 +150,21 @@ impl Drop for MappedMemory {
         // Errors are ignored: after a kernel fault the context reports its
         // sticky error from every call, and there is nothing else to do.
         if bind(&self.ctx).is_ok() {
+            // Freeing page-locked memory waits for the device's running work,
+            // like pinning it: while a kernel of this process may still run
+            // (another bridge's), leak rather than wait forever.
             // SAFETY: `host` was returned by `cuMemHostAlloc` and is freed
             // only here; nothing can use `words()` after `drop`.
-            let _ = unsafe { result::free_host(self.host.as_ptr().cast()) };
+            let freed = super::launch::while_no_kernel_runs(|| unsafe {
+                result::free_host(self.host.as_ptr().cast())
+            });
+            if let Err(Error::DeviceBusy { running }) = freed {
+                eprintln!(
+                    "ringbridge: leaking {} bytes of mapped memory: {running} kernel(s) of this \
+                     process may still run, and freeing would wait for them",
+                    self.bytes
+                );
+            }
         }
     }
 }
