@@ -350,8 +350,10 @@ impl BridgeBuilder {
                 )
             })
             .collect();
+        // One deadline for the whole group: its blocks start together.
+        let deadline = Instant::now() + self.launch_timeout;
         for bridge in &bridges {
-            bridge.wait_started(self.launch_timeout)?;
+            bridge.wait_started(deadline, self.launch_timeout)?;
         }
         Ok(bridges)
     }
@@ -892,8 +894,9 @@ impl Bridge {
         self.core.max_payload
     }
 
-    fn wait_started(&self, timeout: Duration) -> Result<()> {
-        let start = Instant::now();
+    /// Waits until the device half serves, fails, or `deadline` passes
+    /// (`timeout` is what the caller allowed, for the error).
+    fn wait_started(&self, deadline: Instant, timeout: Duration) -> Result<()> {
         loop {
             let report = self.core.control.report();
             if report.status == STATUS_FAILED {
@@ -911,7 +914,7 @@ impl Bridge {
                 }
                 Ok(false) => {}
             }
-            if start.elapsed() > timeout {
+            if Instant::now() > deadline {
                 return Err(self.core.fail(Error::Timeout {
                     op: "launch",
                     after: timeout,
