@@ -7,6 +7,19 @@ use std::time::Duration;
 use crate::error::Result;
 
 /// Which backend runs the device half.
+///
+/// Parsed from the names the command line takes (case-insensitive, with
+/// `gpu`, `cpu` and `fallback` as aliases) and shown by those names.
+///
+/// ```
+/// use ringbridge::{Backend, Error};
+/// assert_eq!(Backend::default(), Backend::Auto);
+/// assert_eq!("GPU".parse::<Backend>()?, Backend::Cuda);
+/// assert_eq!("fallback".parse::<Backend>()?, Backend::Host);
+/// assert_eq!(Backend::Host.to_string(), "host");
+/// assert!(matches!("tpu".parse::<Backend>(), Err(Error::InvalidArgument(_))));
+/// # Ok::<(), ringbridge::Error>(())
+/// ```
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub enum Backend {
     /// CUDA when a driver, a GPU and compiled kernels are present, else Host.
@@ -20,6 +33,15 @@ pub enum Backend {
 
 impl Backend {
     /// The name used on the command line and in JSON.
+    ///
+    /// ```
+    /// use ringbridge::Backend;
+    /// assert_eq!(Backend::Cuda.name(), "cuda");
+    /// for b in [Backend::Auto, Backend::Cuda, Backend::Host] {
+    ///     assert_eq!(b.name().parse::<Backend>()?, b);
+    /// }
+    /// # Ok::<(), ringbridge::Error>(())
+    /// ```
     pub fn name(self) -> &'static str {
         match self {
             Backend::Auto => "auto",
@@ -57,6 +79,21 @@ impl std::str::FromStr for Backend {
 /// valid, 128-byte aligned and at the same address until the value is
 /// dropped, and that the device half addresses byte `i` of it at
 /// `device_address() + i`.
+///
+/// [`HostMemory`](crate::ring::HostMemory), the fallback's memory, is one:
+///
+/// ```
+/// use ringbridge::backend::SharedMemory;
+/// use ringbridge::ring::HostMemory;
+/// use std::sync::atomic::Ordering;
+/// let mem = HostMemory::new(4096)?;
+/// assert_eq!(SharedMemory::len_bytes(&*mem), 4096);
+/// assert_eq!(mem.words().len(), 512);
+/// assert_eq!(mem.device_address() % 128, 0);
+/// mem.words()[3].store(7, Ordering::Relaxed);
+/// assert_eq!(mem.words()[3].load(Ordering::Relaxed), 7);
+/// # Ok::<(), ringbridge::Error>(())
+/// ```
 pub unsafe trait SharedMemory: Send + Sync {
     /// The whole region as 8-byte words. The host touches ring memory only
     /// through these atomics, so a misbehaving device half can never cause a

@@ -3,6 +3,12 @@
 use std::time::Duration;
 
 /// Which of a bridge's two rings an error is about.
+///
+/// ```
+/// use ringbridge::error::RingId;
+/// assert_eq!(RingId::H2k.to_string(), "H2K");
+/// assert_eq!(format!("{} ring", RingId::K2h), "K2H ring");
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum RingId {
     /// Host to kernel.
@@ -22,6 +28,18 @@ impl std::fmt::Display for RingId {
 
 /// Every failure of the library. Nothing in ringbridge panics on bad input or
 /// on a misbehaving kernel: it returns one of these.
+///
+/// ```
+/// use ringbridge::{Backend, Bridge, Error};
+/// let bridge = Bridge::builder().backend(Backend::Host).launch()?;
+/// let err = bridge.send(&[0; 33]).unwrap_err();
+/// assert!(matches!(err, Error::PayloadTooLarge { len: 33, max: 32 }));
+/// assert_eq!(
+///     err.to_string(),
+///     "payload of 33 bytes does not fit in a slot (at most 32 bytes)"
+/// );
+/// # Ok::<(), ringbridge::Error>(())
+/// ```
 #[derive(Clone, Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
@@ -156,4 +174,15 @@ pub enum Error {
 }
 
 /// `Result` with [`Error`].
+///
+/// ```
+/// use ringbridge::{Backend, Bridge, Result};
+/// fn reply_len(bridge: &Bridge, payload: &[u8]) -> Result<usize> {
+///     Ok(bridge.round_trip(payload)?.payload.len())
+/// }
+/// let bridge = Bridge::builder().backend(Backend::Host).launch()?;
+/// assert_eq!(reply_len(&bridge, b"four")?, 4);
+/// assert!(reply_len(&bridge, &[0; 100]).is_err());
+/// # Ok::<(), ringbridge::Error>(())
+/// ```
 pub type Result<T, E = Error> = std::result::Result<T, E>;

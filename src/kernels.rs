@@ -37,6 +37,23 @@
 use crate::Error;
 
 /// One compiled `kernels/*.cu` file.
+///
+/// ```
+/// use ringbridge::kernels::{self, ECHO_ENTRY, FATBIN_MAGIC, KERNELS_COMPILED};
+/// match kernels::image("echo") {
+///     Ok(img) => {
+///         assert_eq!(img.name, "echo");
+///         assert!(img.fatbin.starts_with(&FATBIN_MAGIC));
+///         assert_eq!(img.entries, [ECHO_ENTRY]);
+///         assert!(img.ptx.contains(ECHO_ENTRY));
+///     }
+///     // Built without nvcc: no images at all.
+///     Err(e) => {
+///         assert!(!KERNELS_COMPILED);
+///         assert!(matches!(e, ringbridge::Error::KernelsNotCompiled(_)));
+///     }
+/// }
+/// ```
 #[derive(Debug)]
 pub struct KernelImage {
     /// The source's stem: `"echo"`, `"scale"` or `"faults"`.
@@ -128,8 +145,22 @@ pub const DETAIL_REPLY_TOO_LONG: u64 = 1 << 32;
 /// `kernels/ringbridge.cuh`) to write one's own kernels.
 pub const LAYOUT_HEADER: &str = include_str!(concat!(env!("OUT_DIR"), "/ringbridge_layout.h"));
 
-/// The compiled images (`echo`, `faults`, `scale`); empty when the kernels
-/// were not compiled.
+/// The compiled images (`echo`, `faults`, `scale`, and `compare` for
+/// [`cuda::compare`](crate::cuda::compare)); empty when the kernels were not
+/// compiled.
+///
+/// ```
+/// use ringbridge::kernels::{self, KERNELS_COMPILED};
+/// assert_eq!(kernels::images().is_empty(), !KERNELS_COMPILED);
+/// for img in kernels::images() {
+///     // each image is found by its name and by each of its entry points
+///     assert_eq!(kernels::image(img.name)?.name, img.name);
+///     for entry in img.entries {
+///         assert_eq!(kernels::image(entry)?.name, img.name);
+///     }
+/// }
+/// # Ok::<(), ringbridge::Error>(())
+/// ```
 pub fn images() -> &'static [KernelImage] {
     generated::images()
 }
@@ -140,6 +171,20 @@ pub fn images() -> &'static [KernelImage] {
 /// # Errors
 /// [`Error::KernelsNotCompiled`] when the crate was built without kernels;
 /// [`Error::InvalidArgument`] when no image has that name or entry.
+///
+/// ```
+/// use ringbridge::Error;
+/// use ringbridge::kernels::{self, KERNELS_COMPILED, SCALE_F32_ENTRY};
+/// if KERNELS_COMPILED {
+///     // by entry point: the image that defines it
+///     assert_eq!(kernels::image(SCALE_F32_ENTRY)?.name, "scale");
+///     assert!(matches!(kernels::image("nope"), Err(Error::InvalidArgument(_))));
+/// } else {
+///     // built without nvcc: every lookup says so
+///     assert!(matches!(kernels::image("echo"), Err(Error::KernelsNotCompiled(_))));
+/// }
+/// # Ok::<(), ringbridge::Error>(())
+/// ```
 pub fn image(name: &str) -> Result<&'static KernelImage, Error> {
     if !KERNELS_COMPILED {
         return Err(Error::KernelsNotCompiled(NOT_COMPILED_REASON.to_string()));

@@ -27,6 +27,14 @@ impl MessageEnvelope {
     ///
     /// # Panics
     /// If `payload` is longer than `u32::MAX` bytes.
+    ///
+    /// ```
+    /// use ringbridge::MessageEnvelope;
+    /// use ringbridge::layout::KIND_REQUEST;
+    /// let m = MessageEnvelope::request(9, vec![1, 2, 3]);
+    /// assert_eq!((m.header.seq, m.header.kind, m.header.len), (9, KIND_REQUEST, 3));
+    /// assert!(!m.is_reply() && !m.is_error());
+    /// ```
     pub fn request(seq: u64, payload: Vec<u8>) -> Self {
         let len = u32::try_from(payload.len()).expect("payload longer than u32::MAX bytes");
         Self {
@@ -41,11 +49,34 @@ impl MessageEnvelope {
     }
 
     /// Whether this is a reply (a result, not an error).
+    ///
+    /// ```
+    /// use ringbridge::{Backend, Bridge};
+    /// let bridge = Bridge::builder().backend(Backend::Host).launch()?;
+    /// let reply = bridge.round_trip(b"hi")?;
+    /// assert!(reply.is_reply() && !reply.is_error());
+    /// # Ok::<(), ringbridge::Error>(())
+    /// ```
     pub fn is_reply(&self) -> bool {
         self.header.kind == KIND_REPLY
     }
 
     /// Whether this is a handler's error reply; its code is in `header.flags`.
+    ///
+    /// The built-in `ScaleF32` kernel answers a payload that is not whole
+    /// `f32`s with error code 1:
+    ///
+    /// ```
+    /// use ringbridge::{Backend, Bridge, Kernel};
+    /// let bridge = Bridge::builder()
+    ///     .backend(Backend::Host)
+    ///     .kernel(Kernel::ScaleF32 { factor: 2.0 })
+    ///     .launch()?;
+    /// let reply = bridge.round_trip(&[1, 2, 3])?;
+    /// assert!(reply.is_error() && !reply.is_reply());
+    /// assert_eq!(reply.header.flags, 1);
+    /// # Ok::<(), ringbridge::Error>(())
+    /// ```
     pub fn is_error(&self) -> bool {
         self.header.kind == KIND_ERROR
     }

@@ -86,6 +86,16 @@ impl StripedBridge {
     /// kernel with a grid other than 1; [`Error::DeviceBusy`] while another
     /// bridge's kernel serves on CUDA; otherwise whatever
     /// [`BridgeBuilder::launch`] returns.
+    ///
+    /// ```
+    /// use ringbridge::{Backend, Bridge, Error, StripedBridge};
+    /// let builder = Bridge::builder().backend(Backend::Host).capacity(8);
+    /// let striped = StripedBridge::launch(builder.clone(), 2)?;
+    /// assert_eq!(striped.stripe(1).spec().capacity(), 8);
+    /// let none = StripedBridge::launch(builder, 0);
+    /// assert!(matches!(none, Err(Error::InvalidArgument(_))));
+    /// # Ok::<(), ringbridge::Error>(())
+    /// ```
     pub fn launch(builder: BridgeBuilder, stripes: usize) -> Result<Self> {
         if !(1..=64).contains(&stripes) {
             return Err(Error::InvalidArgument(format!(
@@ -100,6 +110,14 @@ impl StripedBridge {
     }
 
     /// How many stripes.
+    ///
+    /// ```
+    /// use ringbridge::{Backend, Bridge, StripedBridge};
+    /// let striped = StripedBridge::launch(Bridge::builder().backend(Backend::Host), 4)?;
+    /// assert_eq!(striped.stripes(), 4);
+    /// assert_eq!(striped.stripe(striped.stripes() - 1).backend(), Backend::Host);
+    /// # Ok::<(), ringbridge::Error>(())
+    /// ```
     pub fn stripes(&self) -> usize {
         self.stripes.len()
     }
@@ -125,6 +143,15 @@ impl StripedBridge {
     }
 
     /// The largest payload a message may carry (the same on every stripe).
+    ///
+    /// ```
+    /// use ringbridge::{Backend, Bridge, StripedBridge};
+    /// let builder = Bridge::builder().backend(Backend::Host).slot_size(128);
+    /// let striped = StripedBridge::launch(builder, 2)?;
+    /// assert_eq!(striped.max_payload(), 96);
+    /// assert_eq!(striped.stripe(1).max_payload(), 96);
+    /// # Ok::<(), ringbridge::Error>(())
+    /// ```
     pub fn max_payload(&self) -> usize {
         self.stripes[0].max_payload()
     }
@@ -135,6 +162,17 @@ impl StripedBridge {
     ///
     /// # Errors
     /// As [`Bridge::send`] on that stripe.
+    ///
+    /// ```
+    /// use ringbridge::{Backend, Bridge, StripedBridge};
+    /// let striped = StripedBridge::launch(Bridge::builder().backend(Backend::Host), 2)?;
+    /// for want in 0..3 {
+    ///     assert_eq!(striped.send(b"m")?, want); // stripes 0, 1, 0
+    /// }
+    /// assert_eq!(striped.stripe(0).stats().sent, 2);
+    /// assert_eq!(striped.stripe(1).stats().sent, 1);
+    /// # Ok::<(), ringbridge::Error>(())
+    /// ```
     pub fn send(&self, payload: &[u8]) -> Result<u64> {
         let mut next = lock(&self.send_next);
         let n = self.stripes.len() as u64;
@@ -155,6 +193,17 @@ impl StripedBridge {
     /// # Errors
     /// As [`Bridge::send_batch`] (every payload is checked before any is
     /// sent).
+    ///
+    /// ```
+    /// use ringbridge::{Backend, Bridge, Error, StripedBridge};
+    /// let striped = StripedBridge::launch(Bridge::builder().backend(Backend::Host), 2)?;
+    /// assert_eq!(striped.send_batch(&[b"a", b"b", b"c"])?, 0);
+    /// assert_eq!(striped.send_batch(&[b"d"])?, 3); // positions continue
+    /// let err = striped.send_batch(&[vec![0u8; 1], vec![0; 33]]).unwrap_err();
+    /// assert!(matches!(err, Error::PayloadTooLarge { len: 33, max: 32 }));
+    /// assert_eq!(striped.stripe(0).stats().sent + striped.stripe(1).stats().sent, 4);
+    /// # Ok::<(), ringbridge::Error>(())
+    /// ```
     pub fn send_batch<P: AsRef<[u8]>>(&self, payloads: &[P]) -> Result<u64> {
         let max = self.max_payload();
         if let Some(p) = payloads.iter().find(|p| p.as_ref().len() > max) {
@@ -187,6 +236,17 @@ impl StripedBridge {
     ///
     /// # Errors
     /// As [`Bridge::recv`] on that stripe.
+    ///
+    /// ```
+    /// use ringbridge::{Backend, Bridge, StripedBridge};
+    /// let striped = StripedBridge::launch(Bridge::builder().backend(Backend::Host), 2)?;
+    /// striped.send(&[10])?; // stripe 0
+    /// striped.send(&[20])?; // stripe 1
+    /// assert_eq!(striped.recv()?.payload, [11]);
+    /// assert_eq!(striped.recv()?.payload, [21]);
+    /// assert_eq!(striped.stripe(1).stats().in_flight, 0);
+    /// # Ok::<(), ringbridge::Error>(())
+    /// ```
     pub fn recv(&self) -> Result<MessageEnvelope> {
         let mut next = lock(&self.recv_next);
         let n = self.stripes.len() as u64;
@@ -200,6 +260,15 @@ impl StripedBridge {
     ///
     /// # Errors
     /// The first stripe's shutdown error, if any.
+    ///
+    /// ```
+    /// use ringbridge::{Backend, Bridge, Error, StripedBridge};
+    /// let striped = StripedBridge::launch(Bridge::builder().backend(Backend::Host), 3)?;
+    /// striped.shutdown()?;
+    /// assert!(matches!(striped.send(b"x"), Err(Error::ShutDown)));
+    /// assert!(matches!(striped.stripe(2).try_recv(), Err(Error::ShutDown)));
+    /// # Ok::<(), ringbridge::Error>(())
+    /// ```
     pub fn shutdown(&self) -> Result<()> {
         let mut first = Ok(());
         for b in &self.stripes {

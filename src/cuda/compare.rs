@@ -39,6 +39,12 @@ const CONTROL_BYTES: usize = 512;
 const REPLY_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// One way of running the echo work on the GPU.
+///
+/// ```
+/// use ringbridge::cuda::compare::CudaAlternative;
+/// let names: Vec<&str> = CudaAlternative::ALL.iter().map(|a| a.name()).collect();
+/// assert_eq!(names, ["launch_sync", "copy_launch_copy", "graph_replay", "volatile_fence"]);
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum CudaAlternative {
     /// `cuLaunchKernel` of a one-shot echo kernel over mapped pinned host
@@ -64,6 +70,12 @@ impl CudaAlternative {
     ];
 
     /// Short name (tables, CSV, JSON).
+    ///
+    /// ```
+    /// use ringbridge::cuda::compare::CudaAlternative;
+    /// assert_eq!(CudaAlternative::GraphReplay.name(), "graph_replay");
+    /// assert_eq!(CudaAlternative::VolatileFence.name(), "volatile_fence");
+    /// ```
     pub fn name(self) -> &'static str {
         match self {
             Self::LaunchSync => "launch_sync",
@@ -74,6 +86,12 @@ impl CudaAlternative {
     }
 
     /// One line saying what is measured.
+    ///
+    /// ```
+    /// use ringbridge::cuda::compare::CudaAlternative;
+    /// assert!(CudaAlternative::LaunchSync.description().contains("cuLaunchKernel"));
+    /// assert!(CudaAlternative::VolatileFence.description().contains("__threadfence_system"));
+    /// ```
     pub fn description(self) -> &'static str {
         match self {
             Self::LaunchSync => "cuLaunchKernel + synchronize per message (mapped I/O)",
@@ -85,6 +103,15 @@ impl CudaAlternative {
 }
 
 /// Why a measurement failed.
+///
+/// ```
+/// use ringbridge::Error;
+/// use ringbridge::cuda::compare::{CompareError, CudaAlternative, Workload, measure};
+/// let empty = Workload { device: 0, payload: 0, warmup: 0, messages: 1 };
+/// let err = measure(CudaAlternative::LaunchSync, &empty, &mut |_| {}).unwrap_err();
+/// assert!(matches!(err, CompareError::Cuda(Error::InvalidArgument(_))));
+/// assert!(err.to_string().contains("at least 1 byte"));
+/// ```
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum CompareError {
@@ -114,6 +141,15 @@ pub enum CompareError {
 }
 
 /// What to measure.
+///
+/// ```
+/// use ringbridge::cuda::compare::{CudaAlternative, Workload, measure};
+/// let work = Workload { device: 0, payload: 64, warmup: 1, messages: 2 };
+/// match measure(CudaAlternative::CopyLaunchCopy, &work, &mut |_| {}) {
+///     Ok(rtts) => assert_eq!(rtts.len() as u64, work.messages), // warm-up not returned
+///     Err(e) => println!("cannot measure here: {e}"),
+/// }
+/// ```
 #[derive(Clone, Copy, Debug)]
 pub struct Workload {
     /// CUDA device ordinal.
@@ -137,6 +173,24 @@ pub struct Workload {
 /// without compiled kernels, for a zero payload or when a driver call fails;
 /// [`CompareError::WrongReply`] / [`CompareError::NoReply`] when a reply is
 /// wrong or missing.
+///
+/// ```
+/// use ringbridge::Error;
+/// use ringbridge::cuda::compare::{CompareError, CudaAlternative, Workload, measure};
+/// let work = Workload { device: 0, payload: 16, warmup: 1, messages: 3 };
+/// let mut done = 0;
+/// match measure(CudaAlternative::LaunchSync, &work, &mut |n| done = n) {
+///     Ok(rtts) => {
+///         assert_eq!(rtts.len(), 3);
+///         assert_eq!(done, 4); // warm-up included
+///     }
+///     // Without a driver (as on a machine without a GPU), always this error.
+///     Err(e) if !ringbridge::cuda::driver_available() => {
+///         assert!(matches!(e, CompareError::Cuda(Error::CudaUnavailable(_))));
+///     }
+///     Err(e) => println!("cannot measure here: {e}"),
+/// }
+/// ```
 pub fn measure(
     alt: CudaAlternative,
     work: &Workload,

@@ -8,6 +8,20 @@ use super::{cuda_err, describe, driver_available};
 use crate::error::{Error, Result};
 
 /// What the driver reports about one GPU.
+///
+/// ```
+/// use ringbridge::{Error, cuda};
+/// match cuda::device_info(0) {
+///     Ok(info) => {
+///         assert_eq!(info.ordinal, 0);
+///         assert!(info.compute_capability.0 > 0 && info.total_memory > 0);
+///         println!("{} (driver {})", info.name, info.driver_version);
+///     }
+///     // Without a driver (as on a machine without a GPU), always this error.
+///     Err(e) if !cuda::driver_available() => assert!(matches!(e, Error::CudaUnavailable(_))),
+///     Err(e) => println!("no usable GPU: {e}"),
+/// }
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DeviceInfo {
     /// The device's ordinal, as given to [`device_info`].
@@ -80,6 +94,19 @@ fn device(ordinal: usize) -> Result<sys::CUdevice> {
 ///     info.total_memory >> 30
 /// );
 /// # Ok::<(), ringbridge::Error>(())
+/// ```
+///
+/// An ordinal beyond the devices present is an error, with or without a
+/// driver:
+///
+/// ```
+/// use ringbridge::{Error, cuda};
+/// let err = cuda::device_info(usize::MAX).unwrap_err();
+/// if cuda::driver_available() {
+///     assert!(matches!(err, Error::DeviceOutOfRange { .. } | Error::CudaUnavailable(_)));
+/// } else {
+///     assert!(matches!(err, Error::CudaUnavailable(_)));
+/// }
 /// ```
 pub fn device_info(ordinal: usize) -> Result<DeviceInfo> {
     let dev = device(ordinal)?;

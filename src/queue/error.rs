@@ -64,6 +64,15 @@ pub enum PushError<T> {
 
 impl<T> PushError<T> {
     /// The item that was not enqueued.
+    ///
+    /// ```
+    /// use ringbridge::SpscQueue;
+    /// use ringbridge::queue::PushError;
+    /// let (mut tx, _rx) = SpscQueue::<Vec<u8>>::new(1).split();
+    /// tx.try_enqueue(vec![1]).unwrap();
+    /// let err: PushError<Vec<u8>> = tx.try_enqueue(vec![2, 3]).unwrap_err();
+    /// assert_eq!(err.into_inner(), [2, 3]); // the same item, moved back
+    /// ```
     pub fn into_inner(self) -> T {
         match self {
             Self::Full(item) => item,

@@ -275,6 +275,19 @@ impl<T> SpscQueue<T> {
     }
 
     /// Resets the statistics (see [`Producer::reset_stats`]).
+    ///
+    /// Before the split nothing can be enqueued, so there is nothing to
+    /// reset yet: the statistics stay zero, and so they are after the split.
+    ///
+    /// ```
+    /// use ringbridge::{QueueStats, SpscQueue};
+    /// let q = SpscQueue::<u8>::new(4);
+    /// q.reset_stats();
+    /// assert_eq!(q.stats(), QueueStats::default());
+    /// let (mut tx, rx) = q.split();
+    /// tx.try_enqueue(1).unwrap();
+    /// assert_eq!((rx.stats().enqueued, rx.stats().depth), (1, 1));
+    /// ```
     pub fn reset_stats(&self) {
         // Relaxed: statistics order nothing.
         self.inner.reset_stats(

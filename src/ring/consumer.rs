@@ -11,6 +11,27 @@ use crate::sync::Ordering;
 /// It keeps its own `tail` locally and a cached copy of the producer's
 /// `head`; it reads the shared `head` only when the cache says the ring is
 /// empty. Every `head` and every slot header it reads is validated.
+///
+/// The device half's consumer on H2K (here the Rust model's serve step) and
+/// the host's consumer on K2H:
+///
+/// ```
+/// use ringbridge::error::RingId;
+/// use ringbridge::layout::KIND_REQUEST;
+/// use ringbridge::ring::{HostMemory, RegionLayout, RingSpec, model};
+/// let layout = RegionLayout::new(RingSpec::new(4, 64)?)?;
+/// let mem = HostMemory::new(layout.total_bytes)?;
+/// layout.init(&*mem);
+/// let (mut h2k_tx, mut h2k_rx) = layout.ring_pair(&mem, RingId::H2k);
+/// let (mut k2h_tx, mut k2h_rx) = layout.ring_pair(&mem, RingId::K2h);
+/// h2k_tx.try_push(KIND_REQUEST, 9, 0, &[1, 2])?;
+/// model::echo_step(&mut h2k_rx, &mut k2h_tx, 8)?;
+/// assert_eq!(h2k_rx.consumed(), 1);
+/// let reply = k2h_rx.try_pop_with(|h, p| (h.flags, p.to_vec()))?;
+/// assert_eq!(reply, Some((9, vec![2, 3])));
+/// assert_eq!(k2h_rx.try_pop_with(|_, _| ())?, None);
+/// # Ok::<(), ringbridge::Error>(())
+/// ```
 pub struct RingConsumer {
     ring: RingRef,
     /// Our position: next to read, and how much is read but not freed.
@@ -33,12 +54,46 @@ impl RingConsumer {
     }
 
     /// Messages consumed so far (released or not).
+    ///
+    /// ```
+    /// # use ringbridge::error::RingId;
+    /// # use ringbridge::layout::KIND_REQUEST;
+    /// # use ringbridge::ring::{HostMemory, RegionLayout, RingSpec};
+    /// # let layout = RegionLayout::new(RingSpec::new(4, 64)?)?;
+    /// # let mem = HostMemory::new(layout.total_bytes)?;
+    /// # layout.init(&*mem);
+    /// let (mut tx, mut rx) = layout.ring_pair(&mem, RingId::H2k);
+    /// tx.try_push(KIND_REQUEST, 0, 0, b"a")?;
+    /// tx.try_push(KIND_REQUEST, 0, 0, b"b")?;
+    /// rx.read_with(|_, _| ())?; // read, not yet released
+    /// assert_eq!(rx.consumed(), 1);
+    /// rx.try_pop_with(|_, _| ())?;
+    /// assert_eq!(rx.consumed(), 2);
+    /// # Ok::<(), ringbridge::Error>(())
+    /// ```
     pub fn consumed(&self) -> u64 {
         self.pos.tail
     }
 
     /// Messages waiting, reading the producer's `head` only if the cached
     /// one says fewer than one is waiting.
+    ///
+    /// ```
+    /// # use ringbridge::error::RingId;
+    /// # use ringbridge::layout::KIND_REQUEST;
+    /// # use ringbridge::ring::{HostMemory, RegionLayout, RingSpec};
+    /// # let layout = RegionLayout::new(RingSpec::new(4, 64)?)?;
+    /// # let mem = HostMemory::new(layout.total_bytes)?;
+    /// # layout.init(&*mem);
+    /// let (mut tx, mut rx) = layout.ring_pair(&mem, RingId::H2k);
+    /// assert_eq!(rx.available()?, 0);
+    /// tx.try_push(KIND_REQUEST, 0, 0, b"a")?;
+    /// tx.try_push(KIND_REQUEST, 0, 0, b"b")?;
+    /// assert_eq!(rx.available()?, 2);
+    /// rx.try_pop_with(|_, _| ())?;
+    /// assert_eq!(rx.available()?, 1);
+    /// # Ok::<(), ringbridge::Error>(())
+    /// ```
     pub fn available(&mut self) -> Result<u64> {
         let mut avail = self.head_cache - self.pos.tail;
         if avail == 0 {
@@ -72,6 +127,23 @@ impl RingConsumer {
 
     /// Reads the next message, if any, and hands its header and payload to
     /// `f` without releasing the slot: call [`release`](Self::release).
+    ///
+    /// ```
+    /// # use ringbridge::error::RingId;
+    /// # use ringbridge::layout::KIND_REQUEST;
+    /// # use ringbridge::ring::{HostMemory, RegionLayout, RingSpec};
+    /// # let layout = RegionLayout::new(RingSpec::new(4, 64)?)?;
+    /// # let mem = HostMemory::new(layout.total_bytes)?;
+    /// # layout.init(&*mem);
+    /// let (mut tx, mut rx) = layout.ring_pair(&mem, RingId::H2k);
+    /// assert_eq!(rx.read_with(|_, _| ())?, None); // empty
+    /// tx.try_push(KIND_REQUEST, 5, 42, b"hello")?;
+    /// let (hdr, payload) = rx.read_with(|h, p| (*h, p.to_vec()))?.expect("a message");
+    /// assert_eq!((hdr.seq, hdr.kind, hdr.flags, hdr.correlation), (0, KIND_REQUEST, 5, 42));
+    /// assert_eq!((hdr.len, payload), (5, b"hello".to_vec()));
+    /// rx.release();
+    /// # Ok::<(), ringbridge::Error>(())
+    /// ```
     pub fn read_with<R>(
         &mut self,
         f: impl FnOnce(&MessageHeader, &[u8]) -> R,
@@ -118,11 +190,43 @@ impl RingConsumer {
     }
 
     /// Frees every slot read so far with one release store of `tail`.
+    ///
+    /// ```
+    /// # use ringbridge::error::RingId;
+    /// # use ringbridge::layout::KIND_REQUEST;
+    /// # use ringbridge::ring::{HostMemory, RegionLayout, RingSpec};
+    /// # let layout = RegionLayout::new(RingSpec::new(1, 64)?)?;
+    /// # let mem = HostMemory::new(layout.total_bytes)?;
+    /// # layout.init(&*mem);
+    /// let (mut tx, mut rx) = layout.ring_pair(&mem, RingId::H2k);
+    /// tx.try_push(KIND_REQUEST, 0, 0, b"a")?;
+    /// rx.read_with(|_, _| ())?;
+    /// assert_eq!(tx.try_push(KIND_REQUEST, 0, 0, b"b")?, None); // slot not freed yet
+    /// rx.release();
+    /// assert_eq!(tx.try_push(KIND_REQUEST, 0, 0, b"b")?, Some(1));
+    /// # Ok::<(), ringbridge::Error>(())
+    /// ```
     pub fn release(&mut self) {
         self.pos.release(&self.ring);
     }
 
     /// Reads one message and frees its slot.
+    ///
+    /// ```
+    /// # use ringbridge::error::RingId;
+    /// # use ringbridge::layout::KIND_REQUEST;
+    /// # use ringbridge::ring::{HostMemory, RegionLayout, RingSpec};
+    /// # let layout = RegionLayout::new(RingSpec::new(1, 64)?)?;
+    /// # let mem = HostMemory::new(layout.total_bytes)?;
+    /// # layout.init(&*mem);
+    /// let (mut tx, mut rx) = layout.ring_pair(&mem, RingId::H2k);
+    /// assert_eq!(rx.try_pop_with(|_, p| p.len())?, None);
+    /// tx.try_push(KIND_REQUEST, 0, 0, b"abc")?;
+    /// assert_eq!(rx.try_pop_with(|_, p| p.len())?, Some(3));
+    /// // the slot is free again
+    /// assert_eq!(tx.try_push(KIND_REQUEST, 0, 0, b"d")?, Some(1));
+    /// # Ok::<(), ringbridge::Error>(())
+    /// ```
     pub fn try_pop_with<R>(
         &mut self,
         f: impl FnOnce(&MessageHeader, &[u8]) -> R,

@@ -56,6 +56,25 @@ fn lane(slot: &[AtomicU64], k: usize) -> (&AtomicU64, &AtomicU64) {
 /// Writes messages into one lane-format ring. Every lane is published by
 /// its own tag store, so [`write`](Self::write) already makes a message
 /// visible; [`publish`](Self::publish) only updates the statistics `head`.
+///
+/// The host's producer on H2K, with the Rust model of the device half's
+/// lane loop answering on K2H:
+///
+/// ```
+/// use ringbridge::error::RingId;
+/// use ringbridge::layout::{KIND_REPLY, KIND_REQUEST};
+/// use ringbridge::ring::{HostMemory, RegionLayout, RingSpec, model};
+/// let layout = RegionLayout::new(RingSpec::lanes(4, 128)?)?;
+/// let mem = HostMemory::new(layout.total_bytes)?;
+/// layout.init(&*mem);
+/// let (mut h2k_tx, mut h2k_rx) = layout.lane_pair(&mem, RingId::H2k);
+/// let (mut k2h_tx, mut k2h_rx) = layout.lane_pair(&mem, RingId::K2h);
+/// assert_eq!(h2k_tx.try_push(KIND_REQUEST, 0, b"abc")?, Some(0));
+/// assert_eq!(model::lane_echo_step(&mut h2k_rx, &mut k2h_tx, 8)?, 1);
+/// let reply = k2h_rx.try_pop_with(|h, p| (h.kind, p.to_vec()))?;
+/// assert_eq!(reply, Some((KIND_REPLY, b"bcd".to_vec())));
+/// # Ok::<(), ringbridge::Error>(())
+/// ```
 pub struct LaneProducer {
     ring: RingRef,
     /// Next position to write.
@@ -77,27 +96,94 @@ impl LaneProducer {
     }
 
     /// Largest payload one slot carries.
+    ///
+    /// ```
+    /// # use ringbridge::error::RingId;
+    /// # use ringbridge::layout::KIND_REQUEST;
+    /// # use ringbridge::ring::{HostMemory, RegionLayout, RingSpec};
+    /// # let layout = RegionLayout::new(RingSpec::lanes(4, 128)?)?;
+    /// # let mem = HostMemory::new(layout.total_bytes)?;
+    /// # layout.init(&*mem);
+    /// let (tx, _rx) = layout.lane_pair(&mem, RingId::H2k);
+    /// assert_eq!(tx.max_payload(), 56); // 8 lanes: the header lane + 7 x 8 bytes
+    /// # Ok::<(), ringbridge::Error>(())
+    /// ```
     pub fn max_payload(&self) -> usize {
         self.ring.lane_max_payload()
     }
 
     /// Slots in the ring.
+    ///
+    /// ```
+    /// # use ringbridge::error::RingId;
+    /// # use ringbridge::layout::KIND_REQUEST;
+    /// # use ringbridge::ring::{HostMemory, RegionLayout, RingSpec};
+    /// # let layout = RegionLayout::new(RingSpec::lanes(5, 128)?)?;
+    /// # let mem = HostMemory::new(layout.total_bytes)?;
+    /// # layout.init(&*mem);
+    /// let (tx, _rx) = layout.lane_pair(&mem, RingId::H2k);
+    /// assert_eq!(tx.capacity(), 8); // 5 rounded up to a power of two
+    /// # Ok::<(), ringbridge::Error>(())
+    /// ```
     pub fn capacity(&self) -> u64 {
         self.ring.capacity
     }
 
     /// The position (sequence number) the next message will get.
+    ///
+    /// ```
+    /// # use ringbridge::error::RingId;
+    /// # use ringbridge::layout::KIND_REQUEST;
+    /// # use ringbridge::ring::{HostMemory, RegionLayout, RingSpec};
+    /// # let layout = RegionLayout::new(RingSpec::lanes(4, 128)?)?;
+    /// # let mem = HostMemory::new(layout.total_bytes)?;
+    /// # layout.init(&*mem);
+    /// let (mut tx, _rx) = layout.lane_pair(&mem, RingId::H2k);
+    /// assert_eq!(tx.next_seq(), 0);
+    /// assert_eq!(tx.try_push(KIND_REQUEST, 0, b"a")?, Some(0));
+    /// assert_eq!(tx.next_seq(), 1);
+    /// # Ok::<(), ringbridge::Error>(())
+    /// ```
     pub fn next_seq(&self) -> u64 {
         self.head
     }
 
     /// Messages written (and so published) so far.
+    ///
+    /// ```
+    /// # use ringbridge::error::RingId;
+    /// # use ringbridge::layout::KIND_REQUEST;
+    /// # use ringbridge::ring::{HostMemory, RegionLayout, RingSpec};
+    /// # let layout = RegionLayout::new(RingSpec::lanes(4, 128)?)?;
+    /// # let mem = HostMemory::new(layout.total_bytes)?;
+    /// # layout.init(&*mem);
+    /// let (mut tx, _rx) = layout.lane_pair(&mem, RingId::H2k);
+    /// tx.write(KIND_REQUEST, 0, b"a")?;
+    /// assert_eq!(tx.published(), 1); // without a call to publish()
+    /// # Ok::<(), ringbridge::Error>(())
+    /// ```
     pub fn published(&self) -> u64 {
         self.head
     }
 
     /// Free slots, reading the consumer's `tail` only if the cached one says
     /// fewer than `want` are free.
+    ///
+    /// ```
+    /// # use ringbridge::error::RingId;
+    /// # use ringbridge::layout::KIND_REQUEST;
+    /// # use ringbridge::ring::{HostMemory, RegionLayout, RingSpec};
+    /// # let layout = RegionLayout::new(RingSpec::lanes(4, 128)?)?;
+    /// # let mem = HostMemory::new(layout.total_bytes)?;
+    /// # layout.init(&*mem);
+    /// let (mut tx, mut rx) = layout.lane_pair(&mem, RingId::H2k);
+    /// tx.try_push(KIND_REQUEST, 0, b"a")?;
+    /// assert_eq!(tx.free(1)?, 3);
+    /// rx.try_pop_with(|_, _| ())?; // frees the slot
+    /// assert_eq!(tx.free(1)?, 3); // the cached tail says enough are free
+    /// assert_eq!(tx.free(4)?, 4); // asking for more reads the tail
+    /// # Ok::<(), ringbridge::Error>(())
+    /// ```
     pub fn free(&mut self, want: u64) -> Result<u64> {
         let mut free = self.ring.capacity - (self.head - self.tail_cache);
         if free < want {
@@ -122,6 +208,22 @@ impl LaneProducer {
     /// `correlation` word: the receiver sets it to the position.
     ///
     /// The caller checked `payload.len() <= self.max_payload()`.
+    ///
+    /// ```
+    /// # use ringbridge::error::RingId;
+    /// # use ringbridge::layout::KIND_REQUEST;
+    /// # use ringbridge::ring::{HostMemory, RegionLayout, RingSpec};
+    /// # let layout = RegionLayout::new(RingSpec::lanes(1, 128)?)?;
+    /// # let mem = HostMemory::new(layout.total_bytes)?;
+    /// # layout.init(&*mem);
+    /// let (mut tx, mut rx) = layout.lane_pair(&mem, RingId::H2k);
+    /// assert_eq!(tx.write(KIND_REQUEST, 4, b"data")?, Some(0));
+    /// assert_eq!(tx.write(KIND_REQUEST, 4, b"more")?, None); // full
+    /// assert!(rx.ready()?); // visible at once, without publish()
+    /// let got = rx.try_pop_with(|h, p| (h.seq, h.correlation, h.flags, p.to_vec()))?;
+    /// assert_eq!(got, Some((0, 0, 4, b"data".to_vec())));
+    /// # Ok::<(), ringbridge::Error>(())
+    /// ```
     pub fn write(&mut self, kind: u32, flags: u32, payload: &[u8]) -> Result<Option<u64>> {
         debug_assert!(payload.len() <= self.max_payload());
         if self.free(1)? == 0 {
@@ -152,6 +254,27 @@ impl LaneProducer {
 
     /// Stores `head` for statistics (RELAXED: no receiver reads it to find
     /// messages; the tags publish them).
+    ///
+    /// ```
+    /// # use ringbridge::error::RingId;
+    /// # use ringbridge::layout::KIND_REQUEST;
+    /// # use ringbridge::ring::{HostMemory, RegionLayout, RingSpec};
+    /// use std::mem::offset_of;
+    /// use std::sync::atomic::Ordering;
+    /// use ringbridge::backend::SharedMemory;
+    /// use ringbridge::layout::RingHeader;
+    /// # let layout = RegionLayout::new(RingSpec::lanes(4, 128)?)?;
+    /// # let mem = HostMemory::new(layout.total_bytes)?;
+    /// # layout.init(&*mem);
+    /// let (mut tx, _rx) = layout.lane_pair(&mem, RingId::H2k);
+    /// let head = || mem.words()[(layout.h2k_offset + offset_of!(RingHeader, head)) / 8]
+    ///     .load(Ordering::Relaxed);
+    /// tx.write(KIND_REQUEST, 0, b"a")?;
+    /// assert_eq!(head(), 0); // the statistics head lags
+    /// tx.publish();
+    /// assert_eq!(head(), 1);
+    /// # Ok::<(), ringbridge::Error>(())
+    /// ```
     pub fn publish(&mut self) {
         if self.dirty {
             // Relaxed: orders nothing; observers only compare it.
@@ -162,6 +285,21 @@ impl LaneProducer {
 
     /// Writes one message and updates `head`: `Ok(Some(seq))`, or `Ok(None)`
     /// when the ring is full.
+    ///
+    /// ```
+    /// # use ringbridge::error::RingId;
+    /// # use ringbridge::layout::KIND_REQUEST;
+    /// # use ringbridge::ring::{HostMemory, RegionLayout, RingSpec};
+    /// # let layout = RegionLayout::new(RingSpec::lanes(1, 128)?)?;
+    /// # let mem = HostMemory::new(layout.total_bytes)?;
+    /// # layout.init(&*mem);
+    /// let (mut tx, mut rx) = layout.lane_pair(&mem, RingId::H2k);
+    /// assert_eq!(tx.try_push(KIND_REQUEST, 0, b"a")?, Some(0));
+    /// assert_eq!(tx.try_push(KIND_REQUEST, 0, b"b")?, None); // full
+    /// assert_eq!(rx.try_pop_with(|_, p| p.to_vec())?, Some(b"a".to_vec()));
+    /// assert_eq!(tx.try_push(KIND_REQUEST, 0, b"b")?, Some(1)); // room again
+    /// # Ok::<(), ringbridge::Error>(())
+    /// ```
     pub fn try_push(&mut self, kind: u32, flags: u32, payload: &[u8]) -> Result<Option<u64>> {
         let seq = self.write(kind, flags, payload)?;
         self.publish();
@@ -171,6 +309,25 @@ impl LaneProducer {
 
 /// Reads messages from one lane-format ring and frees their slots with a
 /// release store of `tail`. It never reads `head`.
+///
+/// ```
+/// use ringbridge::error::RingId;
+/// use ringbridge::layout::KIND_REPLY;
+/// use ringbridge::ring::{HostMemory, RegionLayout, RingSpec};
+/// let layout = RegionLayout::new(RingSpec::lanes(4, 64)?)?;
+/// let mem = HostMemory::new(layout.total_bytes)?;
+/// layout.init(&*mem);
+/// let (mut tx, mut rx) = layout.lane_pair(&mem, RingId::K2h);
+/// for p in [&b"one"[..], b"two", b"three"] {
+///     tx.write(KIND_REPLY, 0, p)?; // no publish needed: the tags publish
+/// }
+/// let mut got = Vec::new();
+/// while let Some(p) = rx.try_pop_with(|_, p| p.to_vec())? {
+///     got.push(p);
+/// }
+/// assert_eq!(got, [&b"one"[..], b"two", b"three"]);
+/// # Ok::<(), ringbridge::Error>(())
+/// ```
 pub struct LaneConsumer {
     ring: RingRef,
     /// Our position: next to read, and how much is read but not freed.
@@ -190,6 +347,23 @@ impl LaneConsumer {
     }
 
     /// Messages consumed so far (released or not).
+    ///
+    /// ```
+    /// # use ringbridge::error::RingId;
+    /// # use ringbridge::layout::KIND_REQUEST;
+    /// # use ringbridge::ring::{HostMemory, RegionLayout, RingSpec};
+    /// # let layout = RegionLayout::new(RingSpec::lanes(4, 128)?)?;
+    /// # let mem = HostMemory::new(layout.total_bytes)?;
+    /// # layout.init(&*mem);
+    /// let (mut tx, mut rx) = layout.lane_pair(&mem, RingId::H2k);
+    /// tx.try_push(KIND_REQUEST, 0, b"a")?;
+    /// tx.try_push(KIND_REQUEST, 0, b"b")?;
+    /// rx.read_with(|_, _| ())?; // read, not yet released
+    /// assert_eq!(rx.consumed(), 1);
+    /// rx.try_pop_with(|_, _| ())?;
+    /// assert_eq!(rx.consumed(), 2);
+    /// # Ok::<(), ringbridge::Error>(())
+    /// ```
     pub fn consumed(&self) -> u64 {
         self.pos.tail
     }
@@ -224,6 +398,22 @@ impl LaneConsumer {
 
     /// Whether the next message has fully arrived (every lane it needs
     /// carries the current tag). Consumes nothing.
+    ///
+    /// ```
+    /// # use ringbridge::error::RingId;
+    /// # use ringbridge::layout::KIND_REQUEST;
+    /// # use ringbridge::ring::{HostMemory, RegionLayout, RingSpec};
+    /// # let layout = RegionLayout::new(RingSpec::lanes(4, 128)?)?;
+    /// # let mem = HostMemory::new(layout.total_bytes)?;
+    /// # layout.init(&*mem);
+    /// let (mut tx, mut rx) = layout.lane_pair(&mem, RingId::H2k);
+    /// assert!(!rx.ready()?);
+    /// tx.write(KIND_REQUEST, 0, b"a")?;
+    /// assert!(rx.ready()?);
+    /// assert!(rx.ready()?); // still there: ready() consumed nothing
+    /// assert_eq!(rx.consumed(), 0);
+    /// # Ok::<(), ringbridge::Error>(())
+    /// ```
     pub fn ready(&mut self) -> Result<bool> {
         Ok(self.peek()?.is_some())
     }
@@ -267,6 +457,25 @@ impl LaneConsumer {
     /// tag, and hands its header (`seq` = `correlation` = the position) and
     /// payload to `f` without releasing the slot: call
     /// [`release`](Self::release). `Ok(None)` while any lane is stale.
+    ///
+    /// ```
+    /// # use ringbridge::error::RingId;
+    /// # use ringbridge::layout::KIND_REQUEST;
+    /// # use ringbridge::ring::{HostMemory, RegionLayout, RingSpec};
+    /// # let layout = RegionLayout::new(RingSpec::lanes(4, 128)?)?;
+    /// # let mem = HostMemory::new(layout.total_bytes)?;
+    /// # layout.init(&*mem);
+    /// let (mut tx, mut rx) = layout.lane_pair(&mem, RingId::H2k);
+    /// assert_eq!(rx.read_with(|_, _| ())?, None); // nothing written
+    /// tx.try_push(KIND_REQUEST, 0, b"a")?;
+    /// tx.try_push(KIND_REQUEST, 6, b"twelve bytes")?;
+    /// rx.read_with(|_, _| ())?;
+    /// let (hdr, payload) = rx.read_with(|h, p| (*h, p.to_vec()))?.expect("a message");
+    /// assert_eq!((hdr.seq, hdr.correlation, hdr.kind, hdr.flags), (1, 1, KIND_REQUEST, 6));
+    /// assert_eq!(payload, b"twelve bytes");
+    /// rx.release();
+    /// # Ok::<(), ringbridge::Error>(())
+    /// ```
     pub fn read_with<R>(
         &mut self,
         f: impl FnOnce(&MessageHeader, &[u8]) -> R,
@@ -282,11 +491,43 @@ impl LaneConsumer {
     }
 
     /// Frees every slot read so far with one release store of `tail`.
+    ///
+    /// ```
+    /// # use ringbridge::error::RingId;
+    /// # use ringbridge::layout::KIND_REQUEST;
+    /// # use ringbridge::ring::{HostMemory, RegionLayout, RingSpec};
+    /// # let layout = RegionLayout::new(RingSpec::lanes(1, 128)?)?;
+    /// # let mem = HostMemory::new(layout.total_bytes)?;
+    /// # layout.init(&*mem);
+    /// let (mut tx, mut rx) = layout.lane_pair(&mem, RingId::H2k);
+    /// tx.try_push(KIND_REQUEST, 0, b"a")?;
+    /// rx.read_with(|_, _| ())?;
+    /// assert_eq!(tx.try_push(KIND_REQUEST, 0, b"b")?, None); // slot not freed yet
+    /// rx.release();
+    /// assert_eq!(tx.try_push(KIND_REQUEST, 0, b"b")?, Some(1));
+    /// # Ok::<(), ringbridge::Error>(())
+    /// ```
     pub fn release(&mut self) {
         self.pos.release(&self.ring);
     }
 
     /// Reads one message and frees its slot.
+    ///
+    /// ```
+    /// # use ringbridge::error::RingId;
+    /// # use ringbridge::layout::KIND_REQUEST;
+    /// # use ringbridge::ring::{HostMemory, RegionLayout, RingSpec};
+    /// # let layout = RegionLayout::new(RingSpec::lanes(1, 128)?)?;
+    /// # let mem = HostMemory::new(layout.total_bytes)?;
+    /// # layout.init(&*mem);
+    /// let (mut tx, mut rx) = layout.lane_pair(&mem, RingId::H2k);
+    /// assert_eq!(rx.try_pop_with(|_, p| p.len())?, None);
+    /// tx.try_push(KIND_REQUEST, 0, b"abc")?;
+    /// assert_eq!(rx.try_pop_with(|_, p| p.len())?, Some(3));
+    /// // the slot is free again
+    /// assert_eq!(tx.try_push(KIND_REQUEST, 0, b"d")?, Some(1));
+    /// # Ok::<(), ringbridge::Error>(())
+    /// ```
     pub fn try_pop_with<R>(
         &mut self,
         f: impl FnOnce(&MessageHeader, &[u8]) -> R,

@@ -25,6 +25,19 @@ const PAGE: usize = 4096;
 
 impl HostMemory {
     /// Allocates `bytes` (rounded up to a whole page), zeroed.
+    ///
+    /// ```
+    /// use std::sync::atomic::Ordering;
+    /// use ringbridge::Error;
+    /// use ringbridge::backend::SharedMemory;
+    /// use ringbridge::ring::HostMemory;
+    /// let mem = HostMemory::new(0)?; // at least one page
+    /// assert_eq!(mem.len_bytes(), 4096);
+    /// assert!(mem.words().iter().all(|w| w.load(Ordering::Relaxed) == 0));
+    /// assert_eq!(mem.device_address() % 4096, 0); // page aligned
+    /// assert!(matches!(HostMemory::new(usize::MAX), Err(Error::Alloc { .. })));
+    /// # Ok::<(), ringbridge::Error>(())
+    /// ```
     pub fn new(bytes: usize) -> Result<Arc<Self>> {
         let alloc_err = |reason: &str| Error::Alloc {
             bytes,
@@ -54,6 +67,13 @@ impl HostMemory {
     }
 
     /// Bytes in the region (a whole number of pages).
+    ///
+    /// ```
+    /// use ringbridge::ring::HostMemory;
+    /// assert_eq!(HostMemory::new(4096)?.len_bytes(), 4096);
+    /// assert_eq!(HostMemory::new(4097)?.len_bytes(), 8192);
+    /// # Ok::<(), ringbridge::Error>(())
+    /// ```
     pub fn len_bytes(&self) -> usize {
         SharedMemory::len_bytes(self)
     }

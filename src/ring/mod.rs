@@ -56,6 +56,15 @@ use crate::sync::{Arc, AtomicU64, Ordering};
 use crate::word_of;
 
 /// How the slots of a bridge's rings carry messages.
+///
+/// ```
+/// use ringbridge::ring::{RingSpec, SlotFormat};
+/// assert_eq!(SlotFormat::default(), SlotFormat::Auto);
+/// assert_eq!(RingSpec::new(8, 64)?.format(), SlotFormat::Slots);
+/// assert_eq!(RingSpec::lanes(8, 64)?.format(), SlotFormat::Lanes);
+/// assert_eq!(SlotFormat::Lanes.to_string(), "lanes");
+/// # Ok::<(), ringbridge::Error>(())
+/// ```
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub enum SlotFormat {
     /// On CUDA, [`SlotFormat::Lanes`] for small messages (a builder's slot
@@ -120,6 +129,15 @@ impl std::str::FromStr for SlotFormat {
 pub const AUTO_LANES_MAX_SLOT_SIZE: usize = 128;
 
 /// Capacity, slot size and slot format of a bridge's two rings, validated.
+///
+/// ```
+/// use ringbridge::ring::{RingSpec, SlotFormat};
+/// let spec = RingSpec::new(100, 256)?;
+/// assert_eq!((spec.capacity(), spec.slot_size()), (128, 256));
+/// assert_eq!(spec.max_payload(), 256 - 32); // the 32-byte header
+/// assert_eq!(spec.format(), SlotFormat::Slots);
+/// # Ok::<(), ringbridge::Error>(())
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct RingSpec {
     capacity: usize,
@@ -220,6 +238,13 @@ impl RingSpec {
 
     /// The slot format ([`SlotFormat::Slots`] or [`SlotFormat::Lanes`],
     /// never `Auto`).
+    ///
+    /// ```
+    /// use ringbridge::ring::{RingSpec, SlotFormat};
+    /// assert_eq!(RingSpec::new(4, 128)?.format(), SlotFormat::Slots);
+    /// assert_eq!(RingSpec::lanes(4, 128)?.format(), SlotFormat::Lanes);
+    /// # Ok::<(), ringbridge::Error>(())
+    /// ```
     pub fn format(&self) -> SlotFormat {
         if self.lanes {
             SlotFormat::Lanes
@@ -250,17 +275,40 @@ impl RingSpec {
     }
 
     /// Slots per ring (a power of two).
+    ///
+    /// ```
+    /// use ringbridge::ring::RingSpec;
+    /// assert_eq!(RingSpec::new(5, 64)?.capacity(), 8);
+    /// assert_eq!(RingSpec::new(1, 64)?.capacity(), 1);
+    /// # Ok::<(), ringbridge::Error>(())
+    /// ```
     pub fn capacity(&self) -> usize {
         self.capacity
     }
 
     /// Bytes per slot (a power of two).
+    ///
+    /// ```
+    /// use ringbridge::ring::RingSpec;
+    /// assert_eq!(RingSpec::new(4, 512)?.slot_size(), 512);
+    /// assert_eq!(RingSpec::lanes(4, 128)?.slot_size(), 128);
+    /// # Ok::<(), ringbridge::Error>(())
+    /// ```
     pub fn slot_size(&self) -> usize {
         self.slot_size
     }
 
     /// Payload bytes one slot carries (in lane format, 8 per lane after
     /// the header lane).
+    ///
+    /// ```
+    /// use ringbridge::ring::RingSpec;
+    /// // a 64-byte slot: 32-byte header + 32 bytes of payload
+    /// assert_eq!(RingSpec::new(4, 64)?.max_payload(), 32);
+    /// // a 64-byte lane slot: 4 lanes, the header lane + 3 x 8 bytes
+    /// assert_eq!(RingSpec::lanes(4, 64)?.max_payload(), 24);
+    /// # Ok::<(), ringbridge::Error>(())
+    /// ```
     pub fn max_payload(&self) -> usize {
         if self.lanes {
             lane_max_payload(self.slot_size)
@@ -277,6 +325,17 @@ impl RingSpec {
 }
 
 /// Where the control block and the two rings sit in a bridge's region.
+///
+/// ```
+/// use ringbridge::layout::{CONTROL_BLOCK_SIZE, LINE, RING_HEADER_SIZE};
+/// use ringbridge::ring::{RegionLayout, RingSpec};
+/// let layout = RegionLayout::new(RingSpec::new(4, 64)?)?;
+/// let ring = (RING_HEADER_SIZE + 4 * 64).next_multiple_of(LINE);
+/// assert_eq!(layout.h2k_offset, CONTROL_BLOCK_SIZE);
+/// assert_eq!(layout.k2h_offset, layout.h2k_offset + ring);
+/// assert_eq!(layout.total_bytes, layout.k2h_offset + ring);
+/// # Ok::<(), ringbridge::Error>(())
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct RegionLayout {
     /// The rings' shape.
@@ -292,6 +351,16 @@ pub struct RegionLayout {
 impl RegionLayout {
     /// Lays out a region: control block at 0, H2K after it, K2H after that,
     /// each on a 128-byte boundary.
+    ///
+    /// ```
+    /// use ringbridge::ring::{RegionLayout, RingSpec};
+    /// let layout = RegionLayout::new(RingSpec::new(16, 128)?)?;
+    /// assert_eq!(layout.spec.capacity(), 16);
+    /// assert_eq!(layout.h2k_offset % 128, 0);
+    /// assert_eq!(layout.k2h_offset % 128, 0);
+    /// assert!(layout.total_bytes >= layout.k2h_offset + 16 * 128);
+    /// # Ok::<(), ringbridge::Error>(())
+    /// ```
     pub fn new(spec: RingSpec) -> Result<Self> {
         let too_big = || Error::InvalidCapacity {
             requested: spec.capacity,
@@ -313,6 +382,15 @@ impl RegionLayout {
     }
 
     /// Byte offset of a ring's header.
+    ///
+    /// ```
+    /// use ringbridge::error::RingId;
+    /// use ringbridge::ring::{RegionLayout, RingSpec};
+    /// let layout = RegionLayout::new(RingSpec::new(4, 64)?)?;
+    /// assert_eq!(layout.ring_offset(RingId::H2k), layout.h2k_offset);
+    /// assert_eq!(layout.ring_offset(RingId::K2h), layout.k2h_offset);
+    /// # Ok::<(), ringbridge::Error>(())
+    /// ```
     pub fn ring_offset(&self, ring: RingId) -> usize {
         match ring {
             RingId::H2k => self.h2k_offset,
@@ -324,6 +402,24 @@ impl RegionLayout {
     /// zeroes the counters. Call before the device half starts: the launch
     /// (or thread spawn) that follows orders these plain writes before
     /// anything the device half reads.
+    ///
+    /// ```
+    /// use std::mem::offset_of;
+    /// use std::sync::atomic::Ordering;
+    /// use ringbridge::backend::SharedMemory;
+    /// use ringbridge::layout::{MAGIC, RingHeader, STATUS_LAUNCHING};
+    /// use ringbridge::ring::{HostMemory, RegionLayout, RingSpec};
+    /// let layout = RegionLayout::new(RingSpec::new(4, 64)?)?;
+    /// let mem = HostMemory::new(layout.total_bytes)?;
+    /// layout.init(&*mem);
+    /// let k2h = |field: usize| {
+    ///     mem.words()[(layout.k2h_offset + field) / 8].load(Ordering::Relaxed)
+    /// };
+    /// assert_eq!(k2h(offset_of!(RingHeader, magic)), MAGIC);
+    /// assert_eq!(k2h(offset_of!(RingHeader, capacity)), 4);
+    /// assert_eq!(layout.control(&mem).report().status, STATUS_LAUNCHING);
+    /// # Ok::<(), ringbridge::Error>(())
+    /// ```
     pub fn init<M: SharedMemory + ?Sized>(&self, mem: &M) {
         let words = mem.words();
         for ring in [RingId::H2k, RingId::K2h] {
@@ -367,6 +463,19 @@ impl RegionLayout {
     }
 
     /// The control block of a region in `mem`.
+    ///
+    /// ```
+    /// use ringbridge::ring::{HostMemory, RegionLayout, RingSpec};
+    /// let layout = RegionLayout::new(RingSpec::new(4, 64)?)?;
+    /// let mem = HostMemory::new(layout.total_bytes)?;
+    /// layout.init(&*mem);
+    /// let host = layout.control(&mem);
+    /// let device = layout.control(&mem); // another view of the same words
+    /// assert!(!device.terminate_requested());
+    /// host.request_terminate();
+    /// assert!(device.terminate_requested());
+    /// # Ok::<(), ringbridge::Error>(())
+    /// ```
     pub fn control(&self, mem: &Arc<HostMemory>) -> Control {
         let shared = as_shared(mem);
         Control::new(shared)
@@ -374,6 +483,24 @@ impl RegionLayout {
 
     /// The producer and the consumer of one ring, over `mem`. The consumer
     /// accepts requests on H2K, and replies and error replies on K2H.
+    ///
+    /// ```
+    /// use ringbridge::Error;
+    /// use ringbridge::error::RingId;
+    /// use ringbridge::layout::{KIND_REPLY, KIND_REQUEST};
+    /// use ringbridge::ring::{HostMemory, RegionLayout, RingSpec};
+    /// let layout = RegionLayout::new(RingSpec::new(4, 64)?)?;
+    /// let mem = HostMemory::new(layout.total_bytes)?;
+    /// layout.init(&*mem);
+    /// let (mut tx, mut rx) = layout.ring_pair(&mem, RingId::K2h);
+    /// tx.try_push(KIND_REPLY, 0, 7, b"ok")?;
+    /// assert_eq!(rx.try_pop_with(|h, p| (h.correlation, p.to_vec()))?, Some((7, b"ok".to_vec())));
+    /// // a request has no business on K2H: the consumer rejects it
+    /// tx.try_push(KIND_REQUEST, 0, 0, b"?")?;
+    /// let err = rx.try_pop_with(|_, _| ()).unwrap_err();
+    /// assert!(matches!(err, Error::RingCorrupted { ring: RingId::K2h, .. }));
+    /// # Ok::<(), ringbridge::Error>(())
+    /// ```
     pub fn ring_pair(&self, mem: &Arc<HostMemory>, ring: RingId) -> (RingProducer, RingConsumer) {
         let shared = as_shared(mem);
         let r = RingRef::new(shared, self, ring);
@@ -381,6 +508,21 @@ impl RegionLayout {
     }
 
     /// The producer and the consumer of one ring in lane format, over `mem`.
+    ///
+    /// ```
+    /// use ringbridge::error::RingId;
+    /// use ringbridge::layout::KIND_REQUEST;
+    /// use ringbridge::ring::{HostMemory, RegionLayout, RingSpec};
+    /// let layout = RegionLayout::new(RingSpec::lanes(4, 128)?)?;
+    /// let mem = HostMemory::new(layout.total_bytes)?;
+    /// layout.init(&*mem);
+    /// let (mut tx, mut rx) = layout.lane_pair(&mem, RingId::H2k);
+    /// assert_eq!(tx.max_payload(), 56);
+    /// tx.try_push(KIND_REQUEST, 3, b"lane")?;
+    /// let got = rx.try_pop_with(|h, p| (h.seq, h.flags, p.to_vec()))?;
+    /// assert_eq!(got, Some((0, 3, b"lane".to_vec())));
+    /// # Ok::<(), ringbridge::Error>(())
+    /// ```
     ///
     /// # Panics
     /// When the layout's spec is not [`SlotFormat::Lanes`].

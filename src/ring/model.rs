@@ -11,6 +11,29 @@ use crate::layout::KIND_REPLY;
 /// payload byte plus one, `correlation` = request `seq`), publishing the
 /// replies with one `head` store and freeing the requests with one `tail`
 /// store, as the kernel does. Waits for nothing: returns how many moved.
+///
+/// ```
+/// use ringbridge::error::RingId;
+/// use ringbridge::layout::KIND_REQUEST;
+/// use ringbridge::ring::{HostMemory, RegionLayout, RingSpec, model};
+/// let layout = RegionLayout::new(RingSpec::new(4, 64)?)?;
+/// let mem = HostMemory::new(layout.total_bytes)?;
+/// layout.init(&*mem);
+/// let (mut h2k_tx, mut h2k_rx) = layout.ring_pair(&mem, RingId::H2k);
+/// let (mut k2h_tx, mut k2h_rx) = layout.ring_pair(&mem, RingId::K2h);
+/// for p in [b"a", b"b", b"c"] {
+///     h2k_tx.try_push(KIND_REQUEST, 1, 0, p)?;
+/// }
+/// assert_eq!(model::echo_step(&mut h2k_rx, &mut k2h_tx, 2)?, 2); // at most `batch`
+/// assert_eq!(model::echo_step(&mut h2k_rx, &mut k2h_tx, 2)?, 1);
+/// assert_eq!(model::echo_step(&mut h2k_rx, &mut k2h_tx, 2)?, 0); // nothing left
+/// let mut replies = Vec::new();
+/// while let Some(r) = k2h_rx.try_pop_with(|h, p| (h.correlation, h.flags, p.to_vec()))? {
+///     replies.push(r);
+/// }
+/// assert_eq!(replies, [(0, 1, b"b".to_vec()), (1, 1, b"c".to_vec()), (2, 1, b"d".to_vec())]);
+/// # Ok::<(), ringbridge::Error>(())
+/// ```
 pub fn echo_step(h2k: &mut RingConsumer, k2h: &mut RingProducer, batch: u64) -> Result<u64> {
     let n = h2k.available()?.min(batch);
     if n == 0 {
@@ -38,6 +61,25 @@ pub fn echo_step(h2k: &mut RingConsumer, k2h: &mut RingProducer, batch: u64) -> 
 /// Serves until `control` asks to terminate, checking the request every
 /// `check_interval` idle polls (as the kernel does). Returns the number of
 /// messages served.
+///
+/// ```
+/// use ringbridge::error::RingId;
+/// use ringbridge::layout::KIND_REQUEST;
+/// use ringbridge::ring::{HostMemory, RegionLayout, RingSpec, model};
+/// let layout = RegionLayout::new(RingSpec::new(4, 64)?)?;
+/// let mem = HostMemory::new(layout.total_bytes)?;
+/// layout.init(&*mem);
+/// let (mut h2k_tx, mut h2k_rx) = layout.ring_pair(&mem, RingId::H2k);
+/// let (mut k2h_tx, mut k2h_rx) = layout.ring_pair(&mem, RingId::K2h);
+/// let control = layout.control(&mem);
+/// h2k_tx.try_push(KIND_REQUEST, 0, 0, b"x")?;
+/// h2k_tx.try_push(KIND_REQUEST, 0, 0, b"y")?;
+/// control.request_terminate(); // seen at the first idle poll, after both
+/// assert_eq!(model::serve_echo(&mut h2k_rx, &mut k2h_tx, &control, 8, 1)?, 2);
+/// assert_eq!(k2h_rx.try_pop_with(|_, p| p.to_vec())?, Some(b"y".to_vec()));
+/// assert_eq!(k2h_rx.try_pop_with(|_, p| p.to_vec())?, Some(b"z".to_vec()));
+/// # Ok::<(), ringbridge::Error>(())
+/// ```
 pub fn serve_echo(
     h2k: &mut RingConsumer,
     k2h: &mut RingProducer,
@@ -78,6 +120,23 @@ fn serve_with(
 /// limited by the free K2H slots (never dropping one), writes each echo reply
 /// lane by lane (each lane's tag published by its own store), then frees the
 /// requests with one `tail` store. Waits for nothing: returns how many moved.
+///
+/// ```
+/// use ringbridge::error::RingId;
+/// use ringbridge::layout::KIND_REQUEST;
+/// use ringbridge::ring::{HostMemory, RegionLayout, RingSpec, model};
+/// let layout = RegionLayout::new(RingSpec::lanes(4, 64)?)?;
+/// let mem = HostMemory::new(layout.total_bytes)?;
+/// layout.init(&*mem);
+/// let (mut h2k_tx, mut h2k_rx) = layout.lane_pair(&mem, RingId::H2k);
+/// let (mut k2h_tx, mut k2h_rx) = layout.lane_pair(&mem, RingId::K2h);
+/// h2k_tx.try_push(KIND_REQUEST, 7, &[0, 255])?;
+/// assert_eq!(model::lane_echo_step(&mut h2k_rx, &mut k2h_tx, 8)?, 1);
+/// assert_eq!(model::lane_echo_step(&mut h2k_rx, &mut k2h_tx, 8)?, 0);
+/// let reply = k2h_rx.try_pop_with(|h, p| (h.flags, p.to_vec()))?;
+/// assert_eq!(reply, Some((7, vec![1, 0]))); // every byte + 1, wrapping
+/// # Ok::<(), ringbridge::Error>(())
+/// ```
 pub fn lane_echo_step(h2k: &mut LaneConsumer, k2h: &mut LaneProducer, batch: u64) -> Result<u64> {
     let mut n = 0;
     let mut reply = Vec::new();
@@ -100,6 +159,25 @@ pub fn lane_echo_step(h2k: &mut LaneConsumer, k2h: &mut LaneProducer, batch: u64
 }
 
 /// [`serve_echo`] for lane-format rings.
+///
+/// ```
+/// use ringbridge::error::RingId;
+/// use ringbridge::layout::KIND_REQUEST;
+/// use ringbridge::ring::{HostMemory, RegionLayout, RingSpec, model};
+/// let layout = RegionLayout::new(RingSpec::lanes(4, 64)?)?;
+/// let mem = HostMemory::new(layout.total_bytes)?;
+/// layout.init(&*mem);
+/// let (mut h2k_tx, mut h2k_rx) = layout.lane_pair(&mem, RingId::H2k);
+/// let (mut k2h_tx, mut k2h_rx) = layout.lane_pair(&mem, RingId::K2h);
+/// let control = layout.control(&mem);
+/// for p in [b"a", b"b", b"c"] {
+///     h2k_tx.try_push(KIND_REQUEST, 0, p)?;
+/// }
+/// control.request_terminate();
+/// assert_eq!(model::serve_lane_echo(&mut h2k_rx, &mut k2h_tx, &control, 2, 1)?, 3);
+/// assert_eq!(k2h_rx.try_pop_with(|_, p| p.to_vec())?, Some(b"b".to_vec()));
+/// # Ok::<(), ringbridge::Error>(())
+/// ```
 pub fn serve_lane_echo(
     h2k: &mut LaneConsumer,
     k2h: &mut LaneProducer,

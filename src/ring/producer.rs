@@ -11,6 +11,25 @@ use crate::sync::Ordering;
 /// It keeps its own `head` locally and a cached copy of the consumer's
 /// `tail`; it reads the shared `tail` only when the cache says the ring is
 /// full. Every `tail` it reads is validated.
+///
+/// The host's producer on H2K, with the Rust model of the device half
+/// answering on K2H:
+///
+/// ```
+/// use ringbridge::error::RingId;
+/// use ringbridge::layout::{KIND_REPLY, KIND_REQUEST};
+/// use ringbridge::ring::{HostMemory, RegionLayout, RingSpec, model};
+/// let layout = RegionLayout::new(RingSpec::new(4, 64)?)?;
+/// let mem = HostMemory::new(layout.total_bytes)?;
+/// layout.init(&*mem);
+/// let (mut h2k_tx, mut h2k_rx) = layout.ring_pair(&mem, RingId::H2k);
+/// let (mut k2h_tx, mut k2h_rx) = layout.ring_pair(&mem, RingId::K2h);
+/// let seq = h2k_tx.try_push(KIND_REQUEST, 0, 0, b"abc")?.expect("room");
+/// assert_eq!(model::echo_step(&mut h2k_rx, &mut k2h_tx, 8)?, 1);
+/// let reply = k2h_rx.try_pop_with(|h, p| (h.kind, h.correlation, p.to_vec()))?;
+/// assert_eq!(reply, Some((KIND_REPLY, seq, b"bcd".to_vec())));
+/// # Ok::<(), ringbridge::Error>(())
+/// ```
 pub struct RingProducer {
     ring: RingRef,
     /// Next position to write; equals the shared `head` after `publish`.
@@ -32,27 +51,96 @@ impl RingProducer {
     }
 
     /// Largest payload one slot carries.
+    ///
+    /// ```
+    /// # use ringbridge::error::RingId;
+    /// # use ringbridge::layout::KIND_REQUEST;
+    /// # use ringbridge::ring::{HostMemory, RegionLayout, RingSpec};
+    /// # let layout = RegionLayout::new(RingSpec::new(4, 64)?)?;
+    /// # let mem = HostMemory::new(layout.total_bytes)?;
+    /// # layout.init(&*mem);
+    /// let (tx, _rx) = layout.ring_pair(&mem, RingId::H2k);
+    /// assert_eq!(tx.max_payload(), 64 - 32); // slot size minus the header
+    /// # Ok::<(), ringbridge::Error>(())
+    /// ```
     pub fn max_payload(&self) -> usize {
         self.ring.max_payload()
     }
 
     /// Slots in the ring.
+    ///
+    /// ```
+    /// # use ringbridge::error::RingId;
+    /// # use ringbridge::layout::KIND_REQUEST;
+    /// # use ringbridge::ring::{HostMemory, RegionLayout, RingSpec};
+    /// # let layout = RegionLayout::new(RingSpec::new(3, 64)?)?;
+    /// # let mem = HostMemory::new(layout.total_bytes)?;
+    /// # layout.init(&*mem);
+    /// let (tx, _rx) = layout.ring_pair(&mem, RingId::H2k);
+    /// assert_eq!(tx.capacity(), 4); // 3 rounded up to a power of two
+    /// # Ok::<(), ringbridge::Error>(())
+    /// ```
     pub fn capacity(&self) -> u64 {
         self.ring.capacity
     }
 
     /// The position (sequence number) the next message will get.
+    ///
+    /// ```
+    /// # use ringbridge::error::RingId;
+    /// # use ringbridge::layout::KIND_REQUEST;
+    /// # use ringbridge::ring::{HostMemory, RegionLayout, RingSpec};
+    /// # let layout = RegionLayout::new(RingSpec::new(4, 64)?)?;
+    /// # let mem = HostMemory::new(layout.total_bytes)?;
+    /// # layout.init(&*mem);
+    /// let (mut tx, _rx) = layout.ring_pair(&mem, RingId::H2k);
+    /// assert_eq!(tx.next_seq(), 0);
+    /// assert_eq!(tx.try_push(KIND_REQUEST, 0, 0, b"a")?, Some(0));
+    /// assert_eq!(tx.next_seq(), 1);
+    /// # Ok::<(), ringbridge::Error>(())
+    /// ```
     pub fn next_seq(&self) -> u64 {
         self.head
     }
 
     /// Messages written and published so far.
+    ///
+    /// ```
+    /// # use ringbridge::error::RingId;
+    /// # use ringbridge::layout::KIND_REQUEST;
+    /// # use ringbridge::ring::{HostMemory, RegionLayout, RingSpec};
+    /// # let layout = RegionLayout::new(RingSpec::new(4, 64)?)?;
+    /// # let mem = HostMemory::new(layout.total_bytes)?;
+    /// # layout.init(&*mem);
+    /// let (mut tx, _rx) = layout.ring_pair(&mem, RingId::H2k);
+    /// tx.write(KIND_REQUEST, 0, 0, b"a")?;
+    /// assert_eq!((tx.next_seq(), tx.published()), (1, 0)); // written, not published
+    /// tx.publish();
+    /// assert_eq!(tx.published(), 1);
+    /// # Ok::<(), ringbridge::Error>(())
+    /// ```
     pub fn published(&self) -> u64 {
         self.head - self.pending
     }
 
     /// Free slots, reading the consumer's `tail` only if the cached one says
     /// fewer than `want` are free.
+    ///
+    /// ```
+    /// # use ringbridge::error::RingId;
+    /// # use ringbridge::layout::KIND_REQUEST;
+    /// # use ringbridge::ring::{HostMemory, RegionLayout, RingSpec};
+    /// # let layout = RegionLayout::new(RingSpec::new(4, 64)?)?;
+    /// # let mem = HostMemory::new(layout.total_bytes)?;
+    /// # layout.init(&*mem);
+    /// let (mut tx, mut rx) = layout.ring_pair(&mem, RingId::H2k);
+    /// tx.try_push(KIND_REQUEST, 0, 0, b"a")?;
+    /// assert_eq!(tx.free(1)?, 3);
+    /// rx.try_pop_with(|_, _| ())?; // frees the slot
+    /// assert_eq!(tx.free(1)?, 3); // the cached tail says enough are free
+    /// assert_eq!(tx.free(4)?, 4); // asking for more reads the tail
+    /// # Ok::<(), ringbridge::Error>(())
+    /// ```
     pub fn free(&mut self, want: u64) -> Result<u64> {
         let mut free = self.ring.capacity - (self.head - self.tail_cache);
         if free < want {
@@ -77,6 +165,23 @@ impl RingProducer {
     /// its sequence number, or `None` when the ring is full.
     ///
     /// The caller checked `payload.len() <= self.max_payload()`.
+    ///
+    /// ```
+    /// # use ringbridge::error::RingId;
+    /// # use ringbridge::layout::KIND_REQUEST;
+    /// # use ringbridge::ring::{HostMemory, RegionLayout, RingSpec};
+    /// # let layout = RegionLayout::new(RingSpec::new(2, 64)?)?;
+    /// # let mem = HostMemory::new(layout.total_bytes)?;
+    /// # layout.init(&*mem);
+    /// let (mut tx, mut rx) = layout.ring_pair(&mem, RingId::H2k);
+    /// assert_eq!(tx.write(KIND_REQUEST, 0, 0, b"a")?, Some(0));
+    /// assert_eq!(tx.write(KIND_REQUEST, 0, 0, b"b")?, Some(1));
+    /// assert_eq!(tx.write(KIND_REQUEST, 0, 0, b"c")?, None); // full
+    /// assert_eq!(rx.available()?, 0); // nothing published yet
+    /// tx.publish();
+    /// assert_eq!(rx.available()?, 2);
+    /// # Ok::<(), ringbridge::Error>(())
+    /// ```
     pub fn write(
         &mut self,
         kind: u32,
@@ -122,6 +227,24 @@ impl RingProducer {
     }
 
     /// Publishes every written message with one release store of `head`.
+    ///
+    /// ```
+    /// # use ringbridge::error::RingId;
+    /// # use ringbridge::layout::KIND_REQUEST;
+    /// # use ringbridge::ring::{HostMemory, RegionLayout, RingSpec};
+    /// # let layout = RegionLayout::new(RingSpec::new(4, 64)?)?;
+    /// # let mem = HostMemory::new(layout.total_bytes)?;
+    /// # layout.init(&*mem);
+    /// let (mut tx, mut rx) = layout.ring_pair(&mem, RingId::H2k);
+    /// for p in [b"a", b"b", b"c"] {
+    ///     tx.write(KIND_REQUEST, 0, 0, p)?;
+    /// }
+    /// assert_eq!(rx.try_pop_with(|_, p| p.to_vec())?, None);
+    /// tx.publish(); // all three at once
+    /// assert_eq!(rx.available()?, 3);
+    /// assert_eq!(rx.try_pop_with(|_, p| p.to_vec())?, Some(b"a".to_vec()));
+    /// # Ok::<(), ringbridge::Error>(())
+    /// ```
     pub fn publish(&mut self) {
         if self.pending > 0 {
             // Release: orders every slot write above before the new `head`;
@@ -133,6 +256,21 @@ impl RingProducer {
 
     /// Writes one message and publishes it: `Ok(Some(seq))`, or `Ok(None)`
     /// when the ring is full.
+    ///
+    /// ```
+    /// # use ringbridge::error::RingId;
+    /// # use ringbridge::layout::KIND_REQUEST;
+    /// # use ringbridge::ring::{HostMemory, RegionLayout, RingSpec};
+    /// # let layout = RegionLayout::new(RingSpec::new(1, 64)?)?;
+    /// # let mem = HostMemory::new(layout.total_bytes)?;
+    /// # layout.init(&*mem);
+    /// let (mut tx, mut rx) = layout.ring_pair(&mem, RingId::H2k);
+    /// assert_eq!(tx.try_push(KIND_REQUEST, 0, 0, b"a")?, Some(0));
+    /// assert_eq!(tx.try_push(KIND_REQUEST, 0, 0, b"b")?, None); // full
+    /// assert_eq!(rx.try_pop_with(|_, p| p.to_vec())?, Some(b"a".to_vec()));
+    /// assert_eq!(tx.try_push(KIND_REQUEST, 0, 0, b"b")?, Some(1)); // room again
+    /// # Ok::<(), ringbridge::Error>(())
+    /// ```
     pub fn try_push(
         &mut self,
         kind: u32,
