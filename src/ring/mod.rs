@@ -71,6 +71,12 @@ pub enum SlotFormat {
     /// size of at most [`AUTO_LANES_MAX_SLOT_SIZE`] bytes, so payloads up to
     /// 96 bytes) with a built-in kernel; [`SlotFormat::Slots`] otherwise,
     /// and always on the host fallback, where slots measured faster.
+    ///
+    /// Lanes are the latency format (2.7 us p50 at 64 B on an H200). For
+    /// streaming many small messages ask for [`SlotFormat::Slots`]: a lane
+    /// block serves one slot per warp per round, so lanes streamed 64-byte
+    /// messages at 1.4 M msg/s against 47 M msg/s in slots on the same card
+    /// (`ringbridge stream` always uses slots).
     #[default]
     Auto,
     /// A message header then the payload; the receiver acquires the ring's
