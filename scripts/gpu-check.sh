@@ -48,7 +48,7 @@ for t in test-kernels test-bridge_cuda test-cuda_faults test-lanes; do
   [ -x "$t" ] || continue
   # --nocapture: a panic in a test's helper thread shows at once, even if
   # the test then waits and the time limit stops it.
-  step "$t" 90 "./$t" --test-threads=1 --nocapture
+  step "$t" 180 "./$t" --test-threads=1 --nocapture
   grep -E '^test result|FAILED|panicked|skipped' "$r/$t.log" | head -12 | tee -a "$summary"
 done
 
