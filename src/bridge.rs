@@ -452,7 +452,7 @@ impl BridgeBuilder {
         }
         if stripes == 0 || u32::try_from(stripes).is_err() {
             return Err(Error::InvalidArgument(format!(
-                "a group of {stripes} stripes"
+                "{stripes} stripes: a group has at least one, and fewer than 2^32"
             )));
         }
         if stripes > 1 && self.emulated_block.is_some() {
