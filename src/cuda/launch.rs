@@ -134,6 +134,7 @@ impl CudaKernel {
     /// `1..=1024`, an entry name containing NUL, or a grid larger than the
     /// GPU holds at once (every block of a persistent kernel must be
     /// resident: a block waiting for a free SM would wait forever);
+    /// [`Error::DeviceBusy`] while another kernel of this process may run;
     /// [`Error::InvalidImage`] for an empty image or one the driver rejects;
     /// [`Error::EntryNotFound`] when it has no such entry;
     /// [`Error::Cuda`] when another driver call fails (including the launch).
@@ -169,16 +170,20 @@ impl CudaKernel {
         bytemuck::cast_slice_mut::<u64, u8>(&mut aligned)[..image.len()].copy_from_slice(image);
 
         bind(ctx).map_err(cuda_err("cuCtxSetCurrent"))?;
+        // Loading may allocate device memory for the module's globals, which
+        // can wait for running work like pinning does: only while none of
+        // our kernels runs (`DeviceBusy` otherwise).
         // SAFETY: the context is current; `aligned` is a complete image
         // followed by NUL bytes and outlives the call (the driver copies it).
         let module =
-            unsafe { result::module::load_data(aligned.as_ptr().cast()) }.map_err(|e| {
-                if is_image_error(e) {
-                    Error::InvalidImage(describe(e))
-                } else {
-                    cuda_err("cuModuleLoadData")(e)
-                }
-            })?;
+            while_no_kernel_runs(|| unsafe { result::module::load_data(aligned.as_ptr().cast()) })?
+                .map_err(|e| {
+                    if is_image_error(e) {
+                        Error::InvalidImage(describe(e))
+                    } else {
+                        cuda_err("cuModuleLoadData")(e)
+                    }
+                })?;
 
         // From here on, `kernel`'s `Drop` releases what exists on every error
         // path (nothing runs until `launched` is set).
@@ -308,9 +313,18 @@ impl CudaKernel {
             self.stream = std::ptr::null_mut();
         }
         if !self.module.is_null() {
+            // Unloading frees the module's device memory, which can wait for
+            // running work: while another kernel of ours may run, the module
+            // is leaked instead.
             // SAFETY: the module was loaded here and is unloaded once; no
             // kernel of it runs any more.
-            let _ = unsafe { result::module::unload(self.module) };
+            let unloaded = while_no_kernel_runs(|| unsafe { result::module::unload(self.module) });
+            if let Err(Error::DeviceBusy { running }) = unloaded {
+                eprintln!(
+                    "ringbridge: leaking a kernel module: {running} kernel(s) of this process \
+                     may still run, and unloading could wait for them"
+                );
+            }
             self.module = std::ptr::null_mut();
         }
     }
