@@ -87,9 +87,11 @@ pub enum Error {
     /// No CUDA driver could be loaded, or it reports no usable GPU.
     #[error("CUDA is not available: {0}")]
     CudaUnavailable(String),
-    /// A CUDA bridge was launched while a kernel of this process may still
-    /// be serving: pinning its memory would wait for that kernel, forever.
-    /// Shut the running bridge down (or drop it) first.
+    /// A CUDA bridge (or striped group) was launched while a kernel of this
+    /// process may still be serving: pinning its memory, or loading its
+    /// module, would wait for that kernel, forever. Shut the running bridge
+    /// down (or drop it) first; for several ring pairs at once, launch them
+    /// together as a [`StripedBridge`](crate::StripedBridge).
     #[error(
         "{running} ringbridge CUDA kernel(s) of this process may still be running: a new bridge's \
          page-locked allocation would wait for them forever (CUDA implicit synchronization); \
