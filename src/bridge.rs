@@ -1,6 +1,6 @@
 //! The user-facing bridge: launch a device half, send requests, receive replies.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -498,39 +498,54 @@ impl BridgeBuilder {
 /// One bridge's region and the engine serving it.
 type Part = (Arc<dyn SharedMemory>, Box<dyn Engine>);
 
-/// Writes the configuration both sides read before the device half starts.
-fn prepare<M: SharedMemory + ?Sized>(layout: &RegionLayout, mem: &M, param: u64, interval: u64) {
-    layout.init(mem);
-    let words = mem.words();
+/// Writes the configuration both sides read before the device half starts
+/// into one region's words.
+fn prepare(layout: &RegionLayout, words: &[AtomicU64], param: u64, interval: u64) {
+    layout.init_words(words);
     // Relaxed: the launch or thread spawn that follows orders these writes
     // before the device half's first read.
-    words[crate::word_of!(crate::layout::ControlBlock, param)]
-        .store(param, std::sync::atomic::Ordering::Relaxed);
+    words[crate::word_of!(crate::layout::ControlBlock, param)].store(param, Ordering::Relaxed);
     words[crate::word_of!(crate::layout::ControlBlock, check_interval)]
-        .store(interval, std::sync::atomic::Ordering::Relaxed);
+        .store(interval, Ordering::Relaxed);
 }
 
-/// Lays out `stripes` regions in `group`, `layout.stripe_stride()` apart,
-/// each prepared as [`prepare`] does and told the group's shape; returns
-/// each region's view.
-fn prepare_group<M: SharedMemory + 'static>(
+/// Prepares `stripes` regions of `group`, `layout.stripe_stride()` apart,
+/// each as [`prepare`] does, and tells each the group's shape.
+fn prepare_group<M: SharedMemory + ?Sized>(
     layout: &RegionLayout,
-    group: &Arc<M>,
+    group: &M,
     stripes: usize,
     param: u64,
     interval: u64,
-) -> Result<Vec<Arc<dyn SharedMemory>>> {
+) -> Result<()> {
     let stride = layout.stripe_stride();
+    for b in 0..stripes {
+        let first = b * stride / 8;
+        let words = group
+            .words()
+            .get(first..first + layout.total_bytes / 8)
+            .ok_or_else(|| {
+                Error::InvalidArgument(format!("region {b} lies outside the group's memory"))
+            })?;
+        prepare(layout, words, param, interval);
+        // Relaxed: as in `prepare`.
+        words[crate::word_of!(crate::layout::ControlBlock, stripes)]
+            .store(stripes as u64, Ordering::Relaxed);
+        words[crate::word_of!(crate::layout::ControlBlock, stripe_stride)]
+            .store(stride as u64, Ordering::Relaxed);
+    }
+    Ok(())
+}
+
+/// Each region of a prepared group as a bridge's own memory.
+fn stripe_views<M: SharedMemory + 'static>(
+    layout: &RegionLayout,
+    group: &Arc<M>,
+    stripes: usize,
+) -> Result<Vec<Arc<dyn SharedMemory>>> {
     (0..stripes)
         .map(|b| {
-            let view = StripeMemory::new(group, b, stride, layout.total_bytes)?;
-            prepare(layout, &view, param, interval);
-            let words = view.words();
-            // Relaxed: as in `prepare`.
-            words[crate::word_of!(crate::layout::ControlBlock, stripes)]
-                .store(stripes as u64, std::sync::atomic::Ordering::Relaxed);
-            words[crate::word_of!(crate::layout::ControlBlock, stripe_stride)]
-                .store(stride as u64, std::sync::atomic::Ordering::Relaxed);
+            let view = StripeMemory::new(group, b, layout.stripe_stride(), layout.total_bytes)?;
             Ok(Arc::new(view) as Arc<dyn SharedMemory>)
         })
         .collect()
@@ -567,13 +582,14 @@ fn launch_host(
     };
     if stripes == 1 {
         let mem = HostMemory::new(layout.total_bytes)?;
-        prepare(layout, &*mem, param, b.check_interval);
+        prepare(layout, mem.words(), param, b.check_interval);
         let engine = HostEngine::spawn(&mem, layout, kernel(), b.emulated_block, 0)?;
         return Ok(vec![(mem, Box::new(engine))]);
     }
     let bytes = group_bytes(layout, stripes)?;
     let group = HostMemory::new(bytes)?;
-    let regions = prepare_group(layout, &group, stripes, param, b.check_interval)?;
+    prepare_group(layout, &*group, stripes, param, b.check_interval)?;
+    let regions = stripe_views(layout, &group, stripes)?;
     let mut parts: Vec<Part> = Vec::with_capacity(stripes);
     for (block, region) in regions.iter().enumerate() {
         // Every thread gets region 0's addresses and serves region `block`,
@@ -639,7 +655,7 @@ fn launch_cuda(
     };
     if stripes == 1 {
         let mem = Arc::new(crate::cuda::MappedMemory::new(&ctx, layout.total_bytes)?);
-        prepare(layout, &*mem, param, b.check_interval);
+        prepare(layout, mem.words(), param, b.check_interval);
         let kernel = crate::cuda::CudaKernel::launch(
             &ctx,
             image,
@@ -658,12 +674,9 @@ fn launch_cuda(
     let bytes = group_bytes(layout, stripes)?;
     // Phase one: the whole group's memory, pinned and prepared, before any
     // kernel of it runs (a page-locked allocation waits for running work).
-    let mem = Arc::new(crate::cuda::MappedMemory::new(&ctx, bytes)?);
+    let mem = crate::cuda::MappedMemory::new(&ctx, bytes)?;
     prepare_group(layout, &mem, stripes, param, b.check_interval)?;
     // Phase two: one launch of `stripes` blocks, all given region 0.
-    let mem = Arc::into_inner(mem).ok_or_else(|| {
-        Error::InvalidArgument("the group's memory is still shared after preparing it".into())
-    })?;
     let kernel = crate::cuda::CudaKernel::launch(
         &ctx,
         image,
@@ -673,12 +686,12 @@ fn launch_cuda(
         args(mem.device_address()),
     )?;
     let group = Arc::new(crate::cuda::CudaGroup::new(kernel, mem));
-    let stride = layout.stripe_stride();
-    (0..stripes)
-        .map(|b| {
-            let region: Arc<dyn SharedMemory> =
-                Arc::new(StripeMemory::new(&group, b, stride, layout.total_bytes)?);
-            let engine = crate::cuda::StripeEngine::new(&group, b * stride)?;
+    let regions = stripe_views(layout, &group, stripes)?;
+    regions
+        .into_iter()
+        .enumerate()
+        .map(|(b, region)| {
+            let engine = crate::cuda::StripeEngine::new(&group, b * layout.stripe_stride())?;
             Ok((region, Box::new(engine) as Box<dyn Engine>))
         })
         .collect()

@@ -427,7 +427,12 @@ impl RegionLayout {
     /// # Ok::<(), ringbridge::Error>(())
     /// ```
     pub fn init<M: SharedMemory + ?Sized>(&self, mem: &M) {
-        let words = mem.words();
+        self.init_words(mem.words());
+    }
+
+    /// [`init`](Self::init) over the region's words (a region of a group is
+    /// a slice of the group's words).
+    pub(crate) fn init_words(&self, words: &[AtomicU64]) {
         for ring in [RingId::H2k, RingId::K2h] {
             let base = self.ring_offset(ring) / 8;
             let set = |w: usize, v: u64| words[base + w].store(v, Ordering::Relaxed);
