@@ -241,7 +241,10 @@ impl LaneProducer {
             d.store(data, Ordering::Relaxed);
             t.store(tag, Ordering::Release);
         };
-        for (i, chunk) in payload.chunks(8).enumerate() {
+        // Last payload lane first, lane 0 last: the slot's first cache line
+        // (lanes 0-3) is then written in one burst at the end, so a reader
+        // spinning on lane 0 takes that line from us once, not twice.
+        for (i, chunk) in payload.chunks(8).enumerate().rev() {
             let mut word = [0u8; 8];
             word[..chunk.len()].copy_from_slice(chunk);
             put(1 + i, u64::from_ne_bytes(word));
