@@ -135,12 +135,15 @@ fn compare_host_json() {
         "--backend",
         "host",
         "--messages",
-        "2000",
+        "2005",
         "--json",
     ]);
     assert_eq!(v["backend"], "host");
     assert_eq!(v["payload_bytes"], 64);
-    assert_eq!(v["messages"], 2000);
+    assert_eq!(v["messages"], 2005);
+    // Floor and fallback alternate in 10 rounds; 2005 does not split
+    // evenly, and every message is still timed exactly once.
+    assert_eq!(v["rounds"], 10);
     let results = v["results"].as_array().expect("results");
     let names: Vec<&str> = results
         .iter()
@@ -154,7 +157,7 @@ fn compare_host_json() {
         );
         assert!(r["p50_ns"].as_u64().unwrap() > 0);
         assert!(r["p99_ns"].as_u64().unwrap() >= r["p50_ns"].as_u64().unwrap());
-        assert_eq!(r["samples"], 2000);
+        assert_eq!(r["samples"], 2005);
     }
     assert!((results[1]["ratio_to_ringbridge"].as_f64().unwrap() - 1.0).abs() < 1e-9);
     assert!(v["fallback_over_floor"].as_f64().unwrap() > 0.0);
@@ -167,6 +170,16 @@ fn compare_host_text_table() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("pingpong_floor") && text.contains("ringbridge"));
     assert!(text.contains("p50"));
+    assert!(text.contains("alternated in 10 rounds"), "{text}");
+}
+
+#[test]
+fn compare_host_fewer_messages_than_rounds() {
+    let v = json(&["compare", "--backend", "host", "--messages", "3", "--json"]);
+    assert_eq!(v["rounds"], 3);
+    for r in v["results"].as_array().expect("results") {
+        assert_eq!(r["samples"], 3);
+    }
 }
 
 fn assert_svg(path: &PathBuf) {

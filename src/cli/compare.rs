@@ -7,7 +7,7 @@
 //!   persistent kernel with the "volatile + `__threadfence_system()`"
 //!   protocol; and ringbridge's persistent kernel.
 //! - Host backend: the floor (two threads ping-ponging a counter through two
-//!   cache lines) and ringbridge's host fallback.
+//!   cache lines) and ringbridge's host fallback, alternating in rounds.
 //!
 //! Every reply is checked; a wrong one is an error (non-zero exit).
 
@@ -28,6 +28,8 @@ use super::progress::Progress;
 
 /// Name of ringbridge's own row.
 const RINGBRIDGE: &str = "ringbridge";
+/// Alternating floor/fallback rounds of a host comparison.
+const HOST_ROUNDS: u64 = 10;
 /// Name of the host floor's row.
 const FLOOR: &str = "pingpong_floor";
 /// How long the floor waits for one answer before calling the peer dead.
@@ -71,6 +73,9 @@ struct Report {
     results: Vec<Row>,
     /// Host backend: ringbridge fallback p50 over the floor's p50.
     fallback_over_floor: Option<f64>,
+    /// Host backend: alternating floor/fallback rounds (each with its own
+    /// warm-up).
+    rounds: Option<u64>,
 }
 
 pub(crate) fn run(args: &CompareArgs) -> anyhow::Result<()> {
@@ -94,25 +99,34 @@ pub(crate) fn run(args: &CompareArgs) -> anyhow::Result<()> {
     let builder = b.builder(SlotFormat::Auto)?.backend(backend);
     if !b.json {
         println!(
-            "ringbridge compare: backend {backend} ({reason}){}, payload {} B, {} round trips (+{} warm-up) each",
+            "ringbridge compare: backend {backend} ({reason}){}, payload {} B, {} round trips each (+{} warm-up{})",
             gpu.as_deref()
                 .map(|g| format!(" on {g}"))
                 .unwrap_or_default(),
             b.payload,
             args.messages,
-            args.warmup
+            args.warmup,
+            if backend == Backend::Cuda {
+                ""
+            } else {
+                " per round"
+            }
         );
     }
-
-    let bridge = builder.launch().context("cannot launch the bridge")?;
-    let ours = measure_bridge(&bridge, args);
-    let stopped = bridge.shutdown();
-    let ours = ours?;
-    stopped.context("cannot shut the bridge down")?;
 
     let mut measured = Vec::new();
     match backend {
         Backend::Cuda => {
+            let bridge = builder.launch().context("cannot launch the bridge")?;
+            let mut bar = Progress::new(
+                format!("compare {RINGBRIDGE}"),
+                args.warmup + args.messages,
+                b.json,
+            );
+            let ours = measure_bridge(&bridge, b.payload, args.warmup, args.messages, &mut bar);
+            let stopped = bridge.shutdown();
+            let ours = ours?;
+            stopped.context("cannot shut the bridge down")?;
             let work = Workload {
                 device: b.device,
                 payload: b.payload,
@@ -130,14 +144,26 @@ pub(crate) fn run(args: &CompareArgs) -> anyhow::Result<()> {
                     samples,
                 });
             }
+            measured.push(Measured {
+                name: RINGBRIDGE,
+                description: "ringbridge: persistent kernel, SPSC rings in mapped memory",
+                samples: ours,
+            });
         }
-        _ => measured.push(Measured {
-            name: FLOOR,
-            description: "two threads ping-ponging a counter through two cache lines (the floor)",
-            samples: floor(args)?,
-        }),
+        _ => {
+            let (floor, ours) = host_rounds(&builder, args)?;
+            measured.push(Measured {
+                name: FLOOR,
+                description: "two threads ping-ponging a counter through two cache lines (the floor)",
+                samples: floor,
+            });
+            measured.push(Measured {
+                name: RINGBRIDGE,
+                description: "ringbridge host fallback: the same ring protocol on a CPU thread",
+                samples: ours,
+            });
+        }
     }
-    measured.push(ours);
 
     let series: Vec<Series<'_>> = measured
         .iter()
@@ -191,6 +217,7 @@ pub(crate) fn run(args: &CompareArgs) -> anyhow::Result<()> {
         warmup: args.warmup,
         results: rows,
         fallback_over_floor,
+        rounds: (backend != Backend::Cuda).then(|| HOST_ROUNDS.min(args.messages)),
     };
     if b.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
@@ -242,17 +269,65 @@ fn print_table(r: &Report) {
     }
     println!("(p50 ratio: the row's p50 over ringbridge's p50; every reply was checked)");
     if let Some(x) = r.fallback_over_floor {
+        if let Some(rounds) = r.rounds {
+            println!("(floor and fallback alternated in {rounds} rounds)");
+        }
         println!("ringbridge host fallback p50 / floor p50 = {x:.2}x (target: at most 1.5x)");
     }
 }
 
-/// ringbridge itself: send + receive one message at a time, checked.
-fn measure_bridge(bridge: &Bridge, args: &CompareArgs) -> anyhow::Result<Measured> {
-    let size = args.bridge.payload;
-    let total = args.warmup + args.messages;
+/// Host backend: the floor and the fallback in [`HOST_ROUNDS`] alternating
+/// rounds (floor, then a freshly launched fallback bridge), each with its own
+/// warm-up and its share of the messages. A VM may move its two vCPUs
+/// between cores at any moment, which changes both figures (a 150 ns floor
+/// became 500 ns from one run to the next on a 2-vCPU VM): alternating puts
+/// both rows through the same placements, so their ratio stays meaningful.
+/// Only one pair of threads spins at a time (each round's floor peer has
+/// ended and the bridge is shut down before the other starts).
+fn host_rounds(
+    builder: &ringbridge::BridgeBuilder,
+    args: &CompareArgs,
+) -> anyhow::Result<(Vec<u64>, Vec<u64>)> {
+    let rounds = HOST_ROUNDS.min(args.messages);
+    let per_round = |r: u64| args.messages / rounds + u64::from(r < args.messages % rounds);
+    let total = 2 * (rounds * args.warmup + args.messages);
+    let mut bar = Progress::new("compare host", total, args.bridge.json);
+    let capacity = usize::try_from(args.messages).unwrap_or(0);
+    let (mut floor_samples, mut ours) =
+        (Vec::with_capacity(capacity), Vec::with_capacity(capacity));
+    for r in 0..rounds {
+        floor_samples.extend(floor(args.warmup, per_round(r), &mut bar)?);
+        let bridge = builder
+            .clone()
+            .launch()
+            .context("cannot launch the bridge")?;
+        let got = measure_bridge(
+            &bridge,
+            args.bridge.payload,
+            args.warmup,
+            per_round(r),
+            &mut bar,
+        );
+        let stopped = bridge.shutdown();
+        ours.extend(got?);
+        stopped.context("cannot shut the bridge down")?;
+    }
+    bar.finish();
+    Ok((floor_samples, ours))
+}
+
+/// ringbridge itself: send + receive one message at a time, checked;
+/// `warmup` untimed round trips first, then `messages` timed ones.
+fn measure_bridge(
+    bridge: &Bridge,
+    size: usize,
+    warmup: u64,
+    messages: u64,
+    bar: &mut Progress,
+) -> anyhow::Result<Vec<u64>> {
+    let total = warmup + messages;
     let mut payload: Vec<u8> = (0..size).map(|i| (i * 13 + 5) as u8).collect();
-    let mut samples = Vec::with_capacity(usize::try_from(args.messages).unwrap_or(0));
-    let mut bar = Progress::new(format!("compare {RINGBRIDGE}"), total, args.bridge.json);
+    let mut samples = Vec::with_capacity(usize::try_from(messages).unwrap_or(0));
     for i in 0..total {
         payload[..size.min(8)].copy_from_slice(&i.to_le_bytes()[..size.min(8)]);
         let t0 = Instant::now();
@@ -266,28 +341,22 @@ fn measure_bridge(bridge: &Bridge, args: &CompareArgs) -> anyhow::Result<Measure
         if !ok {
             bail!("{RINGBRIDGE}: wrong reply to message {i}");
         }
-        if i >= args.warmup {
+        if i >= warmup {
             samples.push(dt);
         }
-        bar.set(i + 1);
+        bar.inc();
     }
-    Ok(Measured {
-        name: RINGBRIDGE,
-        description: match bridge.backend() {
-            Backend::Cuda => "ringbridge: persistent kernel, SPSC rings in mapped memory",
-            _ => "ringbridge host fallback: the same ring protocol on a CPU thread",
-        },
-        samples,
-    })
+    Ok(samples)
 }
 
-/// Spins until `f` returns `Some`, backing off the way the bridge's own
-/// waits do (`crossbeam_utils::Backoff`: spin, then yield, since the machine
-/// may have fewer free cores than spinning threads), and gives up after
-/// [`FLOOR_TIMEOUT`].
+/// Spins until `f` returns `Some` with the wait policy of the bridge's own
+/// receive loop: one pause per poll for the first 1024 polls, then a yield
+/// per poll (the machine may have fewer free cores than spinning threads).
+/// Gives up after [`FLOOR_TIMEOUT`]. (crossbeam's `Backoff` would be wrong
+/// here: it spins up to 64 pauses per poll and starts yielding after ten
+/// polls, which puts its own delay into the floor.)
 fn spin_until<T>(mut f: impl FnMut() -> Option<T>) -> Option<T> {
     let start = Instant::now();
-    let backoff = crossbeam_utils::Backoff::new();
     let mut spins = 0u32;
     loop {
         if let Some(v) = f() {
@@ -297,18 +366,21 @@ fn spin_until<T>(mut f: impl FnMut() -> Option<T>) -> Option<T> {
         if spins % 1024 == 0 && start.elapsed() > FLOOR_TIMEOUT {
             return None;
         }
-        backoff.snooze();
+        if spins < 1 << 10 {
+            std::hint::spin_loop();
+        } else {
+            std::thread::yield_now();
+        }
     }
 }
 
 /// The host floor: the main thread stores `i` in one cache line (release),
 /// a peer thread spins for it (acquire) and answers `i` in another line;
 /// each round trip is timed and its answer checked.
-fn floor(args: &CompareArgs) -> anyhow::Result<Vec<u64>> {
+fn floor(warmup: u64, messages: u64, bar: &mut Progress) -> anyhow::Result<Vec<u64>> {
     let ping = CachePadded::new(AtomicU64::new(0));
     let pong = CachePadded::new(AtomicU64::new(0));
-    let total = args.warmup + args.messages;
-    let mut bar = Progress::new(format!("compare {FLOOR}"), total, args.bridge.json);
+    let total = warmup + messages;
     std::thread::scope(|s| {
         let peer = s.spawn(|| {
             let mut last = 0;
@@ -328,7 +400,7 @@ fn floor(args: &CompareArgs) -> anyhow::Result<Vec<u64>> {
             }
         });
         let result = (|| -> anyhow::Result<Vec<u64>> {
-            let mut samples = Vec::with_capacity(usize::try_from(args.messages).unwrap_or(0));
+            let mut samples = Vec::with_capacity(usize::try_from(messages).unwrap_or(0));
             for i in 1..=total {
                 let t0 = Instant::now();
                 ping.store(i, Ordering::Release);
@@ -342,10 +414,10 @@ fn floor(args: &CompareArgs) -> anyhow::Result<Vec<u64>> {
                     Some(v) => bail!("{FLOOR}: wrong answer to message {i}: {v}"),
                     None => bail!("{FLOOR}: no answer to message {i} within {FLOOR_TIMEOUT:?}"),
                 }
-                if i > args.warmup {
+                if i > warmup {
                     samples.push(dt);
                 }
-                bar.set(i);
+                bar.inc();
             }
             Ok(samples)
         })();

@@ -104,7 +104,8 @@ pub(crate) struct CompareArgs {
     /// Timed round trips per alternative.
     #[arg(long, default_value_t = 20_000)]
     pub messages: u64,
-    /// Untimed round trips first, per alternative.
+    /// Untimed round trips first, per alternative (on the host backend, per
+    /// round: the floor and the fallback alternate in 10 rounds).
     #[arg(long, default_value_t = 500)]
     pub warmup: u64,
     #[command(flatten)]

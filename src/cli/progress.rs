@@ -28,6 +28,8 @@ pub(crate) struct Progress {
     calls: u32,
     /// Steps done when the clock was last read.
     seen: u64,
+    /// Steps counted by [`inc`](Self::inc).
+    count: u64,
 }
 
 impl Progress {
@@ -42,6 +44,7 @@ impl Progress {
             drawn: None,
             calls: 0,
             seen: 0,
+            count: 0,
         }
     }
 
@@ -63,6 +66,12 @@ impl Progress {
         }
         self.drawn = Some(now);
         self.draw(done.min(self.total), now - self.started);
+    }
+
+    /// Records one more completed step.
+    pub(crate) fn inc(&mut self) {
+        self.count += 1;
+        self.set(self.count);
     }
 
     /// Draws the bar for `done` steps after `elapsed`.
