@@ -78,6 +78,33 @@ fn backpressure_in_both_directions_loses_nothing() {
     ));
 }
 
+/// The fallback claims the next reply slot's cache lines ahead of time only
+/// while that slot is free: with K2H full, the next slot holds a reply the
+/// host has not read, and touching it would zero that reply's sequence and
+/// a payload word (seen as corruption or a wrong payload here).
+#[test]
+fn full_reply_ring_keeps_every_unread_reply_intact() {
+    let bridge = host().capacity(2).slot_size(128).launch().unwrap();
+    // Position 0 first, so the replies below sit at positions 1 and 2 and
+    // a zeroed sequence word would not match.
+    let payload = |i: u8| -> Vec<u8> { (0..64).map(|k| k ^ i.wrapping_mul(37)).collect() };
+    assert_eq!(
+        bridge.round_trip(&payload(0)).unwrap().payload,
+        expected_echo(&payload(0))
+    );
+    for i in 1..=4u8 {
+        bridge.send(&payload(i)).unwrap(); // 2 replies fill K2H, 2 requests H2K
+    }
+    // Let the fallback publish both replies and stop at the full K2H ring.
+    std::thread::sleep(Duration::from_millis(50));
+    for i in 1..=4u8 {
+        let r = bridge.recv().unwrap();
+        assert_eq!(r.header.correlation, u64::from(i));
+        assert_eq!(r.payload, expected_echo(&payload(i)), "reply {i}");
+    }
+    bridge.shutdown().unwrap();
+}
+
 #[test]
 fn batches_cross_small_rings_in_order() {
     let bridge = host().capacity(8).launch().unwrap();
