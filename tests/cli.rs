@@ -102,6 +102,51 @@ fn stream_host_json() {
     has_keys(&v, &["msgs_per_s", "gbytes_per_s"]);
     assert_eq!(v["lost"], 0);
     assert_eq!(v["messages"], 100_000);
+    // The same pipeline through two host SPSC queues, side by side.
+    let q = &v["queue_ceiling"];
+    has_keys(
+        q,
+        &["msgs_per_s", "gbytes_per_s", "seconds", "fallback_share"],
+    );
+    let (ours, queue) = (
+        v["msgs_per_s"].as_f64().unwrap(),
+        q["msgs_per_s"].as_f64().unwrap(),
+    );
+    assert!(queue > 0.0);
+    assert!((q["fallback_share"].as_f64().unwrap() - ours / queue).abs() < 1e-9);
+}
+
+#[test]
+fn stream_queue_ceiling_covers_every_slot_size_up_to_4_kib() {
+    // One payload per message size of the ceiling (64, 256, 1024, 4096 B);
+    // a wrong reply there fails the command.
+    for payload in ["1", "65", "1000", "4096"] {
+        let v = json(&[
+            "stream",
+            "--backend",
+            "host",
+            "--payload",
+            payload,
+            "--messages",
+            "3000",
+            "--batch",
+            "7",
+            "--json",
+        ]);
+        assert_eq!(v["lost"], 0);
+        assert!(v["queue_ceiling"].is_object(), "payload {payload}");
+    }
+    let v = json(&[
+        "stream",
+        "--backend",
+        "host",
+        "--payload",
+        "5000",
+        "--messages",
+        "100",
+        "--json",
+    ]);
+    assert!(v["queue_ceiling"].is_null(), "no ceiling above 4 KiB");
 }
 
 #[test]
@@ -120,6 +165,10 @@ fn stream_over_striped_rings() {
     ]);
     assert_eq!(v["stripes"], 3);
     assert_eq!(v["format"], "slots");
+    assert!(
+        v["queue_ceiling"].is_null(),
+        "the ceiling is a one-stripe figure"
+    );
     assert_eq!(v["lost"], 0);
     assert_eq!(v["messages"], 30_001);
     fails(

@@ -6,6 +6,7 @@ mod info;
 mod latency;
 mod plot;
 mod progress;
+mod queue_ceiling;
 mod stream;
 
 use std::path::PathBuf;

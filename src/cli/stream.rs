@@ -1,4 +1,7 @@
-//! `ringbridge stream`: a producer and a consumer thread, pipelined.
+//! `ringbridge stream`: a producer and a consumer thread, pipelined. On the
+//! host backend with one stripe it then runs the same pipeline through two
+//! host SPSC queues (`queue_ceiling`), so the fallback's rate is reported
+//! next to what the host queue allows on the same cores.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -26,6 +29,19 @@ struct Report {
     seconds: f64,
     msgs_per_s: f64,
     gbytes_per_s: f64,
+    /// Host backend, one stripe: the same pipeline through two host SPSC
+    /// queues, run right after in the same process (`None` elsewhere).
+    queue_ceiling: Option<QueueCeiling>,
+}
+
+/// The host SPSC queue's rate for the fallback's pipeline.
+#[derive(Serialize)]
+struct QueueCeiling {
+    seconds: f64,
+    msgs_per_s: f64,
+    gbytes_per_s: f64,
+    /// The fallback's msgs_per_s over the queue's.
+    fallback_share: f64,
 }
 
 /// Payloads of the stream: message `i` carries its index in its first 8
@@ -33,12 +49,12 @@ struct Report {
 /// which is the same pattern shifted by one. All 256 shifts are built once,
 /// so filling a message and checking a reply are a copy and a compare, not a
 /// loop over bytes: the host side must keep up with the GPU.
-struct Patterns {
+pub(crate) struct Patterns {
     shifted: Vec<Vec<u8>>,
 }
 
 impl Patterns {
-    fn new(size: usize) -> Self {
+    pub(crate) fn new(size: usize) -> Self {
         let shifted = (0..=255u8)
             .map(|c| {
                 (0..size)
@@ -50,19 +66,19 @@ impl Patterns {
     }
 
     /// Payload bytes per message.
-    fn size(&self) -> usize {
+    pub(crate) fn size(&self) -> usize {
         self.shifted[0].len()
     }
 
     /// Writes message `i` into `buf`.
-    fn fill(&self, buf: &mut [u8], i: u64) {
+    pub(crate) fn fill(&self, buf: &mut [u8], i: u64) {
         buf.copy_from_slice(&self.shifted[i as u8 as usize]);
         let n = buf.len().min(8);
         buf[..n].copy_from_slice(&i.to_le_bytes()[..n]);
     }
 
     /// Whether `reply` is message `i` with every byte + 1.
-    fn is_reply(&self, reply: &[u8], i: u64) -> bool {
+    pub(crate) fn is_reply(&self, reply: &[u8], i: u64) -> bool {
         let want = &self.shifted[i.wrapping_add(1) as u8 as usize];
         let n = reply.len().min(8);
         reply.len() == want.len()
@@ -75,17 +91,18 @@ impl Patterns {
 }
 
 /// Streams `total` messages through `bridge` from a producer thread, checking
-/// every reply on the calling thread; returns (sent, wrong or lost). `done`
-/// counts the replies checked so far (for the progress bar).
+/// every reply on the calling thread; returns (sent, wrong or lost, when the
+/// last reply was checked). `done` counts the replies checked so far (for
+/// the progress bar).
 fn stream_through(
     bridge: &ringbridge::Bridge,
     total: u64,
     batch: usize,
     patterns: &Patterns,
     done: &AtomicU64,
-) -> anyhow::Result<(u64, u64)> {
+) -> anyhow::Result<(u64, u64, Instant)> {
     let size = patterns.size();
-    std::thread::scope(|s| -> anyhow::Result<(u64, u64)> {
+    std::thread::scope(|s| -> anyhow::Result<(u64, u64, Instant)> {
         let producer = s.spawn(|| -> ringbridge::Result<u64> {
             let mut bufs = vec![vec![0u8; size]; batch];
             let mut i = 0u64;
@@ -112,10 +129,11 @@ fn stream_through(
             // Relaxed: a progress count, it orders nothing.
             done.fetch_add(got - before, Ordering::Relaxed);
         }
+        let finished = Instant::now();
         let sent = producer
             .join()
             .map_err(|_| anyhow::anyhow!("the producer thread panicked"))??;
-        Ok((sent, lost))
+        Ok((sent, lost, finished))
     })
 }
 
@@ -146,7 +164,7 @@ pub(crate) fn run(args: &StreamArgs) -> anyhow::Result<()> {
     let started = Instant::now();
     // One producer and one consumer thread per stripe; stripe i carries
     // total / n messages, the first total % n stripes one more.
-    let results: Vec<anyhow::Result<(u64, u64)>> = std::thread::scope(|s| {
+    let results: Vec<anyhow::Result<(u64, u64, Instant)>> = std::thread::scope(|s| {
         let workers: Vec<_> = (0..args.stripes)
             .map(|i| {
                 let count = total / n + u64::from((i as u64) < total % n);
@@ -169,14 +187,42 @@ pub(crate) fn run(args: &StreamArgs) -> anyhow::Result<()> {
             })
             .collect()
     });
-    let seconds = started.elapsed().as_secs_f64();
-    let (mut sent, mut lost) = (0, 0);
+    // Until the last reply was checked, not until this thread noticed (it
+    // looks only every 50 ms, which put up to 50 ms into the figure).
+    let (mut sent, mut lost, mut last) = (0, 0, started);
     for r in results {
-        let (s, l) = r?;
+        let (s, l, finished) = r?;
         sent += s;
         lost += l;
+        last = last.max(finished);
     }
+    let seconds = (last - started).as_secs_f64();
+    let capacity = first.spec().capacity();
+    let host = first.backend() == ringbridge::Backend::Host;
     striped.shutdown()?;
+    let msgs_per_s = sent as f64 / seconds;
+    // The ceiling runs after the bridge is shut down, so no serving thread
+    // competes with it for the cores.
+    let queue_ceiling = if host && args.stripes == 1 && lost == 0 {
+        match super::queue_ceiling::measure(&patterns, total, capacity, args.batch) {
+            Some(run) => {
+                let c = run.context("the queue ceiling failed")?;
+                if c.lost > 0 {
+                    bail!("the queue ceiling delivered {} wrong messages", c.lost);
+                }
+                let rate = total as f64 / c.seconds;
+                Some(QueueCeiling {
+                    seconds: c.seconds,
+                    msgs_per_s: rate,
+                    gbytes_per_s: rate * size as f64 / 1e9,
+                    fallback_share: msgs_per_s / rate,
+                })
+            }
+            None => None,
+        }
+    } else {
+        None
+    };
     let report = Report {
         backend: first.backend().name(),
         backend_reason: first.backend_reason().to_string(),
@@ -190,8 +236,9 @@ pub(crate) fn run(args: &StreamArgs) -> anyhow::Result<()> {
         messages: sent,
         lost,
         seconds,
-        msgs_per_s: sent as f64 / seconds,
+        msgs_per_s,
         gbytes_per_s: sent as f64 * size as f64 / seconds / 1e9,
+        queue_ceiling,
     };
     if b.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
@@ -203,6 +250,13 @@ pub(crate) fn run(args: &StreamArgs) -> anyhow::Result<()> {
             lost,
             seconds
         );
+        if let Some(q) = &report.queue_ceiling {
+            println!(
+                "host SPSC queue, same pipeline (3 threads, 2 queues, every reply checked): {:.2} M msg/s; the fallback reached {:.0}% of it",
+                q.msgs_per_s / 1e6,
+                q.fallback_share * 100.0
+            );
+        }
     }
     if lost > 0 {
         bail!("{lost} replies were wrong");
