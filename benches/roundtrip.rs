@@ -1,7 +1,12 @@
 //! Round-trip latency through the bridge: one message in flight, payloads
-//! 8 B to 4 KiB, on the host fallback always and on CUDA when present.
+//! 8 B to 4 KiB, on the host fallback always and on CUDA when present; and,
+//! side by side, the host floor: two threads ping-ponging a counter through
+//! two cache lines (what `ringbridge compare --backend host` calls the floor).
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
+
+use crossbeam_utils::CachePadded;
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use ringbridge::ring::RingSpec;
@@ -50,7 +55,47 @@ fn roundtrip(c: &mut Criterion) {
             bridge.shutdown().expect("shutdown");
         }
     }
+    floor(&mut group);
     group.finish();
+}
+
+/// The floor: this thread stores `i` in one line (release), a peer thread
+/// spinning on it (acquire) answers `i` in another, and this thread spins
+/// until it sees the answer. The peer lives only while this benchmark runs,
+/// so it does not take a core from the bridge's benchmarks.
+fn floor(group: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>) {
+    const STOP: u64 = u64::MAX;
+    let ping = CachePadded::new(AtomicU64::new(0));
+    let pong = CachePadded::new(AtomicU64::new(0));
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            let mut last = 0;
+            loop {
+                let v = ping.load(Ordering::Acquire);
+                if v == last {
+                    std::hint::spin_loop();
+                    continue;
+                }
+                if v == STOP {
+                    return;
+                }
+                pong.store(v, Ordering::Release);
+                last = v;
+            }
+        });
+        let mut i = 0u64;
+        group.throughput(Throughput::Elements(1));
+        group.bench_function("host_floor", |b| {
+            b.iter(|| {
+                i += 1;
+                ping.store(i, Ordering::Release);
+                while pong.load(Ordering::Acquire) != i {
+                    std::hint::spin_loop();
+                }
+            })
+        });
+        ping.store(STOP, Ordering::Release);
+    });
 }
 
 criterion_group!(benches, roundtrip);
