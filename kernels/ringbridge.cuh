@@ -627,21 +627,29 @@ RB_INLINE uint32_t rb_k2h_room(rb_control* ctl, rb_ring* k2h, uint64_t& k2h_tail
 }
 
 #if !RB_ON_GPU
-/* Host fallback, after publishing replies: claims the first (at most four)
-   cache lines of the next K2H slot for this core while it is free, so the
-   next reply's stores find them here instead of waiting, ahead of the head
-   store, for the host core that read them a lap ago to give them up
-   (RingProducer::warm_next_slot on the Rust side does the same; the figures
-   are there). RELAXED stores of 0: the slot is ours (our cached tail says the
-   host left it, and the host reads no slot before a head covering it), and
-   the next reply overwrites these words before its head is released. They
-   follow the head's release store, so they cannot delay it. The GPU writes
-   mapped memory over PCIe, where this would buy nothing. */
+/* Host fallback, after publishing replies: claims the next K2H slot's cache
+   lines, as many as the last reply used (at most 64: 4 KiB), for this core
+   while the slot is free, so the next reply's stores find them here instead
+   of waiting, ahead of the head store, for the host core that read them a
+   lap ago to give them up (RingProducer::warm_next_slot on the Rust side
+   does the same; the figures are there). RELAXED stores of 0: the slot is
+   ours (our cached tail says the host left it, and the host reads no slot
+   before a head covering it), and the next reply overwrites these words
+   before its head is released. They follow the head's release store, so
+   they cannot delay it. The last reply's length is read back from the
+   header we wrote (our own store). The GPU writes mapped memory over PCIe,
+   where this would buy nothing. */
 RB_INLINE void rb_host_warm_slot(rb_ring* k2h, uint64_t k2h_head, uint64_t k2h_tail, uint64_t k2h_cap, uint64_t mask,
                                  uint64_t slot_size) {
     if (k2h_head - k2h_tail >= k2h_cap) return; /* full as far as we know */
+    const uint8_t* last = rb_slot(k2h, k2h_head - 1, mask, slot_size);
+    uint32_t len = 0;
+    memcpy(&len, last + offsetof(rb_msg_header, len), sizeof len);
+    uint64_t bytes = (uint64_t)RB_MSG_HEADER_SIZE + len;
+    if (bytes > slot_size) bytes = slot_size;
+    if (bytes > 4096u) bytes = 4096u;
     uint8_t* slot = rb_slot(k2h, k2h_head, mask, slot_size);
-    for (uint64_t off = 0; off < slot_size && off < 256u; off += 64u)
+    for (uint64_t off = 0; off < bytes; off += 64u)
         __atomic_store_n(reinterpret_cast<uint64_t*>(slot + off), 0ull, __ATOMIC_RELAXED);
 }
 #endif

@@ -43,8 +43,9 @@ pub struct RingProducer {
     warm_lines: usize,
 }
 
-/// Most cache lines of the next slot that `publish` claims ahead of time.
-const WARM_MAX_LINES: usize = 4;
+/// Most cache lines of the next slot that `publish` claims ahead of time
+/// (4 KiB).
+const WARM_MAX_LINES: usize = 64;
 /// 64-bit words per 64-byte cache line.
 const LINE_WORDS: usize = 8;
 
