@@ -62,7 +62,9 @@ fn roundtrip(c: &mut Criterion) {
 /// The floor: this thread stores `i` in one line (release), a peer thread
 /// spinning on it (acquire) answers `i` in another, and this thread spins
 /// until it sees the answer. The peer lives only while this benchmark runs,
-/// so it does not take a core from the bridge's benchmarks.
+/// so it does not take a core from the bridge's benchmarks. The counters
+/// carry no other data: release/acquire is there only to match what the
+/// rings' counters use (`ringbridge compare`'s floor does the same).
 fn floor(group: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>) {
     const STOP: u64 = u64::MAX;
     let ping = CachePadded::new(AtomicU64::new(0));

@@ -379,6 +379,11 @@ fn spin_until<T>(mut f: impl FnMut() -> Option<T>) -> Option<T> {
 /// The host floor: the main thread stores `i` in one cache line (release),
 /// a peer thread spins for it (acquire) and answers `i` in another line;
 /// each round trip is timed and its answer checked.
+///
+/// Memory order: the counters carry no other data, so release/acquire
+/// orders nothing the floor relies on; they are the orderings the rings'
+/// counters use (and cost nothing more than relaxed on x86), so the floor
+/// does what the bridge's head and tail do.
 fn floor(warmup: u64, messages: u64, bar: &mut Progress) -> anyhow::Result<Vec<u64>> {
     let ping = CachePadded::new(AtomicU64::new(0));
     let pong = CachePadded::new(AtomicU64::new(0));

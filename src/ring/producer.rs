@@ -295,6 +295,7 @@ impl RingProducer {
             .chunks(LINE_WORDS)
             .take(self.warm_lines)
         {
+            // Relaxed: publishes nothing (see above); only takes the line.
             line[0].store(0, Ordering::Relaxed);
         }
     }
