@@ -124,6 +124,7 @@ pub(crate) fn run(args: &CompareArgs) -> anyhow::Result<()> {
                 b.json,
             );
             let ours = measure_bridge(&bridge, b.payload, args.warmup, args.messages, &mut bar);
+            bar.finish();
             let stopped = bridge.shutdown();
             let ours = ours?;
             stopped.context("cannot shut the bridge down")?;
