@@ -210,6 +210,17 @@ fn compare_host_json() {
     }
     assert!((results[1]["ratio_to_ringbridge"].as_f64().unwrap() - 1.0).abs() < 1e-9);
     assert!(v["fallback_over_floor"].as_f64().unwrap() > 0.0);
+    // The clock's own cost, and the ratio net of it in both rows.
+    assert!(v["clock_overhead_ns"].as_u64().is_some());
+    let clock = v["clock_overhead_ns"].as_u64().unwrap() as f64;
+    let (floor, ours) = (
+        results[0]["p50_ns"].as_u64().unwrap() as f64,
+        results[1]["p50_ns"].as_u64().unwrap() as f64,
+    );
+    if floor > clock {
+        let net = v["fallback_over_floor_net"].as_f64().unwrap();
+        assert!((net - (ours - clock).max(0.0) / (floor - clock)).abs() < 1e-9);
+    }
 }
 
 #[test]

@@ -76,6 +76,12 @@ struct Report {
     /// Host backend: alternating floor/fallback rounds (each with its own
     /// warm-up).
     rounds: Option<u64>,
+    /// What reading the clock adds to every sample (the median of
+    /// `Instant::now().elapsed()` with nothing between), in every row alike.
+    clock_overhead_ns: u64,
+    /// Host backend: `fallback_over_floor` with `clock_overhead_ns` taken
+    /// out of both p50s first (the ratio of the round trips themselves).
+    fallback_over_floor_net: Option<f64>,
 }
 
 pub(crate) fn run(args: &CompareArgs) -> anyhow::Result<()> {
@@ -204,10 +210,15 @@ pub(crate) fn run(args: &CompareArgs) -> anyhow::Result<()> {
             samples: m.samples.len(),
         })
         .collect();
-    let fallback_over_floor = rows
+    let floor_p50 = rows
         .iter()
         .find(|r| r.name == FLOOR)
-        .map(|f| ours_p50 / f.latency.p50_ns.max(1) as f64);
+        .map(|f| f.latency.p50_ns.max(1) as f64);
+    let fallback_over_floor = floor_p50.map(|f| ours_p50 / f);
+    let clock = clock_overhead_ns() as f64;
+    let fallback_over_floor_net = floor_p50
+        .filter(|f| *f > clock)
+        .map(|f| (ours_p50 - clock).max(0.0) / (f - clock));
     let report = Report {
         backend: backend.name(),
         backend_reason: reason,
@@ -219,6 +230,8 @@ pub(crate) fn run(args: &CompareArgs) -> anyhow::Result<()> {
         results: rows,
         fallback_over_floor,
         rounds: (backend != Backend::Cuda).then(|| HOST_ROUNDS.min(args.messages)),
+        clock_overhead_ns: clock as u64,
+        fallback_over_floor_net,
     };
     if b.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
@@ -274,7 +287,26 @@ fn print_table(r: &Report) {
             println!("(floor and fallback alternated in {rounds} rounds)");
         }
         println!("ringbridge host fallback p50 / floor p50 = {x:.2}x (target: at most 1.5x)");
+        if let Some(net) = r.fallback_over_floor_net {
+            println!(
+                "  net of the clock's {} ns in every sample: {net:.2}x",
+                r.clock_overhead_ns
+            );
+        }
     }
+}
+
+/// What timing a sample adds to it: the median of `Instant::now().elapsed()`
+/// with nothing between, over 100,000 tries.
+fn clock_overhead_ns() -> u64 {
+    let mut v: Vec<u64> = (0..100_000)
+        .map(|_| {
+            let t = Instant::now();
+            u64::try_from(t.elapsed().as_nanos()).unwrap_or(u64::MAX)
+        })
+        .collect();
+    let mid = v.len() / 2;
+    *v.select_nth_unstable(mid).1
 }
 
 /// Host backend: the floor and the fallback in [`HOST_ROUNDS`] alternating
