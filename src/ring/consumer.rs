@@ -1,8 +1,8 @@
 //! The reading half of a ring.
 
 use super::{ReadPosition, RingRef};
-use crate::error::{Result, RingId};
-use crate::layout::{KIND_ERROR, KIND_REPLY, KIND_REQUEST, MessageHeader};
+use crate::error::Result;
+use crate::layout::MessageHeader;
 use crate::sync::Ordering;
 
 /// Reads messages from one ring and frees their slots with a release store
@@ -118,13 +118,6 @@ impl RingConsumer {
         Ok(avail)
     }
 
-    fn kind_ok(&self, kind: u32) -> bool {
-        match self.ring.id {
-            RingId::H2k => kind == KIND_REQUEST,
-            RingId::K2h => kind == KIND_REPLY || kind == KIND_ERROR,
-        }
-    }
-
     /// Reads the next message, if any, and hands its header and payload to
     /// `f` without releasing the slot: call [`release`](Self::release).
     ///
@@ -166,12 +159,7 @@ impl RingConsumer {
                 header.seq
             )));
         }
-        if !self.kind_ok(header.kind) {
-            return Err(self.ring.corrupted(format!(
-                "unknown message kind {} at position {pos}",
-                header.kind
-            )));
-        }
+        self.ring.check_kind(header.kind, pos)?;
         let len = header.len as usize;
         if len > self.ring.max_payload() {
             return Err(self.ring.corrupted(format!(

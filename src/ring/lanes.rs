@@ -20,10 +20,8 @@
 //! in [`publish`](LaneProducer::publish), for statistics only.
 
 use super::{ReadPosition, RingRef};
-use crate::error::{Result, RingId};
-use crate::layout::{
-    KIND_ERROR, KIND_REPLY, KIND_REQUEST, MessageHeader, lane_header_fields, lane_header_word,
-};
+use crate::error::Result;
+use crate::layout::{MessageHeader, lane_header_fields, lane_header_word};
 use crate::sync::{AtomicU64, Ordering};
 
 /// What a lane's tag says about the message at `pos`.
@@ -371,13 +369,6 @@ impl LaneConsumer {
         self.pos.tail
     }
 
-    fn kind_ok(&self, kind: u32) -> bool {
-        match self.ring.id {
-            RingId::H2k => kind == KIND_REQUEST,
-            RingId::K2h => kind == KIND_REPLY || kind == KIND_ERROR,
-        }
-    }
-
     /// Loads lane `k` of the slot for `pos`: tag ACQUIRE, then data RELAXED.
     ///
     /// The acquire pairs with the host writer's release store of the tag
@@ -429,11 +420,7 @@ impl LaneConsumer {
             return Ok(None);
         };
         let (kind, len, flags) = lane_header_fields(word);
-        if !self.kind_ok(kind) {
-            return Err(self
-                .ring
-                .corrupted(format!("unknown message kind {kind} at position {pos}")));
-        }
+        self.ring.check_kind(kind, pos)?;
         let max = self.ring.lane_max_payload();
         if len as usize > max {
             return Err(self.ring.corrupted(format!(

@@ -48,9 +48,9 @@ pub use producer::RingProducer;
 use crate::backend::SharedMemory;
 use crate::error::{Error, Result, RingId};
 use crate::layout::{
-    ControlBlock, FORMAT_LANES, FORMAT_SLOTS, LANE_SIZE, LAYOUT_VERSION, LINE, MAGIC, MAX_CAPACITY,
-    MAX_LANE_SLOT_SIZE, MAX_SLOT_SIZE, MESSAGE_HEADER_SIZE, MIN_SLOT_SIZE, RING_HEADER_SIZE,
-    RingHeader, lane_max_payload,
+    ControlBlock, FORMAT_LANES, FORMAT_SLOTS, KIND_ERROR, KIND_REPLY, KIND_REQUEST, LANE_SIZE,
+    LAYOUT_VERSION, LINE, MAGIC, MAX_CAPACITY, MAX_LANE_SLOT_SIZE, MAX_SLOT_SIZE,
+    MESSAGE_HEADER_SIZE, MIN_SLOT_SIZE, RING_HEADER_SIZE, RingHeader, lane_max_payload,
 };
 use std::ptr::NonNull;
 
@@ -656,6 +656,20 @@ impl RingRef {
         Error::RingCorrupted {
             ring: self.id,
             what,
+        }
+    }
+
+    /// Checks the kind of the message at `pos`, in either slot format:
+    /// requests on H2K, replies or error replies on K2H.
+    fn check_kind(&self, kind: u32, pos: u64) -> Result<()> {
+        let ok = match self.id {
+            RingId::H2k => kind == KIND_REQUEST,
+            RingId::K2h => kind == KIND_REPLY || kind == KIND_ERROR,
+        };
+        if ok {
+            Ok(())
+        } else {
+            Err(self.corrupted(format!("unknown message kind {kind} at position {pos}")))
         }
     }
 }
