@@ -762,10 +762,12 @@ struct Core {
     stopping: AtomicBool,
 }
 
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    // A poisoned lock only means another thread panicked while holding it;
-    // the ring halves keep no invariant a panic could break half-way that
-    // the validation would not catch, so carry on.
+/// Locks `m`, ignoring poison. A poisoned lock only means another thread
+/// panicked while holding it; what these locks guard stays usable (the ring
+/// halves keep no invariant a panic could break half-way that the
+/// validation would not catch; a striped bridge's round-robin counters are
+/// plain numbers), so carry on.
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 

@@ -43,11 +43,11 @@
 //! kernel must be built on `rb_serve` (`RB_KERNEL_ENTRY`) with a grid of 1:
 //! the group launches one block per stripe.
 
-use crate::bridge::{Bridge, BridgeBuilder};
+use crate::bridge::{Bridge, BridgeBuilder, lock};
 use crate::error::{Error, Result};
 use crate::message::MessageEnvelope;
 
-use std::sync::{Mutex, MutexGuard};
+use std::sync::Mutex;
 
 /// `N` bridges striped by the host (see the [module docs](self)).
 ///
@@ -68,11 +68,6 @@ pub struct StripedBridge {
     send_next: Mutex<u64>,
     /// Round-robin position of the next reply received.
     recv_next: Mutex<u64>,
-}
-
-fn lock(m: &Mutex<u64>) -> MutexGuard<'_, u64> {
-    // A panic while holding it leaves a valid counter: keep going.
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 impl StripedBridge {
