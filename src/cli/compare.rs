@@ -25,6 +25,7 @@ use super::CompareArgs;
 use super::latency::Summary;
 use super::plot::{self, Series};
 use super::progress::Progress;
+use super::spin::Spin;
 
 /// Name of ringbridge's own row.
 const RINGBRIDGE: &str = "ringbridge";
@@ -384,28 +385,19 @@ fn measure_bridge(
     Ok(samples)
 }
 
-/// Spins until `f` returns `Some` with the wait policy of the bridge's own
-/// receive loop: one pause per poll for the first 1024 polls, then a yield
-/// per poll (the machine may have fewer free cores than spinning threads).
-/// Gives up after [`FLOOR_TIMEOUT`]. (crossbeam's `Backoff` would be wrong
-/// here: it spins up to 64 pauses per poll and starts yielding after ten
-/// polls, which puts its own delay into the floor.)
+/// Spins until `f` returns `Some`, waiting as the bridge does
+/// ([`Spin`]); gives up after [`FLOOR_TIMEOUT`].
 fn spin_until<T>(mut f: impl FnMut() -> Option<T>) -> Option<T> {
     let start = Instant::now();
-    let mut spins = 0u32;
+    let mut spin = Spin::default();
     loop {
         if let Some(v) = f() {
             return Some(v);
         }
-        spins = spins.wrapping_add(1);
-        if spins % 1024 == 0 && start.elapsed() > FLOOR_TIMEOUT {
+        if spin.polls() % 1024 == 1023 && start.elapsed() > FLOOR_TIMEOUT {
             return None;
         }
-        if spins < 1 << 10 {
-            std::hint::spin_loop();
-        } else {
-            std::thread::yield_now();
-        }
+        spin.snooze();
     }
 }
 

@@ -7,6 +7,7 @@ mod latency;
 mod plot;
 mod progress;
 mod queue_ceiling;
+mod spin;
 mod stream;
 
 use std::path::PathBuf;

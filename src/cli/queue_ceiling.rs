@@ -11,6 +11,7 @@ use std::time::Instant;
 use anyhow::bail;
 use ringbridge::{Producer, SpscQueue};
 
+use super::spin::Spin;
 use super::stream::Patterns;
 
 /// Largest payload the ceiling carries (messages are whole 64-bit words).
@@ -41,26 +42,10 @@ pub(crate) fn measure(
     })
 }
 
-/// Waits the way the bridge's own loops do: a pause per poll for the first
-/// 1024 polls, then a yield per poll (three busy threads may share two
-/// cores).
-struct Wait(u32);
-
-impl Wait {
-    fn snooze(&mut self) {
-        if self.0 < 1 << 10 {
-            std::hint::spin_loop();
-        } else {
-            std::thread::yield_now();
-        }
-        self.0 = self.0.saturating_add(1);
-    }
-}
-
 /// Pushes all of `items`, waiting while the queue is full. `false` if the
 /// consumer is gone.
 fn push_all<T: Copy>(tx: &mut Producer<T>, mut items: &[T]) -> bool {
-    let mut wait = Wait(0);
+    let mut wait = Spin::default();
     while !items.is_empty() {
         let n = tx.push_slice(items);
         items = &items[n..];
@@ -70,7 +55,7 @@ fn push_all<T: Copy>(tx: &mut Producer<T>, mut items: &[T]) -> bool {
             }
             wait.snooze();
         } else {
-            wait = Wait(0);
+            wait = Spin::default();
         }
     }
     true
@@ -107,7 +92,7 @@ where
         s.spawn(move || {
             let mut bufs = vec![[0u64; W]; batch];
             let mut served = 0u64;
-            let mut wait = Wait(0);
+            let mut wait = Spin::default();
             while served < total {
                 let n = h2k_rx.pop_into(&mut bufs);
                 if n == 0 {
@@ -117,7 +102,7 @@ where
                     wait.snooze();
                     continue;
                 }
-                wait = Wait(0);
+                wait = Spin::default();
                 for buf in &mut bufs[..n] {
                     for b in &mut bytemuck::bytes_of_mut(buf)[..size] {
                         *b = b.wrapping_add(1);
@@ -130,7 +115,7 @@ where
             }
         });
         let (mut got, mut lost) = (0u64, 0u64);
-        let mut wait = Wait(0);
+        let mut wait = Spin::default();
         while got < total {
             let n = k2h_rx.pop_each(4096, |reply| {
                 if !patterns.is_reply(&bytemuck::bytes_of(&reply)[..size], got) {
@@ -144,7 +129,7 @@ where
                 }
                 wait.snooze();
             } else {
-                wait = Wait(0);
+                wait = Spin::default();
             }
         }
         Ok(lost)
