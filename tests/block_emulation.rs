@@ -111,29 +111,14 @@ fn per_request_handlers_with_many_threads() {
             .kernel(Kernel::Host(reverse))
             .launch()
             .unwrap();
-        let msgs: Vec<Vec<u8>> = (0..400u32)
-            .map(|i| (0..i % 50).map(|k| k as u8).collect())
-            .collect();
-        std::thread::scope(|s| {
-            s.spawn(|| {
-                for chunk in msgs.chunks(30) {
-                    bridge.send_batch(chunk).unwrap();
-                }
-            });
-            let mut got = 0usize;
-            while got < msgs.len() {
-                bridge
-                    .recv_batch(64, |h, p| {
-                        let m = &msgs[got];
-                        if m.len() % 2 == 1 {
-                            assert_eq!((h.kind, h.flags), (KIND_ERROR, 9), "message {got}");
-                        } else {
-                            let want: Vec<u8> = m.iter().rev().copied().collect();
-                            assert_eq!(p, want.as_slice(), "message {got}");
-                        }
-                        got += 1;
-                    })
-                    .unwrap();
+        let msg = |i: u64| -> Vec<u8> { (0..i % 50).map(|k| k as u8).collect() };
+        common::stream_checked(&bridge, 400, 30, 64, msg, |i, h, p| {
+            let m = msg(i);
+            if m.len() % 2 == 1 {
+                assert_eq!((h.kind, h.flags), (KIND_ERROR, 9), "message {i}");
+            } else {
+                let want: Vec<u8> = m.iter().rev().copied().collect();
+                assert_eq!(p, want.as_slice(), "message {i}");
             }
         });
     });

@@ -95,38 +95,30 @@ pub fn scale_batches_of_mixed_lengths(builder: ringbridge::BridgeBuilder) {
             p
         })
         .collect();
-    std::thread::scope(|s| {
-        s.spawn(|| {
-            for chunk in payloads.chunks(50) {
-                bridge.send_batch(chunk).unwrap();
+    let n = payloads.len() as u64;
+    stream_checked(
+        &bridge,
+        n,
+        50,
+        64,
+        |i| payloads[i as usize].clone(),
+        |i, h, p| {
+            let req = &payloads[i as usize];
+            if req.len() % 4 != 0 {
+                assert_eq!(
+                    (h.kind, h.flags, p.len()),
+                    (KIND_ERROR, 1, 0),
+                    "message {i}"
+                );
+            } else {
+                let want: Vec<u8> = req
+                    .chunks(4)
+                    .flat_map(|c| (f32::from_le_bytes(c.try_into().unwrap()) * 2.0).to_le_bytes())
+                    .collect();
+                assert!(p == want.as_slice(), "message {i} (len {})", req.len());
             }
-        });
-        let mut got = 0usize;
-        while got < payloads.len() {
-            bridge
-                .recv_batch(64, |h, p| {
-                    assert_eq!(h.correlation, got as u64);
-                    let req = &payloads[got];
-                    if req.len() % 4 != 0 {
-                        assert_eq!(
-                            (h.kind, h.flags, p.len()),
-                            (KIND_ERROR, 1, 0),
-                            "message {got}"
-                        );
-                    } else {
-                        let want: Vec<u8> = req
-                            .chunks(4)
-                            .flat_map(|c| {
-                                (f32::from_le_bytes(c.try_into().unwrap()) * 2.0).to_le_bytes()
-                            })
-                            .collect();
-                        assert!(p == want.as_slice(), "message {got} (len {})", req.len());
-                    }
-                    got += 1;
-                })
-                .unwrap();
-        }
-    });
+        },
+    );
     bridge.shutdown().unwrap();
 }
 
@@ -154,16 +146,17 @@ pub fn within<F: FnOnce() + Send + 'static>(secs: u64, what: &str, f: F) {
     }
 }
 
-/// Streams messages `0..n` (`payload(i)`) through an echo `bridge`: a
-/// producer thread sends them in batches of `batch`, the calling thread
-/// receives them `recv_max` at most per call and checks that each reply is
-/// its request's echo, in order.
-pub fn stream_echo(
+/// Streams messages `0..n` (`payload(i)`) through `bridge`: a producer
+/// thread sends them in batches of `batch`, the calling thread receives them
+/// `recv_max` at most per call and hands each reply, in order, to
+/// `check(i, header, payload)` after checking its correlation.
+pub fn stream_checked(
     bridge: &ringbridge::Bridge,
     n: u64,
     batch: u64,
     recv_max: usize,
     payload: impl Fn(u64) -> Vec<u8> + Sync,
+    mut check: impl FnMut(u64, &ringbridge::MessageHeader, &[u8]),
 ) {
     std::thread::scope(|s| {
         s.spawn(|| {
@@ -179,12 +172,26 @@ pub fn stream_echo(
             bridge
                 .recv_batch(recv_max, |h, p| {
                     assert_eq!(h.correlation, got, "out of order");
-                    let want: Vec<u8> = payload(got).iter().map(|b| b.wrapping_add(1)).collect();
-                    assert_eq!(p, want.as_slice(), "wrong or torn reply {got}");
+                    check(got, h, p);
                     got += 1;
                 })
                 .unwrap();
         }
+    });
+}
+
+/// [`stream_checked`] through an echo `bridge`: each reply must be its
+/// request's echo.
+pub fn stream_echo(
+    bridge: &ringbridge::Bridge,
+    n: u64,
+    batch: u64,
+    recv_max: usize,
+    payload: impl Fn(u64) -> Vec<u8> + Sync,
+) {
+    stream_checked(bridge, n, batch, recv_max, &payload, |i, _, p| {
+        let want: Vec<u8> = payload(i).iter().map(|b| b.wrapping_add(1)).collect();
+        assert_eq!(p, want.as_slice(), "wrong or torn reply {i}");
     });
 }
 
