@@ -7,6 +7,12 @@
 # ($OUT/summary.txt) and the two plots come back beside it.
 # Every step runs under `timeout`, so one hang cannot eat the lease.
 # Set GPU_CHECK_QUICK=1 for a short smoke run.
+#
+# The whole script must end inside one device call (at most 600 s) with its
+# results packed, so it keeps a budget (GPU_CHECK_BUDGET seconds, default
+# 450): a step that would start past it is skipped and said so, and a step's
+# own limit is cut to what is left. The measurements never made on a GPU
+# before run first, then the rest of the table, then the tests.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 [ -d .gpu ] && cd .gpu
@@ -15,12 +21,17 @@ work="$(mktemp -d)"; mkdir -p "$work/r"; r="$work/r"
 export RINGBRIDGE_REQUIRE_GPU=1 LD_LIBRARY_PATH="/usr/local/nvidia/lib64:${LD_LIBRARY_PATH:-}"
 quick="${GPU_CHECK_QUICK:-0}"
 fail=0
+budget="${GPU_CHECK_BUDGET:-450}"
+start=$(date +%s)
 summary="$out/summary.txt"
 : > "$summary"
 say() { echo "$*" | tee -a "$summary"; }
 # step NAME SECONDS CMD...: runs CMD with a time limit, output to $r/NAME.log.
 step() {
   local name="$1" secs="$2"; shift 2
+  local left=$(( budget - ($(date +%s) - start) ))
+  if [ "$left" -lt 10 ]; then say "SKIP  $name (budget of ${budget}s spent)"; fail=1; return 1; fi
+  [ "$secs" -gt "$left" ] && secs=$left
   local t0=$(date +%s.%N)
   timeout -k 5 "$secs" "$@" > "$r/$name.log" 2>&1
   local rc=$?
@@ -42,15 +53,13 @@ step info 30 ./ringbridge info --json && cat "$r/info.log" | tee -a "$summary"
 # Smoke first: if one echo round trip cannot be made, the rest is moot.
 step smoke-echo 30 ./ringbridge echo --backend cuda --payload 64 --messages 1000 --warmup 10 --json
 
-# The library's own GPU unit tests (launch, mapped memory), the safe ones.
-[ -x test-lib ] && step test-lib 60 ./test-lib --test-threads=1 cuda:: && grep -E '^test result' "$r/test-lib.log" | tee -a "$summary"
-for t in test-kernels test-bridge_cuda test-cuda_faults test-lanes; do
-  [ -x "$t" ] || continue
-  # --nocapture: a panic in a test's helper thread shows at once, even if
-  # the test then waits and the time limit stops it.
-  step "$t" 180 "./$t" --test-threads=1 --nocapture
-  grep -E '^test result|FAILED|panicked|skipped' "$r/$t.log" | head -12 | tee -a "$summary"
-done
+# Never measured on a GPU yet, so first: several SMs, one launch of N blocks,
+# one ring pair and two host threads each.
+n64=50000000; n4k=2000000; [ "$quick" = 1 ] && { n64=2000000; n4k=100000; }
+step stream-cuda-4k-s8 120 ./ringbridge stream --backend cuda --payload 4064 --stripes 8 --messages $((n4k * 4)) --capacity 1024 --json
+step stream-cuda-4k-s4 120 ./ringbridge stream --backend cuda --payload 4064 --stripes 4 --messages $((n4k * 2)) --capacity 1024 --json
+step stream-cuda-64-s4 120 ./ringbridge stream --backend cuda --payload 64 --stripes 4 --messages $((n64 * 2)) --capacity 8192 --batch 512 --json
+step stream-cuda-64-s8 120 ./ringbridge stream --backend cuda --payload 64 --stripes 8 --messages $((n64 * 2)) --capacity 8192 --batch 512 --json
 
 msgs=200000; [ "$quick" = 1 ] && msgs=20000
 for p in 8 64 256 1024 4096; do
@@ -63,16 +72,22 @@ step compare-cuda-256 240 ./ringbridge compare --backend cuda --payload 256 --me
 step compare-cuda-4096 240 ./ringbridge compare --backend cuda --payload 4096 --messages 10000 --json
 step compare-host-64 60 ./ringbridge compare --backend host --payload 64 --messages $msgs --json --plot "$out/compare-host-64.svg"
 
-n64=50000000; n4k=2000000; [ "$quick" = 1 ] && { n64=2000000; n4k=100000; }
 step stream-cuda-64 120 ./ringbridge stream --backend cuda --payload 64 --messages $n64 --capacity 8192 --batch 512 --json
 step stream-cuda-64-lanes 60 ./ringbridge stream --backend cuda --payload 64 --format lanes --messages 5000000 --capacity 8192 --batch 512 --json
 step stream-cuda-1k 120 ./ringbridge stream --backend cuda --payload 992 --messages $n4k --capacity 4096 --json
 step stream-cuda-4k 120 ./ringbridge stream --backend cuda --payload 4064 --messages $n4k --capacity 1024 --json
-# Several SMs: one launch of N blocks, one ring pair and two host threads each.
-step stream-cuda-4k-s8 120 ./ringbridge stream --backend cuda --payload 4064 --stripes 8 --messages $((n4k * 4)) --capacity 1024 --json
-step stream-cuda-4k-s4 120 ./ringbridge stream --backend cuda --payload 4064 --stripes 4 --messages $((n4k * 2)) --capacity 1024 --json
-step stream-cuda-64-s4 120 ./ringbridge stream --backend cuda --payload 64 --stripes 4 --messages $((n64 * 2)) --capacity 8192 --batch 512 --json
 step stream-host-64 120 ./ringbridge stream --backend host --payload 64 --messages 20000000 --capacity 8192 --json
+
+# The library's own GPU unit tests (launch, mapped memory), the safe ones.
+[ -x test-lib ] && step test-lib 60 ./test-lib --test-threads=1 cuda:: && grep -E '^test result' "$r/test-lib.log" | tee -a "$summary"
+for t in test-kernels test-bridge_cuda test-cuda_faults test-lanes; do
+  [ -x "$t" ] || continue
+  # --nocapture: a panic in a test's helper thread shows at once, even if
+  # the test then waits and the time limit stops it.
+  step "$t" 120 "./$t" --test-threads=1 --nocapture
+  grep -E '^test result|FAILED|panicked|skipped' "$r/$t.log" | head -12 | tee -a "$summary"
+done
+
 
 if [ "$quick" != 1 ]; then
   if [ "${GPU_CHECK_SOAK:-0}" = 1 ]; then
