@@ -71,6 +71,7 @@ impl RingConsumer {
     /// assert_eq!(rx.consumed(), 2);
     /// # Ok::<(), ringbridge::Error>(())
     /// ```
+    #[inline]
     pub fn consumed(&self) -> u64 {
         self.pos.tail
     }
@@ -94,6 +95,7 @@ impl RingConsumer {
     /// assert_eq!(rx.available()?, 1);
     /// # Ok::<(), ringbridge::Error>(())
     /// ```
+    #[inline]
     pub fn available(&mut self) -> Result<u64> {
         let mut avail = self.head_cache - self.pos.tail;
         if avail == 0 {
@@ -194,6 +196,7 @@ impl RingConsumer {
     /// assert_eq!(tx.try_push(KIND_REQUEST, 0, 0, b"b")?, Some(1));
     /// # Ok::<(), ringbridge::Error>(())
     /// ```
+    #[inline]
     pub fn release(&mut self) {
         self.pos.release(&self.ring);
     }

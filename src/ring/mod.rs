@@ -317,6 +317,7 @@ impl RingSpec {
     /// assert_eq!(RingSpec::lanes(4, 64)?.max_payload(), 24);
     /// # Ok::<(), ringbridge::Error>(())
     /// ```
+    #[inline]
     pub fn max_payload(&self) -> usize {
         if self.lanes {
             lane_max_payload(self.slot_size)
@@ -620,6 +621,7 @@ impl RingRef {
         }
     }
 
+    #[inline]
     fn words(&self) -> &[AtomicU64] {
         // SAFETY: `words` was taken from `self._mem.words()`, which the
         // `SharedMemory` contract keeps valid and at the same address until
@@ -628,16 +630,19 @@ impl RingRef {
         unsafe { self.words.as_ref() }
     }
 
+    #[inline]
     pub(crate) fn head(&self) -> &AtomicU64 {
         &self.words()[word_of!(RingHeader, head)]
     }
 
+    #[inline]
     pub(crate) fn tail(&self) -> &AtomicU64 {
         &self.words()[word_of!(RingHeader, tail)]
     }
 
     /// The words of the slot for counter value `pos` (masked, so any `pos`
     /// is in bounds).
+    #[inline]
     pub(crate) fn slot(&self, pos: u64) -> &[AtomicU64] {
         let start = RING_HEADER_SIZE / 8 + (pos & self.mask) as usize * self.slot_words;
         &self.words()[start..start + self.slot_words]
@@ -648,10 +653,14 @@ impl RingRef {
     }
 
     /// Payload bytes of a lane slot.
+    #[inline]
     pub(crate) fn lane_max_payload(&self) -> usize {
         lane_max_payload(self.slot_words * 8)
     }
 
+    // Cold: every caller is on an error path, and saying so keeps those
+    // paths (and their formatting) out of the message loops.
+    #[cold]
     fn corrupted(&self, what: String) -> Error {
         Error::RingCorrupted {
             ring: self.id,
@@ -661,6 +670,7 @@ impl RingRef {
 
     /// Checks the kind of the message at `pos`, in either slot format:
     /// requests on H2K, replies or error replies on K2H.
+    #[inline]
     fn check_kind(&self, kind: u32, pos: u64) -> Result<()> {
         let ok = match self.id {
             RingId::H2k => kind == KIND_REQUEST,
@@ -669,8 +679,13 @@ impl RingRef {
         if ok {
             Ok(())
         } else {
-            Err(self.corrupted(format!("unknown message kind {kind} at position {pos}")))
+            Err(self.unknown_kind(kind, pos))
         }
+    }
+
+    #[cold]
+    fn unknown_kind(&self, kind: u32, pos: u64) -> Error {
+        self.corrupted(format!("unknown message kind {kind} at position {pos}"))
     }
 }
 
@@ -686,6 +701,7 @@ pub(crate) struct ReadPosition {
 
 impl ReadPosition {
     /// One more message read, not yet freed.
+    #[inline]
     pub(crate) fn advance(&mut self) {
         self.tail += 1;
         self.unreleased += 1;
@@ -693,6 +709,7 @@ impl ReadPosition {
 
     /// Frees every message read so far with one release store of `ring`'s
     /// `tail`.
+    #[inline]
     pub(crate) fn release(&mut self, ring: &RingRef) {
         if self.unreleased > 0 {
             // Release: orders our reads of the freed slots (or lanes) before

@@ -73,6 +73,7 @@ impl RingProducer {
     /// assert_eq!(tx.max_payload(), 64 - 32); // slot size minus the header
     /// # Ok::<(), ringbridge::Error>(())
     /// ```
+    #[inline]
     pub fn max_payload(&self) -> usize {
         self.ring.max_payload()
     }
@@ -90,6 +91,7 @@ impl RingProducer {
     /// assert_eq!(tx.capacity(), 4); // 3 rounded up to a power of two
     /// # Ok::<(), ringbridge::Error>(())
     /// ```
+    #[inline]
     pub fn capacity(&self) -> u64 {
         self.ring.capacity
     }
@@ -109,6 +111,7 @@ impl RingProducer {
     /// assert_eq!(tx.next_seq(), 1);
     /// # Ok::<(), ringbridge::Error>(())
     /// ```
+    #[inline]
     pub fn next_seq(&self) -> u64 {
         self.head
     }
@@ -129,6 +132,7 @@ impl RingProducer {
     /// assert_eq!(tx.published(), 1);
     /// # Ok::<(), ringbridge::Error>(())
     /// ```
+    #[inline]
     pub fn published(&self) -> u64 {
         self.head - self.pending
     }
@@ -151,6 +155,7 @@ impl RingProducer {
     /// assert_eq!(tx.free(4)?, 4); // asking for more reads the tail
     /// # Ok::<(), ringbridge::Error>(())
     /// ```
+    #[inline]
     pub fn free(&mut self, want: u64) -> Result<u64> {
         let mut free = self.ring.capacity - (self.head - self.tail_cache);
         if free < want {
@@ -258,6 +263,7 @@ impl RingProducer {
     /// assert_eq!(rx.try_pop_with(|_, p| p.to_vec())?, Some(b"a".to_vec()));
     /// # Ok::<(), ringbridge::Error>(())
     /// ```
+    #[inline]
     pub fn publish(&mut self) {
         if self.pending > 0 {
             // Release: orders every slot write above before the new `head`;
@@ -285,6 +291,7 @@ impl RingProducer {
     /// `write` overwrites the header and payload before that `head` is
     /// released, so the consumer never sees these values. They follow the
     /// `head` release store, so they cannot delay it.
+    #[inline]
     fn warm_next_slot(&self) {
         if self.ring.capacity - (self.head - self.tail_cache) == 0 {
             return; // full as far as we know: the next slot is not ours
