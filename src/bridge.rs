@@ -804,6 +804,8 @@ impl Core {
         match self.engine.poll() {
             Err(e) => return Err(self.fail(e)),
             Ok(true) => {
+                // Release: pairs with `shutdown`'s acquire load, so whoever
+                // sees the kernel stopped also sees what led to it here.
                 self.stopped.store(true, Ordering::Release);
                 return Err(self.fail(self.exit_error(&report)));
             }
@@ -1126,6 +1128,7 @@ impl Bridge {
             match self.core.engine.poll() {
                 Err(e) => return Err(self.core.fail(e)),
                 Ok(true) => {
+                    // Release: as in `Core::check`.
                     self.core.stopped.store(true, Ordering::Release);
                     let report = self.core.control.report();
                     return Err(self.core.fail(exit_error(&report)));
@@ -1554,6 +1557,9 @@ impl Bridge {
     /// # Ok::<(), ringbridge::Error>(())
     /// ```
     pub fn shutdown(&self) -> Result<()> {
+        // Acquire: pairs with the release stores of `stopped` (here, in
+        // `Core::check` and in `wait_started`), after the engine said the
+        // kernel is gone.
         if self.core.stopped.load(Ordering::Acquire) {
             self.core.fail(Error::ShutDown);
             return Ok(());

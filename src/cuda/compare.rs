@@ -221,6 +221,8 @@ fn store_bytes(words: &[AtomicU64], bytes: &[u8]) {
     for (w, chunk) in words.iter().zip(bytes.chunks(8)) {
         let mut b = [0u8; 8];
         b[..chunk.len()].copy_from_slice(chunk);
+        // Relaxed: the caller's release store of the sequence word, after
+        // these, publishes them.
         w.store(u64::from_le_bytes(b), Ordering::Relaxed);
     }
 }
@@ -233,6 +235,8 @@ fn check_reply(
     request: &[u8],
 ) -> Result<(), CompareError> {
     for (k, (w, chunk)) in words.iter().zip(request.chunks(8)).enumerate() {
+        // Relaxed: the caller's acquire load of the reply's sequence word,
+        // before this, ordered it after the kernel's reply stores.
         let got = w.load(Ordering::Relaxed).to_le_bytes();
         for (j, (g, r)) in got.iter().zip(chunk).enumerate() {
             if *g != r.wrapping_add(1) {
@@ -549,6 +553,7 @@ fn volatile_fence(
     let padded = len.next_multiple_of(128);
     let mem = MappedMemory::new(ctx, CONTROL_BYTES + 2 * padded)?;
     let words = mem.words();
+    // Relaxed: written before the launch, which orders it for the kernel.
     words[LEN].store(len as u64, Ordering::Relaxed);
     let base = mem.device_address();
     let (in_off, out_off) = (CONTROL_BYTES, CONTROL_BYTES + padded);
@@ -566,6 +571,7 @@ fn volatile_fence(
     let result = volatile_fence_loop(&kernel, words, input, output, work, progress);
     // Stop the kernel whatever happened; a kernel that does not stop is
     // leaked with its memory by `CudaKernel`'s drop rather than blocking.
+    // Release, like every request sequence (the kernel reads it volatile).
     words[REQUEST_SEQ].store(STOP, Ordering::Release);
     let stopped = kernel.wait_finished(REPLY_TIMEOUT);
     drop(kernel);
@@ -598,8 +604,12 @@ fn volatile_fence_loop(
         let seq = i + 1;
         let t0 = Instant::now();
         store_bytes(input, &request);
+        // Release: the payload stores above come first (x86 keeps stores in
+        // order anyway); the kernel polls this word, then fences.
         words[REQUEST_SEQ].store(seq, Ordering::Release);
         let mut spins = 0u32;
+        // Acquire: pairs with the kernel's fence before it published the
+        // reply's sequence, so the reply bytes checked below are this one's.
         while words[REPLY_SEQ].load(Ordering::Acquire) != seq {
             spins = spins.wrapping_add(1);
             if spins % 4096 == 0 {

@@ -54,6 +54,8 @@ fn device_lock() -> MutexGuard<'static, ()> {
 /// [`Error::DeviceBusy`] with the count of such kernels, without running `f`.
 pub(crate) fn while_no_kernel_runs<T>(f: impl FnOnce() -> T) -> Result<T> {
     let _lock = device_lock();
+    // Relaxed: every change of the count happens under the device lock we
+    // hold, and the lock orders them.
     match MAYBE_RUNNING.load(Ordering::Relaxed) {
         0 => Ok(f()),
         running => Err(Error::DeviceBusy { running }),
@@ -258,6 +260,8 @@ impl CudaKernel {
         }
         .map_err(cuda_err("cuLaunchKernel"))?;
         kernel.launched = true;
+        // Relaxed: the count changes only under the device lock, held here
+        // since before the launch; `counted` only matters to `uncount`.
         MAYBE_RUNNING.fetch_add(1, Ordering::Relaxed);
         kernel.counted.store(true, Ordering::Relaxed);
         Ok(kernel)
@@ -268,6 +272,8 @@ impl CudaKernel {
         if let Some(fault) = self.fault.get() {
             return State::Faulted(fault.clone());
         }
+        // Acquire: pairs with the release store below; a kernel seen
+        // finished stays finished.
         if self.finished.load(Ordering::Acquire) || !self.launched {
             return State::Finished;
         }
@@ -278,6 +284,7 @@ impl CudaKernel {
         // only in `drop`; `cuStreamQuery` never blocks.
         match unsafe { sys::cuStreamQuery(self.stream) } {
             sys::CUresult::CUDA_SUCCESS => {
+                // Release: pairs with the acquire load above.
                 self.finished.store(true, Ordering::Release);
                 self.uncount();
                 State::Finished
@@ -294,6 +301,8 @@ impl CudaKernel {
 
     /// Takes this kernel out of [`MAYBE_RUNNING`], once.
     fn uncount(&self) {
+        // Relaxed: the swap alone makes this happen once; the count itself
+        // changes under the device lock.
         if self.counted.swap(false, Ordering::Relaxed) {
             let _lock = device_lock();
             MAYBE_RUNNING.fetch_sub(1, Ordering::Relaxed);

@@ -436,6 +436,9 @@ impl RegionLayout {
     /// [`init`](Self::init) over the region's words (a region of a group is
     /// a slice of the group's words).
     pub(crate) fn init_words(&self, words: &[AtomicU64]) {
+        // Relaxed stores: nobody else looks at the region yet. What starts
+        // the other side (spawning the fallback thread, `cuLaunchKernel`)
+        // comes after and orders them before its first load.
         for ring in [RingId::H2k, RingId::K2h] {
             let base = self.ring_offset(ring) / 8;
             let set = |w: usize, v: u64| words[base + w].store(v, Ordering::Relaxed);
