@@ -324,6 +324,33 @@ fn unwritable_output_is_a_clear_error() {
 }
 
 #[test]
+fn bad_output_paths_fail_before_anything_runs() {
+    let dir = temp("a-folder");
+    std::fs::create_dir_all(&dir).expect("folder");
+    let dir = dir.to_str().expect("utf-8 path");
+    for (cmd, opt, path, needle) in [
+        (
+            "compare",
+            "--plot",
+            "/nonexistent-dir/x.svg",
+            "no folder /nonexistent-dir",
+        ),
+        (
+            "echo",
+            "--plot",
+            "/nonexistent-dir/x.svg",
+            "no folder /nonexistent-dir",
+        ),
+        ("compare", "--csv", dir, "it is a folder"),
+    ] {
+        let args = [cmd, "--backend", "host", "--messages", "1000", opt, path];
+        fails(&args, &[needle]);
+        // Nothing ran: not even the banner that precedes the measurement.
+        assert!(run(&args).stdout.is_empty(), "{args:?} ran before failing");
+    }
+}
+
+#[test]
 fn json_output_has_no_progress_bar() {
     let out = run(&[
         "compare",

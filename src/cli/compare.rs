@@ -90,6 +90,7 @@ pub(crate) fn run(args: &CompareArgs) -> anyhow::Result<()> {
     if args.messages == 0 {
         bail!("--messages must be at least 1");
     }
+    args.output.check()?;
     let (backend, reason) = match b.backend {
         Backend::Auto => ringbridge::Bridge::builder()
             .device(b.device)

@@ -31,6 +31,7 @@ pub(crate) fn run(args: &EchoArgs) -> anyhow::Result<()> {
     if args.messages == 0 {
         bail!("--messages must be at least 1");
     }
+    args.output.check()?;
     let bridge = b
         .builder(SlotFormat::Auto)?
         .launch()

@@ -99,6 +99,31 @@ pub(crate) struct OutputArgs {
     pub csv: Option<PathBuf>,
 }
 
+impl OutputArgs {
+    /// Fails before a long run, not after it, when a file could not be
+    /// written where asked: its folder is missing, or the path is a folder.
+    pub(crate) fn check(&self) -> anyhow::Result<()> {
+        for (what, path) in [("plot", &self.plot), ("CSV file", &self.csv)] {
+            let Some(path) = path else { continue };
+            let dir = match path.parent() {
+                Some(d) if !d.as_os_str().is_empty() => d,
+                _ => std::path::Path::new("."),
+            };
+            if !dir.is_dir() {
+                anyhow::bail!(
+                    "cannot write the {what} {}: no folder {}",
+                    path.display(),
+                    dir.display()
+                );
+            }
+            if path.is_dir() {
+                anyhow::bail!("cannot write the {what} {}: it is a folder", path.display());
+            }
+        }
+        Ok(())
+    }
+}
+
 #[derive(Args, Debug)]
 pub(crate) struct CompareArgs {
     #[command(flatten)]
