@@ -114,7 +114,8 @@
 #include <sched.h>
 #include <time.h>
 #define RB_DEVICE inline
-#define RB_INLINE inline
+/* Always inlined, as on the GPU, so the serve loop is one function. */
+#define RB_INLINE inline __attribute__((always_inline))
 /* A local of the (only) thread of the block. */
 #define RB_BLOCK_SHARED
 #endif
@@ -522,6 +523,10 @@ RB_INLINE void rb_block_min_u32(uint32_t* p, uint32_t v) {
 #define RB_HOST_SLEEP_AFTER 65536u
 #define RB_HOST_SLEEP_NS 30000
 #endif
+/* Requests the host fallback's thread serves per turn at most, one after
+   another, before it publishes their replies with one head store: a stream
+   then moves the head's cache line once per batch, not once per message. */
+#define RB_HOST_MAX_BATCH 64u
 
 /* One idle poll found nothing to do. On the GPU: pure spin. Each poll is an
    acquire load of host memory, a PCIe round trip of about a microsecond, so
@@ -1239,40 +1244,58 @@ RB_INLINE uint32_t rb_serve_chunkwise_batch(rb_ring* h2k, rb_ring* k2h, const Ha
 /* Slot format, other handlers: one request per thread.                     */
 /* ------------------------------------------------------------------------ */
 
+/* One request of a per-request batch: validates request in_pos, runs the
+   handler straight in the slots and writes the reply header. Returns 0, or
+   the error code with *detail set (then no reply header is written). */
+template <class Handler>
+RB_INLINE uint64_t rb_serve_one(rb_ring* h2k, rb_ring* k2h, Handler& handler, const rb_block_state& sh,
+                                uint64_t in_pos, uint64_t out_pos, uint64_t* detail) {
+    const uint8_t* in_slot = rb_slot(h2k, in_pos, sh.h2k_mask, sh.h2k_slot_size);
+    uint8_t* out_slot = rb_slot(k2h, out_pos, sh.k2h_mask, sh.k2h_slot_size);
+    const uint32_t in_cap = (uint32_t)(sh.h2k_slot_size - RB_MSG_HEADER_SIZE);
+    const uint32_t out_cap = (uint32_t)(sh.k2h_slot_size - RB_MSG_HEADER_SIZE);
+    rb_msg_header in;
+    rb_load_header(&in, in_slot); /* plain 16-byte loads, after the acquire + barrier */
+    if (in.seq != in_pos || in.kind != RB_KIND_REQUEST || in.len > in_cap) {
+        *detail = in_pos;
+        return RB_ERR_RING_CORRUPTED;
+    }
+    rb_msg_header out = rb_reply_header(out_pos, in);
+    uint64_t code = 0;
+    const int rc = rb_handle(handler, in, in_slot + RB_MSG_HEADER_SIZE, out, out_slot + RB_MSG_HEADER_SIZE, out_cap);
+    rb_settle_reply(rc, out, out_cap, code, *detail);
+    out.seq = out_pos;
+    out.correlation = in.seq;
+    out.reserved = 0;
+    if (code == 0) rb_store_header(out_slot, &out); /* plain 16-byte stores */
+    return code;
+}
+
 /*
- * Serves the batch of n <= block size requests that thread 0 acquired:
- * thread t < n reads request t's header and calls the handler on it, which
- * reads and writes the payload straight in the slots (plain loads and
- * stores, ordered as in rb_serve_chunkwise_batch). Returns RB_NO_FATAL, or
- * (block-uniform) the first request that is corrupted or fatal, with thread
- * 0's *code and *detail set; then nothing of the batch may be published.
+ * Serves the batch of n requests that thread 0 acquired. In a block, thread
+ * t < n <= block size serves request t; the host fallback's one thread
+ * serves them in order. Each reads the request's header and calls the
+ * handler, which reads and writes the payload straight in the slots (plain
+ * loads and stores, ordered as in rb_serve_chunkwise_batch). Returns
+ * RB_NO_FATAL, or (block-uniform) the first request that is corrupted or
+ * fatal, with thread 0's *code and *detail set. In a block nothing of such
+ * a batch may then be published; on the host the replies before it are
+ * whole (it stops at the first failure) and may be.
  */
 template <class Handler>
 RB_INLINE uint32_t rb_serve_per_request_batch(rb_ring* h2k, rb_ring* k2h, Handler& handler, rb_block_state& sh,
                                               uint32_t n, uint64_t* code, uint64_t* detail) {
+#if !RB_BLOCK_PARALLEL
+    for (uint32_t k = 0; k < n; ++k) {
+        *code = rb_serve_one(h2k, k2h, handler, sh, sh.h2k_tail + k, sh.k2h_head + k, detail);
+        if (*code != 0) return k;
+    }
+    return RB_NO_FATAL;
+#else
     const uint32_t tid = rb_thread_index();
-        uint64_t my_code = 0, my_detail = 0;
+    uint64_t my_code = 0, my_detail = 0;
     if (tid < n) {
-        const uint64_t in_pos = sh.h2k_tail + tid;
-        const uint64_t out_pos = sh.k2h_head + tid;
-        const uint8_t* in_slot = rb_slot(h2k, in_pos, sh.h2k_mask, sh.h2k_slot_size);
-        uint8_t* out_slot = rb_slot(k2h, out_pos, sh.k2h_mask, sh.k2h_slot_size);
-        const uint32_t in_cap = (uint32_t)(sh.h2k_slot_size - RB_MSG_HEADER_SIZE);
-        const uint32_t out_cap = (uint32_t)(sh.k2h_slot_size - RB_MSG_HEADER_SIZE);
-        rb_msg_header in;
-        rb_load_header(&in, in_slot); /* plain 16-byte loads, after the acquire + barrier */
-        if (in.seq != in_pos || in.kind != RB_KIND_REQUEST || in.len > in_cap) {
-            my_code = RB_ERR_RING_CORRUPTED;
-            my_detail = in_pos;
-        } else {
-            rb_msg_header out = rb_reply_header(out_pos, in);
-            const int rc = rb_handle(handler, in, in_slot + RB_MSG_HEADER_SIZE, out, out_slot + RB_MSG_HEADER_SIZE, out_cap);
-            rb_settle_reply(rc, out, out_cap, my_code, my_detail);
-            out.seq = out_pos;
-            out.correlation = in.seq;
-            out.reserved = 0;
-            if (my_code == 0) rb_store_header(out_slot, &out); /* plain 16-byte stores */
-        }
+        my_code = rb_serve_one(h2k, k2h, handler, sh, sh.h2k_tail + tid, sh.k2h_head + tid, &my_detail);
         if (my_code != 0) rb_block_min_u32(&sh.fatal_index, tid);
     }
     /* Every reply slot of the batch is written and every request slot read. */
@@ -1287,6 +1310,7 @@ RB_INLINE uint32_t rb_serve_per_request_batch(rb_ring* h2k, rb_ring* k2h, Handle
     *code = sh.fatal_code;
     *detail = sh.fatal_detail;
     return sh.fatal_index;
+#endif
 }
 
 /* ------------------------------------------------------------------------ */
@@ -1305,7 +1329,9 @@ RB_INLINE uint32_t rb_serve_per_request_batch(rb_ring* h2k, rb_ring* k2h, Handle
  * position, correlation = the request's seq, flags = the request's flags
  * unless the handler changes them. The K2H ring full is back-pressure: the
  * loop waits (still watching terminate), it never drops a reply. On a fatal
- * error nothing of the failing batch is published.
+ * error nothing of the failing batch is published by a block; the host
+ * fallback's one thread, which serves a batch in order and stops at the
+ * failing request, publishes the replies before it.
  */
 template <class Handler>
 RB_INLINE int rb_serve(rb_control* ctl, rb_ring* h2k, rb_ring* k2h, Handler& handler) {
@@ -1323,8 +1349,10 @@ RB_INLINE int rb_serve(rb_control* ctl, rb_ring* h2k, rb_ring* k2h, Handler& han
     uint32_t idle = 0;
     uint32_t start_failed = 0; /* thread 0: the final status if the start checks failed */
     /* Requests per batch: one per thread, or (chunkwise, in a block of
-       threads) as many as the block-shared state holds. */
-    const uint64_t max_batch = rb_use_coop<Handler>::value ? RB_COOP_MAX_BATCH : nthreads;
+       threads) as many as the block-shared state holds; the host fallback's
+       one thread takes up to RB_HOST_MAX_BATCH in turn. */
+    const uint64_t max_batch =
+        rb_use_coop<Handler>::value ? RB_COOP_MAX_BATCH : (RB_BLOCK_PARALLEL ? nthreads : RB_HOST_MAX_BATCH);
 
     if (tid == 0) {
         sh.stop = 0;
@@ -1447,7 +1475,18 @@ RB_INLINE int rb_serve(rb_control* ctl, rb_ring* h2k, rb_ring* k2h, Handler& han
         }
         if (fatal != RB_NO_FATAL) { /* block-uniform */
             if (tid == 0) {
+#if !RB_BLOCK_PARALLEL
+                /* The host's one thread stopped at the failing request: the
+                   replies before it are whole. RELEASE, as below. */
+                if (fatal > 0) {
+                    k2h_head += fatal;
+                    rb_st_release(&k2h->head, k2h_head);
+                    h2k_tail += fatal;
+                    rb_st_release(&h2k->tail, h2k_tail);
+                }
+#else
                 /* Publish nothing of this batch: the counters stay put. */
+#endif
                 rb_publish_progress(ctl, ++beat, h2k_tail, k2h_head);
                 rb_finish(ctl, RB_STATUS_FAILED, code, detail);
             }

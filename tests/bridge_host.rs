@@ -249,6 +249,32 @@ fn replies_published_before_a_panic_are_delivered_then_the_panic() {
     bridge.shutdown().unwrap();
 }
 
+/// One `send_batch` publishes every request with one head store, so the
+/// serving thread takes them as one batch: the replies before the failing
+/// request are delivered whole and in order, nothing from it on.
+#[test]
+fn a_panic_mid_batch_delivers_the_replies_before_it_and_nothing_after() {
+    let handler = HostHandler::new(|_, input, out| {
+        assert_ne!(input, b"boom", "handler exploded on purpose");
+        out[..input.len()].copy_from_slice(input);
+        Ok(input.len())
+    });
+    let bridge = host().kernel(Kernel::Host(handler)).launch().unwrap();
+    let batch: Vec<&[u8]> = vec![b"a", b"b", b"c", b"d", b"boom", b"e", b"f"];
+    bridge.send_batch(&batch).unwrap();
+    for want in [b"a", b"b", b"c", b"d"] {
+        let reply = bridge.recv().unwrap();
+        assert_eq!(reply.payload, want);
+    }
+    let err = bridge.recv().unwrap_err();
+    assert!(
+        matches!(&err, Error::HandlerPanicked(m) if m.contains("on purpose")),
+        "got {err}"
+    );
+    assert_eq!(bridge.stats().received, 4);
+    bridge.shutdown().unwrap();
+}
+
 #[test]
 fn a_handler_that_never_returns_is_reported_as_hung_and_shutdown_times_out() {
     let stuck = HostHandler::new(|_, _, _| {
