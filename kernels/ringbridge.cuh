@@ -1339,6 +1339,11 @@ RB_INLINE int rb_serve(rb_control* ctl, rb_ring* h2k, rb_ring* k2h, Handler& han
     const uint32_t tid = rb_thread_index();
     const uint32_t nthreads = rb_block_size();
     RB_BLOCK_SHARED rb_block_state sh;
+#if !RB_BLOCK_PARALLEL
+    /* The host's sh is a plain local: zero it, so the compiler, which cannot
+       tell that thread 0 is the only thread, sees every field set. */
+    sh = rb_block_state();
+#endif
 
     /* Thread 0's own state: the counters it owns and caches of the peer's. */
     uint64_t h2k_tail = 0;   /* ours: requests consumed */
