@@ -13,6 +13,13 @@
 //! 16-byte lanes for small messages, where every lane carries its message's
 //! tag and no `head` is read ([`LaneProducer`], [`LaneConsumer`]).
 //!
+//! The small functions on the message path (slot and counter accessors,
+//! `available`, `free`, `publish`, `release`, the kind check) are
+//! `#[inline]`: generic callers such as `read_with` are compiled in the
+//! caller's crate, where without the mark they stayed function calls
+//! (reading a 64-byte message went from 13.9 to 11.0 ns, a fallback round
+//! trip from 180 to 171 ns; 2-vCPU EPYC VM, 2026-11-26).
+//!
 //! [`RingProducer`] and [`RingConsumer`] are direction-neutral: the host uses
 //! a producer on H2K and a consumer on K2H; the Rust model of the device half
 //! (used by the loom and Miri tests) uses them the other way round.
