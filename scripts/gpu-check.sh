@@ -71,6 +71,10 @@ step compare-cuda-64 240 ./ringbridge compare --backend cuda --payload 64 --mess
 step compare-cuda-256 240 ./ringbridge compare --backend cuda --payload 256 --messages 20000 --json
 step compare-cuda-4096 240 ./ringbridge compare --backend cuda --payload 4096 --messages 10000 --json
 step compare-host-64 60 ./ringbridge compare --backend host --payload 64 --messages $msgs --json --plot "$out/compare-host-64.svg"
+# The fallback's ratio moves with where the two threads land: a few more runs.
+for k in 2 3 4 5; do
+  step "compare-host-64-$k" 30 ./ringbridge compare --backend host --payload 64 --messages $msgs --json
+done
 
 step stream-cuda-64 120 ./ringbridge stream --backend cuda --payload 64 --messages $n64 --capacity 8192 --batch 512 --json
 step stream-cuda-64-lanes 60 ./ringbridge stream --backend cuda --payload 64 --format lanes --messages 5000000 --capacity 8192 --batch 512 --json
