@@ -66,6 +66,11 @@ for p in 8 64 256 1024 4096; do
   step "echo-cuda-$p" 60 ./ringbridge echo --backend cuda --payload $p --messages $msgs --json
 done
 step echo-cuda-64-slots 60 ./ringbridge echo --backend cuda --payload 64 --format slots --messages $msgs --json
+# Lanes latency against block size: one warp has the cheapest barriers (the
+# 2026-11-26 runs were 0.3 us above gpu-facts.md's one-warp program at 128).
+for t in 32 64; do
+  step "echo-cuda-64-lanes-b$t" 60 ./ringbridge echo --backend cuda --payload 64 --format lanes --block $t --messages $msgs --json
+done
 step echo-host-64 60 ./ringbridge echo --backend host --payload 64 --messages $msgs --json
 step compare-cuda-64 240 ./ringbridge compare --backend cuda --payload 64 --messages 20000 --json --plot "$out/compare-cuda-64.svg"
 step compare-cuda-256 240 ./ringbridge compare --backend cuda --payload 256 --messages 20000 --json
