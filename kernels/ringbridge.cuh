@@ -1313,6 +1313,22 @@ RB_INLINE uint32_t rb_serve_per_request_batch(rb_ring* h2k, rb_ring* k2h, Handle
 #endif
 }
 
+/* Thread 0, slot format: publishes the first n served requests of a batch
+   (all of it, or on the host the run before a failing request).
+   RELEASE, system scope, of the K2H head: publishes their replies. The
+   barrier after the replies were written ordered every thread's reply stores
+   before this thread's next operations (causality order), and a release is
+   cumulative over what precedes it in that order, so a host that acquires
+   the new head sees all n reply slots.
+   RELEASE of the H2K tail: the block's loads of those request slots are
+   done (the barrier again), so the host may now reuse them. */
+RB_INLINE void rb_publish_served(rb_ring* h2k, rb_ring* k2h, uint64_t& h2k_tail, uint64_t& k2h_head, uint64_t n) {
+    k2h_head += n;
+    rb_st_release(&k2h->head, k2h_head);
+    h2k_tail += n;
+    rb_st_release(&h2k->tail, h2k_tail);
+}
+
 /* ------------------------------------------------------------------------ */
 /* The serve loop.                                                          */
 /* ------------------------------------------------------------------------ */
@@ -1482,13 +1498,8 @@ RB_INLINE int rb_serve(rb_control* ctl, rb_ring* h2k, rb_ring* k2h, Handler& han
             if (tid == 0) {
 #if !RB_BLOCK_PARALLEL
                 /* The host's one thread stopped at the failing request: the
-                   replies before it are whole. RELEASE, as below. */
-                if (fatal > 0) {
-                    k2h_head += fatal;
-                    rb_st_release(&k2h->head, k2h_head);
-                    h2k_tail += fatal;
-                    rb_st_release(&h2k->tail, h2k_tail);
-                }
+                   replies before it are whole. */
+                if (fatal > 0) rb_publish_served(h2k, k2h, h2k_tail, k2h_head, fatal);
 #else
                 /* Publish nothing of this batch: the counters stay put. */
 #endif
@@ -1499,17 +1510,7 @@ RB_INLINE int rb_serve(rb_control* ctl, rb_ring* h2k, rb_ring* k2h, Handler& han
         }
 
         if (tid == 0) {
-            /* RELEASE, system scope: publishes the batch's replies. The
-               barrier above ordered every thread's reply stores before this
-               thread's next operations (causality order), and a release is
-               cumulative over what precedes it in that order, so a host that
-               acquires the new head sees all n reply slots. */
-            k2h_head += n;
-            rb_st_release(&k2h->head, k2h_head);
-            /* RELEASE: the block's loads of the request slots are done (the
-               barrier again), so the host may now reuse them. */
-            h2k_tail += n;
-            rb_st_release(&h2k->tail, h2k_tail);
+            rb_publish_served(h2k, k2h, h2k_tail, k2h_head, n);
 #if !RB_ON_GPU
             rb_host_warm_slot(k2h, k2h_head, k2h_tail, k2h_cap, sh.k2h_mask, sh.k2h_slot_size);
 #endif

@@ -97,7 +97,6 @@ for t in test-kernels test-bridge_cuda test-cuda_faults test-lanes; do
   grep -E '^test result|FAILED|panicked|skipped' "$r/$t.log" | head -12 | tee -a "$summary"
 done
 
-
 if [ "$quick" != 1 ]; then
   if [ "${GPU_CHECK_SOAK:-0}" = 1 ]; then
     RINGBRIDGE_SOAK_MESSAGES=100000000 step soak-cuda 200 ./test-soak --ignored --nocapture soak_cuda
