@@ -21,6 +21,10 @@
 //! `RINGBRIDGE_CUDA_ARCHS` (comma list, e.g. `sm_90,compute_80`) overrides
 //! the targets: `sm_XY` embeds SASS for that GPU, `compute_XY` embeds PTX that
 //! the driver JIT-compiles for XY and newer.
+//! `RINGBRIDGE_KERNEL_DEFINES` (comma list of `NAME` or `NAME=VALUE`, e.g.
+//! `RB_LANE_LAZY_TAIL=0`) defines macros for the kernels and the host
+//! fallback alike: the tuning switches `kernels/ringbridge.cuh` documents,
+//! for side-by-side measurements.
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -49,6 +53,7 @@ fn main() {
         "PATH",
         "RINGBRIDGE_CUDA_ARCHS",
         "RINGBRIDGE_UPDATE_LAYOUT_HEADER",
+        "RINGBRIDGE_KERNEL_DEFINES",
     ] {
         println!("cargo:rerun-if-env-changed={var}");
     }
@@ -74,9 +79,14 @@ fn main() {
         }
     }
 
+    let defines = kernel_defines();
+
     // 2. The host fallback. Its include order matches nvcc's: OUT_DIR first.
-    cc::Build::new()
-        .cpp(true)
+    let mut host = cc::Build::new();
+    for (name, value) in &defines {
+        host.define(name, value.as_deref());
+    }
+    host.cpp(true)
         .std("c++17")
         .opt_level(2)
         .include(&out_dir)
@@ -101,7 +111,7 @@ fn main() {
         })
         .unwrap_or_default();
     sources.sort();
-    let compiled = compile_kernels(&manifest_dir, &out_dir, &kernels_dir, &sources);
+    let compiled = compile_kernels(&manifest_dir, &out_dir, &kernels_dir, &sources, &defines);
 
     // 4. The Rust side of the images.
     let images_rs = match &compiled {
@@ -112,6 +122,35 @@ fn main() {
         }
     };
     write_if_changed(&out_dir.join("kernel_images.rs"), images_rs.as_bytes());
+}
+
+/// `RINGBRIDGE_KERNEL_DEFINES` as (name, value) pairs. A malformed entry
+/// stops the build: a switch silently ignored would mislabel a measurement.
+fn kernel_defines() -> Vec<(String, Option<String>)> {
+    let Some(list) = env("RINGBRIDGE_KERNEL_DEFINES") else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for item in list.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        let (name, value) = match item.split_once('=') {
+            Some((n, v)) => (n, Some(v.to_string())),
+            None => (item, None),
+        };
+        let ident = name.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
+            && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+        let plain_value = value.as_deref().is_none_or(|v| {
+            !v.is_empty() && v.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+        });
+        if !ident || !plain_value {
+            eprintln!(
+                "error: bad RINGBRIDGE_KERNEL_DEFINES entry `{item}` \
+                 (expected a comma list of NAME or NAME=VALUE, e.g. RB_LANE_LAZY_TAIL=0)"
+            );
+            std::process::exit(1);
+        }
+        out.push((name.to_string(), value));
+    }
+    out
 }
 
 fn env(name: &str) -> Option<String> {
@@ -290,6 +329,7 @@ fn compile_kernels(
     out_dir: &Path,
     kernels_dir: &Path,
     sources: &[PathBuf],
+    defines: &[(String, Option<String>)],
 ) -> Result<CompiledSet, String> {
     let nvcc = find_nvcc(manifest_dir)?;
     println!("cargo:rerun-if-changed={}", nvcc.display());
@@ -308,6 +348,12 @@ fn compile_kernels(
             c.arg("-ccbin").arg(cc);
         }
         // OUT_DIR first: our builds always see the freshly generated layout header.
+        for (name, value) in defines {
+            match value {
+                Some(v) => c.arg(format!("-D{name}={v}")),
+                None => c.arg(format!("-D{name}")),
+            };
+        }
         c.arg("-std=c++17")
             .arg("-O3")
             .arg(format!("-I{}", out_dir.display()))

@@ -599,15 +599,25 @@ RB_INLINE uint64_t rb_finish(rb_control* ctl, uint64_t status, uint64_t code, ui
     return status;
 }
 
-/* Thread 0, once per turn of a serve loop: every check_interval turns (and
-   on every turn while the host fallback backs off) publishes the progress
-   words and looks at terminate. Returns RB_STATUS_STOPPED to stop, else 0.
-   RELAXED: the stop request orders nothing; what was served is already
-   published. */
-RB_INLINE uint32_t rb_turn_check(rb_control* ctl, uint64_t& iter, uint64_t check_mask, uint32_t idle, uint64_t& beat,
+/* Whether a serve loop with `work` turns and requests served since its last
+   check looks at terminate this turn: once that reaches check_interval, and
+   on every turn while the host fallback backs off. Requests count as well as
+   turns, so a loop whose every turn is a full batch of large messages (a
+   millisecond a turn) still beats well inside the host's hang timeout. */
+RB_INLINE bool rb_check_due(uint64_t work, uint64_t check_mask, uint32_t idle) {
+    return work > check_mask || rb_backing_off(idle);
+}
+
+/* Thread 0, once per turn of a serve loop (`work`: see rb_check_due; the
+   loop adds each batch's requests to it): when rb_check_due says so,
+   publishes the progress words and looks at terminate. Returns
+   RB_STATUS_STOPPED to stop, else 0. RELAXED: the stop request orders
+   nothing; what was served is already published. */
+RB_INLINE uint32_t rb_turn_check(rb_control* ctl, uint64_t& work, uint64_t check_mask, uint32_t idle, uint64_t& beat,
                                  uint64_t h2k_tail, uint64_t k2h_head) {
-    ++iter;
-    if ((iter & check_mask) != 0 && !rb_backing_off(idle)) return 0;
+    ++work;
+    if (!rb_check_due(work, check_mask, idle)) return 0;
+    work = 0;
     rb_publish_progress(ctl, ++beat, h2k_tail, k2h_head);
     if (rb_ld_relaxed(&ctl->terminate) == 0) return 0;
     return (uint32_t)rb_finish(ctl, RB_STATUS_STOPPED, 0, 0);
@@ -894,6 +904,49 @@ RB_INLINE void rb_lane_write(rb_lane* slot, uint32_t nl, uint64_t word, const ui
 #endif
 }
 
+/*
+ * Timing of the lane serve loop on the GPU: when it releases the H2K tail,
+ * and when it polls after serving.
+ *
+ * The tail. A release store at system scope waits until the thread's earlier
+ * accesses to host memory are performed (MEMBAR.SYS in the SASS). Made after
+ * every batch, it sat between the replies and the next poll. No reply waits
+ * for the tail (every lane carries its own tag); only a producer whose ring
+ * looks full does. So with RB_LANE_LAZY_TAIL (the default) thread 0 releases
+ * the tail at the start of a turn only when one of these holds:
+ *   - a quarter of the ring was read since the last release, so slots read
+ *     but not yet released never cost a producer more than a quarter ring;
+ *   - RB_LANE_IDLE_TURNS turns in a row served nothing (a producer waiting
+ *     for room gets it within those turns, it never waits forever);
+ *   - the turn looks at terminate (rb_check_due), so a kernel that stops has
+ *     released everything it read, and a relaunch resumes from there.
+ * -DRB_LANE_LAZY_TAIL=0 releases after every batch.
+ *
+ * The poll. One warp's poll is one PCIe read, about 1.1 us there and back,
+ * and it sees host memory as it was when it reached the host. In a round
+ * trip the next request cannot land before the host has seen the replies
+ * and written it, so a poll issued at once after the replies comes back
+ * empty, and whether the second poll finds the request depends on a few
+ * tens of ns: on an H200 (2026-11-26, 64-byte echo, 200,000 round trips a
+ * run) p50 was either about 2.2 us or about 4.0 us, run by run. With the
+ * eager tail release the MEMBAR delayed the first poll by chance, and p50
+ * was a steady 2.58 us (32 threads) and 2.75 us (128). So after a turn that
+ * drained the ring, the polling warps wait RB_LANE_POLL_DELAY_CYCLES SM
+ * cycles first: 1200 cycles (0.6 us at 1.98 GHz) gave a steady 2.41-2.46 us
+ * (32 threads) and 2.54-2.56 us (128); 400 and 800 cycles were still
+ * bimodal, 1600 gave 2.62-2.77 us. The best delay depends on the host's and
+ * the link's turnaround, so it is a switch: -DRB_LANE_POLL_DELAY_CYCLES=N
+ * (0: no delay), e.g. through RINGBRIDGE_KERNEL_DEFINES (build.rs). A
+ * stream that fills every polling warp's slot is never delayed.
+ */
+#ifndef RB_LANE_LAZY_TAIL
+#define RB_LANE_LAZY_TAIL 1
+#endif
+#define RB_LANE_IDLE_TURNS 8u
+#ifndef RB_LANE_POLL_DELAY_CYCLES
+#define RB_LANE_POLL_DELAY_CYCLES 1200
+#endif
+
 /* Block-shared state of the lane serve loop. */
 struct rb_lane_shared {
     alignas(16) uint64_t in_pay[RB_LANE_WARPS][RB_LANE_PAY_WORDS];  /* request payloads */
@@ -920,7 +973,7 @@ struct rb_lane_shared {
 template <class Handler>
 RB_INLINE int rb_serve_lanes(rb_control* ctl, rb_ring* h2k, rb_ring* k2h, Handler& handler, const rb_block_state& sh,
                              uint64_t& h2k_tail, uint64_t& k2h_head, uint64_t& k2h_tail, uint64_t h2k_cap,
-                             uint64_t k2h_cap, uint64_t check_mask, uint64_t& iter, uint64_t& beat, uint32_t& idle) {
+                             uint64_t k2h_cap, uint64_t check_mask, uint64_t& work, uint64_t& beat, uint32_t& idle) {
     const uint32_t tid = rb_thread_index();
 #if RB_BLOCK_PARALLEL
     const uint32_t my_warp = tid / 32u;
@@ -938,11 +991,32 @@ RB_INLINE int rb_serve_lanes(rb_control* ctl, rb_ring* h2k, rb_ring* k2h, Handle
     const uint32_t in_lanes = (uint32_t)(h2k_slot / RB_LANE_SIZE);
     const uint32_t in_max = (in_lanes - 1u) * 8u;
     const uint32_t out_cap = (uint32_t)(k2h_slot / RB_LANE_SIZE - 1u) * 8u;
+    /* Thread 0's: the tail last release-stored, requests read between
+       publishes, and turns in a row that served nothing. */
+    uint64_t published = h2k_tail;
+    const uint64_t publish_every = RB_LANE_LAZY_TAIL && h2k_cap >= 4u ? h2k_cap / 4u : 1u;
+    uint32_t empty_turns = 0;
+#if RB_ON_GPU
+    long long poll_after = 0; /* SM clock before which this turn's poll waits */
+#endif
 
     for (;;) {
         if (tid == 0) {
+            if (h2k_tail != published &&
+                (h2k_tail - published >= publish_every || empty_turns >= RB_LANE_IDLE_TURNS ||
+                 rb_check_due(work + 1u, check_mask, idle))) {
+                /* RELEASE, system scope: the block's loads of every request
+                   lane below h2k_tail happened before the barriers of the
+                   turns that read them, which put them before this store in
+                   causality order; a release is cumulative, so the host
+                   reuses those slots only after they were read. */
+                rb_st_release(&h2k->tail, h2k_tail);
+                /* RELAXED: statistics only; the reply lanes publish themselves. */
+                rb_st_relaxed(&k2h->head, k2h_head);
+                published = h2k_tail;
+            }
             uint32_t limit = 0;
-            uint32_t stop = rb_turn_check(ctl, iter, check_mask, idle, beat, h2k_tail, k2h_head);
+            uint32_t stop = rb_turn_check(ctl, work, check_mask, idle, beat, h2k_tail, k2h_head);
             if (stop == 0) {
                 uint64_t room = 0;
                 stop = rb_k2h_room(ctl, k2h, k2h_tail, k2h_head, k2h_cap, h2k_tail, beat, room);
@@ -950,7 +1024,10 @@ RB_INLINE int rb_serve_lanes(rb_control* ctl, rb_ring* h2k, rb_ring* k2h, Handle
                     uint64_t lim = room < h2k_cap ? room : h2k_cap;
                     if (lim > nwarps) lim = nwarps;
                     limit = (uint32_t)lim;
-                    if (limit == 0) rb_idle(idle); /* back-pressure: wait, never drop */
+                    if (limit == 0) { /* back-pressure: wait, never drop */
+                        ++empty_turns;
+                        rb_idle(idle);
+                    }
                 }
             }
             ls.stop = stop;
@@ -975,6 +1052,10 @@ RB_INLINE int rb_serve_lanes(rb_control* ctl, rb_ring* h2k, rb_ring* k2h, Handle
             continue;
         }
 
+#if RB_ON_GPU
+        while (clock64() < poll_after) { /* see RB_LANE_POLL_DELAY_CYCLES */
+        }
+#endif
         for (uint32_t w = my_warp; w < limit; w += step) {
             const uint64_t pos = in_base + w;
             const uint32_t st =
@@ -989,13 +1070,18 @@ RB_INLINE int rb_serve_lanes(rb_control* ctl, rb_ring* h2k, rb_ring* k2h, Handle
         while (n < limit && ls.state[n] == RB_SLOT_READY) ++n;
         if (n < limit && ls.state[n] == RB_SLOT_CORRUPT) { /* block-uniform */
             if (tid == 0) {
+                /* RELEASE: as at the top of the turn (what was read stays read). */
+                if (h2k_tail != published) rb_st_release(&h2k->tail, h2k_tail);
                 rb_publish_progress(ctl, ++beat, h2k_tail, k2h_head);
                 rb_finish(ctl, RB_STATUS_FAILED, RB_ERR_RING_CORRUPTED, in_base + n);
             }
             return (int)RB_STATUS_FAILED;
         }
         if (n == 0) {
-            if (tid == 0) rb_idle(idle);
+            if (tid == 0) {
+                ++empty_turns;
+                rb_idle(idle);
+            }
             continue;
         }
 
@@ -1051,18 +1137,21 @@ RB_INLINE int rb_serve_lanes(rb_control* ctl, rb_ring* h2k, rb_ring* k2h, Handle
             return (int)RB_STATUS_FAILED;
         }
 
+#if RB_ON_GPU
+        /* The ring was drained (some polled slot was empty, or one warp
+           polls one slot): the next request comes from a host that has yet
+           to see these replies, so poll for it a little later. */
+        if (RB_LANE_POLL_DELAY_CYCLES > 0 && (n < limit || limit == 1))
+            poll_after = clock64() + RB_LANE_POLL_DELAY_CYCLES;
+#endif
         if (tid == 0) {
             if (idle != 0) idle = 0;
+            empty_turns = 0;
+            work += n;
             h2k_tail += n;
             k2h_head += n;
-            /* RELEASE, system scope: the block's loads of the batch's request
-               lanes happened before the barriers above, which put them before
-               this store in causality order; a release is cumulative, so the
-               host reuses those slots only after they were read. Off the
-               reply's critical path: no reply lane waits for this store. */
-            rb_st_release(&h2k->tail, h2k_tail);
-            /* RELAXED: statistics only; the reply lanes publish themselves. */
-            rb_st_relaxed(&k2h->head, k2h_head);
+            /* The tail is published at the top of a later turn (see
+               RB_LANE_LAZY_TAIL). */
         }
     }
 }
@@ -1366,7 +1455,7 @@ RB_INLINE int rb_serve(rb_control* ctl, rb_ring* h2k, rb_ring* k2h, Handler& han
     uint64_t h2k_head = 0;   /* cache of the host's H2K head */
     uint64_t k2h_head = 0;   /* ours: replies published */
     uint64_t k2h_tail = 0;   /* cache of the host's K2H tail */
-    uint64_t h2k_cap = 0, k2h_cap = 0, check_mask = 0, iter = 0, beat = 0;
+    uint64_t h2k_cap = 0, k2h_cap = 0, check_mask = 0, work = 0, beat = 0;
     uint32_t idle = 0;
     uint32_t start_failed = 0; /* thread 0: the final status if the start checks failed */
     /* Requests per batch: one per thread, or (chunkwise, in a block of
@@ -1438,7 +1527,7 @@ RB_INLINE int rb_serve(rb_control* ctl, rb_ring* h2k, rb_ring* k2h, Handler& han
     rb_block_sync(); /* broadcast the format */
     if (sh.lanes != 0) { /* block-uniform */
         return rb_serve_lanes(ctl, h2k, k2h, handler, sh, h2k_tail, k2h_head, k2h_tail, h2k_cap, k2h_cap, check_mask,
-                              iter, beat, idle);
+                              work, beat, idle);
     }
 
     for (;;) {
@@ -1446,9 +1535,9 @@ RB_INLINE int rb_serve(rb_control* ctl, rb_ring* h2k, rb_ring* k2h, Handler& han
             uint32_t stop = start_failed;
             uint64_t n = 0;
             while (stop == 0) {
-                /* terminate and heartbeat: every check_interval iterations,
-                   so an idle poll costs one PCIe read, not two. */
-                stop = rb_turn_check(ctl, iter, check_mask, idle, beat, h2k_tail, k2h_head);
+                /* terminate and heartbeat: see rb_check_due, so an idle
+                   poll costs one PCIe read, not two. */
+                stop = rb_turn_check(ctl, work, check_mask, idle, beat, h2k_tail, k2h_head);
                 if (stop != 0) break;
                 uint64_t avail = h2k_head - h2k_tail;
                 if (avail == 0) {
@@ -1510,6 +1599,7 @@ RB_INLINE int rb_serve(rb_control* ctl, rb_ring* h2k, rb_ring* k2h, Handler& han
         }
 
         if (tid == 0) {
+            work += n;
             rb_publish_served(h2k, k2h, h2k_tail, k2h_head, n);
 #if !RB_ON_GPU
             rb_host_warm_slot(k2h, k2h_head, k2h_tail, k2h_cap, sh.k2h_mask, sh.k2h_slot_size);

@@ -178,7 +178,8 @@ pub struct ControlBlock {
     /// A parameter for the handler (the built-in `scale` kernel reads an
     /// `f32` from its low 32 bits).
     pub param: u64,
-    /// Idle polls between two reads of `terminate` (a power of two).
+    /// Polls plus requests served between two reads of `terminate` and heartbeats (a power
+    /// of two), so a loop of long batches beats as often as an idle one.
     pub check_interval: u64,
     /// How many regions one launch serves, one thread block each (1 for a
     /// plain bridge). Regions lie `stripe_stride` bytes apart, the kernel

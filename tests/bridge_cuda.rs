@@ -416,7 +416,7 @@ fn cuda_striped_group_round_robin_and_own_threads() {
         }
         common::striped_own_threads(cuda().slot_size(128), 8, 20_000);
         // Lanes too: each block of the group serves lanes in its region.
-        common::striped_own_threads(cuda().slot_size(64).format(SlotFormat::Lanes), 4, 20_000);
+        common::striped_own_threads(cuda().slot_size(128).format(SlotFormat::Lanes), 4, 20_000);
     });
 }
 

@@ -8,7 +8,7 @@
 
 mod common;
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Barrier};
 use std::time::Duration;
 
@@ -251,6 +251,53 @@ fn replies_before_a_panic_are_delivered_then_the_panic() {
         matches!(&err, Error::HandlerPanicked(m) if m.contains("on purpose")),
         "got {err}"
     );
+}
+
+/// The lane loop releases the H2K tail lazily, a quarter ring at a time
+/// (kernels/ringbridge.cuh, "Timing of the lane serve loop"), but a ring it
+/// drained is released whole once it idles: a producer then gets every slot.
+#[test]
+#[cfg_attr(miri, ignore = "the fallback serve loop is C++")]
+fn a_drained_ring_is_released_whole_while_the_loop_idles() {
+    let closed = Arc::new(AtomicBool::new(false));
+    let gate = Arc::clone(&closed);
+    let handler = HostHandler::new(move |_, input, out| {
+        // Acquire: pairs with the test's release store; only a flag.
+        while gate.load(Ordering::Acquire) {
+            std::thread::yield_now();
+        }
+        out[..input.len()].copy_from_slice(input);
+        Ok(input.len())
+    });
+    let bridge = lanes()
+        .capacity(16)
+        .hang_timeout(Duration::from_secs(60))
+        .kernel(Kernel::Host(handler))
+        .launch()
+        .unwrap();
+    // 15 round trips: released at 4, 8 and 12; the last 3 only by idling.
+    for i in 0..15u8 {
+        assert_eq!(bridge.round_trip(&[i]).unwrap().payload, [i]);
+    }
+    std::thread::sleep(Duration::from_millis(100));
+    // The loop now holds the next batch in the handler, releasing nothing:
+    // the producer has exactly the slots released before.
+    closed.store(true, Ordering::Release);
+    let mut sent = 0u8;
+    loop {
+        match bridge.try_send(&[sent]) {
+            Ok(_) => sent += 1,
+            Err(Error::Full) => break,
+            Err(e) => panic!("unexpected {e}"),
+        }
+        assert!(sent <= 16, "more than a ring's worth of room");
+    }
+    assert_eq!(sent, 16, "slots read before the pause were never released");
+    closed.store(false, Ordering::Release);
+    for i in 0..sent {
+        assert_eq!(bridge.recv().unwrap().payload, [i]);
+    }
+    bridge.shutdown().unwrap();
 }
 
 #[test]
