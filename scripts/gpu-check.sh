@@ -6,7 +6,8 @@
 # a work folder that is packed into $OUT/results.tgz at the end; the summary
 # ($OUT/summary.txt) and the two plots come back beside it.
 # Every step runs under `timeout`, so one hang cannot eat the lease.
-# Set GPU_CHECK_QUICK=1 for a short smoke run.
+# Set GPU_CHECK_QUICK=1 for a short smoke run, GPU_CHECK_AB_ONLY=1 for the
+# side-by-side variant runs, the tests and one comparison.
 #
 # The whole script must end inside one device call (at most 600 s) with its
 # results packed, so it keeps a budget (GPU_CHECK_BUDGET seconds, default
@@ -20,6 +21,9 @@ out="${OUT:-$PWD/gpu-results}"; mkdir -p "$out"
 work="$(mktemp -d)"; mkdir -p "$work/r"; r="$work/r"
 export RINGBRIDGE_REQUIRE_GPU=1 LD_LIBRARY_PATH="/usr/local/nvidia/lib64:${LD_LIBRARY_PATH:-}"
 quick="${GPU_CHECK_QUICK:-0}"
+# GPU_CHECK_AB_ONLY=1: only the side-by-side lane runs, the tests and the
+# 64-byte comparison.
+ab_only="${GPU_CHECK_AB_ONLY:-0}"
 fail=0
 budget="${GPU_CHECK_BUDGET:-450}"
 start=$(date +%s)
@@ -56,36 +60,52 @@ step smoke-echo 30 ./ringbridge echo --backend cuda --payload 64 --messages 1000
 # Never measured on a GPU yet, so first: several SMs, one launch of N blocks,
 # one ring pair and two host threads each.
 n64=50000000; n4k=2000000; [ "$quick" = 1 ] && { n64=2000000; n4k=100000; }
-step stream-cuda-4k-s8 120 ./ringbridge stream --backend cuda --payload 4064 --stripes 8 --messages $((n4k * 4)) --capacity 1024 --json
-step stream-cuda-4k-s4 120 ./ringbridge stream --backend cuda --payload 4064 --stripes 4 --messages $((n4k * 2)) --capacity 1024 --json
-step stream-cuda-64-s4 120 ./ringbridge stream --backend cuda --payload 64 --stripes 4 --messages $((n64 * 2)) --capacity 8192 --batch 512 --json
-step stream-cuda-64-s8 120 ./ringbridge stream --backend cuda --payload 64 --stripes 8 --messages $((n64 * 2)) --capacity 8192 --batch 512 --json
+if [ "$ab_only" != 1 ]; then
+  step stream-cuda-4k-s8 120 ./ringbridge stream --backend cuda --payload 4064 --stripes 8 --messages $((n4k * 4)) --capacity 1024 --json
+  step stream-cuda-4k-s4 120 ./ringbridge stream --backend cuda --payload 4064 --stripes 4 --messages $((n4k * 2)) --capacity 1024 --json
+  step stream-cuda-64-s4 120 ./ringbridge stream --backend cuda --payload 64 --stripes 4 --messages $((n64 * 2)) --capacity 8192 --batch 512 --json
+  step stream-cuda-64-s8 120 ./ringbridge stream --backend cuda --payload 64 --stripes 8 --messages $((n64 * 2)) --capacity 8192 --batch 512 --json
+fi
 
 msgs=200000; [ "$quick" = 1 ] && msgs=20000
-for p in 8 64 256 1024 4096; do
-  step "echo-cuda-$p" 60 ./ringbridge echo --backend cuda --payload $p --messages $msgs --json
+# Side by side, alternating: the lane loop as built by default against the
+# variants scripts/gpu-prepare.sh built with other kernel switches
+# (ringbridge-NAME), at 128 threads (the default block) and one warp.
+variants=default
+for b in ringbridge-*; do [ -x "$b" ] && variants="$variants ${b#ringbridge-}"; done
+reps=3; [ "$quick" = 1 ] && reps=1
+for k in $(seq 1 $reps); do
+  for v in $variants; do
+    bin=./ringbridge; [ $v != default ] && bin=./ringbridge-$v
+    for t in 128 32; do
+      step "ab-$v-b$t-$k" 30 $bin echo --backend cuda --payload 64 --format lanes --block $t --messages $msgs --json
+    done
+  done
 done
-step echo-cuda-64-slots 60 ./ringbridge echo --backend cuda --payload 64 --format slots --messages $msgs --json
-# Lanes latency against block size: one warp has the cheapest barriers (the
-# 2026-11-26 runs were 0.3 us above gpu-facts.md's one-warp program at 128).
-for t in 32 64; do
-  step "echo-cuda-64-lanes-b$t" 60 ./ringbridge echo --backend cuda --payload 64 --format lanes --block $t --messages $msgs --json
-done
-step echo-host-64 60 ./ringbridge echo --backend host --payload 64 --messages $msgs --json
-step compare-cuda-64 240 ./ringbridge compare --backend cuda --payload 64 --messages 20000 --json --plot "$out/compare-cuda-64.svg"
-step compare-cuda-256 240 ./ringbridge compare --backend cuda --payload 256 --messages 20000 --json
-step compare-cuda-4096 240 ./ringbridge compare --backend cuda --payload 4096 --messages 10000 --json
-step compare-host-64 60 ./ringbridge compare --backend host --payload 64 --messages $msgs --json --plot "$out/compare-host-64.svg"
-# The fallback's ratio moves with where the two threads land: a few more runs.
-for k in 2 3 4 5; do
-  step "compare-host-64-$k" 30 ./ringbridge compare --backend host --payload 64 --messages $msgs --json
-done
+if [ "$ab_only" != 1 ]; then
+  for p in 8 64 256 1024 4096; do
+    step "echo-cuda-$p" 60 ./ringbridge echo --backend cuda --payload $p --messages $msgs --json
+  done
+  step echo-cuda-64-slots 60 ./ringbridge echo --backend cuda --payload 64 --format slots --messages $msgs --json
+  # Lanes latency against block size: one warp has the cheapest barriers (the
+  # 2026-11-26 runs were 0.3 us above gpu-facts.md's one-warp program at 128).
+  for t in 32 64; do
+    step "echo-cuda-64-lanes-b$t" 60 ./ringbridge echo --backend cuda --payload 64 --format lanes --block $t --messages $msgs --json
+  done
+  step echo-host-64 60 ./ringbridge echo --backend host --payload 64 --messages $msgs --json
+  step compare-cuda-256 240 ./ringbridge compare --backend cuda --payload 256 --messages 20000 --json
+  step compare-cuda-4096 240 ./ringbridge compare --backend cuda --payload 4096 --messages 10000 --json
+  step compare-host-64 60 ./ringbridge compare --backend host --payload 64 --messages $msgs --json --plot "$out/compare-host-64.svg"
+  # The fallback's ratio moves with where the two threads land: a few more runs.
+  for k in 2 3 4 5; do
+    step "compare-host-64-$k" 30 ./ringbridge compare --backend host --payload 64 --messages $msgs --json
+  done
 
-step stream-cuda-64 120 ./ringbridge stream --backend cuda --payload 64 --messages $n64 --capacity 8192 --batch 512 --json
-step stream-cuda-64-lanes 60 ./ringbridge stream --backend cuda --payload 64 --format lanes --messages 5000000 --capacity 8192 --batch 512 --json
-step stream-cuda-1k 120 ./ringbridge stream --backend cuda --payload 992 --messages $n4k --capacity 4096 --json
-step stream-cuda-4k 120 ./ringbridge stream --backend cuda --payload 4064 --messages $n4k --capacity 1024 --json
-step stream-host-64 120 ./ringbridge stream --backend host --payload 64 --messages 20000000 --capacity 8192 --json
+  step stream-cuda-64 120 ./ringbridge stream --backend cuda --payload 64 --messages $n64 --capacity 8192 --batch 512 --json
+  step stream-cuda-1k 120 ./ringbridge stream --backend cuda --payload 992 --messages $n4k --capacity 4096 --json
+  step stream-cuda-4k 120 ./ringbridge stream --backend cuda --payload 4064 --messages $n4k --capacity 1024 --json
+  step stream-host-64 120 ./ringbridge stream --backend host --payload 64 --messages 20000000 --capacity 8192 --json
+fi
 
 # The library's own GPU unit tests (launch, mapped memory), the safe ones.
 [ -x test-lib ] && step test-lib 60 ./test-lib --test-threads=1 cuda:: && grep -E '^test result' "$r/test-lib.log" | tee -a "$summary"
@@ -97,7 +117,18 @@ for t in test-kernels test-bridge_cuda test-cuda_faults test-lanes; do
   grep -E '^test result|FAILED|panicked|skipped' "$r/$t.log" | head -12 | tee -a "$summary"
 done
 
-if [ "$quick" != 1 ]; then
+step compare-cuda-64 240 ./ringbridge compare --backend cuda --payload 64 --messages 20000 --json --plot "$out/compare-cuda-64.svg"
+# Lanes streaming: the poll delay after a drained ring must not slow it.
+step stream-cuda-64-lanes 60 ./ringbridge stream --backend cuda --payload 64 --format lanes --messages 5000000 --capacity 8192 --batch 512 --json
+
+# The lane tests of every variant (its kernels, same tests).
+for t in test-lanes-* test-bridge_cuda-*; do
+  [ -x "$t" ] || continue
+  step "$t" 60 "./$t" --test-threads=1
+  grep -E '^test result|FAILED|panicked' "$r/$t.log" | head -6 | tee -a "$summary"
+done
+
+if [ "$quick" != 1 ] && [ "$ab_only" != 1 ]; then
   if [ "${GPU_CHECK_SOAK:-0}" = 1 ]; then
     RINGBRIDGE_SOAK_MESSAGES=100000000 step soak-cuda 200 ./test-soak --ignored --nocapture soak_cuda
     grep -E 'soak|test result' "$r/soak-cuda.log" | tee -a "$summary"
@@ -121,6 +152,19 @@ for f in sorted(os.listdir(d)):
     gb = f"{gb:.2f}" if isinstance(gb, (int, float)) else gb
     print(f"{f[:-4]:22} {str(j.get('backend')):8} {str(j.get('format')):6} {str(j.get('stripes', '-')):>3} {j.get('payload_bytes', 0):7} {j.get('p50_ns', '-'):>9} "
           f"{j.get('p99_ns', '-'):>9} {j.get('msgs_per_s', 0):10.3g} {gb:>7} {j.get('lost', '-')}")
+# The side-by-side lane runs: every p50 per variant and block size.
+ab = {}
+for f in sorted(os.listdir(d)):
+    if f.startswith('ab-') and f.endswith('.log'):
+        try:
+            j = json.loads(open(os.path.join(d, f)).read())
+        except Exception:
+            continue
+        key = f[3:-4].rsplit('-', 1)[0]
+        ab.setdefault(key, []).append((j.get('p50_ns'), j.get('p90_ns'), j.get('min_ns')))
+for key, runs in sorted(ab.items()):
+    p50s = sorted(r[0] for r in runs)
+    print(f"ab {key:20} p50 {p50s}  p90 {[r[1] for r in runs]}  min {[r[2] for r in runs]}")
 for f in sorted(os.listdir(d)):
     if f.startswith('compare') and f.endswith('.log'):
         try:

@@ -1,18 +1,22 @@
 #!/usr/bin/env bash
 # Builds, on a CPU machine, everything scripts/gpu-check.sh runs on a GPU
 # machine (which has a driver and nvcc but no Rust toolchain), and copies it
-# into .gpu/ (git-ignored): the release binary and the test binaries.
+# into .gpu/ (git-ignored): the release binary, the test binaries and the
+# benches, plus variants built with other kernel switches
+# (RINGBRIDGE_KERNEL_DEFINES, see build.rs) for side-by-side measurements.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install-nvcc.sh >/dev/null
 rm -rf .gpu && mkdir -p .gpu
-cargo build --release --bin ringbridge
-cp target/release/ringbridge .gpu/
-cargo test --release --no-run --message-format=json 2>/dev/null |
-    python3 -c '
+
+# copy_tests SUFFIX NAME...: builds the test binaries and copies the named
+# ones to .gpu/test-NAME (the library's own as "lib") + SUFFIX.
+copy_tests() {
+    local suffix="$1"; shift
+    cargo test --release --no-run --message-format=json 2>/dev/null |
+        python3 -c '
 import json, shutil, sys
-# Only what gpu-check.sh runs: the device tool carries at most 64 MiB.
-wanted = {"lib", "bridge_cuda", "cuda_faults", "kernels", "lanes", "soak"}
+suffix, wanted = sys.argv[1], set(sys.argv[2:])
 for line in sys.stdin:
     m = json.loads(line)
     if m.get("reason") == "compiler-artifact" and m.get("executable") and m["profile"]["test"]:
@@ -20,9 +24,26 @@ for line in sys.stdin:
         if m["target"]["kind"] == ["lib"]:
             name = "lib"
         if name in wanted:
-            shutil.copy(m["executable"], ".gpu/test-" + name)
-            print("copied test-" + name)
-'
+            shutil.copy(m["executable"], ".gpu/test-" + name + suffix)
+            print("copied test-" + name + suffix)
+' "$suffix" "$@"
+}
+
+# Variants, NAME=DEFINES (GPU_VARIANTS, space-separated; DEFINES as in
+# RINGBRIDGE_KERNEL_DEFINES). Each gets its binary and the lane tests. The
+# default: the lane loop before the lazy tail and the poll delay, and
+# without the delay (kernels/ringbridge.cuh, "Timing of the lane serve loop").
+# The device tool carries at most 64 MiB: only what gpu-check.sh runs.
+for v in ${GPU_VARIANTS-eager-tail=RB_LANE_LAZY_TAIL=0,RB_LANE_POLL_DELAY_CYCLES=0 no-delay=RB_LANE_POLL_DELAY_CYCLES=0}; do
+    name="${v%%=*}" defines="${v#*=}"
+    RINGBRIDGE_KERNEL_DEFINES="$defines" cargo build --release --bin ringbridge
+    cp target/release/ringbridge ".gpu/ringbridge-$name"
+    RINGBRIDGE_KERNEL_DEFINES="$defines" copy_tests "-$name" lanes
+done
+
+cargo build --release --bin ringbridge
+cp target/release/ringbridge .gpu/
+copy_tests "" lib bridge_cuda cuda_faults kernels lanes soak
 cargo bench --no-run --message-format=json 2>/dev/null |
     python3 -c '
 import json, shutil, sys
@@ -33,5 +54,5 @@ for line in sys.stdin:
         print("copied bench-" + m["target"]["name"])
 '
 cp scripts/gpu-check.sh .gpu/
-strip .gpu/ringbridge .gpu/test-* .gpu/bench-*
+strip .gpu/ringbridge .gpu/ringbridge-* .gpu/test-* .gpu/bench-*
 du -sh .gpu
