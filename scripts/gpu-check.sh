@@ -140,40 +140,33 @@ fi
 python3 - "$r" <<'PY' | tee -a "$summary"
 import json, os, sys
 d = sys.argv[1]
+
+def runs(keep):
+    """(name, JSON) of every log whose name `keep` accepts and that parses."""
+    for f in sorted(os.listdir(d)):
+        if not f.endswith('.log') or not keep(f):
+            continue
+        try:
+            yield f[:-4], json.loads(open(os.path.join(d, f)).read())
+        except Exception:
+            continue
+
 print(f"{'run':22} {'backend':8} {'format':6} {'str':>3} {'payload':>7} {'p50 ns':>9} {'p99 ns':>9} {'msgs/s':>10} {'GB/s':>7} lost")
-for f in sorted(os.listdir(d)):
-    if not f.endswith('.log') or f.startswith(('test-', 'soak', 'bench', 'info', 'compare', 'machine')):
-        continue
-    try:
-        j = json.loads(open(os.path.join(d, f)).read())
-    except Exception:
-        continue
+for name, j in runs(lambda f: not f.startswith(('test-', 'soak', 'bench', 'info', 'compare', 'machine'))):
     gb = j.get('gbytes_per_s', '-')
     gb = f"{gb:.2f}" if isinstance(gb, (int, float)) else gb
-    print(f"{f[:-4]:22} {str(j.get('backend')):8} {str(j.get('format')):6} {str(j.get('stripes', '-')):>3} {j.get('payload_bytes', 0):7} {j.get('p50_ns', '-'):>9} "
+    print(f"{name:22} {str(j.get('backend')):8} {str(j.get('format')):6} {str(j.get('stripes', '-')):>3} {j.get('payload_bytes', 0):7} {j.get('p50_ns', '-'):>9} "
           f"{j.get('p99_ns', '-'):>9} {j.get('msgs_per_s', 0):10.3g} {gb:>7} {j.get('lost', '-')}")
 # The side-by-side lane runs: every p50 per variant and block size.
 ab = {}
-for f in sorted(os.listdir(d)):
-    if f.startswith('ab-') and f.endswith('.log'):
-        try:
-            j = json.loads(open(os.path.join(d, f)).read())
-        except Exception:
-            continue
-        key = f[3:-4].rsplit('-', 1)[0]
-        ab.setdefault(key, []).append((j.get('p50_ns'), j.get('p90_ns'), j.get('min_ns')))
-for key, runs in sorted(ab.items()):
-    p50s = sorted(r[0] for r in runs)
-    print(f"ab {key:20} p50 {p50s}  p90 {[r[1] for r in runs]}  min {[r[2] for r in runs]}")
-for f in sorted(os.listdir(d)):
-    if f.startswith('compare') and f.endswith('.log'):
-        try:
-            j = json.loads(open(os.path.join(d, f)).read())
-        except Exception:
-            continue
-        print(f"== {f[:-4]}")
-        for row in j.get('results', j.get('rows', [])):
-            print("   ", {k: row[k] for k in row if k in ('name', 'p50_ns', 'p99_ns', 'ratio_p50', 'ratio_to_ringbridge', 'error')})
+for name, j in runs(lambda f: f.startswith('ab-')):
+    ab.setdefault(name[3:].rsplit('-', 1)[0], []).append((j.get('p50_ns'), j.get('p90_ns'), j.get('min_ns')))
+for key, rows in sorted(ab.items()):
+    print(f"ab {key:20} p50 {sorted(r[0] for r in rows)}  p90 {[r[1] for r in rows]}  min {[r[2] for r in rows]}")
+for name, j in runs(lambda f: f.startswith('compare')):
+    print(f"== {name}")
+    for row in j.get('results', j.get('rows', [])):
+        print("   ", {k: row[k] for k in row if k in ('name', 'p50_ns', 'p99_ns', 'ratio_p50', 'ratio_to_ringbridge', 'error')})
 PY
 tar -C "$work" -czf "$out/results.tgz" r
 exit $fail
