@@ -599,17 +599,22 @@ RB_INLINE uint64_t rb_finish(rb_control* ctl, uint64_t status, uint64_t code, ui
     return status;
 }
 
-/* Whether a serve loop with `work` turns and requests served since its last
-   check looks at terminate this turn: once that reaches check_interval, and
-   on every turn while the host fallback backs off. Requests count as well as
-   turns, so a loop whose every turn is a full batch of large messages (a
-   millisecond a turn) still beats well inside the host's hang timeout. */
+/* Whether a serve loop with `work` done since its last check looks at
+   terminate this turn: once that reaches check_interval, and on every turn
+   while the host fallback backs off. A turn counts 1 and every
+   RB_CHECK_REQUESTS requests served count 1 more (rb_count_served), so a
+   loop whose every turn is a full batch of large messages (a millisecond or
+   more a turn on the GPU) still beats well inside the host's hang timeout,
+   while a 64-byte stream reads terminate (a PCIe round trip) only every few
+   hundred microseconds. */
+#define RB_CHECK_REQUESTS 16u
+RB_INLINE void rb_count_served(uint64_t& work, uint64_t n) { work += n / RB_CHECK_REQUESTS; }
 RB_INLINE bool rb_check_due(uint64_t work, uint64_t check_mask, uint32_t idle) {
     return work > check_mask || rb_backing_off(idle);
 }
 
 /* Thread 0, once per turn of a serve loop (`work`: see rb_check_due; the
-   loop adds each batch's requests to it): when rb_check_due says so,
+   loop adds each batch with rb_count_served): when rb_check_due says so,
    publishes the progress words and looks at terminate. Returns
    RB_STATUS_STOPPED to stop, else 0. RELAXED: the stop request orders
    nothing; what was served is already published. */
@@ -933,8 +938,10 @@ RB_INLINE void rb_lane_write(rb_lane* slot, uint32_t nl, uint64_t word, const ui
  * was a steady 2.58 us (32 threads) and 2.75 us (128). So after a turn that
  * drained the ring, the polling warps wait RB_LANE_POLL_DELAY_CYCLES SM
  * cycles first: 1200 cycles (0.6 us at 1.98 GHz) gave a steady 2.41-2.46 us
- * (32 threads) and 2.54-2.56 us (128); 400 and 800 cycles were still
- * bimodal, 1600 gave 2.62-2.77 us. The best delay depends on the host's and
+ * (32 threads) and 2.54-2.56 us (128) on one machine, 2.56-2.60 and
+ * 2.66-2.67 us on another (eager release, same runs: 2.58-2.60 / 2.75 and
+ * 2.60-2.61 / 2.79-2.81); 400 and 800 cycles were still bimodal, 1600 gave
+ * 2.62-2.77 us. The best delay depends on the host's and
  * the link's turnaround, so it is a switch: -DRB_LANE_POLL_DELAY_CYCLES=N
  * (0: no delay), e.g. through RINGBRIDGE_KERNEL_DEFINES (build.rs). A
  * stream that fills every polling warp's slot is never delayed.
@@ -1147,7 +1154,7 @@ RB_INLINE int rb_serve_lanes(rb_control* ctl, rb_ring* h2k, rb_ring* k2h, Handle
         if (tid == 0) {
             if (idle != 0) idle = 0;
             empty_turns = 0;
-            work += n;
+            rb_count_served(work, n);
             h2k_tail += n;
             k2h_head += n;
             /* The tail is published at the top of a later turn (see
@@ -1599,7 +1606,7 @@ RB_INLINE int rb_serve(rb_control* ctl, rb_ring* h2k, rb_ring* k2h, Handler& han
         }
 
         if (tid == 0) {
-            work += n;
+            rb_count_served(work, n);
             rb_publish_served(h2k, k2h, h2k_tail, k2h_head, n);
 #if !RB_ON_GPU
             rb_host_warm_slot(k2h, k2h_head, k2h_tail, k2h_cap, sh.k2h_mask, sh.k2h_slot_size);

@@ -178,8 +178,8 @@ pub struct ControlBlock {
     /// A parameter for the handler (the built-in `scale` kernel reads an
     /// `f32` from its low 32 bits).
     pub param: u64,
-    /// Polls plus requests served between two reads of `terminate` and heartbeats (a power
-    /// of two), so a loop of long batches beats as often as an idle one.
+    /// Polls, plus one per 16 requests served, between two reads of `terminate` and
+    /// heartbeats (a power of two), so a loop of long batches still beats often.
     pub check_interval: u64,
     /// How many regions one launch serves, one thread block each (1 for a
     /// plain bridge). Regions lie `stripe_stride` bytes apart, the kernel

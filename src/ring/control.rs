@@ -143,8 +143,8 @@ impl Control {
             .store(value, Ordering::Relaxed);
     }
 
-    /// Sets how often the serve loop checks terminate and beats (a power of two): once
-    /// its polls plus the requests it served since the last check reach this. Before launch only.
+    /// Sets how often the serve loop checks terminate and beats (a power of two): once its
+    /// polls since the last check, plus one per 16 requests served, reach this. Before launch only.
     ///
     /// ```
     /// use std::mem::offset_of;
