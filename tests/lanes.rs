@@ -261,13 +261,11 @@ fn replies_before_a_panic_are_delivered_then_the_panic() {
 fn a_drained_ring_is_released_whole_while_the_loop_idles() {
     let closed = Arc::new(AtomicBool::new(false));
     let gate = Arc::clone(&closed);
-    let handler = HostHandler::new(move |_, input, out| {
+    let handler = common::echo_after(move || {
         // Acquire: pairs with the test's release store; only a flag.
         while gate.load(Ordering::Acquire) {
             std::thread::yield_now();
         }
-        out[..input.len()].copy_from_slice(input);
-        Ok(input.len())
     });
     let bridge = lanes()
         .capacity(16)

@@ -195,6 +195,16 @@ pub fn stream_echo(
     });
 }
 
+/// A host handler that returns every request unchanged, once `wait()`
+/// returned (a test's hold on the serve loop: a gate, a slow handler).
+pub fn echo_after(wait: impl Fn() + Send + Sync + 'static) -> ringbridge::fallback::HostHandler {
+    ringbridge::fallback::HostHandler::new(move |_, input, out| {
+        wait();
+        out[..input.len()].copy_from_slice(input);
+        Ok(input.len())
+    })
+}
+
 /// Sends 8-byte requests (their index) with `try_send` to a bridge that
 /// nobody receives from, until both rings are full and stay full (the kernel
 /// may still be moving messages across when the first `Full` comes); returns
