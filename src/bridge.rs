@@ -1,7 +1,7 @@
 //! The user-facing bridge: launch a device half, send requests, receive replies.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::backend::{Backend, Engine, SharedMemory, StripeMemory};
@@ -14,6 +14,7 @@ use crate::ring::{
     AUTO_LANES_MAX_SLOT_SIZE, Control, HostMemory, KernelReport, LaneConsumer, LaneProducer,
     RegionLayout, RingConsumer, RingProducer, RingRef, RingSpec, SlotFormat, describe_error,
 };
+use crate::sync::lock;
 
 /// What runs on the device side of a bridge.
 ///
@@ -760,15 +761,6 @@ struct Core {
     stopped: AtomicBool,
     /// `shutdown` asked the kernel to stop: its exit is no failure.
     stopping: AtomicBool,
-}
-
-/// Locks `m`, ignoring poison. A poisoned lock only means another thread
-/// panicked while holding it; what these locks guard stays usable (the ring
-/// halves keep no invariant a panic could break half-way that the
-/// validation would not catch; a striped bridge's round-robin counters are
-/// plain numbers), so carry on.
-pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 impl Core {

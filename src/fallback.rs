@@ -13,6 +13,7 @@ use crate::error::{Error, Result};
 use crate::kernels::ffi;
 use crate::layout::MessageHeader;
 use crate::ring::{HostMemory, RegionLayout};
+use crate::sync::lock;
 
 /// The signature of a host handler: request header, request payload, reply
 /// buffer (the slot's payload capacity). `Ok(n)` replies with the first `n`
@@ -147,7 +148,7 @@ extern "C" fn trampoline(
             0
         }
         Ok(Ok(n)) => {
-            *ctx.panic.lock().unwrap_or_else(|e| e.into_inner()) = Some(format!(
+            *lock(&ctx.panic) = Some(format!(
                 "handler replied {n} bytes, more than the slot's {out_capacity}"
             ));
             ffi::HANDLER_PANICKED
@@ -159,7 +160,7 @@ extern "C" fn trampoline(
                 .map(|s| s.to_string())
                 .or_else(|| payload.downcast_ref::<String>().cloned())
                 .unwrap_or_else(|| "non-string panic payload".to_string());
-            *ctx.panic.lock().unwrap_or_else(|e| e.into_inner()) = Some(msg);
+            *lock(&ctx.panic) = Some(msg);
             ffi::HANDLER_PANICKED
         }
     }
@@ -246,7 +247,7 @@ impl HostEngine {
 
     fn panic_message(&self) -> Option<String> {
         let ctx = self.ctx.as_ref()?;
-        ctx.panic.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        lock(&ctx.panic).clone()
     }
 }
 
@@ -255,7 +256,7 @@ impl Engine for HostEngine {
         if let Some(msg) = self.panic_message() {
             return Err(Error::HandlerPanicked(msg));
         }
-        let guard = self.thread.lock().unwrap_or_else(|e| e.into_inner());
+        let guard = lock(&self.thread);
         Ok(guard.as_ref().is_none_or(|t| t.is_finished()))
     }
 
@@ -264,11 +265,11 @@ impl Engine for HostEngine {
         loop {
             // A panic is reported by `poll`; here only "finished" matters.
             let finished = {
-                let guard = self.thread.lock().unwrap_or_else(|e| e.into_inner());
+                let guard = lock(&self.thread);
                 guard.as_ref().is_none_or(|t| t.is_finished())
             };
             if finished {
-                if let Some(t) = self.thread.lock().unwrap_or_else(|e| e.into_inner()).take() {
+                if let Some(t) = lock(&self.thread).take() {
                     // The serve loop cannot panic (handler panics are caught
                     // in the trampoline); a join error is still not ours to
                     // propagate as a panic.

@@ -43,9 +43,10 @@
 //! kernel must be built on `rb_serve` (`RB_KERNEL_ENTRY`) with a grid of 1:
 //! the group launches one block per stripe.
 
-use crate::bridge::{Bridge, BridgeBuilder, lock};
+use crate::bridge::{Bridge, BridgeBuilder};
 use crate::error::{Error, Result};
 use crate::message::MessageEnvelope;
+use crate::sync::lock;
 
 use std::sync::Mutex;
 

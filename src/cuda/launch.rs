@@ -2,7 +2,7 @@
 
 use std::ffi::{CString, c_void};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use cudarc::driver::{CudaContext, DriverError, result, sys};
 
@@ -10,6 +10,7 @@ use super::context::{bind, mark_running_kernel_leaked};
 use super::{cuda_err, describe};
 use crate::backend::Engine;
 use crate::error::{Error, Result};
+use crate::sync::lock;
 
 /// Largest block the hardware accepts.
 const MAX_BLOCK: u32 = 1024;
@@ -41,11 +42,6 @@ static MAYBE_RUNNING: AtomicUsize = AtomicUsize::new(0);
 /// that check and the driver call it allows.
 static DEVICE_LOCK: Mutex<()> = Mutex::new(());
 
-fn device_lock() -> MutexGuard<'static, ()> {
-    // A panic while holding it leaves nothing half-done: keep going.
-    DEVICE_LOCK.lock().unwrap_or_else(|e| e.into_inner())
-}
-
 /// Runs `f` (a driver call that waits for the device's running work, such
 /// as pinning or freeing host memory) only if no kernel of this process may
 /// be running, with launches held off meanwhile.
@@ -53,7 +49,7 @@ fn device_lock() -> MutexGuard<'static, ()> {
 /// # Errors
 /// [`Error::DeviceBusy`] with the count of such kernels, without running `f`.
 pub(crate) fn while_no_kernel_runs<T>(f: impl FnOnce() -> T) -> Result<T> {
-    let _lock = device_lock();
+    let _lock = lock(&DEVICE_LOCK);
     // Relaxed: every change of the count happens under the device lock we
     // hold, and the lock orders them.
     match MAYBE_RUNNING.load(Ordering::Relaxed) {
@@ -243,7 +239,7 @@ impl CudaKernel {
         ];
         // Launched and counted under the lock, so no pinning or freeing that
         // found the count zero is still under way once the kernel runs.
-        let _lock = device_lock();
+        let _lock = lock(&DEVICE_LOCK);
         // SAFETY: `function` comes from `module`, which stays loaded; the
         // stream belongs to the current context; the kernel takes exactly
         // three 8-byte parameters, and `param_ptrs` points at three live
@@ -304,7 +300,7 @@ impl CudaKernel {
         // Relaxed: the swap alone makes this happen once; the count itself
         // changes under the device lock.
         if self.counted.swap(false, Ordering::Relaxed) {
-            let _lock = device_lock();
+            let _lock = lock(&DEVICE_LOCK);
             MAYBE_RUNNING.fetch_sub(1, Ordering::Relaxed);
         }
     }
@@ -448,7 +444,7 @@ $L_spin:
     fn gpu() -> Option<(Arc<CudaContext>, std::sync::MutexGuard<'static, ()>)> {
         match device_count() {
             Ok(n) if n > 0 => {
-                let turn = GPU_TURN.lock().unwrap_or_else(|e| e.into_inner());
+                let turn = crate::sync::lock(&GPU_TURN);
                 Some((context(0).expect("context of device 0"), turn))
             }
             _ => None,
