@@ -15,10 +15,6 @@ fn cuda() -> ringbridge::BridgeBuilder {
     Bridge::builder().backend(Backend::Cuda)
 }
 
-fn expected_echo(p: &[u8]) -> Vec<u8> {
-    p.iter().map(|b| b.wrapping_add(1)).collect()
-}
-
 #[test]
 fn cuda_round_trip_echo() {
     let Some(_gpu) = gpu_or_skip("cuda_round_trip_echo") else {
@@ -31,7 +27,7 @@ fn cuda_round_trip_echo() {
         let r = bridge.round_trip(&payload).unwrap();
         assert_eq!(r.header.kind, KIND_REPLY);
         assert_eq!(r.header.correlation, i);
-        assert_eq!(r.payload, expected_echo(&payload));
+        assert_eq!(r.payload, common::echoed(&payload));
     }
     bridge.shutdown().unwrap();
 }
@@ -60,7 +56,7 @@ fn cuda_million_messages_through_tiny_rings_keep_order() {
             bridge
                 .recv_batch(256, |h, p| {
                     assert_eq!(h.correlation, got, "reply out of order");
-                    assert_eq!(p, expected_echo(&got.to_le_bytes()));
+                    assert_eq!(p, common::echoed(&got.to_le_bytes()));
                     got += 1;
                 })
                 .unwrap();
@@ -95,7 +91,7 @@ fn cuda_backpressure_and_every_slot_size() {
             let payload: Vec<u8> = (0..len).map(|i| (i * 13 + len) as u8).collect();
             assert_eq!(
                 bridge.round_trip(&payload).unwrap().payload,
-                expected_echo(&payload)
+                common::echoed(&payload)
             );
         }
     }
@@ -207,7 +203,7 @@ fn cuda_formats_round_trip_every_length() {
                 assert_eq!(r.header.len as usize, len);
                 assert_eq!(
                     r.payload,
-                    expected_echo(&payload),
+                    common::echoed(&payload),
                     "{format:?} slot {slot} len {len}"
                 );
             }
@@ -289,7 +285,7 @@ fn cuda_auto_picks_lanes_for_small_slots_only() {
             let p: Vec<u8> = (0..slot - 32).map(|i| i as u8).collect();
             assert_eq!(
                 b.round_trip(&p).unwrap().payload,
-                expected_echo(&p),
+                common::echoed(&p),
                 "slot {slot}"
             );
         });

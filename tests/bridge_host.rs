@@ -15,10 +15,6 @@ fn host() -> ringbridge::BridgeBuilder {
     Bridge::builder().backend(Backend::Host)
 }
 
-fn expected_echo(p: &[u8]) -> Vec<u8> {
-    p.iter().map(|b| b.wrapping_add(1)).collect()
-}
-
 #[test]
 fn round_trip_echoes_payload_plus_one_and_correlation() {
     let bridge = host().capacity(4).launch().unwrap();
@@ -28,7 +24,7 @@ fn round_trip_echoes_payload_plus_one_and_correlation() {
         let reply = bridge.round_trip(&payload).unwrap();
         assert_eq!(reply.header.kind, KIND_REPLY);
         assert_eq!(reply.header.correlation, u64::from(i));
-        assert_eq!(reply.payload, expected_echo(&payload));
+        assert_eq!(reply.payload, common::echoed(&payload));
     }
     let stats = bridge.stats();
     assert_eq!((stats.sent, stats.received, stats.in_flight), (100, 100, 0));
@@ -48,7 +44,7 @@ fn million_messages_through_tiny_rings_keep_order() {
         for i in 0..N {
             let r = bridge.recv().unwrap();
             assert_eq!(r.header.correlation, i, "reply out of order");
-            assert_eq!(r.payload, expected_echo(&i.to_le_bytes()));
+            assert_eq!(r.payload, common::echoed(&i.to_le_bytes()));
         }
     });
     assert!(
@@ -90,7 +86,7 @@ fn full_reply_ring_keeps_every_unread_reply_intact() {
     let payload = |i: u8| -> Vec<u8> { (0..64).map(|k| k ^ i.wrapping_mul(37)).collect() };
     assert_eq!(
         bridge.round_trip(&payload(0)).unwrap().payload,
-        expected_echo(&payload(0))
+        common::echoed(&payload(0))
     );
     for i in 1..=4u8 {
         bridge.send(&payload(i)).unwrap(); // 2 replies fill K2H, 2 requests H2K
@@ -100,7 +96,7 @@ fn full_reply_ring_keeps_every_unread_reply_intact() {
     for i in 1..=4u8 {
         let r = bridge.recv().unwrap();
         assert_eq!(r.header.correlation, u64::from(i));
-        assert_eq!(r.payload, expected_echo(&payload(i)), "reply {i}");
+        assert_eq!(r.payload, common::echoed(&payload(i)), "reply {i}");
     }
     bridge.shutdown().unwrap();
 }
@@ -122,7 +118,7 @@ fn every_slot_size_carries_its_largest_payload() {
         for len in [0, 1, 7, 8, 15, 16, 17, slot - 33, slot - 32] {
             let payload: Vec<u8> = (0..len).map(|i| (i * 13 + len) as u8).collect();
             let r = bridge.round_trip(&payload).unwrap();
-            assert_eq!(r.payload, expected_echo(&payload), "slot {slot} len {len}");
+            assert_eq!(r.payload, common::echoed(&payload), "slot {slot} len {len}");
         }
         assert!(matches!(
             bridge.send(&vec![0; slot - 31]),

@@ -27,10 +27,6 @@ fn lanes() -> ringbridge::BridgeBuilder {
         .format(SlotFormat::Lanes)
 }
 
-fn expected_echo(p: &[u8]) -> Vec<u8> {
-    p.iter().map(|b| b.wrapping_add(1)).collect()
-}
-
 fn pattern(i: u64, len: usize) -> Vec<u8> {
     (0..len)
         .map(|k| (i.wrapping_mul(31) as usize + k * 7) as u8)
@@ -63,7 +59,7 @@ fn auto_is_slots_on_the_host_fallback() {
         assert_eq!(b.spec().slot_size(), lane_slot, "slot {slot}");
         assert_eq!(b.max_payload(), slot - 32, "slot {slot}");
         let p = pattern(slot as u64, slot - 32);
-        assert_eq!(b.round_trip(&p).unwrap().payload, expected_echo(&p));
+        assert_eq!(b.round_trip(&p).unwrap().payload, common::echoed(&p));
     }
     // `ringbridge echo --payload 64` asks for slot_size_for(64) = 128: Auto
     // keeps slots on the host fallback (lanes are the CUDA fast path).
@@ -107,7 +103,7 @@ fn every_payload_length_round_trips() {
             let r = bridge.round_trip(&p).unwrap();
             assert_eq!(r.header.kind, KIND_REPLY);
             assert_eq!(r.header.len as usize, len);
-            assert_eq!(r.payload, expected_echo(&p), "slot {slot} len {len}");
+            assert_eq!(r.payload, common::echoed(&p), "slot {slot} len {len}");
         }
         assert!(matches!(
             bridge.send(&vec![0; max + 1]),
@@ -132,7 +128,7 @@ fn million_through(capacity: usize, n: u64) {
             assert_eq!(r.header.seq, i);
             assert_eq!(r.header.flags, i as u32);
             let len = (i as usize * 13) % (max + 1);
-            assert_eq!(r.payload, expected_echo(&pattern(i, len)), "message {i}");
+            assert_eq!(r.payload, common::echoed(&pattern(i, len)), "message {i}");
         }
     });
     assert!(
@@ -166,7 +162,7 @@ fn backpressure_in_both_directions_loses_nothing() {
     for i in 0..sent {
         let r = bridge.recv().unwrap();
         assert_eq!(r.header.correlation, i);
-        assert_eq!(r.payload, expected_echo(&i.to_le_bytes()));
+        assert_eq!(r.payload, common::echoed(&i.to_le_bytes()));
     }
     assert!(matches!(bridge.try_recv(), Err(Error::Empty)));
     // And it keeps serving.
@@ -321,7 +317,7 @@ fn shutdown_while_busy_stops_both_sides() {
             let mut n = 0u64;
             while let Ok(r) = b.recv() {
                 assert_eq!(r.header.correlation, n);
-                assert_eq!(r.payload, expected_echo(&n.to_le_bytes()));
+                assert_eq!(r.payload, common::echoed(&n.to_le_bytes()));
                 n += 1;
             }
             n

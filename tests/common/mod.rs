@@ -190,9 +190,13 @@ pub fn stream_echo(
     payload: impl Fn(u64) -> Vec<u8> + Sync,
 ) {
     stream_checked(bridge, n, batch, recv_max, &payload, |i, _, p| {
-        let want: Vec<u8> = payload(i).iter().map(|b| b.wrapping_add(1)).collect();
-        assert_eq!(p, want.as_slice(), "wrong or torn reply {i}");
+        assert_eq!(p, echoed(&payload(i)).as_slice(), "wrong or torn reply {i}");
     });
+}
+
+/// What the echo kernel replies to `p`: every byte + 1, wrapping.
+pub fn echoed(p: &[u8]) -> Vec<u8> {
+    p.iter().map(|b| b.wrapping_add(1)).collect()
 }
 
 /// A host handler that returns every request unchanged, once `wait()`
@@ -236,10 +240,6 @@ pub fn fill_both_rings(bridge: &ringbridge::Bridge) -> u64 {
 pub fn striped_payload(i: u64) -> Vec<u8> {
     let len = (i % 40) as usize;
     (0..len).map(|k| (k as u64 * 5 + i) as u8).collect()
-}
-
-fn echoed(p: &[u8]) -> Vec<u8> {
-    p.iter().map(|b| b.wrapping_add(1)).collect()
 }
 
 /// Streams `n` messages round-robin through a striped echo group of
