@@ -347,13 +347,13 @@ fn compile_kernels(
         if let Some(cc) = &ccbin {
             c.arg("-ccbin").arg(cc);
         }
-        // OUT_DIR first: our builds always see the freshly generated layout header.
         for (name, value) in defines {
             match value {
                 Some(v) => c.arg(format!("-D{name}={v}")),
                 None => c.arg(format!("-D{name}")),
             };
         }
+        // OUT_DIR first: our builds always see the freshly generated layout header.
         c.arg("-std=c++17")
             .arg("-O3")
             .arg(format!("-I{}", out_dir.display()))
