@@ -87,11 +87,6 @@ if [ "$ab_only" != 1 ]; then
     step "echo-cuda-$p" 60 ./ringbridge echo --backend cuda --payload $p --messages $msgs --json
   done
   step echo-cuda-64-slots 60 ./ringbridge echo --backend cuda --payload 64 --format slots --messages $msgs --json
-  # Lanes latency against block size: one warp has the cheapest barriers (the
-  # 2026-11-26 runs were 0.3 us above gpu-facts.md's one-warp program at 128).
-  for t in 32 64; do
-    step "echo-cuda-64-lanes-b$t" 60 ./ringbridge echo --backend cuda --payload 64 --format lanes --block $t --messages $msgs --json
-  done
   step echo-host-64 60 ./ringbridge echo --backend host --payload 64 --messages $msgs --json
   step compare-cuda-256 240 ./ringbridge compare --backend cuda --payload 256 --messages 20000 --json
   step compare-cuda-4096 240 ./ringbridge compare --backend cuda --payload 4096 --messages 10000 --json
@@ -121,8 +116,8 @@ step compare-cuda-64 240 ./ringbridge compare --backend cuda --payload 64 --mess
 # Lanes streaming: the poll delay after a drained ring must not slow it.
 step stream-cuda-64-lanes 60 ./ringbridge stream --backend cuda --payload 64 --format lanes --messages 5000000 --capacity 8192 --batch 512 --json
 
-# The lane tests of every variant (its kernels, same tests).
-for t in test-lanes-* test-bridge_cuda-*; do
+# The CUDA bridge tests (lanes on CUDA included) with every variant's kernels.
+for t in test-bridge_cuda-*; do
   [ -x "$t" ] || continue
   step "$t" 60 "./$t" --test-threads=1
   grep -E '^test result|FAILED|panicked' "$r/$t.log" | head -6 | tee -a "$summary"

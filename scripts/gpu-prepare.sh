@@ -30,15 +30,17 @@ for line in sys.stdin:
 }
 
 # Variants, NAME=DEFINES (GPU_VARIANTS, space-separated; DEFINES as in
-# RINGBRIDGE_KERNEL_DEFINES). Each gets its binary and the lane tests. The
-# default: the lane loop before the lazy tail and the poll delay, and
-# without the delay (kernels/ringbridge.cuh, "Timing of the lane serve loop").
+# RINGBRIDGE_KERNEL_DEFINES). Each gets its binary and the CUDA bridge tests
+# (tests/lanes.rs runs the fallback, which the lane loop's GPU timing
+# switches do not reach). The default: the lane loop before the lazy tail
+# and the poll delay, and without the delay (kernels/ringbridge.cuh,
+# "Timing of the lane serve loop").
 # The device tool carries at most 64 MiB: only what gpu-check.sh runs.
 for v in ${GPU_VARIANTS-eager-tail=RB_LANE_LAZY_TAIL=0,RB_LANE_POLL_DELAY_CYCLES=0 no-delay=RB_LANE_POLL_DELAY_CYCLES=0}; do
     name="${v%%=*}" defines="${v#*=}"
     RINGBRIDGE_KERNEL_DEFINES="$defines" cargo build --release --bin ringbridge
     cp target/release/ringbridge ".gpu/ringbridge-$name"
-    RINGBRIDGE_KERNEL_DEFINES="$defines" copy_tests "-$name" lanes
+    RINGBRIDGE_KERNEL_DEFINES="$defines" copy_tests "-$name" bridge_cuda
 done
 
 cargo build --release --bin ringbridge
