@@ -17,7 +17,9 @@
 //! `NVCC` naming a missing file means "no nvcc"), `$CUDA_HOME/bin/nvcc`,
 //! `$CUDA_PATH/bin/nvcc`, `nvcc` on `PATH`, `/usr/local/cuda/bin/nvcc`, and
 //! `.toolchain/cuda/nvidia/cu13/bin/nvcc` (installed by
-//! `scripts/install-nvcc.sh`). `$NVCC_CCBIN` is passed as `-ccbin`.
+//! `scripts/install-nvcc.sh`). `$NVCC_CCBIN` is passed as `-ccbin`. When none
+//! is found, the folders searched are watched, so the first build after nvcc
+//! appears compiles the kernels (see `watch_for_nvcc`).
 //! `RINGBRIDGE_CUDA_ARCHS` (comma list, e.g. `sm_90,compute_80`) overrides
 //! the targets: `sm_XY` embeds SASS for that GPU, `compute_XY` embeds PTX that
 //! the driver JIT-compiles for XY and newer.
@@ -226,10 +228,42 @@ fn find_nvcc(manifest_dir: &Path) -> Result<PathBuf, String> {
         }
         tried.push(p.display().to_string());
     }
+    watch_for_nvcc(manifest_dir);
     Err(format!(
-        "nvcc not found (tried {}; run scripts/install-nvcc.sh, then `touch build.rs`)",
+        "nvcc not found (tried {}; scripts/install-nvcc.sh installs it, and the next build \
+         compiles the kernels)",
         tried.join(", ")
     ))
+}
+
+/// With no nvcc found: asks cargo to run this script again once one may have
+/// appeared, so installing nvcc never needs a `touch build.rs`. Cargo reruns
+/// a script when a watched folder, or anything in it, is newer than its last
+/// run. Watched: `.toolchain/` (committed, so it exists on a fresh clone;
+/// `scripts/install-nvcc.sh` installs into it), the `PATH` folders, and
+/// `$CUDA_HOME/bin`, `$CUDA_PATH/bin` and `/usr/local/cuda/bin` where they
+/// exist. A folder that holds this checkout (or lies inside it) is never
+/// watched: its build outputs change on every build.
+fn watch_for_nvcc(manifest_dir: &Path) {
+    let toolchain = manifest_dir.join(".toolchain");
+    if toolchain.is_dir() {
+        println!("cargo:rerun-if-changed={}", toolchain.display());
+    }
+    let mut folders: Vec<PathBuf> = std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).collect())
+        .unwrap_or_default();
+    folders.extend(
+        ["CUDA_HOME", "CUDA_PATH"]
+            .iter()
+            .filter_map(|v| std::env::var_os(v).map(|r| PathBuf::from(r).join("bin"))),
+    );
+    folders.push(PathBuf::from("/usr/local/cuda/bin"));
+    for dir in folders {
+        let near_checkout = manifest_dir.starts_with(&dir) || dir.starts_with(manifest_dir);
+        if dir.is_absolute() && dir.is_dir() && !near_checkout {
+            println!("cargo:rerun-if-changed={}", dir.display());
+        }
+    }
 }
 
 fn search_path(name: &str) -> Option<PathBuf> {
