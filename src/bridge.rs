@@ -761,6 +761,12 @@ struct Core {
     stopped: AtomicBool,
     /// `shutdown` asked the kernel to stop: its exit is no failure.
     stopping: AtomicBool,
+    /// Requests published and replies released, copied out of the two
+    /// directions after each change so that [`Bridge::stats`] never waits
+    /// for a direction's lock (a `recv` holds it for its whole wait).
+    /// RELAXED: statistics, they order nothing.
+    sent: AtomicU64,
+    received: AtomicU64,
 }
 
 impl Core {
@@ -819,6 +825,16 @@ impl Core {
 }
 
 impl Core {
+    /// Copies the H2K direction's published count for [`Bridge::stats`].
+    fn count_sent(&self, tx: &Tx) {
+        self.sent.store(tx.published(), Ordering::Relaxed);
+    }
+
+    /// Copies the K2H direction's released count for [`Bridge::stats`].
+    fn count_received(&self, rx: &Rx) {
+        self.received.store(rx.consumed(), Ordering::Relaxed);
+    }
+
     /// Why a kernel that stopped is gone: a requested shutdown, or its error.
     fn exit_error(&self, report: &KernelReport) -> Error {
         // Acquire: pairs with the release store in `shutdown`.
@@ -909,6 +925,12 @@ impl Tx {
         let seq = self.write(flags, payload)?;
         self.publish();
         Ok(seq)
+    }
+    fn free(&mut self, want: u64) -> Result<u64> {
+        match self {
+            Tx::Slots(p) => p.free(want),
+            Tx::Lanes(p) => p.free(want),
+        }
     }
     fn next_seq(&self) -> u64 {
         match self {
@@ -1012,6 +1034,8 @@ impl Bridge {
                 is_dead: AtomicBool::new(false),
                 stopped: AtomicBool::new(false),
                 stopping: AtomicBool::new(false),
+                sent: AtomicU64::new(0),
+                received: AtomicU64::new(0),
             },
         }
     }
@@ -1189,9 +1213,11 @@ impl Bridge {
         self.check_len(payload.len())?;
         self.core.check_dead()?;
         let mut tx = lock(&self.tx);
-        self.wait(deadline, "send", || {
+        let seq = self.wait(deadline, "send", || {
             tx.try_push(flags, payload).map_err(|e| self.core.fail(e))
-        })
+        })?;
+        self.core.count_sent(&tx);
+        Ok(seq)
     }
 
     /// Sends one request, waiting while the H2K ring is full. Returns its
@@ -1315,23 +1341,59 @@ impl Bridge {
                     }
                 }
                 tx.publish();
+                self.core.count_sent(&tx);
                 Ok((wrote > 0).then_some(()))
             })?;
         }
         Ok(first)
     }
 
+    /// Holds H2K with room for `count` requests, waiting for it (the
+    /// watchdog runs meanwhile). Fails, having sent nothing, if the bridge
+    /// dies first. For callers that must send a group whole or not at all.
+    pub(crate) fn reserve(&self, count: usize) -> Result<Reservation<'_>> {
+        let capacity = self.core.spec.capacity();
+        if count > capacity {
+            return Err(Error::InvalidArgument(format!(
+                "a reservation of {count} slots in a ring of {capacity}"
+            )));
+        }
+        self.core.check_dead()?;
+        let mut tx = lock(&self.tx);
+        self.wait(Deadline::Never, "send", || {
+            let free = tx.free(count as u64).map_err(|e| self.core.fail(e))?;
+            Ok((free >= count as u64).then_some(()))
+        })?;
+        Ok(Reservation {
+            bridge: self,
+            tx,
+            left: count,
+        })
+    }
+
     fn recv_inner<R>(
         &self,
         deadline: Deadline,
-        mut f: impl FnMut(&MessageHeader, &[u8]) -> R,
+        f: impl FnMut(&MessageHeader, &[u8]) -> R,
     ) -> Result<R> {
         let mut rx = lock(&self.rx);
-        self.wait(deadline, "recv", || {
+        self.recv_locked(&mut rx, deadline, f)
+    }
+
+    /// [`recv_inner`](Self::recv_inner) with the K2H direction already held.
+    fn recv_locked<R>(
+        &self,
+        rx: &mut Rx,
+        deadline: Deadline,
+        mut f: impl FnMut(&MessageHeader, &[u8]) -> R,
+    ) -> Result<R> {
+        let out = self.wait(deadline, "recv", || {
             // Replies already published are handed out even after the kernel
-            // died: the watchdog only runs when the ring is empty.
+            // stopped or died: the watchdog only runs when the ring is empty.
             rx.try_pop_with(&mut f).map_err(|e| self.core.fail(e))
-        })
+        })?;
+        self.core.count_received(rx);
+        Ok(out)
     }
 
     /// Receives one reply, waiting for it.
@@ -1470,35 +1532,77 @@ impl Bridge {
                     Ok(None) => break,
                     Err(e) => {
                         rx.release();
+                        self.core.count_received(&rx);
                         return Err(self.core.fail(e));
                     }
                 }
             }
             rx.release();
+            self.core.count_received(&rx);
             Ok((n > 0).then_some(n))
         })
     }
 
-    /// Sends one request and waits for its reply. Needs no other reply
-    /// outstanding (it would arrive first); returns
-    /// [`Error::InvalidArgument`] in that case, before sending.
+    /// Sends one request and waits for its reply.
+    ///
+    /// Safe to call from several threads at once: round trips take turns,
+    /// each gets its own reply. It needs no other reply outstanding (that
+    /// one would arrive first): with requests of plain [`send`](Self::send)s
+    /// still unanswered, it returns [`Error::InvalidArgument`] before
+    /// sending, and the bridge stays usable. Plain sends from other threads
+    /// while a round trip waits are fine: their replies come after its own.
     ///
     /// ```
-    /// use ringbridge::{Backend, Bridge};
+    /// use ringbridge::{Backend, Bridge, Error};
     /// let bridge = Bridge::builder().backend(Backend::Host).launch()?;
     /// let reply = bridge.round_trip(&[1, 2, 3])?;
     /// assert_eq!(reply.payload, [2, 3, 4]);
+    /// bridge.send(b"unanswered")?;
+    /// assert!(matches!(bridge.round_trip(b"x"), Err(Error::InvalidArgument(_))));
+    /// bridge.recv()?;
+    /// assert_eq!(bridge.round_trip(&[9])?.payload, [10]);
     /// # Ok::<(), ringbridge::Error>(())
     /// ```
     pub fn round_trip(&self, payload: &[u8]) -> Result<MessageEnvelope> {
-        let in_flight = self.stats().in_flight;
+        self.check_len(payload.len())?;
+        self.core.check_dead()?;
+        // K2H first, for the whole round trip: no other receiver can take
+        // this reply, and concurrent round trips wait here for their turn.
+        let mut rx = lock(&self.rx);
+        let outstanding = |rx: &Rx| {
+            let sent = self.core.sent.load(Ordering::Relaxed);
+            sent.saturating_sub(rx.consumed())
+        };
+        // H2K without blocking on it: a `send_batch` holding it may itself
+        // wait for room that only a receiver (held off by us) would free.
+        // Its first published request makes `outstanding` non-zero, and
+        // then this call gives up instead.
+        let mut tx = loop {
+            let in_flight = outstanding(&rx);
+            if in_flight != 0 {
+                return Err(Error::InvalidArgument(format!(
+                    "round_trip with {in_flight} reply(ies) outstanding; receive them first"
+                )));
+            }
+            match self.tx.try_lock() {
+                Ok(tx) => break tx,
+                Err(std::sync::TryLockError::Poisoned(p)) => break p.into_inner(),
+                Err(std::sync::TryLockError::WouldBlock) => std::thread::yield_now(),
+            }
+        };
+        // Both directions held: `sent` and `consumed` cannot move.
+        let in_flight = tx.published() - rx.consumed();
         if in_flight != 0 {
             return Err(Error::InvalidArgument(format!(
                 "round_trip with {in_flight} reply(ies) outstanding; receive them first"
             )));
         }
-        let seq = self.send(payload)?;
-        let reply = self.recv()?;
+        let seq = self.wait(Deadline::Never, "send", || {
+            tx.try_push(0, payload).map_err(|e| self.core.fail(e))
+        })?;
+        self.core.count_sent(&tx);
+        drop(tx);
+        let reply = self.recv_locked(&mut rx, Deadline::Never, envelope)?;
         if reply.header.correlation != seq {
             return Err(self.core.fail(Error::RingCorrupted {
                 ring: RingId::K2h,
@@ -1522,9 +1626,16 @@ impl Bridge {
     /// assert_eq!((stats.sent, stats.received, stats.in_flight), (1, 1, 0));
     /// # Ok::<(), ringbridge::Error>(())
     /// ```
+    ///
+    /// Never waits: the counters are copies the sending and receiving calls
+    /// update, so a monitoring thread can read them while another thread
+    /// blocks in [`recv`](Self::recv). Read while messages move, `sent` and
+    /// `received` may be from moments a few nanoseconds apart.
     pub fn stats(&self) -> BridgeStats {
-        let sent = lock(&self.tx).published();
-        let received = lock(&self.rx).consumed();
+        // Two independent copies: a reply can be counted a moment before
+        // the sender counts its request, hence the saturating difference.
+        let sent = self.core.sent.load(Ordering::Relaxed);
+        let received = self.core.received.load(Ordering::Relaxed);
         BridgeStats {
             sent,
             received,
@@ -1534,7 +1645,13 @@ impl Bridge {
     }
 
     /// Asks the kernel to stop and waits (at most the shutdown timeout) until
-    /// it has. Replies not yet received are dropped. Idempotent.
+    /// it has. Idempotent.
+    ///
+    /// Replies the kernel published before it stopped stay receivable:
+    /// `recv`, `try_recv` and `recv_batch` hand them out in order, then
+    /// return [`Error::ShutDown`]. Requests it had not answered are never
+    /// answered (`stats().in_flight` counts them once the replies are
+    /// drained). Every send after a shutdown returns [`Error::ShutDown`].
     ///
     /// If the kernel does not stop in time, its ring memory is leaked (never
     /// freed under a running kernel) and [`Error::Timeout`] is returned.
@@ -1597,6 +1714,48 @@ impl Drop for Bridge {
     fn drop(&mut self) {
         // Errors are reported by `shutdown` itself (a warning on timeout).
         let _ = self.shutdown();
+    }
+}
+
+/// Room for some requests in a bridge's H2K, held (see [`Bridge::reserve`]).
+pub(crate) struct Reservation<'a> {
+    bridge: &'a Bridge,
+    tx: std::sync::MutexGuard<'a, Tx>,
+    left: usize,
+}
+
+impl Reservation<'_> {
+    /// Writes `payloads` (at most the reserved count, each checked by the
+    /// caller against `max_payload`) and publishes them with one store.
+    pub(crate) fn send_all<'p>(
+        mut self,
+        payloads: impl ExactSizeIterator<Item = &'p [u8]>,
+    ) -> Result<()> {
+        if payloads.len() > self.left {
+            return Err(Error::InvalidArgument(format!(
+                "{} requests in room reserved for {}",
+                payloads.len(),
+                self.left
+            )));
+        }
+        for p in payloads {
+            match self.tx.write(0, p) {
+                Ok(Some(_)) => {}
+                // The room was seen before and only grows: a ring that now
+                // says full was changed behind our back.
+                Ok(None) => {
+                    return Err(self.bridge.core.fail(Error::RingCorrupted {
+                        ring: RingId::H2k,
+                        what: "no room where room was reserved".into(),
+                    }));
+                }
+                Err(e) => return Err(self.bridge.core.fail(e)),
+            }
+        }
+        self.left = 0;
+        self.tx.publish();
+        self.bridge.core.count_sent(&self.tx);
+        Ok(())
     }
 }
 

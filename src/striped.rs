@@ -180,15 +180,20 @@ impl StripedBridge {
     /// Sends requests round-robin, in order, batching the writes to each
     /// stripe; returns the first one's position in the round-robin stream.
     ///
-    /// The batch goes out in rounds of at most one ring's capacity per
-    /// stripe, each round's messages grouped by stripe: a consumer that
-    /// receives in order can always drain everything sent before the round,
-    /// and a round's group fits its stripe's empty ring, so a sender and a
-    /// receiver on two threads never wait on each other for good.
+    /// The batch goes out in rounds of half a ring per stripe. A round is
+    /// sent whole or not at all: first every stripe of the round is waited
+    /// on until its ring has room for its share, then each share is written
+    /// and published. A receiver that takes replies in order can always
+    /// drain what earlier rounds sent, so a sender and a receiver on two
+    /// threads never wait on each other for good.
     ///
     /// # Errors
     /// As [`Bridge::send_batch`] (every payload is checked before any is
-    /// sent).
+    /// sent). If a stripe stops or fails while the batch waits for its
+    /// room, the rounds before went out and nothing of that round did:
+    /// [`next_position`](Self::next_position) is the first position not sent,
+    /// and [`recv`](Self::recv) keeps returning replies in order up to the
+    /// first one the stopped stripe never gave.
     ///
     /// ```
     /// use ringbridge::{Backend, Bridge, Error, StripedBridge};
@@ -211,21 +216,40 @@ impl StripedBridge {
         let mut next = lock(&self.send_next);
         let first = *next;
         let n = self.stripes.len();
-        let round = self.stripes[0].spec().capacity() * n;
-        let mut group: Vec<&[u8]> = Vec::new();
-        for chunk in payloads.chunks(round) {
+        let share = (self.stripes[0].spec().capacity() / 2).max(1);
+        let mut held = Vec::with_capacity(n);
+        for round in payloads.chunks(share * n) {
             let start = (*next % n as u64) as usize;
-            for k in 0..n.min(chunk.len()) {
-                // Message j of the chunk goes to stripe (start + j) % n.
-                group.clear();
-                group.extend(chunk.iter().skip(k).step_by(n).map(AsRef::as_ref));
-                self.stripes[(start + k) % n].send_batch(&group)?;
-                // Count what went out, so a later call continues the order
-                // even after an error in a later group.
-                *next += group.len() as u64;
+            // Message j of the round goes to stripe (start + j) % n. The
+            // send_next lock orders concurrent callers, so holding several
+            // stripes' rooms at once cannot deadlock between them.
+            held.clear();
+            for k in 0..n.min(round.len()) {
+                let count = (round.len() - k).div_ceil(n);
+                held.push(self.stripes[(start + k) % n].reserve(count)?);
             }
+            for (k, room) in held.drain(..).enumerate() {
+                room.send_all(round.iter().skip(k).step_by(n).map(AsRef::as_ref))?;
+            }
+            *next += round.len() as u64;
         }
         Ok(first)
+    }
+
+    /// The round-robin position the next message sent will take: how many
+    /// requests this striped stream has sent. After a failed
+    /// [`send_batch`](Self::send_batch), exactly the requests below it went
+    /// out.
+    ///
+    /// ```
+    /// use ringbridge::{Backend, Bridge, StripedBridge};
+    /// let striped = StripedBridge::launch(Bridge::builder().backend(Backend::Host), 2)?;
+    /// striped.send_batch(&[b"a", b"b", b"c"])?;
+    /// assert_eq!(striped.next_position(), 3);
+    /// # Ok::<(), ringbridge::Error>(())
+    /// ```
+    pub fn next_position(&self) -> u64 {
+        *lock(&self.send_next)
     }
 
     /// Receives the next reply in round-robin order, waiting for it.

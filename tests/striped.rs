@@ -98,3 +98,73 @@ fn bad_stripe_counts_and_payloads_are_errors() {
         Err(Error::InvalidArgument(_))
     ));
 }
+
+/// A stripe stopped while a striped batch waits for room: the batch fails
+/// with that stripe's error, and exactly the requests below
+/// `next_position()` went out (whole rounds, every stripe its share), so
+/// receiving in order resumes where it left off and stops at the first
+/// request the stopped stripe never answered.
+#[test]
+fn a_stripe_stopped_mid_batch_leaves_a_whole_prefix_sent() {
+    use std::time::{Duration, Instant};
+    common::within(60, "a stripe stopped mid-batch", || {
+        let striped = StripedBridge::launch(host().capacity(8), 2).unwrap();
+        let payloads: Vec<Vec<u8>> = (0..200u64).map(|i| i.to_le_bytes().to_vec()).collect();
+        std::thread::scope(|s| {
+            let sender = s.spawn(|| striped.send_batch(&payloads));
+            // Nobody receives: both stripes fill (8 requests and 8 replies
+            // each), and the batch waits for room.
+            let deadline = Instant::now() + Duration::from_secs(20);
+            let full = |i: usize| {
+                let st = striped.stripe(i).stats();
+                st.sent == 16 && st.kernel.produced == 8
+            };
+            while !(full(0) && full(1)) {
+                assert!(Instant::now() < deadline, "the stripes never filled");
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            striped.stripe(1).shutdown().unwrap();
+            // Receive in order: stripe 1's 8 published replies are still
+            // handed out, its 9th request was never answered.
+            let mut got = 0u64;
+            let stop = loop {
+                match striped.recv() {
+                    Ok(r) => {
+                        assert_eq!(
+                            r.payload,
+                            common::echoed(&payloads[got as usize]),
+                            "reply {got}"
+                        );
+                        got += 1;
+                    }
+                    Err(e) => break e,
+                }
+            };
+            assert!(matches!(stop, Error::ShutDown), "{stop}");
+            assert_eq!(
+                got, 17,
+                "positions 0..16 answered, 17 (stripe 1's 9th) never"
+            );
+            let err = sender.join().unwrap().unwrap_err();
+            assert!(matches!(err, Error::ShutDown), "{err}");
+        });
+        // What went out is a prefix of the batch: each stripe holds exactly
+        // its round-robin share of the positions below next_position().
+        let sent = striped.next_position();
+        let share = |k: u64| (0..sent).filter(|p| p % 2 == k).count() as u64;
+        assert_eq!(
+            striped.stripe(0).stats().sent,
+            share(0),
+            "next_position {sent}"
+        );
+        assert_eq!(
+            striped.stripe(1).stats().sent,
+            share(1),
+            "next_position {sent}"
+        );
+        assert!(
+            sent >= 32,
+            "at least the 32 that filled both stripes went out: {sent}"
+        );
+    });
+}
