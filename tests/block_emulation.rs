@@ -123,3 +123,33 @@ fn per_request_handlers_with_many_threads() {
         });
     });
 }
+
+/// A handler that sleeps `ms` milliseconds, then echoes: the emulated
+/// block's threads sleep in parallel, so a slow batch costs no CPU.
+fn sleeping_echo(ms: u64) -> HostHandler {
+    common::echo_after(move || std::thread::sleep(std::time::Duration::from_millis(ms)))
+}
+
+#[test]
+fn shutdown_during_a_busy_stream_slots() {
+    let _one = ONE_BLOCK.lock().unwrap_or_else(|e| e.into_inner());
+    common::within(60, "shutdown, slots, 16 threads", || {
+        common::shutdown_during_a_busy_stream(
+            emulated(16)
+                .format(SlotFormat::Slots)
+                .kernel(Kernel::Host(sleeping_echo(5))),
+        );
+    });
+}
+
+#[test]
+fn shutdown_during_a_busy_stream_lanes() {
+    let _one = ONE_BLOCK.lock().unwrap_or_else(|e| e.into_inner());
+    common::within(60, "shutdown, lanes, 32 threads", || {
+        common::shutdown_during_a_busy_stream(
+            emulated(32)
+                .format(SlotFormat::Lanes)
+                .kernel(Kernel::Host(sleeping_echo(5))),
+        );
+    });
+}

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use ringbridge::fallback::HostHandler;
 use ringbridge::layout::{KIND_ERROR, KIND_REPLY};
+use ringbridge::ring::SlotFormat;
 use ringbridge::{Backend, Bridge, Error, Kernel};
 
 fn host() -> ringbridge::BridgeBuilder {
@@ -397,4 +398,68 @@ fn a_loop_of_long_batches_still_beats() {
         }
     });
     bridge.shutdown().unwrap();
+}
+
+/// A handler that busy-waits `us` microseconds, then echoes.
+fn spinning_echo(us: u64) -> HostHandler {
+    common::echo_after(move || {
+        let until = Instant::now() + Duration::from_micros(us);
+        while Instant::now() < until {
+            std::hint::spin_loop();
+        }
+    })
+}
+
+/// A saturated stream through a handler of 50 us a request, at the default
+/// hang timeout: the heartbeat follows time, not turns or requests, so a
+/// loop that makes progress is never taken for a hang, however slow each
+/// batch of requests is (a full batch of the fallback is 64 of them, 3.2 ms).
+fn slow_handler_stream_is_not_a_hang(format: SlotFormat) {
+    let bridge = host()
+        .capacity(256)
+        .format(format)
+        .kernel(Kernel::Host(spinning_echo(50)))
+        .launch()
+        .unwrap();
+    let payload = |i: u64| i.to_le_bytes().to_vec();
+    common::stream_checked(&bridge, 20_000, 128, 256, payload, |i, h, p| {
+        assert_eq!(
+            (h.kind, p),
+            (KIND_REPLY, payload(i).as_slice()),
+            "reply {i}"
+        );
+    });
+    bridge.shutdown().unwrap();
+}
+
+#[test]
+#[cfg_attr(miri, ignore = "the fallback serve loop is C++")]
+fn slow_handler_stream_is_not_a_hang_slots() {
+    slow_handler_stream_is_not_a_hang(SlotFormat::Slots);
+}
+
+#[test]
+#[cfg_attr(miri, ignore = "the fallback serve loop is C++")]
+fn slow_handler_stream_is_not_a_hang_lanes() {
+    slow_handler_stream_is_not_a_hang(SlotFormat::Lanes);
+}
+
+#[test]
+#[cfg_attr(miri, ignore = "the fallback serve loop is C++")]
+fn shutdown_during_a_busy_stream_slots() {
+    common::shutdown_during_a_busy_stream(
+        host()
+            .format(SlotFormat::Slots)
+            .kernel(Kernel::Host(spinning_echo(200))),
+    );
+}
+
+#[test]
+#[cfg_attr(miri, ignore = "the fallback serve loop is C++")]
+fn shutdown_during_a_busy_stream_lanes() {
+    common::shutdown_during_a_busy_stream(
+        host()
+            .format(SlotFormat::Lanes)
+            .kernel(Kernel::Host(spinning_echo(200))),
+    );
 }
