@@ -19,8 +19,8 @@ use ringbridge::{Backend, Bridge, Kernel};
 static ONE_BLOCK: Mutex<()> = Mutex::new(());
 
 fn emulated(threads: u32) -> ringbridge::BridgeBuilder {
-    // Emulated barriers are slow (futex rounds on a small machine), and the
-    // heartbeat advances once per check_interval turns of the loop.
+    // Emulated barriers are slow (futex rounds on a small machine), and a
+    // turn that serves nothing beats only once per check_interval turns.
     Bridge::builder()
         .backend(Backend::Host)
         .emulate_block(threads)

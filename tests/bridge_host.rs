@@ -364,42 +364,6 @@ fn scale_batches_of_mixed_lengths() {
     common::scale_batches_of_mixed_lengths(host().kernel(Kernel::ScaleF32 { factor: 2.0 }));
 }
 
-/// A loop whose every turn is a full batch of slow requests still beats
-/// inside the hang timeout: requests served count towards the heartbeat,
-/// not only turns (kernels/ringbridge.cuh, `rb_check_due`). Counting turns
-/// alone, this loop (64 requests of 50 us a turn, 1024 turns a beat) beat
-/// every 3.3 s and the 2 s watchdog called it hung.
-#[test]
-#[cfg_attr(miri, ignore = "the fallback serve loop is C++")]
-fn a_loop_of_long_batches_still_beats() {
-    let slow = common::echo_after(|| {
-        let until = Instant::now() + Duration::from_micros(50);
-        while Instant::now() < until {
-            std::hint::spin_loop();
-        }
-    });
-    let bridge = host()
-        .capacity(256)
-        .hang_timeout(Duration::from_secs(2))
-        .kernel(Kernel::Host(slow))
-        .launch()
-        .unwrap();
-    let n = 80_000u64;
-    std::thread::scope(|s| {
-        s.spawn(|| {
-            let batch: Vec<[u8; 8]> = (0..128).map(|_| [7; 8]).collect();
-            for _ in 0..n / 128 {
-                bridge.send_batch(&batch).unwrap();
-            }
-        });
-        for i in 0..n {
-            let r = bridge.recv().unwrap_or_else(|e| panic!("reply {i}: {e}"));
-            assert_eq!(r.payload, [7; 8]);
-        }
-    });
-    bridge.shutdown().unwrap();
-}
-
 /// A handler that busy-waits `us` microseconds, then echoes.
 fn spinning_echo(us: u64) -> HostHandler {
     common::echo_after(move || {
