@@ -561,6 +561,29 @@ RB_INLINE bool rb_backing_off(uint32_t idle) {
 #endif
 }
 
+/* Nanoseconds on a clock that never goes back, for the serve loop's
+   time-based checks (rb_after_batch). Read once per served batch, never on
+   an idle poll. GPU: %globaltimer, the device's nanosecond timer (a register
+   read, no memory access). Host: CLOCK_MONOTONIC_COARSE where it exists
+   (Linux: the last tick's time, a few ns through the vDSO; its tick, a few
+   ms, is fine grained enough for RB_CHECK_NS), else CLOCK_MONOTONIC. */
+RB_INLINE uint64_t rb_clock_ns() {
+#if RB_ON_GPU
+    uint64_t t;
+    asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t));
+    return t;
+#else
+#ifdef CLOCK_MONOTONIC_COARSE
+    const clockid_t id = CLOCK_MONOTONIC_COARSE;
+#else
+    const clockid_t id = CLOCK_MONOTONIC;
+#endif
+    struct timespec ts;
+    clock_gettime(id, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+#endif
+}
+
 /* ------------------------------------------------------------------------ */
 /* Control-block helpers (thread 0 only).                                   */
 /* ------------------------------------------------------------------------ */
@@ -599,30 +622,52 @@ RB_INLINE uint64_t rb_finish(rb_control* ctl, uint64_t status, uint64_t code, ui
     return status;
 }
 
-/* Whether a serve loop with `work` done since its last check looks at
-   terminate this turn: once that reaches check_interval, and on every turn
-   while the host fallback backs off. A turn counts 1 and every
-   RB_CHECK_REQUESTS requests served count 1 more (rb_count_served), so a
-   loop whose every turn is a full batch of large messages (a millisecond or
-   more a turn on the GPU) still beats well inside the host's hang timeout,
-   while a 64-byte stream reads terminate (a PCIe round trip) only every few
-   hundred microseconds. */
-#define RB_CHECK_REQUESTS 16u
-RB_INLINE void rb_count_served(uint64_t& work, uint64_t n) { work += n / RB_CHECK_REQUESTS; }
-RB_INLINE bool rb_check_due(uint64_t work, uint64_t check_mask, uint32_t idle) {
-    return work > check_mask || rb_backing_off(idle);
+/*
+ * When thread 0 publishes the heartbeat and looks at terminate (a check):
+ *   - after check_interval turns since the last check. A turn that serves
+ *     nothing (an idle poll, back-pressure) costs no clock read, and a
+ *     stream of small messages reads terminate (a PCIe round trip on the
+ *     GPU) only every so many turns, not on every one;
+ *   - on the turn after a batch that ended RB_CHECK_NS or more after the
+ *     last check (rb_after_batch: one clock read per batch). So however
+ *     slow the handler and however large the messages, a loop that makes
+ *     progress beats, and sees terminate, within one batch's handler time
+ *     plus RB_CHECK_NS (or the host clock's tick, if coarser): the host's
+ *     hang timeout measures a stalled handler, not a slow stream;
+ *   - on every turn while the host fallback backs off.
+ */
+#ifndef RB_CHECK_NS
+#define RB_CHECK_NS 1000000ull
+#endif
+
+/* Thread 0's check cadence. */
+struct rb_checks {
+    uint64_t turns;      /* turns since the last check */
+    uint64_t mask;       /* check_interval - 1 */
+    uint64_t checked_ns; /* rb_clock_ns() at the last check */
+};
+
+/* Whether this turn's rb_turn_check checks. */
+RB_INLINE bool rb_check_due(const rb_checks& c, uint32_t idle) { return c.turns + 1u > c.mask || rb_backing_off(idle); }
+
+/* Thread 0, after serving (and publishing) a batch: makes the next turn
+   check if RB_CHECK_NS passed since the last check. */
+RB_INLINE void rb_after_batch(rb_checks& c) {
+    if (rb_clock_ns() - c.checked_ns >= RB_CHECK_NS) c.turns = c.mask;
 }
 
-/* Thread 0, once per turn of a serve loop (`work`: see rb_check_due; the
-   loop adds each batch with rb_count_served): when rb_check_due says so,
+/* Thread 0, once per turn of a serve loop: when rb_check_due says so,
    publishes the progress words and looks at terminate. Returns
    RB_STATUS_STOPPED to stop, else 0. RELAXED: the stop request orders
    nothing; what was served is already published. */
-RB_INLINE uint32_t rb_turn_check(rb_control* ctl, uint64_t& work, uint64_t check_mask, uint32_t idle, uint64_t& beat,
-                                 uint64_t h2k_tail, uint64_t k2h_head) {
-    ++work;
-    if (!rb_check_due(work, check_mask, idle)) return 0;
-    work = 0;
+RB_INLINE uint32_t rb_turn_check(rb_control* ctl, rb_checks& c, uint32_t idle, uint64_t& beat, uint64_t h2k_tail,
+                                 uint64_t k2h_head) {
+    if (!rb_check_due(c, idle)) {
+        ++c.turns;
+        return 0;
+    }
+    c.turns = 0;
+    c.checked_ns = rb_clock_ns();
     rb_publish_progress(ctl, ++beat, h2k_tail, k2h_head);
     if (rb_ld_relaxed(&ctl->terminate) == 0) return 0;
     return (uint32_t)rb_finish(ctl, RB_STATUS_STOPPED, 0, 0);
@@ -980,7 +1025,7 @@ struct rb_lane_shared {
 template <class Handler>
 RB_INLINE int rb_serve_lanes(rb_control* ctl, rb_ring* h2k, rb_ring* k2h, Handler& handler, const rb_block_state& sh,
                              uint64_t& h2k_tail, uint64_t& k2h_head, uint64_t& k2h_tail, uint64_t h2k_cap,
-                             uint64_t k2h_cap, uint64_t check_mask, uint64_t& work, uint64_t& beat, uint32_t& idle) {
+                             uint64_t k2h_cap, rb_checks& checks, uint64_t& beat, uint32_t& idle) {
     const uint32_t tid = rb_thread_index();
 #if RB_BLOCK_PARALLEL
     const uint32_t my_warp = tid / 32u;
@@ -1011,7 +1056,7 @@ RB_INLINE int rb_serve_lanes(rb_control* ctl, rb_ring* h2k, rb_ring* k2h, Handle
         if (tid == 0) {
             if (h2k_tail != published &&
                 (h2k_tail - published >= publish_every || empty_turns >= RB_LANE_IDLE_TURNS ||
-                 rb_check_due(work + 1u, check_mask, idle))) {
+                 rb_check_due(checks, idle))) {
                 /* RELEASE, system scope: the block's loads of every request
                    lane below h2k_tail happened before the barriers of the
                    turns that read them, which put them before this store in
@@ -1023,7 +1068,7 @@ RB_INLINE int rb_serve_lanes(rb_control* ctl, rb_ring* h2k, rb_ring* k2h, Handle
                 published = h2k_tail;
             }
             uint32_t limit = 0;
-            uint32_t stop = rb_turn_check(ctl, work, check_mask, idle, beat, h2k_tail, k2h_head);
+            uint32_t stop = rb_turn_check(ctl, checks, idle, beat, h2k_tail, k2h_head);
             if (stop == 0) {
                 uint64_t room = 0;
                 stop = rb_k2h_room(ctl, k2h, k2h_tail, k2h_head, k2h_cap, h2k_tail, beat, room);
@@ -1154,11 +1199,11 @@ RB_INLINE int rb_serve_lanes(rb_control* ctl, rb_ring* h2k, rb_ring* k2h, Handle
         if (tid == 0) {
             if (idle != 0) idle = 0;
             empty_turns = 0;
-            rb_count_served(work, n);
             h2k_tail += n;
             k2h_head += n;
             /* The tail is published at the top of a later turn (see
                RB_LANE_LAZY_TAIL). */
+            rb_after_batch(checks);
         }
     }
 }
@@ -1462,7 +1507,8 @@ RB_INLINE int rb_serve(rb_control* ctl, rb_ring* h2k, rb_ring* k2h, Handler& han
     uint64_t h2k_head = 0;   /* cache of the host's H2K head */
     uint64_t k2h_head = 0;   /* ours: replies published */
     uint64_t k2h_tail = 0;   /* cache of the host's K2H tail */
-    uint64_t h2k_cap = 0, k2h_cap = 0, check_mask = 0, work = 0, beat = 0;
+    uint64_t h2k_cap = 0, k2h_cap = 0, beat = 0;
+    rb_checks checks = {0, 0, 0};
     uint32_t idle = 0;
     uint32_t start_failed = 0; /* thread 0: the final status if the start checks failed */
     /* Requests per batch: one per thread, or (chunkwise, in a block of
@@ -1506,7 +1552,8 @@ RB_INLINE int rb_serve(rb_control* ctl, rb_ring* h2k, rb_ring* k2h, Handler& han
         if (bad != 0) {
             start_failed = (uint32_t)rb_finish(ctl, RB_STATUS_FAILED, RB_ERR_BAD_MAGIC, bad);
         } else {
-            check_mask = interval - 1;
+            checks.mask = interval - 1;
+            checks.checked_ns = rb_clock_ns();
             h2k_cap = rb_ld_relaxed(&h2k->capacity);
             k2h_cap = rb_ld_relaxed(&k2h->capacity);
             sh.h2k_mask = h2k_cap - 1;
@@ -1533,8 +1580,8 @@ RB_INLINE int rb_serve(rb_control* ctl, rb_ring* h2k, rb_ring* k2h, Handler& han
 
     rb_block_sync(); /* broadcast the format */
     if (sh.lanes != 0) { /* block-uniform */
-        return rb_serve_lanes(ctl, h2k, k2h, handler, sh, h2k_tail, k2h_head, k2h_tail, h2k_cap, k2h_cap, check_mask,
-                              work, beat, idle);
+        return rb_serve_lanes(ctl, h2k, k2h, handler, sh, h2k_tail, k2h_head, k2h_tail, h2k_cap, k2h_cap, checks, beat,
+                              idle);
     }
 
     for (;;) {
@@ -1544,7 +1591,7 @@ RB_INLINE int rb_serve(rb_control* ctl, rb_ring* h2k, rb_ring* k2h, Handler& han
             while (stop == 0) {
                 /* terminate and heartbeat: see rb_check_due, so an idle
                    poll costs one PCIe read, not two. */
-                stop = rb_turn_check(ctl, work, check_mask, idle, beat, h2k_tail, k2h_head);
+                stop = rb_turn_check(ctl, checks, idle, beat, h2k_tail, k2h_head);
                 if (stop != 0) break;
                 uint64_t avail = h2k_head - h2k_tail;
                 if (avail == 0) {
@@ -1606,11 +1653,11 @@ RB_INLINE int rb_serve(rb_control* ctl, rb_ring* h2k, rb_ring* k2h, Handler& han
         }
 
         if (tid == 0) {
-            rb_count_served(work, n);
             rb_publish_served(h2k, k2h, h2k_tail, k2h_head, n);
 #if !RB_ON_GPU
             rb_host_warm_slot(k2h, k2h_head, k2h_tail, k2h_cap, sh.k2h_mask, sh.k2h_slot_size);
 #endif
+            rb_after_batch(checks); /* after the publish: the clock read delays no reply */
         }
     }
 }

@@ -267,8 +267,15 @@ impl BridgeBuilder {
         self
     }
     /// How long the kernel's heartbeat may stand still before waiting calls
-    /// fail with [`Error::KernelHung`] (default 500 ms). A handler that runs
-    /// longer than this on one batch is taken for a hang.
+    /// fail with [`Error::KernelHung`] (default 500 ms).
+    ///
+    /// A hang is a handler, or a batch, that makes no progress for this
+    /// long. The serve loop beats after every batch that ends a millisecond
+    /// or more after its last beat (on the fallback: its clock's tick, a few
+    /// ms), and every `check_interval` turns when it has nothing to serve,
+    /// so a stream through a slow handler is never taken for a hang however
+    /// many requests a batch holds; a single batch whose handlers together
+    /// run longer than this is.
     ///
     /// ```
     /// use ringbridge::{Backend, Bridge, Error};
@@ -306,6 +313,14 @@ impl BridgeBuilder {
         self
     }
     /// How long `shutdown` waits for the kernel to stop (default 2 s).
+    ///
+    /// The kernel looks at the stop request after the batch it is serving,
+    /// at most about a millisecond later (on the fallback: its clock's tick,
+    /// a few ms), so it stops within one batch's handler time plus that,
+    /// whatever the message size or how busy the stream is. A kernel with
+    /// nothing to serve (or waiting for room in a full reply ring) looks at
+    /// it every `check_interval` polls, and a backed-off fallback on every
+    /// poll.
     ///
     /// ```
     /// use ringbridge::{Backend, Bridge, Error};

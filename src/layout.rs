@@ -178,8 +178,10 @@ pub struct ControlBlock {
     /// A parameter for the handler (the built-in `scale` kernel reads an
     /// `f32` from its low 32 bits).
     pub param: u64,
-    /// Polls, plus one per 16 requests served, between two reads of `terminate` and
-    /// heartbeats (a power of two), so a loop of long batches still beats often.
+    /// Turns of the serve loop (a power of two) after which it beats and
+    /// reads `terminate`. A loop that serves also beats after any batch
+    /// that ends 1 ms (`RB_CHECK_NS` in `ringbridge.cuh`) or more after its
+    /// last check, so slow batches do not stretch the beat.
     pub check_interval: u64,
     /// How many regions one launch serves, one thread block each (1 for a
     /// plain bridge). Regions lie `stripe_stride` bytes apart, the kernel

@@ -19,8 +19,8 @@ use ringbridge::{Backend, Bridge, Kernel};
 static ONE_BLOCK: Mutex<()> = Mutex::new(());
 
 fn emulated(threads: u32) -> ringbridge::BridgeBuilder {
-    // Emulated barriers are slow (futex rounds on a small machine), and the
-    // heartbeat advances once per check_interval turns of the loop.
+    // Emulated barriers are slow (futex rounds on a small machine), and a
+    // turn that serves nothing beats only once per check_interval turns.
     Bridge::builder()
         .backend(Backend::Host)
         .emulate_block(threads)
@@ -121,5 +121,35 @@ fn per_request_handlers_with_many_threads() {
                 assert_eq!(p, want.as_slice(), "message {i}");
             }
         });
+    });
+}
+
+/// A handler that sleeps `ms` milliseconds, then echoes: the emulated
+/// block's threads sleep in parallel, so a slow batch costs no CPU.
+fn sleeping_echo(ms: u64) -> HostHandler {
+    common::echo_after(move || std::thread::sleep(std::time::Duration::from_millis(ms)))
+}
+
+#[test]
+fn shutdown_during_a_busy_stream_slots() {
+    let _one = ONE_BLOCK.lock().unwrap_or_else(|e| e.into_inner());
+    common::within(60, "shutdown, slots, 16 threads", || {
+        common::shutdown_during_a_busy_stream(
+            emulated(16)
+                .format(SlotFormat::Slots)
+                .kernel(Kernel::Host(sleeping_echo(5))),
+        );
+    });
+}
+
+#[test]
+fn shutdown_during_a_busy_stream_lanes() {
+    let _one = ONE_BLOCK.lock().unwrap_or_else(|e| e.into_inner());
+    common::within(60, "shutdown, lanes, 32 threads", || {
+        common::shutdown_during_a_busy_stream(
+            emulated(32)
+                .format(SlotFormat::Lanes)
+                .kernel(Kernel::Host(sleeping_echo(5))),
+        );
     });
 }

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use ringbridge::fallback::HostHandler;
 use ringbridge::layout::{KIND_ERROR, KIND_REPLY};
+use ringbridge::ring::SlotFormat;
 use ringbridge::{Backend, Bridge, Error, Kernel};
 
 fn host() -> ringbridge::BridgeBuilder {
@@ -363,38 +364,66 @@ fn scale_batches_of_mixed_lengths() {
     common::scale_batches_of_mixed_lengths(host().kernel(Kernel::ScaleF32 { factor: 2.0 }));
 }
 
-/// A loop whose every turn is a full batch of slow requests still beats
-/// inside the hang timeout: requests served count towards the heartbeat,
-/// not only turns (kernels/ringbridge.cuh, `rb_check_due`). Counting turns
-/// alone, this loop (64 requests of 50 us a turn, 1024 turns a beat) beat
-/// every 3.3 s and the 2 s watchdog called it hung.
-#[test]
-#[cfg_attr(miri, ignore = "the fallback serve loop is C++")]
-fn a_loop_of_long_batches_still_beats() {
-    let slow = common::echo_after(|| {
-        let until = Instant::now() + Duration::from_micros(50);
+/// A handler that busy-waits `us` microseconds, then echoes.
+fn spinning_echo(us: u64) -> HostHandler {
+    common::echo_after(move || {
+        let until = Instant::now() + Duration::from_micros(us);
         while Instant::now() < until {
             std::hint::spin_loop();
         }
-    });
+    })
+}
+
+/// A saturated stream through a handler of 50 us a request, at the default
+/// hang timeout: the heartbeat follows time, not turns or requests, so a
+/// loop that makes progress is never taken for a hang, however slow each
+/// batch of requests is (a full batch of the fallback is 64 of them, 3.2 ms).
+fn slow_handler_stream_is_not_a_hang(format: SlotFormat) {
     let bridge = host()
         .capacity(256)
-        .hang_timeout(Duration::from_secs(2))
-        .kernel(Kernel::Host(slow))
+        .format(format)
+        .kernel(Kernel::Host(spinning_echo(50)))
         .launch()
         .unwrap();
-    let n = 80_000u64;
-    std::thread::scope(|s| {
-        s.spawn(|| {
-            let batch: Vec<[u8; 8]> = (0..128).map(|_| [7; 8]).collect();
-            for _ in 0..n / 128 {
-                bridge.send_batch(&batch).unwrap();
-            }
-        });
-        for i in 0..n {
-            let r = bridge.recv().unwrap_or_else(|e| panic!("reply {i}: {e}"));
-            assert_eq!(r.payload, [7; 8]);
-        }
+    let payload = |i: u64| i.to_le_bytes().to_vec();
+    common::stream_checked(&bridge, 20_000, 128, 256, payload, |i, h, p| {
+        assert_eq!(
+            (h.kind, p),
+            (KIND_REPLY, payload(i).as_slice()),
+            "reply {i}"
+        );
     });
     bridge.shutdown().unwrap();
+}
+
+#[test]
+#[cfg_attr(miri, ignore = "the fallback serve loop is C++")]
+fn slow_handler_stream_is_not_a_hang_slots() {
+    slow_handler_stream_is_not_a_hang(SlotFormat::Slots);
+}
+
+#[test]
+#[cfg_attr(miri, ignore = "the fallback serve loop is C++")]
+fn slow_handler_stream_is_not_a_hang_lanes() {
+    slow_handler_stream_is_not_a_hang(SlotFormat::Lanes);
+}
+
+#[test]
+#[cfg_attr(miri, ignore = "the fallback serve loop is C++")]
+fn shutdown_during_a_busy_stream_slots() {
+    common::shutdown_during_a_busy_stream(
+        host()
+            .format(SlotFormat::Slots)
+            .kernel(Kernel::Host(spinning_echo(200))),
+    );
+}
+
+#[test]
+#[cfg_attr(miri, ignore = "the fallback serve loop is C++")]
+fn shutdown_during_a_busy_stream_lanes() {
+    common::shutdown_during_a_busy_stream(
+        host()
+            .format(SlotFormat::Lanes)
+            .kernel(Kernel::Host(spinning_echo(200))),
+    );
 }

@@ -175,7 +175,8 @@ fn every_entry_is_in_the_ptx() {
 
 /// The memory-order contract of gpu-facts.md, checked on the PTX of the
 /// built-in kernels: acquire/release at system scope on the counters, plain
-/// 16-byte payload accesses, and no full system fence anywhere.
+/// 16-byte payload accesses, and no full system fence anywhere; and the
+/// time-based check cadence reads the device's clock.
 #[test]
 fn ptx_memory_order() {
     if compiled_or_skip("ptx_memory_order").is_none() {
@@ -205,6 +206,12 @@ fn ptx_memory_order() {
             "{entry}: no plain 16-byte stores"
         );
         assert!(!body.contains("ld.volatile"), "{entry}: volatile loads");
+        // The beat and the terminate check follow time after each batch
+        // (rb_after_batch): the device's nanosecond timer is read.
+        assert!(
+            body.contains("%globaltimer"),
+            "{entry}: no %globaltimer read"
+        );
         // No calls: the serve loop is inlined into the entry.
         assert!(!body.contains("call"), "{entry}: calls a function");
     };

@@ -301,3 +301,43 @@ pub fn striped_one_stripe_stops_alone(builder: ringbridge::BridgeBuilder) {
     }
     striped.shutdown().unwrap();
 }
+
+/// Shuts `builder`'s bridge (a slow handler; the hang timeout is raised
+/// here so the watchdog stays out of it) down while a sender thread keeps
+/// its ring full and a receiver drains it: `shutdown` must return `Ok`
+/// within 2 s. The bound is a generous "it does not hang": the kernel looks
+/// at terminate after every batch once a short interval has passed.
+pub fn shutdown_during_a_busy_stream(builder: ringbridge::BridgeBuilder) {
+    use std::time::{Duration, Instant};
+    let bridge = builder
+        .hang_timeout(Duration::from_secs(10))
+        .capacity(256)
+        .launch()
+        .unwrap();
+    let received = std::sync::atomic::AtomicU64::new(0);
+    let (started, result, took) = std::thread::scope(|s| {
+        s.spawn(|| {
+            let batch: Vec<[u8; 8]> = (0..64u64).map(|i| i.to_le_bytes()).collect();
+            while bridge.send_batch(&batch).is_ok() {}
+        });
+        s.spawn(|| {
+            while bridge.recv().is_ok() {
+                received.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
+        });
+        // Let the stream get going: some replies have come back.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while received.load(std::sync::atomic::Ordering::Relaxed) < 100 && Instant::now() < deadline
+        {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let started = received.load(std::sync::atomic::Ordering::Relaxed) >= 100;
+        // Shut down in any case: it ends the sender and the receiver.
+        let start = Instant::now();
+        let result = bridge.shutdown();
+        (started, result, start.elapsed())
+    });
+    assert!(started, "the stream never started");
+    assert!(result.is_ok(), "shutdown failed after {took:?}: {result:?}");
+    assert!(took < Duration::from_secs(2), "shutdown took {took:?}");
+}
