@@ -173,7 +173,7 @@ fn every_entry_is_in_the_ptx() {
     }
 }
 
-/// The memory-order contract of gpu-facts.md, checked on the PTX of the
+/// The memory-order contract of docs/platform-facts.md#memory-order, checked on the PTX of the
 /// built-in kernels: acquire/release at system scope on the counters, plain
 /// 16-byte payload accesses, and no full system fence anywhere.
 #[test]
@@ -226,7 +226,7 @@ fn ptx_memory_order() {
     assert!(entry_body(faults.ptx, kernels::TRAP_ENTRY).contains("trap;"));
 }
 
-/// The lane format's contract (gpu-facts.md, "Flagged 16-byte lanes"), on
+/// The lane format's contract (docs/platform-facts.md#flagged-lanes), on
 /// the PTX of the built-in kernels: the warp polls request lanes with ONE
 /// system-scope relaxed 16-byte load per thread (never a weak load, which
 /// could hit a stale L1 line), votes that every lane is current, and writes
