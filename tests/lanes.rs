@@ -540,7 +540,10 @@ fn a_lane_that_stays_torn_is_corruption() {
         assert_eq!(pop(&mut rx).unwrap(), None);
     }
     let what = corrupted(pop(&mut rx));
-    assert!(what.contains("lane 1") && what.contains("reads in a row"), "{what}");
+    assert!(
+        what.contains("lane 1") && what.contains("reads in a row"),
+        "{what}"
+    );
 }
 
 #[test]
