@@ -46,7 +46,8 @@
  *   are large enough. The handler is called by one thread per request in
  *   both formats. See kernels/handlers.h for the built-in handlers.
  *
- * MEMORY ORDER, IN BRIEF (measured facts: see gpu-facts.md)
+ * MEMORY ORDER, IN BRIEF (measured facts: docs/platform-facts.md,
+ * "Memory order on the message path")
  *   - Thread 0 polls the peer's counter with an ACQUIRE load at system scope
  *     (ld.acquire.sys). It orders every later load of the block (after the
  *     block barrier) after the peer's slot writes, and invalidates the SM's
@@ -67,7 +68,9 @@
  *   - The lane format (RB_FORMAT_LANES, small messages) reads and writes no
  *     head at all on the message path: every 16-byte lane carries its
  *     message's tag, loaded and stored with one relaxed system-scope vector
- *     access per thread. See "Lane format" below.
+ *     access per thread, and the tag carries a check of the lane's data so
+ *     that a lane read in two pieces is never taken. See "Lane format"
+ *     below.
  *   The host fallback uses the C++ equivalents (__atomic_* with ACQUIRE /
  *   RELEASE / RELAXED), and the Rust side accesses the same words with
  *   AtomicU64 acquire / release / relaxed.
@@ -142,7 +145,7 @@ struct alignas(RB_LINE) rb_ring {
 /* One 16-byte lane of a lane-format slot (src/layout.rs `Lane`). */
 struct alignas(16) rb_lane {
     uint64_t data; /* lane 0: len | kind << 24 | flags << 32; else 8 payload bytes */
-    uint64_t tag;  /* position + 1 of the message that wrote it; 0: never written */
+    uint64_t tag;  /* rb_lane_tag: position + 1 (0: never written) | a check of data */
 };
 
 /* Header of one slot; the payload follows it. 16 = one vector access. */
@@ -779,8 +782,13 @@ RB_INLINE void rb_settle_reply(int rc, rb_msg_header& out, uint32_t out_cap, uin
  * into lanes 1..ceil(len / 8) (data: 8 payload bytes each). The receiver
  * takes the message only when all those lanes carry pos + 1, so it never
  * reads the ring's head: one round of loads brings the whole message
- * (gpu-facts.md, "Flagged 16-byte lanes": 2.4 us p50 up to 128-byte
- * messages, against 3.9-4.4 us for head-then-payload).
+ * (docs/platform-facts.md, "Flagged 16-byte lanes": 2.4 us p50 up to
+ * 128-byte messages, against 3.9-4.4 us for head-then-payload).
+ *
+ * A lane's tag is rb_lane_tag(pos, data): pos + 1 in the low RB_LANE_SEQ_BITS
+ * bits, and above them a check mixed from the data and that position
+ * (src/layout.rs lane_tag, the same function). Below, "the lane's tag" means
+ * its position field.
  *
  * Tags a lane of slot(pos) may hold before the message arrives: 0, or
  * pos + 1 - k * capacity for k >= 1 (a lane a short message left alone keeps
@@ -790,19 +798,24 @@ RB_INLINE void rb_settle_reply(int rc, rb_msg_header& out, uint32_t out_cap, uin
  *
  * MEMORY ORDER
  *   GPU reader: thread t of a warp loads lane t with ONE ld.relaxed.sys.v2
- *   (a single coalesced warp access; gpu-facts: ld.global.cv.v2 is
- *   equivalent; a plain weak load could hit a stale L1 line, so polling never
- *   uses one). System-scope relaxed: it reads the coherent (host) copy. The
- *   host writes each lane's data before its tag (x86 stores are seen in
- *   order; release in the C++/Rust model), and a 16-byte aligned load of a
- *   lane is served as one PCIe read inside one cache line, so a current tag
- *   comes with its data (measured: 0 torn in 50,000). The PTX memory model
- *   does not itself promise that a vector access is single-copy atomic:
- *   this is the measured platform behaviour the format relies on.
+ *   (a single coalesced warp access; ld.global.cv.v2 measured the same; a
+ *   plain weak load could hit a stale L1 line, so polling never uses one).
+ *   System-scope relaxed: it reads the coherent (host) copy. The host writes
+ *   each lane's data before its tag (release in the C++/Rust model).
+ *   TORN LANES. The PTX memory model treats a vector access as one access
+ *   per element, in no specified order, and covers scalars of at most 64
+ *   bits (PTX ISA "Memory Operations on Vector Data Types"); no document
+ *   promises that a 16-byte access to host memory is one piece (see
+ *   docs/platform-facts.md, "16-byte accesses"). So a reader may see the
+ *   current tag with an earlier write's data. The tag's check catches that:
+ *   such a lane is RB_LANE_TORN, the slot is polled again (a tear lasts
+ *   only until both halves of one write have landed), and a slot still
+ *   torn after RB_LANE_TORN_TURNS turns in a row is RB_ERR_RING_CORRUPTED.
+ *   Measured on an H200: 0 torn in 50,000 and in 270,000 messages.
  *   GPU writer: thread t writes reply lane t with ONE st.relaxed.sys.v2
- *   {data, tag}; no release store and no fence on the per-message path: each
- *   lane carries its own tag, and the 16-byte store reaches host memory as
- *   one write (the host reader acquires the tag, then reads the data).
+ *   {data, tag}; no release store and no fence on the per-message path:
+ *   each lane carries its own tag and check (the host reader acquires the
+ *   tag, reads the data, and verifies the check).
  *   Host fallback: writer data RELAXED then tag RELEASE; reader tag ACQUIRE
  *   then data RELAXED (the acquire synchronises with the release, so the data
  *   of that lap is seen).
@@ -820,6 +833,22 @@ RB_INLINE void rb_settle_reply(int rc, rb_msg_header& out, uint32_t out_cap, uin
 #define RB_SLOT_WAIT 0u
 #define RB_SLOT_READY 1u
 #define RB_SLOT_CORRUPT 2u
+#define RB_LANE_TORN 3u /* position current, check does not match the data */
+#define RB_SLOT_TORN 3u /* a needed lane is torn: poll again */
+/* Turns in a row whose first slot is torn before that is corruption: a real
+   tear lasts one write's landing (well under one poll on the GPU, which
+   takes a PCIe round trip), so 1024 turns (about 2 ms on an H200) in a row
+   are not one. The host fallback's reader and writer are both on the host
+   (acquire/release, never torn), so there a torn lane is corruption; its
+   turns are a few ns until it backs off to 30 us sleeps, so it counts 2^17
+   turns (about 2 s) to report it in a comparable time. */
+#ifndef RB_LANE_TORN_TURNS
+#if RB_ON_GPU
+#define RB_LANE_TORN_TURNS 1024u
+#else
+#define RB_LANE_TORN_TURNS (1u << 17)
+#endif
+#endif
 
 /* Slots polled per batch at most: the warps of a 1024-thread block (the host
    fallback, one thread, polls up to this many slots one after another). */
@@ -835,10 +864,29 @@ RB_INLINE uint64_t rb_lane_word(uint32_t kind, uint32_t len, uint32_t flags) {
            ((uint64_t)flags << RB_LANE_FLAGS_SHIFT);
 }
 
-/* What a lane's tag says about the message whose tag is `want` (pos + 1). */
-RB_INLINE uint32_t rb_lane_state(uint64_t tag, uint64_t want, uint64_t mask) {
-    if (tag == want) return RB_LANE_CUR;
-    if (tag == 0 || (tag < want && ((want - tag) & mask) == 0)) return RB_LANE_STALE;
+#define RB_LANE_SEQ_MASK ((1ull << RB_LANE_SEQ_BITS) - 1ull)
+
+/* src/layout.rs lane_mix: odd multiplies and xor-shifts, a bijection. */
+RB_INLINE uint64_t rb_lane_mix(uint64_t x) {
+    x *= RB_LANE_MIX_MUL1;
+    x ^= x >> 32;
+    x *= RB_LANE_MIX_MUL2;
+    x ^= x >> 29;
+    return x;
+}
+
+/* src/layout.rs lane_tag: position + 1, and the check of data above it. */
+RB_INLINE uint64_t rb_lane_tag(uint64_t pos, uint64_t data) {
+    const uint64_t seq = (pos + 1u) & RB_LANE_SEQ_MASK;
+    return seq | ((rb_lane_mix(data ^ seq) >> RB_LANE_SEQ_BITS) << RB_LANE_SEQ_BITS);
+}
+
+/* What a lane says about the message whose position field is `want`
+   (pos + 1): current (and whole), torn, stale or impossible. */
+RB_INLINE uint32_t rb_lane_state(uint64_t tag, uint64_t data, uint64_t want, uint64_t mask) {
+    const uint64_t seq = tag & RB_LANE_SEQ_MASK;
+    if (seq == want) return rb_lane_tag(want - 1u, data) == tag ? RB_LANE_CUR : RB_LANE_TORN;
+    if (seq == 0 || (seq < want && ((want - seq) & mask) == 0)) return RB_LANE_STALE;
     return RB_LANE_BAD;
 }
 
@@ -881,10 +929,17 @@ RB_INLINE bool rb_warp_any(bool p) { return rb_emu_warp_any(p); }
 RB_INLINE bool rb_warp_all(bool p) { return rb_emu_warp_all(p); }
 #endif
 
+#if !RB_BLOCK_PARALLEL
+/* The slot state of a first lane that is not current. */
+RB_INLINE uint32_t rb_lane_slot_state(uint32_t lane_state) {
+    return lane_state == RB_LANE_STALE ? RB_SLOT_WAIT : (lane_state == RB_LANE_TORN ? RB_SLOT_TORN : RB_SLOT_CORRUPT);
+}
+#endif
+
 /*
  * Polls the request at `pos` in `slot` once. On the GPU the whole warp calls
  * it (thread t loads lane t); on the host the one thread loads lane by lane.
- * Returns RB_SLOT_WAIT / READY / CORRUPT (warp-uniform). When READY, lane 0's
+ * Returns RB_SLOT_WAIT / READY / TORN / CORRUPT (warp-uniform). When READY, lane 0's
  * data is in *word and the payload words in pay[0..ceil(len/8)).
  */
 RB_INLINE uint32_t rb_lane_poll(const rb_lane* slot, uint32_t nlanes, uint64_t pos, uint64_t mask, uint32_t max_len,
@@ -894,7 +949,7 @@ RB_INLINE uint32_t rb_lane_poll(const rb_lane* slot, uint32_t nlanes, uint64_t p
     const uint32_t t = rb_thread_index() & 31u;
     uint64_t data = 0, tag = 0;
     if (t < nlanes) rb_ld_lane(&slot[t], data, tag); /* one coalesced warp access */
-    const uint32_t st = rb_lane_state(tag, want, mask);
+    const uint32_t st = rb_lane_state(tag, data, want, mask);
     const uint64_t w0 = rb_warp_shfl(data, 0u);
     const uint32_t st0 = rb_warp_shfl(st, 0u);
     const uint32_t len = (uint32_t)(w0 & RB_LANE_LEN_MASK);
@@ -906,40 +961,48 @@ RB_INLINE uint32_t rb_lane_poll(const rb_lane* slot, uint32_t nlanes, uint64_t p
     const bool needed = t <= last;
     const bool corrupt = rb_warp_any(needed && st == RB_LANE_BAD) || bad_header;
     const bool all_current = rb_warp_all(!needed || st == RB_LANE_CUR);
+    const bool torn = rb_warp_any(needed && st == RB_LANE_TORN);
     if (t >= 1 && t <= last) pay[t - 1] = data;
     if (t == 0) *word = w0;
-    return corrupt ? RB_SLOT_CORRUPT : (all_current ? RB_SLOT_READY : RB_SLOT_WAIT);
+    return corrupt ? RB_SLOT_CORRUPT : (all_current ? RB_SLOT_READY : (torn ? RB_SLOT_TORN : RB_SLOT_WAIT));
 #else
     (void)nlanes;
     /* ACQUIRE on each tag: pairs with the writer's release store of that tag
        (made after the lane's data), so the RELAXED data load that follows
-       sees this lap's data. */
-    const uint32_t st0 = rb_lane_state(__atomic_load_n(&slot[0].tag, __ATOMIC_ACQUIRE), want, mask);
-    if (st0 != RB_LANE_CUR) return st0 == RB_LANE_STALE ? RB_SLOT_WAIT : RB_SLOT_CORRUPT;
+       sees this lap's data; the check is verified all the same. */
+    const uint64_t t0 = __atomic_load_n(&slot[0].tag, __ATOMIC_ACQUIRE);
     const uint64_t w0 = __atomic_load_n(&slot[0].data, __ATOMIC_RELAXED);
+    const uint32_t st0 = rb_lane_state(t0, w0, want, mask);
+    if (st0 != RB_LANE_CUR) return rb_lane_slot_state(st0);
     const uint32_t len = (uint32_t)(w0 & RB_LANE_LEN_MASK);
     const uint32_t kind = (uint32_t)((w0 >> RB_LANE_KIND_SHIFT) & 0xffu);
     if (kind != RB_KIND_REQUEST || len > max_len) return RB_SLOT_CORRUPT;
     const uint32_t last = (len + 7u) / 8u;
     for (uint32_t k = 1; k <= last; ++k) {
-        const uint32_t st = rb_lane_state(__atomic_load_n(&slot[k].tag, __ATOMIC_ACQUIRE), want, mask);
-        if (st != RB_LANE_CUR) return st == RB_LANE_STALE ? RB_SLOT_WAIT : RB_SLOT_CORRUPT;
-        pay[k - 1] = __atomic_load_n(&slot[k].data, __ATOMIC_RELAXED);
+        const uint64_t tk = __atomic_load_n(&slot[k].tag, __ATOMIC_ACQUIRE); /* as lane 0 */
+        const uint64_t dk = __atomic_load_n(&slot[k].data, __ATOMIC_RELAXED);
+        const uint32_t st = rb_lane_state(tk, dk, want, mask);
+        if (st != RB_LANE_CUR) return rb_lane_slot_state(st);
+        pay[k - 1] = dk;
     }
     *word = w0;
     return RB_SLOT_READY;
 #endif
 }
 
-/* Writes a reply of `nl` lanes (lane 0: `word`, then `pay`) with tag `tag`.
-   GPU: the whole warp calls it, thread t stores lane t with ONE 16-byte
-   st.relaxed.sys (no fence: every lane carries its own tag). Host: payload
-   lanes first, each data RELAXED then tag RELEASE (the release orders the
-   data before the tag for a reader that acquires the tag). */
-RB_INLINE void rb_lane_write(rb_lane* slot, uint32_t nl, uint64_t word, const uint64_t* pay, uint64_t tag) {
+/* Writes the reply at `pos` in `nl` lanes (lane 0: `word`, then `pay`), each
+   lane with its rb_lane_tag. GPU: the whole warp calls it, thread t stores
+   lane t with ONE 16-byte st.relaxed.sys (no fence: every lane carries its
+   own tag and check). Host: payload lanes first, each data RELAXED then tag
+   RELEASE (the release orders the data before the tag for a reader that
+   acquires the tag). */
+RB_INLINE void rb_lane_write(rb_lane* slot, uint32_t nl, uint64_t word, const uint64_t* pay, uint64_t pos) {
 #if RB_BLOCK_PARALLEL
     const uint32_t t = rb_thread_index() & 31u;
-    if (t < nl) rb_st_lane(&slot[t], t == 0 ? word : pay[t - 1], tag);
+    if (t < nl) {
+        const uint64_t data = t == 0 ? word : pay[t - 1];
+        rb_st_lane(&slot[t], data, rb_lane_tag(pos, data));
+    }
 #else
     /* Last payload lane first: the slot's first cache line (lane 0 with
        lanes 1-3) is then written in one burst at the end, so the reader
@@ -947,10 +1010,10 @@ RB_INLINE void rb_lane_write(rb_lane* slot, uint32_t nl, uint64_t word, const ui
        on the fallback, 64 B: about 10% off the round trip). */
     for (uint32_t k = nl; k-- > 1;) {
         __atomic_store_n(&slot[k].data, pay[k - 1], __ATOMIC_RELAXED);
-        __atomic_store_n(&slot[k].tag, tag, __ATOMIC_RELEASE);
+        __atomic_store_n(&slot[k].tag, rb_lane_tag(pos, pay[k - 1]), __ATOMIC_RELEASE);
     }
     __atomic_store_n(&slot[0].data, word, __ATOMIC_RELAXED);
-    __atomic_store_n(&slot[0].tag, tag, __ATOMIC_RELEASE);
+    __atomic_store_n(&slot[0].tag, rb_lane_tag(pos, word), __ATOMIC_RELEASE);
 #endif
 }
 
@@ -1048,6 +1111,7 @@ RB_INLINE int rb_serve_lanes(rb_control* ctl, rb_ring* h2k, rb_ring* k2h, Handle
     uint64_t published = h2k_tail;
     const uint64_t publish_every = RB_LANE_LAZY_TAIL && h2k_cap >= 4u ? h2k_cap / 4u : 1u;
     uint32_t empty_turns = 0;
+    uint32_t torn_turns = 0; /* see RB_LANE_TORN_TURNS */
 #if RB_ON_GPU
     long long poll_after = 0; /* SM clock before which this turn's poll waits */
 #endif
@@ -1120,7 +1184,10 @@ RB_INLINE int rb_serve_lanes(rb_control* ctl, rb_ring* h2k, rb_ring* k2h, Handle
 
         uint32_t n = 0;
         while (n < limit && ls.state[n] == RB_SLOT_READY) ++n;
-        if (n < limit && ls.state[n] == RB_SLOT_CORRUPT) { /* block-uniform */
+        /* Every thread counts the same (ls.state is block-shared): turns in a
+           row that served nothing because the first slot was torn. */
+        torn_turns = (n == 0 && ls.state[0] == RB_SLOT_TORN) ? torn_turns + 1u : 0u;
+        if (n < limit && (ls.state[n] == RB_SLOT_CORRUPT || torn_turns >= RB_LANE_TORN_TURNS)) { /* block-uniform */
             if (tid == 0) {
                 /* RELEASE: as at the top of the turn (what was read stays read). */
                 if (h2k_tail != published) rb_st_release(&h2k->tail, h2k_tail);
@@ -1170,7 +1237,7 @@ RB_INLINE int rb_serve_lanes(rb_control* ctl, rb_ring* h2k, rb_ring* k2h, Handle
         for (uint32_t w = my_warp; w < done; w += step) {
             const uint64_t pos = out_base + w;
             rb_lane_write(rb_lane_slot(k2h, pos, k2h_mask, k2h_slot), ls.out_lanes[w], ls.out_word[w], ls.out_pay[w],
-                          pos + 1);
+                          pos);
         }
 
         if (fatal != RB_NO_FATAL) {

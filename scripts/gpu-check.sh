@@ -7,7 +7,8 @@
 # ($OUT/summary.txt) and the two plots come back beside it.
 # Every step runs under `timeout`, so one hang cannot eat the lease.
 # Set GPU_CHECK_QUICK=1 for a short smoke run, GPU_CHECK_AB_ONLY=1 for the
-# side-by-side variant runs, the tests and one comparison.
+# side-by-side variant runs, the tests and one comparison,
+# GPU_CHECK_LANE_SOAK=1 for the lane soak alone (below).
 #
 # The whole script must end inside one device call (at most 600 s) with its
 # results packed, so it keeps a budget (GPU_CHECK_BUDGET seconds, default
@@ -57,6 +58,23 @@ step info 30 ./ringbridge info --json && cat "$r/info.log" | tee -a "$summary"
 # Smoke first: if one echo round trip cannot be made, the rest is moot.
 step smoke-echo 30 ./ringbridge echo --backend cuda --payload 64 --messages 1000 --warmup 10 --json
 
+# GPU_CHECK_LANE_SOAK=1: only the lane soak (tests/lane_soak.rs), which
+# takes a whole device call: GPU_CHECK_LANE_SOAK_ROUNDS (default 10^8) round
+# trips of the longest lane messages (224 bytes), 16 in flight, each checked
+# against its own hash, while a host thread thrashes the caches. The step
+# gets what is left of the budget; at the lane stream rate measured so far
+# (1.6-1.7 M msg/s) 10^8 need about a minute, at one-in-flight latency
+# (2.7 us) about 270 s: raise GPU_CHECK_BUDGET (up to about 560) or lower
+# the count if the first run says so.
+if [ "${GPU_CHECK_LANE_SOAK:-0}" = 1 ]; then
+  left=$(( budget - ($(date +%s) - start) - 15 ))
+  RINGBRIDGE_LANE_SOAK_ROUNDS="${GPU_CHECK_LANE_SOAK_ROUNDS:-100000000}" \
+    step lane-soak "$left" ./test-lane_soak --ignored --nocapture --exact lane_soak_cuda
+  grep -E 'lane soak|test result|panicked|skipped' "$r/lane-soak.log" | head -6 | tee -a "$summary"
+  tar -C "$work" -czf "$out/results.tgz" r
+  exit $fail
+fi
+
 # Never measured on a GPU yet, so first: several SMs, one launch of N blocks,
 # one ring pair and two host threads each.
 n64=50000000; n4k=2000000; [ "$quick" = 1 ] && { n64=2000000; n4k=100000; }
@@ -104,7 +122,7 @@ fi
 
 # The library's own GPU unit tests (launch, mapped memory), the safe ones.
 [ -x test-lib ] && step test-lib 60 ./test-lib --test-threads=1 cuda:: && grep -E '^test result' "$r/test-lib.log" | tee -a "$summary"
-for t in test-kernels test-bridge_cuda test-cuda_faults test-lanes; do
+for t in test-kernels test-bridge_cuda test-cuda_faults test-lanes test-lane_soak; do
   [ -x "$t" ] || continue
   # --nocapture: a panic in a test's helper thread shows at once, even if
   # the test then waits and the time limit stops it.

@@ -45,7 +45,7 @@ done
 
 cargo build --release --bin ringbridge
 cp target/release/ringbridge .gpu/
-copy_tests "" lib bridge_cuda cuda_faults kernels lanes soak
+copy_tests "" lib bridge_cuda cuda_faults kernels lanes lane_soak soak
 cargo bench --no-run --message-format=json 2>/dev/null |
     python3 -c '
 import json, shutil, sys

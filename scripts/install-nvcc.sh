@@ -3,7 +3,8 @@
 # index into .toolchain/cuda, a git-ignored folder of this checkout, so that
 # build.rs can compile the kernels on machines without a CUDA toolkit (CI).
 # The versions are pinned: unpinned, pip pulls nvvm 13.5, whose PTX
-# (.version 9.5) the 13.0 ptxas and a 580 driver reject (see gpu-facts.md).
+# (.version 9.5) the 13.0 ptxas and a 580 driver reject (see
+# docs/platform-facts.md, "Toolchain and driver").
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 dest="${RINGBRIDGE_TOOLCHAIN:-$root/.toolchain/cuda}"

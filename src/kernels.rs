@@ -520,8 +520,14 @@ mod tests {
                 self.slot_word(base, slot, cap - 1, pos, 2 * k + 1),
             )
         }
-        /// Writes lane `k` of request `pos`: data, then tag (release).
-        fn put_lane(&self, pos: u64, k: usize, data: u64, tag: u64) {
+        /// Writes lane `k` of the slot of request `pos`: data, then (release)
+        /// the tag of position field `seq` (`seq - 1` is the position it
+        /// claims) with the check of `data`.
+        fn put_lane(&self, pos: u64, k: usize, data: u64, seq: u64) {
+            self.put_lane_raw(pos, k, data, crate::layout::lane_tag(seq - 1, data));
+        }
+        /// Writes lane `k` of the slot of request `pos` with this exact tag.
+        fn put_lane_raw(&self, pos: u64, k: usize, data: u64, tag: u64) {
             let (d, t) = self.lane(self.h2k, self.h2k_slot, self.h2k_cap, pos, k);
             d.store(data, Relaxed);
             t.store(tag, Release);
@@ -548,20 +554,18 @@ mod tests {
                 self.put_lane(pos, k, data, pos + 1);
             }
         }
-        /// Waits until reply `pos` is whole (every lane tagged `pos + 1`).
+        /// Reply `pos` if it is whole (every lane carries `lane_tag(pos, data)`).
         fn try_recv_lanes(&self, pos: u64) -> Option<(u32, u32, u32, Vec<u8>)> {
-            let (d0, t0) = self.lane(self.k2h, self.k2h_slot, self.k2h_cap, pos, 0);
-            if t0.load(Acquire) != pos + 1 {
-                return None;
-            }
-            let (kind, len, flags) = crate::layout::lane_header_fields(d0.load(Relaxed));
+            let read = |k: usize| {
+                let (d, t) = self.lane(self.k2h, self.k2h_slot, self.k2h_cap, pos, k);
+                let tag = t.load(Acquire);
+                let data = d.load(Relaxed);
+                (tag == crate::layout::lane_tag(pos, data)).then_some(data)
+            };
+            let (kind, len, flags) = crate::layout::lane_header_fields(read(0)?);
             let mut p = Vec::new();
             for k in 1..=(len as usize).div_ceil(8) {
-                let (d, t) = self.lane(self.k2h, self.k2h_slot, self.k2h_cap, pos, k);
-                if t.load(Acquire) != pos + 1 {
-                    return None;
-                }
-                p.extend_from_slice(&d.load(Relaxed).to_le_bytes());
+                p.extend_from_slice(&read(k)?.to_le_bytes());
             }
             p.truncate(len as usize);
             Some((kind, len, flags, p))
@@ -676,6 +680,39 @@ mod tests {
             assert_eq!(t.join().unwrap(), STATUS_FAILED as i32, "{what}");
             assert_eq!(r.error(), (ERR_RING_CORRUPTED, 0), "{what}");
         }
+    }
+
+    /// A lane with the current position whose check does not match its data
+    /// (what a 16-byte access seen in two pieces looks like) is never
+    /// served: the loop polls it again, serves it once the lane is whole,
+    /// and fails with RING_CORRUPTED when it stays torn.
+    #[test]
+    fn lane_loop_never_serves_a_torn_lane() {
+        let r = Region::new(4, 128, 4, 128).lanes();
+        let t = r.serve(ffi::HANDLER_ECHO, None);
+        r.wait_status(STATUS_RUNNING);
+        let p = payload(0, 16);
+        let lanes = Region::request_lanes(2, &p);
+        // Lane 2's tag is the current one for the real data, but the data
+        // word still holds what an earlier write left (0): torn.
+        let (k, data) = lanes[2];
+        r.put_lane_raw(0, k, 0, crate::layout::lane_tag(0, data));
+        r.put_lane(0, lanes[1].0, lanes[1].1, 1);
+        r.put_lane(0, 0, lanes[0].1, 1);
+        for _ in 0..5 {
+            std::thread::sleep(Duration::from_millis(2));
+            assert!(r.try_recv_lanes(0).is_none(), "a torn request was served");
+        }
+        // The second half lands: whole, served.
+        r.put_lane(0, k, data, 1);
+        let want: Vec<u8> = p.iter().map(|b| b.wrapping_add(1)).collect();
+        assert_eq!(r.recv_lanes(0), (KIND_REPLY, 16, 2, want));
+        // A lane that stays torn is corruption.
+        let (k, data) = Region::request_lanes(0, b"x")[1];
+        r.put_lane_raw(1, k, data ^ 1, crate::layout::lane_tag(1, data));
+        r.put_lane(1, 0, Region::request_lanes(0, b"x")[0].1, 2);
+        assert_eq!(t.join().unwrap(), STATUS_FAILED as i32);
+        assert_eq!(r.error(), (ERR_RING_CORRUPTED, 1));
     }
 
     #[test]

@@ -81,7 +81,9 @@ pub const FORMAT_LANES: u64 = 1;
 pub struct Lane {
     /// 8 bytes of the message (lane 0: [`lane_header_word`]).
     pub data: u64,
-    /// `position + 1` of the message the lane belongs to (0: never written).
+    /// [`lane_tag`]: `position + 1` of the message the lane belongs to in
+    /// the low [`LANE_SEQ_BITS`] bits (0: never written), a check of `data`
+    /// above them.
     pub tag: u64,
 }
 
@@ -96,6 +98,58 @@ pub const LANE_LEN_BITS: u32 = 24;
 pub const LANE_KIND_SHIFT: u32 = 24;
 /// Shift of `flags` (32 bits) in lane 0's data word.
 pub const LANE_FLAGS_SHIFT: u32 = 32;
+
+/// Bits of a lane's tag that hold `position + 1`; the bits above them hold
+/// [`lane_check`] of the lane's data.
+///
+/// Why a check: neither the PTX memory model nor the host CPUs document that
+/// a 16-byte lane is read or written as one piece across PCIe (see
+/// docs/platform-facts.md, "16-byte accesses"), so a reader could see a
+/// lane's current tag with data from an earlier write. A lane whose check
+/// does not match its data is not taken: the reader reads it again.
+pub const LANE_SEQ_BITS: u32 = 48;
+/// Mask of the position bits of a lane tag.
+pub const LANE_SEQ_MASK: u64 = (1 << LANE_SEQ_BITS) - 1;
+/// Messages one lane-format ring carries in its lifetime: positions
+/// `0..LANE_MAX_POSITIONS` (`position + 1` must fit [`LANE_SEQ_BITS`]; at the
+/// measured 2 M lane messages/s that is over four years).
+pub const LANE_MAX_POSITIONS: u64 = LANE_SEQ_MASK;
+
+/// A bijective 64-bit mix (odd multiplies and xor-shifts, each invertible):
+/// different data words never mix to the same value, and every input bit
+/// reaches the top bits that [`lane_check`] keeps.
+pub const fn lane_mix(x: u64) -> u64 {
+    let mut x = x.wrapping_mul(LANE_MIX_MUL1);
+    x ^= x >> 32;
+    x = x.wrapping_mul(LANE_MIX_MUL2);
+    x ^= x >> 29;
+    x
+}
+
+/// The odd multipliers of [`lane_mix`] (exported to the CUDA header, which
+/// computes the same mix).
+pub const LANE_MIX_MUL1: u64 = 0x9e37_79b9_7f4a_7c15;
+/// See [`LANE_MIX_MUL1`].
+pub const LANE_MIX_MUL2: u64 = 0xd6e8_feb8_6659_fd93;
+
+/// The check bits of a lane tag: the top `64 - LANE_SEQ_BITS` bits of
+/// [`lane_mix`] of the data and the position field.
+pub const fn lane_check(seq: u64, data: u64) -> u64 {
+    lane_mix(data ^ seq) >> LANE_SEQ_BITS
+}
+
+/// The tag of a lane carrying `data` for the message at `pos`.
+/// The caller keeps `pos < LANE_MAX_POSITIONS`.
+pub const fn lane_tag(pos: u64, data: u64) -> u64 {
+    let seq = (pos + 1) & LANE_SEQ_MASK;
+    seq | (lane_check(seq, data) << LANE_SEQ_BITS)
+}
+
+/// Whether a lane's tag carries the check of `data` (false: the two words
+/// come from different writes, a torn read, or were corrupted).
+pub const fn lane_tag_matches(tag: u64, data: u64) -> bool {
+    tag >> LANE_SEQ_BITS == lane_check(tag & LANE_SEQ_MASK, data)
+}
 
 /// Payload bytes a lane slot of `slot_size` bytes carries: 8 per lane after
 /// lane 0.
@@ -239,6 +293,8 @@ const _: () = {
     assert!(offset_of!(Lane, data) == 0 && offset_of!(Lane, tag) == 8);
     assert!(MAX_LANE_SLOT_SIZE.is_power_of_two() && MAX_LANE_SLOT_SIZE >= MIN_SLOT_SIZE);
     assert!(lane_max_payload(MAX_LANE_SLOT_SIZE) < 1 << LANE_LEN_BITS);
+    assert!(LANE_MIX_MUL1 % 2 == 1 && LANE_MIX_MUL2 % 2 == 1);
+    assert!(lane_mix(0) == 0 && LANE_SEQ_BITS < 64);
 };
 
 /// Index of a `u64` field in 8-byte words from the start of its struct.
@@ -284,6 +340,9 @@ pub fn c_constants() -> Vec<(&'static str, u64)> {
         ("RB_LANE_LEN_BITS", u64::from(LANE_LEN_BITS)),
         ("RB_LANE_KIND_SHIFT", u64::from(LANE_KIND_SHIFT)),
         ("RB_LANE_FLAGS_SHIFT", u64::from(LANE_FLAGS_SHIFT)),
+        ("RB_LANE_SEQ_BITS", u64::from(LANE_SEQ_BITS)),
+        ("RB_LANE_MIX_MUL1", LANE_MIX_MUL1),
+        ("RB_LANE_MIX_MUL2", LANE_MIX_MUL2),
         ("RB_MSG_HEADER_SIZE", u(MESSAGE_HEADER_SIZE)),
         ("RB_MSG_OFF_SEQ", u(offset_of!(MessageHeader, seq))),
         (

@@ -1,9 +1,11 @@
 //! Several bridges striped by the host, for bandwidth beyond one SM and one
 //! pair of host threads.
 //!
-//! One [`Bridge`] is served by one thread block, so by one SM; gpu-facts.md
-//! measured one block near 8-9 GB/s each way against a 55 GB/s link, and 8
-//! striped ring pairs of 1024 threads at 42 GB/s. A [`StripedBridge`] is `N`
+//! One [`Bridge`] is served by one thread block, so by one SM; the
+//! measurements of docs/platform-facts.md ("Streaming with one block",
+//! "Streaming over many blocks") found one block near 8-9 GB/s each way
+//! against a 55 GB/s link, and 8 striped ring pairs of 1024 threads at
+//! 42 GB/s. A [`StripedBridge`] is `N`
 //! bridges, each with its own ring pair and its own serving block: on CUDA
 //! one kernel launched with `N` blocks, block `b` serving ring pair `b` (so
 //! the `N` blocks run on `N` SMs at once); on the fallback one serving

@@ -173,7 +173,7 @@ fn every_entry_is_in_the_ptx() {
     }
 }
 
-/// The memory-order contract of gpu-facts.md, checked on the PTX of the
+/// The memory-order contract of docs/platform-facts.md#memory-order, checked on the PTX of the
 /// built-in kernels: acquire/release at system scope on the counters, plain
 /// 16-byte payload accesses, and no full system fence anywhere; and the
 /// time-based check cadence reads the device's clock.
@@ -233,7 +233,42 @@ fn ptx_memory_order() {
     assert!(entry_body(faults.ptx, kernels::TRAP_ENTRY).contains("trap;"));
 }
 
-/// The lane format's contract (gpu-facts.md, "Flagged 16-byte lanes"), on
+/// Every lane access of the lane loop goes with the tag's check
+/// (`rb_lane_tag`, docs/platform-facts.md#16-byte-accesses): a 16-byte lane
+/// load is followed by the check's first multiply (the poll verifies it),
+/// and a 16-byte lane store is preceded by one (the writer computes it).
+/// Without the check a lane read in two pieces would be taken whole.
+fn assert_lane_checks(body: &str, entry: &str) {
+    let mul = format!(", {};", ringbridge::layout::LANE_MIX_MUL1 as i64);
+    let lines: Vec<String> = body
+        .lines()
+        .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
+        .collect();
+    let muls: Vec<usize> = (0..lines.len())
+        .filter(|&i| lines[i].starts_with("mul.lo.s64") && lines[i].ends_with(&mul))
+        .collect();
+    let (mut loads, mut stores) = (0, 0);
+    for (i, l) in lines.iter().enumerate() {
+        if l.starts_with("ld.relaxed.sys.global.v2.u64") {
+            loads += 1;
+            assert!(
+                muls.iter().any(|&m| m > i),
+                "{entry}: lane load at PTX line {i} is never checked"
+            );
+        }
+        if l.starts_with("st.relaxed.sys.global.v2.u64") {
+            stores += 1;
+            assert!(
+                muls.iter().any(|&m| m < i),
+                "{entry}: lane store at PTX line {i} carries no check"
+            );
+        }
+    }
+    assert!(loads > 0 && stores > 0, "{entry}: no lane accesses");
+    assert!(muls.len() >= 2, "{entry}: the lane check is not computed");
+}
+
+/// The lane format's contract (docs/platform-facts.md#flagged-lanes), on
 /// the PTX of the built-in kernels: the warp polls request lanes with ONE
 /// system-scope relaxed 16-byte load per thread (never a weak load, which
 /// could hit a stale L1 line), votes that every lane is current, and writes
@@ -262,6 +297,7 @@ fn ptx_lane_path() {
             assert!(!body.contains(bad), "{entry}: contains `{bad}`");
         }
         assert!(!body.contains("call"), "{entry}: calls a function");
+        assert_lane_checks(body, entry);
     };
     check(kernels::image("echo").unwrap(), kernels::ECHO_ENTRY);
     check(kernels::image("scale").unwrap(), kernels::SCALE_F32_ENTRY);

@@ -16,9 +16,9 @@ use ringbridge::backend::SharedMemory;
 use ringbridge::error::RingId;
 use ringbridge::fallback::HostHandler;
 use ringbridge::layout::{
-    KIND_ERROR, KIND_REPLY, KIND_REQUEST, RING_HEADER_SIZE, lane_header_word,
+    KIND_ERROR, KIND_REPLY, KIND_REQUEST, RING_HEADER_SIZE, lane_header_word, lane_tag,
 };
-use ringbridge::ring::{HostMemory, RegionLayout, RingSpec, SlotFormat};
+use ringbridge::ring::{HostMemory, LANE_TORN_POLLS, RegionLayout, RingSpec, SlotFormat};
 use ringbridge::{Backend, Bridge, Error, Kernel};
 
 fn lanes() -> ringbridge::BridgeBuilder {
@@ -360,13 +360,21 @@ impl Rig {
         (&w[base + 2 * k], &w[base + 2 * k + 1])
     }
 
-    fn put(&self, pos: u64, k: usize, data: u64, tag: u64) {
+    /// Writes lane `k` of the slot of `pos` as a writer of position field
+    /// `seq` (the position `seq - 1`) would: data, then its tag (release).
+    fn put(&self, pos: u64, k: usize, data: u64, seq: u64) {
+        self.put_raw(pos, k, data, lane_tag(seq - 1, data));
+    }
+
+    /// Writes lane `k` of the slot of `pos` with this exact tag.
+    fn put_raw(&self, pos: u64, k: usize, data: u64, tag: u64) {
         let (d, t) = self.lane(pos, k);
         d.store(data, Ordering::Relaxed);
         t.store(tag, Ordering::Release);
     }
 
-    /// The lanes of a request at `pos` with this payload: lane 0 first.
+    /// The lanes of a request at `pos` with this payload, as (lane, data,
+    /// position field): lane 0 first.
     fn message_lanes(pos: u64, kind: u32, payload: &[u8]) -> Vec<(usize, u64, u64)> {
         let mut out = vec![(0, lane_header_word(kind, payload.len() as u32, 5), pos + 1)];
         for (i, c) in payload.chunks(8).enumerate() {
@@ -463,6 +471,79 @@ fn lanes_of_earlier_laps_are_never_current() {
     }
     rig.put(5, lanes[1].0, lanes[1].1, lanes[1].2);
     assert_eq!(pop(&mut rx).unwrap(), Some((5, 5, 5, payload)));
+}
+
+/// A lane seen in two pieces (the current tag with data an earlier write
+/// left) is never delivered: the consumer reads it again and delivers the
+/// message once the lane is whole.
+#[test]
+fn a_torn_lane_is_not_delivered() {
+    let rig = Rig::new(4, 64); // 3 payload lanes
+    let (_tx, mut rx) = rig.layout.lane_pair(&rig.mem, RingId::H2k);
+    let payload = pattern(7, 20);
+    let lanes = Rig::message_lanes(0, KIND_REQUEST, &payload);
+    for &(lane, data, seq) in &lanes {
+        rig.put(0, lane, data, seq);
+    }
+    // Every lane in turn: its data word from an earlier write (0, or the
+    // data of another lane), its tag the current one.
+    for &(lane, data, seq) in &lanes {
+        for stale in [0, data ^ 1, data.rotate_left(8)] {
+            rig.put_raw(0, lane, stale, lane_tag(seq - 1, data));
+            assert!(!rx.ready().unwrap(), "lane {lane} torn ({stale:#x})");
+            assert_eq!(pop(&mut rx).unwrap(), None, "lane {lane} torn delivered");
+        }
+        rig.put(0, lane, data, seq); // the second half lands
+    }
+    assert_eq!(pop(&mut rx).unwrap(), Some((0, 0, 5, payload)));
+}
+
+/// The other direction: the host's consumer of the GPU's replies (K2H)
+/// never delivers a torn reply lane either.
+#[test]
+fn a_torn_reply_lane_is_not_delivered() {
+    let rig = Rig::new(4, 64);
+    let (mut tx, mut rx) = rig.layout.lane_pair(&rig.mem, RingId::K2h);
+    tx.try_push(KIND_REPLY, 0, b"abcdefgh").unwrap().unwrap();
+    let base = (rig.layout.k2h_offset + RING_HEADER_SIZE) / 8;
+    let w = rig.mem.words();
+    let (d, t) = (&w[base + 2], &w[base + 3]); // lane 1 of slot 0
+    let data = d.load(Ordering::Relaxed);
+    assert_eq!(t.load(Ordering::Relaxed), lane_tag(0, data));
+    d.store(u64::from_ne_bytes(*b"abcdXXXX"), Ordering::Relaxed);
+    assert!(rx.try_pop_with(|_, p| p.to_vec()).unwrap().is_none());
+    d.store(data, Ordering::Relaxed);
+    assert_eq!(
+        rx.try_pop_with(|_, p| p.to_vec()).unwrap(),
+        Some(b"abcdefgh".to_vec())
+    );
+}
+
+/// A lane that stays torn is corruption, after LANE_TORN_POLLS reads in a
+/// row (a real tear lasts far shorter); one whole read resets the count.
+#[test]
+#[cfg_attr(miri, ignore)] // 2^16 polls
+fn a_lane_that_stays_torn_is_corruption() {
+    let rig = Rig::new(4, 64);
+    let (_tx, mut rx) = rig.layout.lane_pair(&rig.mem, RingId::H2k);
+    let word = lane_header_word(KIND_REQUEST, 8, 0);
+    rig.put_raw(0, 0, word, lane_tag(0, word));
+    rig.put_raw(0, 1, 1, lane_tag(0, 2));
+    for _ in 1..LANE_TORN_POLLS {
+        assert_eq!(pop(&mut rx).unwrap(), None);
+    }
+    // A read that finds the lane stale (not torn) starts the count again.
+    rig.put_raw(0, 1, 0, 0);
+    assert_eq!(pop(&mut rx).unwrap(), None);
+    rig.put_raw(0, 1, 1, lane_tag(0, 2));
+    for _ in 1..LANE_TORN_POLLS {
+        assert_eq!(pop(&mut rx).unwrap(), None);
+    }
+    let what = corrupted(pop(&mut rx));
+    assert!(
+        what.contains("lane 1") && what.contains("reads in a row"),
+        "{what}"
+    );
 }
 
 #[test]

@@ -1,13 +1,22 @@
 //! The host halves of a ring in lane format ([`crate::layout::FORMAT_LANES`]).
 //!
 //! A slot is `slot_size / 16` lanes `{data, tag}`. The message at position
-//! `pos` writes `tag = pos + 1` into lane 0 (data: [`lane_header_word`]) and
-//! into lanes `1..=ceil(len / 8)` (data: the payload, 8 bytes each). The
-//! receiver delivers the message only when all those lanes carry `pos + 1`,
-//! so it never reads `head`: the tags are the publication.
+//! `pos` writes lane 0 (data: [`lane_header_word`]) and lanes
+//! `1..=ceil(len / 8)` (data: the payload, 8 bytes each), each with the tag
+//! [`lane_tag`]`(pos, data)`: `pos + 1` in the low bits, a check of the data
+//! above them. The receiver delivers the message only when all those lanes
+//! carry `pos + 1` and a check that matches their data, so it never reads
+//! `head`: the tags are the publication.
+//!
+//! The check is there because a lane written by the GPU (or read by it) may
+//! be seen in two pieces: nothing documents a 16-byte access across PCIe as
+//! single-copy atomic (docs/platform-facts.md, "16-byte accesses"). A lane
+//! with the current position and a check that does not match is *torn*: not
+//! yet, read again; [`LANE_TORN_POLLS`] torn reads of a message in a row are
+//! [`Error::RingCorrupted`](crate::Error::RingCorrupted).
 //!
 //! What a lane of the slot for `pos` may legitimately hold before the message
-//! arrives: tag 0 (never written), or the tag of an earlier message of the
+//! arrives (tags here are their position field): tag 0 (never written), or the tag of an earlier message of the
 //! same slot, `pos + 1 - k * capacity` (k >= 1; not only the previous lap:
 //! a lane unused by a short message keeps an older lap's tag). Anything else
 //! (a tag from the future, or one not congruent to `pos + 1`) is
@@ -21,25 +30,43 @@
 
 use super::{ReadPosition, RingRef};
 use crate::error::Result;
-use crate::layout::{MessageHeader, lane_header_fields, lane_header_word};
+use crate::layout::{
+    LANE_MAX_POSITIONS, LANE_SEQ_MASK, MessageHeader, lane_header_fields, lane_header_word,
+    lane_tag, lane_tag_matches,
+};
 use crate::sync::{AtomicU64, Ordering};
 
-/// What a lane's tag says about the message at `pos`.
+/// Torn reads of one message in a row (a lane with the current position and
+/// a check that does not match its data) after which the consumer reports
+/// [`Error::RingCorrupted`](crate::Error::RingCorrupted). A real tear lasts
+/// until both halves of one 16-byte write have landed, far less than this
+/// many polls.
+pub const LANE_TORN_POLLS: u32 = 1 << 16;
+
+/// What a lane says about the message at `pos`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum LaneState {
-    /// Written by the message at `pos`.
+    /// Written by the message at `pos`, data and tag from the same write.
     Current,
+    /// The position of `pos` with a check that does not match the data:
+    /// read in two pieces (or corrupted). Not yet.
+    Torn,
     /// Never written, or left by an earlier lap of this slot: not yet.
     Stale,
     /// No writer could have left it there.
     Corrupt,
 }
 
-fn lane_state(tag: u64, pos: u64, mask: u64) -> LaneState {
+fn lane_state(tag: u64, data: u64, pos: u64, mask: u64) -> LaneState {
     let want = pos + 1;
-    if tag == want {
-        LaneState::Current
-    } else if tag == 0 || (tag < want && (want - tag) & mask == 0) {
+    let seq = tag & LANE_SEQ_MASK;
+    if seq == want {
+        if lane_tag_matches(tag, data) {
+            LaneState::Current
+        } else {
+            LaneState::Torn
+        }
+    } else if seq == 0 || (seq < want && (want - seq) & mask == 0) {
         LaneState::Stale
     } else {
         LaneState::Corrupt
@@ -233,7 +260,12 @@ impl LaneProducer {
             return Ok(None);
         }
         let pos = self.head;
-        let tag = pos + 1;
+        if pos >= LANE_MAX_POSITIONS {
+            return Err(crate::Error::InvalidArgument(format!(
+                "lane ring {} has carried its {LANE_MAX_POSITIONS} messages (the tag's position field is full)",
+                self.ring.id
+            )));
+        }
         let slot = self.ring.slot(pos);
         // Each lane: data RELAXED, then tag RELEASE. The release orders the
         // data store before the tag, so a reader that acquires the current
@@ -242,7 +274,7 @@ impl LaneProducer {
         let put = |k: usize, data: u64| {
             let (d, t) = lane(slot, k);
             d.store(data, Ordering::Relaxed);
-            t.store(tag, Ordering::Release);
+            t.store(lane_tag(pos, data), Ordering::Release);
         };
         // Last payload lane first, lane 0 last: the slot's first cache line
         // (lanes 0-3) is then written in one burst at the end, so a reader
@@ -341,6 +373,8 @@ pub struct LaneConsumer {
     pos: ReadPosition,
     /// Payload scratch, reused so receiving allocates nothing.
     scratch: Vec<u64>,
+    /// Torn reads of the message at `pos.tail` in a row.
+    torn: u32,
 }
 
 impl LaneConsumer {
@@ -350,6 +384,7 @@ impl LaneConsumer {
             ring,
             pos: ReadPosition::default(),
             scratch: vec![0; lanes],
+            torn: 0,
         }
     }
 
@@ -376,23 +411,46 @@ impl LaneConsumer {
         self.pos.tail
     }
 
-    /// Loads lane `k` of the slot for `pos`: tag ACQUIRE, then data RELAXED.
+    /// Loads lane `k` of the slot for `pos`: tag ACQUIRE, then data RELAXED,
+    /// and checks that they belong together.
     ///
     /// The acquire pairs with the host writer's release store of the tag
     /// (Rust or the C++ fallback: data, then tag with release), so the data
     /// load sees that lap's data. The GPU writes a lane with ONE 16-byte
-    /// `st.relaxed.sys.v2` that reaches host memory as one aligned 16-byte
-    /// write (measured: no torn lane in 50,000 messages, gpu-facts.md), so
-    /// a current tag comes with its data there too.
+    /// `st.relaxed.sys.v2`, which no document promises reaches host memory
+    /// as one piece (docs/platform-facts.md, "16-byte accesses"): a tag
+    /// whose check does not match the data is a torn read, `Ok(None)` (not
+    /// yet), counted in `torn`.
+    ///
+    /// (An associated function over the consumer's fields, so that `slot`
+    /// can borrow the ring while `torn` is counted.)
     #[inline]
-    fn load_lane(&self, slot: &[AtomicU64], k: usize, pos: u64) -> Result<Option<u64>> {
+    fn load_lane(
+        ring: &RingRef,
+        torn: &mut u32,
+        slot: &[AtomicU64],
+        k: usize,
+        pos: u64,
+    ) -> Result<Option<u64>> {
         let (d, t) = lane(slot, k);
         let tag = t.load(Ordering::Acquire);
-        match lane_state(tag, pos, self.ring.mask) {
-            LaneState::Current => Ok(Some(d.load(Ordering::Relaxed))),
+        let data = d.load(Ordering::Relaxed);
+        match lane_state(tag, data, pos, ring.mask) {
+            LaneState::Current => Ok(Some(data)),
             LaneState::Stale => Ok(None),
-            LaneState::Corrupt => Err(self.ring.corrupted(format!(
-                "lane {k} of position {pos} carries tag {tag} (expected {}, 0 or an earlier lap's)",
+            LaneState::Torn => {
+                *torn += 1;
+                if *torn >= LANE_TORN_POLLS {
+                    return Err(ring.corrupted(format!(
+                        "lane {k} of position {pos}: tag {tag:#x} does not check with its data {data:#x} \
+                         in {torn} reads in a row"
+                    )));
+                }
+                Ok(None)
+            }
+            LaneState::Corrupt => Err(ring.corrupted(format!(
+                "lane {k} of position {pos} carries tag {} (expected {}, 0 or an earlier lap's)",
+                tag & LANE_SEQ_MASK,
                 pos + 1
             ))),
         }
@@ -423,8 +481,19 @@ impl LaneConsumer {
     /// Loads the message at `tail` into `scratch` if it has fully arrived.
     fn peek(&mut self) -> Result<Option<MessageHeader>> {
         let pos = self.pos.tail;
+        let torn_before = self.torn;
+        let got = self.peek_at(pos);
+        if self.torn == torn_before {
+            // No torn lane in this read: the count is of reads in a row.
+            self.torn = 0;
+        }
+        got
+    }
+
+    /// [`peek`](Self::peek) at `pos`.
+    fn peek_at(&mut self, pos: u64) -> Result<Option<MessageHeader>> {
         let slot = self.ring.slot(pos);
-        let Some(word) = self.load_lane(slot, 0, pos)? else {
+        let Some(word) = Self::load_lane(&self.ring, &mut self.torn, slot, 0, pos)? else {
             return Ok(None);
         };
         let (kind, len, flags) = lane_header_fields(word);
@@ -436,7 +505,7 @@ impl LaneConsumer {
             )));
         }
         for k in 0..(len as usize).div_ceil(8) {
-            match self.load_lane(slot, 1 + k, pos)? {
+            match Self::load_lane(&self.ring, &mut self.torn, slot, 1 + k, pos)? {
                 Some(v) => self.scratch[k] = v,
                 None => return Ok(None),
             }

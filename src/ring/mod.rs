@@ -48,7 +48,7 @@ mod producer;
 
 pub use consumer::RingConsumer;
 pub use control::{Control, KernelReport, describe_error};
-pub use lanes::{LaneConsumer, LaneProducer};
+pub use lanes::{LANE_TORN_POLLS, LaneConsumer, LaneProducer};
 pub use memory::HostMemory;
 pub use producer::RingProducer;
 
