@@ -83,6 +83,15 @@ if [ "$ab_only" != 1 ]; then
   step stream-cuda-4k-s4 120 ./ringbridge stream --backend cuda --payload 4064 --stripes 4 --messages $((n4k * 2)) --capacity 1024 --json
   step stream-cuda-64-s4 120 ./ringbridge stream --backend cuda --payload 64 --stripes 4 --messages $((n64 * 2)) --capacity 8192 --batch 512 --json
   step stream-cuda-64-s8 120 ./ringbridge stream --backend cuda --payload 64 --stripes 8 --messages $((n64 * 2)) --capacity 8192 --batch 512 --json
+  # The host's share: the same streams checking only each reply's header
+  # and last 8 bytes, or only counting them. Short runs (a tenth of the
+  # full-check ones per stripe), 30 s limit each.
+  for c in header none; do
+    for s in 1 2 4 8; do
+      step "stream-cuda-4k-s$s-$c" 30 ./ringbridge stream --backend cuda --payload 4064 --stripes $s --check $c --messages $((n4k / 10 * s)) --capacity 1024 --json
+      step "stream-cuda-64-s$s-$c" 30 ./ringbridge stream --backend cuda --payload 64 --stripes $s --check $c --messages $((n64 / 10 * s)) --capacity 8192 --batch 512 --json
+    done
+  done
 fi
 
 msgs=200000; [ "$quick" = 1 ] && msgs=20000

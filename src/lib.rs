@@ -36,7 +36,7 @@ pub(crate) mod sync;
 
 pub use backend::Backend;
 #[cfg(not(loom))]
-pub use bridge::{Bridge, BridgeBuilder, BridgeStats, Kernel};
+pub use bridge::{Bridge, BridgeBuilder, BridgeStats, Kernel, SendChunk};
 pub use error::{Error, Result};
 pub use message::{MessageEnvelope, MessageHeader};
 pub use queue::{Consumer, Producer, QueueStats, SpscQueue};

@@ -117,6 +117,71 @@ fn stream_host_json() {
 }
 
 #[test]
+fn stream_check_modes_run_and_report_themselves() {
+    for (mode, stripes) in [
+        ("header", "1"),
+        ("none", "1"),
+        ("header", "2"),
+        ("none", "3"),
+    ] {
+        for payload in ["3", "64", "4096"] {
+            let v = json(&[
+                "stream",
+                "--backend",
+                "host",
+                "--check",
+                mode,
+                "--stripes",
+                stripes,
+                "--payload",
+                payload,
+                "--messages",
+                "20001",
+                "--batch",
+                "33",
+                "--json",
+            ]);
+            assert_eq!(v["check"], mode, "{mode} {payload}");
+            assert_eq!(v["lost"], 0);
+            assert_eq!(v["messages"], 20_001);
+            has_keys(&v, &["msgs_per_s", "gbytes_per_s"]);
+            assert!(
+                v["queue_ceiling"].is_null(),
+                "the ceiling checks every reply: only with --check full"
+            );
+        }
+    }
+    let v = json(&[
+        "stream",
+        "--backend",
+        "host",
+        "--messages",
+        "1000",
+        "--json",
+    ]);
+    assert_eq!(v["check"], "full", "the default");
+    let out = run(&[
+        "stream",
+        "--backend",
+        "host",
+        "--check",
+        "none",
+        "--messages",
+        "1000",
+    ]);
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains("check none"));
+}
+
+#[test]
+fn stream_bad_check_is_a_clear_error() {
+    fails(
+        &["stream", "--backend", "host", "--check", "most"],
+        &["--check", "most", "full", "header", "none"],
+    );
+}
+
+#[test]
 fn stream_queue_ceiling_covers_every_slot_size_up_to_4_kib() {
     // One payload per message size of the ceiling (64, 256, 1024, 4096 B);
     // a wrong reply there fails the command.

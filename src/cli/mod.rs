@@ -36,7 +36,8 @@ enum Command {
     },
     /// Round-trip latency: one message in flight, every reply checked.
     Echo(EchoArgs),
-    /// Streaming rate: a producer and a consumer thread, pipelined, every reply checked.
+    /// Streaming rate: a producer and a consumer thread, pipelined, every reply checked
+    /// (by default; see --check).
     Stream(StreamArgs),
     /// The same echo round trip through the alternatives a user would
     /// otherwise pick, side by side with ringbridge, every reply checked.
@@ -154,6 +155,34 @@ pub(crate) struct StreamArgs {
     /// fallback) and its own producer and consumer threads.
     #[arg(long, default_value_t = 1)]
     pub stripes: usize,
+    /// How much of each reply the consumer checks: full (every byte),
+    /// header (correlation, kind and length, and the last 8 bytes) or none
+    /// (replies counted, not read; the ring half still validates each
+    /// header). Separates the host's cost from the serve loop's.
+    #[arg(long, value_enum, default_value_t = CheckMode::Full)]
+    pub check: CheckMode,
+}
+
+/// How much of each reply `stream` checks.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum CheckMode {
+    /// Every byte.
+    Full,
+    /// Correlation, kind and length, and the last 8 bytes.
+    Header,
+    /// Counted only.
+    None,
+}
+
+impl CheckMode {
+    /// Its name on the command line and in reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Full => "full",
+            Self::Header => "header",
+            Self::None => "none",
+        }
+    }
 }
 
 fn parse_backend(s: &str) -> Result<Backend, String> {

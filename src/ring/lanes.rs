@@ -31,8 +31,8 @@
 use super::{ReadPosition, RingRef};
 use crate::error::Result;
 use crate::layout::{
-    LANE_MAX_POSITIONS, LANE_SEQ_MASK, MessageHeader, lane_header_fields, lane_header_word,
-    lane_tag, lane_tag_matches,
+    LANE_MAX_POSITIONS, LANE_SEQ_MASK, LANE_SIZE, MAX_LANE_SLOT_SIZE, MessageHeader,
+    lane_header_fields, lane_header_word, lane_tag, lane_tag_matches,
 };
 use crate::sync::{AtomicU64, Ordering};
 
@@ -80,7 +80,9 @@ fn lane(slot: &[AtomicU64], k: usize) -> (&AtomicU64, &AtomicU64) {
 
 /// Writes messages into one lane-format ring. Every lane is published by
 /// its own tag store, so [`write`](Self::write) already makes a message
-/// visible; [`publish`](Self::publish) only updates the statistics `head`.
+/// visible; [`publish`](Self::publish) tags the messages
+/// [`stage_with`](Self::stage_with) left untagged, then updates the
+/// statistics `head`.
 ///
 /// The host's producer on H2K, with the Rust model of the device half's
 /// lane loop answering on K2H:
@@ -104,6 +106,9 @@ pub struct LaneProducer {
     ring: RingRef,
     /// Next position to write.
     head: u64,
+    /// Messages below `head` whose lanes hold their data but not yet their
+    /// tags (see [`stage_with`](Self::stage_with)).
+    staged: u64,
     /// Whether `head` moved since the last `publish`.
     dirty: bool,
     /// Last `tail` read from shared memory.
@@ -115,6 +120,7 @@ impl LaneProducer {
         Self {
             ring,
             head: 0,
+            staged: 0,
             dirty: false,
             tail_cache: 0,
         }
@@ -176,7 +182,8 @@ impl LaneProducer {
         self.head
     }
 
-    /// Messages written (and so published) so far.
+    /// Messages written (and so published) so far; a staged message counts
+    /// once [`publish`](Self::publish) tagged it.
     ///
     /// ```
     /// # use ringbridge::error::RingId;
@@ -192,7 +199,7 @@ impl LaneProducer {
     /// ```
     #[inline]
     pub fn published(&self) -> u64 {
-        self.head
+        self.head - self.staged
     }
 
     /// Free slots, reading the consumer's `tail` only if the cached one says
@@ -221,10 +228,11 @@ impl LaneProducer {
             // made after it finished loading the lanes it frees; our later
             // lane stores to those slots cannot overtake its loads.
             let tail = self.ring.tail().load(Ordering::Acquire);
-            if tail < self.tail_cache || tail > self.head {
+            let published = self.head - self.staged;
+            if tail < self.tail_cache || tail > published {
                 return Err(self.ring.corrupted(format!(
-                    "tail {tail} outside [{}, {}] (went backwards or past what was written)",
-                    self.tail_cache, self.head
+                    "tail {tail} outside [{}, {published}] (went backwards or past what was written)",
+                    self.tail_cache
                 )));
             }
             self.tail_cache = tail;
@@ -260,12 +268,7 @@ impl LaneProducer {
             return Ok(None);
         }
         let pos = self.head;
-        if pos >= LANE_MAX_POSITIONS {
-            return Err(crate::Error::InvalidArgument(format!(
-                "lane ring {} has carried its {LANE_MAX_POSITIONS} messages (the tag's position field is full)",
-                self.ring.id
-            )));
-        }
+        self.check_position(pos)?;
         let slot = self.ring.slot(pos);
         // Each lane: data RELAXED, then tag RELEASE. The release orders the
         // data store before the tag, so a reader that acquires the current
@@ -290,8 +293,124 @@ impl LaneProducer {
         Ok(Some(pos))
     }
 
-    /// Stores `head` for statistics (RELAXED: no receiver reads it to find
-    /// messages; the tags publish them).
+    /// Whether the message at `pos` still fits the tag's position field.
+    fn check_position(&self, pos: u64) -> Result<()> {
+        if pos >= LANE_MAX_POSITIONS {
+            return Err(crate::Error::InvalidArgument(format!(
+                "lane ring {} has carried its {LANE_MAX_POSITIONS} messages (the tag's position field is full)",
+                self.ring.id
+            )));
+        }
+        Ok(())
+    }
+
+    /// Writes one message's lanes except their tags, so that no receiver
+    /// sees it until [`publish`](Self::publish) stores them. `fill` gets a
+    /// zeroed staging buffer of [`max_payload`](Self::max_payload) bytes on
+    /// the stack (payload words are interleaved with tags in the slot, so
+    /// they cannot be handed out as one slice) and returns how many of its
+    /// first bytes are the payload; they are copied into the slot's data
+    /// words at once. Returns the message's sequence number, `None` (without
+    /// calling `fill`) when the ring is full, or
+    /// [`Error::PayloadTooLarge`](crate::Error::PayloadTooLarge) when `fill`
+    /// returns more than the buffer holds; then nothing is staged.
+    ///
+    /// The data words of a free slot are never read for a position whose
+    /// tag they do not carry, so storing them early is invisible.
+    ///
+    /// ```
+    /// # use ringbridge::error::RingId;
+    /// # use ringbridge::layout::KIND_REQUEST;
+    /// # use ringbridge::ring::{HostMemory, RegionLayout, RingSpec};
+    /// # let layout = RegionLayout::new(RingSpec::lanes(4, 128)?)?;
+    /// # let mem = HostMemory::new(layout.total_bytes)?;
+    /// # layout.init(&*mem);
+    /// let (mut tx, mut rx) = layout.lane_pair(&mem, RingId::H2k);
+    /// let seq = tx.stage_with(KIND_REQUEST, 0, |buf| {
+    ///     buf[..3].copy_from_slice(b"abc");
+    ///     3
+    /// })?;
+    /// assert_eq!((seq, tx.published()), (Some(0), 0));
+    /// assert!(!rx.ready()?); // no tags yet
+    /// assert!(tx.stage_with(KIND_REQUEST, 0, |buf| buf.len() + 1).is_err());
+    /// tx.publish();
+    /// assert_eq!(tx.published(), 1);
+    /// assert_eq!(rx.try_pop_with(|_, p| p.to_vec())?, Some(b"abc".to_vec()));
+    /// # Ok::<(), ringbridge::Error>(())
+    /// ```
+    pub fn stage_with(
+        &mut self,
+        kind: u32,
+        flags: u32,
+        fill: impl FnOnce(&mut [u8]) -> usize,
+    ) -> Result<Option<u64>> {
+        if self.free(1)? == 0 {
+            return Ok(None);
+        }
+        self.check_position(self.head)?;
+        let max = self.max_payload();
+        let mut staging = [0u64; MAX_LANE_SLOT_SIZE / LANE_SIZE - 1];
+        let words = &mut staging[..max / 8];
+        let len = fill(bytemuck::cast_slice_mut(words));
+        if len > max {
+            return Err(crate::Error::PayloadTooLarge { len, max });
+        }
+        let used = len.div_ceil(8);
+        // Bytes past `len` in the last word are not the payload: zero them,
+        // as `write` pads.
+        let bytes: &mut [u8] = bytemuck::cast_slice_mut(&mut words[..used]);
+        bytes[len..].fill(0);
+        let pos = self.head;
+        let slot = self.ring.slot(pos);
+        // Relaxed: data words only; the slot is ours (`free` saw the
+        // consumer's tail past its previous message) and the release store
+        // of each lane's tag in `publish` orders these before it.
+        for (k, w) in words[..used].iter().enumerate() {
+            lane(slot, 1 + k).0.store(*w, Ordering::Relaxed);
+        }
+        let header = lane_header_word(kind, len as u32, flags);
+        lane(slot, 0).0.store(header, Ordering::Relaxed);
+        self.head += 1;
+        self.staged += 1;
+        self.dirty = true;
+        Ok(Some(pos))
+    }
+
+    /// Forgets every staged message: their positions are free again. Their
+    /// data words stay in the slots without their tags, which no receiver
+    /// reads (see [`stage_with`](Self::stage_with)).
+    #[cfg(not(loom))]
+    pub(crate) fn discard(&mut self) {
+        self.head -= self.staged;
+        self.staged = 0;
+    }
+
+    /// Stores the tags of every staged message, in order: per message the
+    /// last payload lane first and lane 0 last, each RELEASE, as `write`
+    /// does.
+    fn tag_staged(&mut self) {
+        for pos in self.head - self.staged..self.head {
+            let slot = self.ring.slot(pos);
+            // Relaxed loads: our own stores in `stage_with`, read back for
+            // the tags' checks. Release stores: order those data stores
+            // before the tag, so a reader that acquires it reads this lap's
+            // data.
+            let tag_lane = |k: usize| {
+                let (d, t) = lane(slot, k);
+                t.store(lane_tag(pos, d.load(Ordering::Relaxed)), Ordering::Release);
+            };
+            let (_, len, _) = lane_header_fields(lane(slot, 0).0.load(Ordering::Relaxed));
+            for k in (1..=(len as usize).div_ceil(8)).rev() {
+                tag_lane(k);
+            }
+            tag_lane(0);
+        }
+        self.staged = 0;
+    }
+
+    /// Tags the messages [`stage_with`](Self::stage_with) staged, which
+    /// publishes them, then stores `head` for statistics (RELAXED: no
+    /// receiver reads it to find messages; the tags publish them).
     ///
     /// ```
     /// # use ringbridge::error::RingId;
@@ -315,6 +434,9 @@ impl LaneProducer {
     /// ```
     #[inline]
     pub fn publish(&mut self) {
+        if self.staged > 0 {
+            self.tag_staged();
+        }
         if self.dirty {
             // Relaxed: orders nothing; observers only compare it.
             self.ring.head().store(self.head, Ordering::Relaxed);

@@ -208,27 +208,10 @@ impl RingProducer {
         if self.free(1)? == 0 {
             return Ok(None);
         }
-        let seq = self.head;
-        let header = MessageHeader {
-            seq,
-            correlation,
-            kind,
-            len: payload.len() as u32,
-            flags,
-            reserved: 0,
-        };
-        let slot = self.ring.slot(seq);
-        self.warm_lines = (MESSAGE_HEADER_SIZE + payload.len())
-            .div_ceil(LINE_WORDS * 8)
-            .min(WARM_MAX_LINES);
-        let header_words: [u64; 4] = bytemuck::cast(header);
+        let body = &self.ring.slot(self.head)[4..];
+        let mut chunks = payload.chunks_exact(8);
         // Relaxed: the slot belongs to us until we publish `head`; the release
         // store in `publish` orders these writes before it.
-        for (w, v) in slot.iter().zip(header_words) {
-            w.store(v, Ordering::Relaxed);
-        }
-        let body = &slot[4..];
-        let mut chunks = payload.chunks_exact(8);
         for (w, chunk) in body.iter().zip(&mut chunks) {
             let v = u64::from_ne_bytes(chunk.try_into().expect("8-byte chunk"));
             w.store(v, Ordering::Relaxed);
@@ -239,9 +222,114 @@ impl RingProducer {
             last[..rest.len()].copy_from_slice(rest);
             body[payload.len() / 8].store(u64::from_ne_bytes(last), Ordering::Relaxed);
         }
+        Ok(Some(self.finish_write(
+            kind,
+            flags,
+            correlation,
+            payload.len(),
+        )))
+    }
+
+    /// Like [`write`](Self::write), but the payload is written in place:
+    /// `fill` gets the next slot's whole payload area
+    /// ([`max_payload`](Self::max_payload) bytes, holding whatever an earlier
+    /// message of that slot left there) and returns how many of its first
+    /// bytes are the payload. Nothing is copied. Returns the message's
+    /// sequence number, `None` (without calling `fill`) when the ring is
+    /// full, or [`Error::PayloadTooLarge`](crate::Error::PayloadTooLarge)
+    /// when `fill` returns more than the area holds; then no message is
+    /// written and the position is free again.
+    ///
+    /// ```
+    /// # use ringbridge::error::RingId;
+    /// # use ringbridge::layout::KIND_REQUEST;
+    /// # use ringbridge::ring::{HostMemory, RegionLayout, RingSpec};
+    /// # use ringbridge::Error;
+    /// # let layout = RegionLayout::new(RingSpec::new(2, 64)?)?;
+    /// # let mem = HostMemory::new(layout.total_bytes)?;
+    /// # layout.init(&*mem);
+    /// let (mut tx, mut rx) = layout.ring_pair(&mem, RingId::H2k);
+    /// let seq = tx.write_with(KIND_REQUEST, 0, 0, |buf| {
+    ///     assert_eq!(buf.len(), 32);
+    ///     buf[..5].copy_from_slice(b"hello");
+    ///     5
+    /// })?;
+    /// assert_eq!(seq, Some(0));
+    /// let err = tx.write_with(KIND_REQUEST, 0, 0, |buf| buf.len() + 1).unwrap_err();
+    /// assert!(matches!(err, Error::PayloadTooLarge { len: 33, max: 32 }));
+    /// tx.publish();
+    /// assert_eq!(rx.try_pop_with(|_, p| p.to_vec())?, Some(b"hello".to_vec()));
+    /// assert_eq!(rx.try_pop_with(|_, p| p.to_vec())?, None); // the bad one was not written
+    /// # Ok::<(), ringbridge::Error>(())
+    /// ```
+    #[cfg(not(loom))]
+    pub fn write_with(
+        &mut self,
+        kind: u32,
+        flags: u32,
+        correlation: u64,
+        fill: impl FnOnce(&mut [u8]) -> usize,
+    ) -> Result<Option<u64>> {
+        if self.free(1)? == 0 {
+            return Ok(None);
+        }
+        let body = &self.ring.slot(self.head)[4..];
+        let max = self.max_payload();
+        debug_assert_eq!(body.len() * 8, max);
+        let ptr = body.as_ptr().cast::<u8>().cast_mut();
+        // SAFETY: `body` is `max / 8` contiguous `AtomicU64`s, which have
+        // the size and alignment of `u64` and hold their value in an
+        // `UnsafeCell`, so writing through a pointer derived from the shared
+        // slice is allowed, and every byte is initialized (the region is
+        // zeroed when allocated; since then only whole words were stored).
+        // No one else touches these words while the `&mut` lives: the
+        // consumer reads a slot only below a `head` it acquired, and we
+        // publish this slot's position only after `fill` returned; its
+        // reads of the slot's previous message happened before its release
+        // store of the `tail` that `free` acquired. We do not use `body`
+        // until `fill` returns, and `fill` cannot keep the borrow.
+        let area = unsafe { std::slice::from_raw_parts_mut(ptr, max) };
+        let len = fill(area);
+        if len > max {
+            return Err(crate::Error::PayloadTooLarge { len, max });
+        }
+        Ok(Some(self.finish_write(kind, flags, correlation, len)))
+    }
+
+    /// Completes a message whose payload is in the slot at `head`: writes
+    /// its header and counts it as written, not published. Returns its
+    /// sequence number.
+    fn finish_write(&mut self, kind: u32, flags: u32, correlation: u64, len: usize) -> u64 {
+        let seq = self.head;
+        let header = MessageHeader {
+            seq,
+            correlation,
+            kind,
+            len: len as u32,
+            flags,
+            reserved: 0,
+        };
+        self.warm_lines = (MESSAGE_HEADER_SIZE + len)
+            .div_ceil(LINE_WORDS * 8)
+            .min(WARM_MAX_LINES);
+        let header_words: [u64; 4] = bytemuck::cast(header);
+        // Relaxed: the slot belongs to us until we publish `head`; the release
+        // store in `publish` orders these writes before it.
+        for (w, v) in self.ring.slot(seq).iter().zip(header_words) {
+            w.store(v, Ordering::Relaxed);
+        }
         self.head += 1;
         self.pending += 1;
-        Ok(Some(seq))
+        seq
+    }
+
+    /// Forgets every message written since the last `publish`: their
+    /// positions are free again and the consumer never sees them (nothing
+    /// was stored to `head`).
+    #[cfg(not(loom))]
+    pub(crate) fn discard(&mut self) {
+        self.head -= self.pending;
+        self.pending = 0;
     }
 
     /// Publishes every written message with one release store of `head`.
