@@ -199,6 +199,7 @@ impl AsyncBridge {
         Sending {
             shared: &self.shared,
             payload,
+            done: false,
         }
     }
 
@@ -221,6 +222,7 @@ impl AsyncBridge {
             turn: Turn::new(&self.shared),
             max: 1,
             f: ReplyInto(None),
+            done: false,
         }
         .map_envelope()
     }
@@ -257,6 +259,7 @@ impl AsyncBridge {
             turn: Turn::new(&self.shared),
             max,
             f: Each(f),
+            done: false,
         }
     }
 
@@ -506,20 +509,33 @@ impl Shared {
 struct Sending<'a> {
     shared: &'a Shared,
     payload: &'a [u8],
+    done: bool,
+}
+
+/// What a future polled again after it completed returns (instead of
+/// sending or receiving once more).
+fn polled_after_completion<T>() -> Poll<Result<T>> {
+    Poll::Ready(Err(Error::InvalidArgument(
+        "a ringbridge future polled after it completed".into(),
+    )))
 }
 
 impl Future for Sending<'_> {
     type Output = Result<u64>;
 
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<u64>> {
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<u64>> {
+        if self.done {
+            return polled_after_completion();
+        }
         match self.shared.bridge.try_send(self.payload) {
             Err(Error::Full) => {
                 self.shared.waker.register(cx.waker());
                 Poll::Pending
             }
-            done => {
+            out => {
+                self.done = true;
                 self.shared.waker.completed();
-                Poll::Ready(done)
+                Poll::Ready(out)
             }
         }
     }
@@ -554,6 +570,7 @@ struct Receiving<'a, S> {
     turn: Turn<'a>,
     max: usize,
     f: S,
+    done: bool,
 }
 
 // Nothing in it is pinned: the closure is only ever called through `&mut`.
@@ -564,7 +581,11 @@ impl<S: Sink> Future for Receiving<'_, S> {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<usize>> {
         let this = self.get_mut();
+        if this.done {
+            return polled_after_completion();
+        }
         if this.max == 0 {
+            this.done = true;
             return Poll::Ready(Ok(0));
         }
         if this.turn.poll_acquire(cx).is_pending() {
@@ -601,6 +622,7 @@ impl<S: Sink> Future for Receiving<'_, S> {
 
 impl<S> Receiving<'_, S> {
     fn finish<T>(&mut self, out: Result<T>) -> Poll<Result<T>> {
+        self.done = true;
         self.turn.release(None);
         self.shared.waker.completed();
         Poll::Ready(out)
@@ -612,11 +634,8 @@ impl<'a> Receiving<'a, ReplyInto> {
     fn map_envelope(mut self) -> impl Future<Output = Result<MessageEnvelope>> + Send + 'a {
         std::future::poll_fn(move |cx| {
             Pin::new(&mut self).poll(cx).map(|n| {
-                n.and_then(|_| {
-                    self.f.0.take().ok_or_else(|| {
-                        Error::InvalidArgument("recv future polled after completion".into())
-                    })
-                })
+                // `Ok` only with the reply kept: a second `Ready` is an error.
+                n.map(|_| self.f.0.take().expect("a reply with Ok(1)"))
             })
         })
     }
@@ -638,9 +657,7 @@ impl Future for RoundTrip<'_> {
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.get_mut();
         if this.done {
-            return Poll::Ready(Err(Error::InvalidArgument(
-                "round_trip future polled after completion".into(),
-            )));
+            return polled_after_completion();
         }
         let bridge = &this.shared.bridge;
         let max = bridge.max_payload();
