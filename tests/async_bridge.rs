@@ -344,3 +344,47 @@ fn oversized_payloads_are_refused_before_anything_is_sent() {
         assert_eq!(bridge.bridge().stats().sent, 0);
     });
 }
+
+/// How many of this process's threads are waker threads (Linux only:
+/// `/proc` gives thread names, cut to 15 bytes).
+#[cfg(target_os = "linux")]
+fn waker_threads() -> usize {
+    std::fs::read_dir("/proc/self/task")
+        .unwrap()
+        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
+        .filter(|name| name.trim() == "ringbridge-asyn")
+        .count()
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn the_waker_thread_starts_with_the_first_pending_future_and_ends_with_the_bridge() {
+    // Alone in a child process: other tests' bridges have waker threads too.
+    common::isolated(
+        "the_waker_thread_starts_with_the_first_pending_future_and_ends_with_the_bridge",
+        || {
+            common::within(60, "the waker thread's life", || {
+                let bridge = launch(host());
+                let other = bridge.clone();
+                assert_eq!(waker_threads(), 0, "started before anything waited");
+                {
+                    let mut recv = pin!(bridge.recv());
+                    assert!(poll_once(recv.as_mut()).is_pending());
+                }
+                // The thread names itself once it runs.
+                while waker_threads() != 1 {
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+                drop(bridge);
+                // A clone keeps it: the same thread serves every clone.
+                let reply = futures::executor::block_on(other.round_trip(b"a")).unwrap();
+                assert_eq!(reply.payload, b"b");
+                assert_eq!(waker_threads(), 1);
+                drop(other);
+                while waker_threads() != 0 {
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+            });
+        },
+    );
+}
