@@ -35,7 +35,13 @@
 //!   different reply come instead (a blocking receiver took the orphan), the
 //!   holder keeps it: a `recv` or `recv_batch` returns it, a `round_trip`
 //!   drops it and refuses with [`Error::InvalidArgument`], like the blocking
-//!   `round_trip` with a reply outstanding.
+//!   `round_trip` with a reply outstanding. Until some async receive runs,
+//!   that reply counts as outstanding (`stats().in_flight` includes it, a
+//!   blocking `round_trip` refuses, a blocking `recv` returns it).
+//! - **Order.** As for the blocking calls: sends awaited one after another
+//!   go out in that order, replies come in request order, and receives
+//!   hand them out in that order; of sends pending at once in different
+//!   tasks, whichever polls first when room appears goes first.
 //!
 //! Mixing with blocking calls on the same bridge works, with two caveats: a
 //! poll may wait for a direction's lock that a blocking call holds (a
