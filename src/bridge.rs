@@ -1801,6 +1801,40 @@ impl Bridge {
             })
         }
     }
+
+    /// A round trip's first half without waiting, for the async calls
+    /// ([`crate::asynchronous`]): sends `payload` as
+    /// [`round_trip`](Self::round_trip) would and returns its sequence
+    /// number. `Ok(None)`: another caller holds a direction, try later;
+    /// [`Error::Full`]: no room; [`Error::InvalidArgument`]: replies are
+    /// outstanding (checked with both directions held, as `round_trip` does).
+    pub(crate) fn try_start_round_trip(&self, payload: &[u8]) -> Result<Option<u64>> {
+        self.check_len(payload.len())?;
+        self.core.check_dead()?;
+        // Never waits for a lock: a blocking call may hold one for long.
+        macro_rules! try_hold {
+            ($m:expr) => {
+                match $m.try_lock() {
+                    Ok(guard) => guard,
+                    Err(std::sync::TryLockError::Poisoned(p)) => p.into_inner(),
+                    Err(std::sync::TryLockError::WouldBlock) => return Ok(None),
+                }
+            };
+        }
+        let rx = try_hold!(self.rx);
+        let mut tx = try_hold!(self.tx);
+        let in_flight = tx.published() - rx.consumed();
+        if in_flight != 0 {
+            return Err(Error::InvalidArgument(format!(
+                "round_trip with {in_flight} reply(ies) outstanding; receive them first"
+            )));
+        }
+        let seq = self.wait(Deadline::Now, "send", || {
+            tx.try_push(0, payload).map_err(|e| self.core.fail(e))
+        })?;
+        self.core.count_sent(&tx);
+        Ok(Some(seq))
+    }
 }
 
 impl std::fmt::Debug for Bridge {

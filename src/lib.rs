@@ -12,10 +12,13 @@
 //! - backends: [`cuda`] (driver API through cudarc) and [`fallback`] (the same
 //!   device-half C++ code, compiled for the host and run on a CPU thread).
 //! - [`bridge`]: the user-facing [`Bridge`]; [`striped`]: several of them
-//!   striped by the host, for more SMs and more host threads.
+//!   striped by the host, for more SMs and more host threads;
+//!   [`asynchronous`]: its async calls, for any executor.
 #![warn(missing_docs)]
 #![deny(unsafe_op_in_unsafe_fn)]
 
+#[cfg(not(loom))]
+pub mod asynchronous;
 pub mod backend;
 #[cfg(not(loom))]
 pub mod bridge;
@@ -34,6 +37,8 @@ pub mod ring;
 pub mod striped;
 pub(crate) mod sync;
 
+#[cfg(not(loom))]
+pub use asynchronous::AsyncBridge;
 pub use backend::Backend;
 #[cfg(not(loom))]
 pub use bridge::{Bridge, BridgeBuilder, BridgeStats, Kernel, SendChunk};
