@@ -325,9 +325,6 @@ mod tests {
         k2h_cap: u64,
     }
 
-    // The words are atomics; the raw pointers handed to C++ point into them.
-    unsafe impl Sync for Region {}
-
     impl Region {
         fn new(h2k_cap: u64, h2k_slot: usize, k2h_cap: u64, k2h_slot: usize) -> Arc<Self> {
             let h2k = CONTROL_BLOCK_SIZE;
