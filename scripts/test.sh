@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The project's whole test run, as CI runs it (.ci/run calls this script).
 # Installs the pinned nvcc (so the kernels compile and their PTX is checked),
-# then: unit, integration and doc tests in release mode; loom model tests;
+# then: formatting, lints and docs without warnings; unit, integration and
+# doc tests in release mode; loom model tests;
 # Miri over the queue and the ring halves.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -9,6 +10,11 @@ cd "$(dirname "$0")/.."
 bash scripts/install-nvcc.sh
 # The kernel-compilation tests fail instead of skipping when nvcc is missing.
 export RINGBRIDGE_REQUIRE_NVCC=1
+
+echo "== fmt, clippy, doc"
+cargo fmt --check
+cargo clippy --all-targets -- -D warnings
+RUSTDOCFLAGS="-D warnings" cargo doc --no-deps
 
 echo "== cargo test (release)"
 cargo test --release --all-targets
