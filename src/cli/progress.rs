@@ -1,33 +1,23 @@
-//! A small progress bar on stderr for long runs.
+//! A progress bar on stderr for long runs, drawn by `indicatif`.
 //!
-//! Drawn only when stderr is a terminal and the output is not JSON, at most
-//! ten times a second, and erased when the run ends, so that the report on
-//! stdout (and anything piped) stays clean.
+//! Drawn only when stderr is a terminal and the output is not JSON, and
+//! cleared when the run ends, so that the report on stdout (and anything
+//! piped) stays clean. The wrapper only adds a cheap gate in front of
+//! indicatif, because the measuring loops report every message and a clock
+//! read per message would sit between round trips.
 
-use std::io::{IsTerminal, Write};
-use std::time::{Duration, Instant};
+use std::io::IsTerminal;
 
-/// How often the bar is redrawn at most.
-const REDRAW: Duration = Duration::from_millis(100);
-/// Width of the bar itself, in characters.
-const WIDTH: usize = 30;
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 /// A progress bar for `total` steps; a no-op when disabled.
 pub(crate) struct Progress {
-    /// What is running, shown before the bar.
-    label: String,
+    /// `None` when nothing is drawn at all.
+    bar: Option<ProgressBar>,
     /// Steps in all (at least 1).
     total: u64,
-    /// Whether anything is drawn at all.
-    enabled: bool,
-    /// When the bar was created.
-    started: Instant,
-    /// When it was last drawn.
-    drawn: Option<Instant>,
-    /// Calls of [`set`](Self::set) since the clock was last read.
+    /// Calls of [`set`](Self::set) since the bar was last told.
     calls: u32,
-    /// Steps done when the clock was last read.
-    seen: u64,
     /// Steps counted by [`inc`](Self::inc).
     count: u64,
 }
@@ -36,36 +26,35 @@ impl Progress {
     /// A bar labelled `label` for `total` steps, drawn only if stderr is a
     /// terminal and `quiet` (e.g. `--json`) is false.
     pub(crate) fn new(label: impl Into<String>, total: u64, quiet: bool) -> Self {
+        let total = total.max(1);
+        let bar = (!quiet && std::io::stderr().is_terminal()).then(|| {
+            let bar = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr());
+            let style = ProgressStyle::with_template(
+                "{msg} [{bar:30}] {percent:>3}% {pos}/{len} {per_sec} ETA {eta}",
+            )
+            .expect("a valid template")
+            .progress_chars("#>-");
+            bar.set_style(style);
+            bar.set_message(label.into());
+            bar
+        });
         Self {
-            label: label.into(),
-            total: total.max(1),
-            enabled: !quiet && std::io::stderr().is_terminal(),
-            started: Instant::now(),
-            drawn: None,
+            bar,
+            total,
             calls: 0,
-            seen: 0,
             count: 0,
         }
     }
 
-    /// Records that `done` steps are complete; redraws now and then. Cheap
-    /// enough to call once per message (it reads the clock every 64 calls,
-    /// or after 1024 more steps).
+    /// Records that `done` steps are complete. Cheap enough to call once
+    /// per message: indicatif (which reads the clock and limits redraws
+    /// itself) hears of it every 64 calls and at the end.
     pub(crate) fn set(&mut self, done: u64) {
-        if !self.enabled {
-            return;
-        }
+        let Some(bar) = &self.bar else { return };
         self.calls = self.calls.wrapping_add(1);
-        if self.calls % 64 != 0 && done < self.total && done.saturating_sub(self.seen) < 1024 {
-            return;
+        if self.calls % 64 == 0 || done >= self.total {
+            bar.set_position(done.min(self.total));
         }
-        self.seen = done;
-        let now = Instant::now();
-        if self.drawn.is_some_and(|t| now - t < REDRAW) && done < self.total {
-            return;
-        }
-        self.drawn = Some(now);
-        self.draw(done.min(self.total), now - self.started);
     }
 
     /// Records one more completed step.
@@ -74,40 +63,11 @@ impl Progress {
         self.set(self.count);
     }
 
-    /// Draws the bar for `done` steps after `elapsed`.
-    fn draw(&self, done: u64, elapsed: Duration) {
-        let frac = done as f64 / self.total as f64;
-        let filled = ((frac * WIDTH as f64) as usize).min(WIDTH);
-        let rate = done as f64 / elapsed.as_secs_f64().max(1e-9);
-        let eta = if done > 0 {
-            format!("{:.0}s", (self.total - done) as f64 / rate)
-        } else {
-            "?".to_string()
-        };
-        let line = format!(
-            "\r\x1b[2K{} [{}{}] {:>3.0}% {}/{} {:.0}/s ETA {eta}",
-            self.label,
-            "#".repeat(filled),
-            "-".repeat(WIDTH - filled),
-            frac * 100.0,
-            done,
-            self.total,
-            rate,
-        );
-        let mut err = std::io::stderr().lock();
-        // A progress bar that cannot be drawn is not worth an error.
-        let _ = err.write_all(line.as_bytes());
-        let _ = err.flush();
-    }
-
-    /// Erases the bar (idempotent; also done on drop).
+    /// Clears the bar (idempotent; also done on drop).
     pub(crate) fn finish(&mut self) {
-        if self.enabled && self.drawn.is_some() {
-            let mut err = std::io::stderr().lock();
-            let _ = err.write_all(b"\r\x1b[2K");
-            let _ = err.flush();
+        if let Some(bar) = self.bar.take() {
+            bar.finish_and_clear();
         }
-        self.drawn = None;
     }
 }
 
@@ -127,7 +87,7 @@ mod tests {
         for i in 0..=10 {
             p.set(i);
         }
-        assert!(p.drawn.is_none());
+        assert!(p.bar.is_none());
         p.finish();
     }
 }
