@@ -1,5 +1,8 @@
 //! Raw samples out: a CSV file and an SVG picture of the latency
-//! distribution, written by hand (no plotting dependency).
+//! distribution, written by hand. Not plotters: its labels need a font
+//! backend (`ttf`, which loads system fonts through fontconfig, or
+//! `ab_glyph` with a font file we would ship), while an SVG's `<text>` is
+//! laid out by whoever views it.
 //!
 //! The picture is a cumulative distribution: x is the round-trip time in
 //! microseconds on a log scale, y is the fraction of round trips at or below
