@@ -7,8 +7,6 @@
 //                                    heartbeat stops (the block waits on it).
 #include "handlers.h"
 
-#define RB_FAULT_FLAG 0xDEADu
-
 /* The echo part of a fault handler: these handlers look at each request's
    flags, so they are per-request handlers (rb_chunkwise = false below hides
    echo's flag) that echo through echo's admit + chunk. */

@@ -16,10 +16,10 @@
 
 #include "ringbridge.cuh"
 
-/* Error-reply codes (the reply's flags when its kind is RB_KIND_ERROR);
-   mirrored in src/kernels.rs. */
-#define RB_SCALE_ERR_BAD_LEN 1   /* scale_f32: len is not a multiple of 4 */
-#define RB_ERR_REPLY_TOO_LONG 2  /* the reply would not fit a K2H slot */
+/* Error-reply codes (the reply's flags when its kind is RB_KIND_ERROR):
+   RB_SCALE_ERR_BAD_LEN (scale_f32: len is not a multiple of 4) and
+   RB_ERR_REPLY_TOO_LONG (the reply would not fit a K2H slot), from
+   src/layout.rs through ringbridge_layout.h. */
 
 /* Adds 1 to each byte of x, wrapping, without carries between bytes: the low
    7 bits of each byte cannot carry out of it, and bit 7 is fixed up by XOR. */

@@ -219,26 +219,15 @@ static_assert(offsetof(rb_control, stripes) == RB_CTL_OFF_STRIPES, "rb_control.s
 static_assert(offsetof(rb_control, stripe_stride) == RB_CTL_OFF_STRIPE_STRIDE, "rb_control.stripe_stride");
 
 /* ------------------------------------------------------------------------ */
-/* Codes of the device half (mirrored in src/kernels.rs, tested there).     */
+/* Codes of the device half.                                                */
 /* ------------------------------------------------------------------------ */
 
-/* error_detail of RB_ERR_BAD_MAGIC: which check failed. */
-#define RB_BAD_CONTROL 1ull        /* control block magic or version */
-#define RB_BAD_CHECK_INTERVAL 2ull /* check_interval zero or not a power of two */
-#define RB_BAD_H2K 3ull            /* H2K header: magic, version, capacity, mask or slot_size */
-#define RB_BAD_K2H 4ull            /* K2H header: likewise */
-#define RB_BAD_FORMAT 5ull         /* formats differ or unknown, lane slot > 512 B, or block < 32 threads */
-#define RB_BAD_STRIPES 6ull        /* stripes zero, or several with a stride that is not a positive multiple of RB_LINE */
-
-/* error_detail of RB_ERR_HANDLER for a handler that returned 0 with
-   out.len > out_capacity: this bit | out.len. (For a negative return code
-   the detail is -code, below 2^32.) */
-#define RB_DETAIL_REPLY_TOO_LONG (1ull << 32)
-
-/* A handler returning this fails the kernel with RB_ERR_HANDLER_PANICKED
-   (detail 0) instead of RB_ERR_HANDLER: the fallback's Rust callback
-   returns it after catching a panic. */
-#define RB_HANDLER_PANICKED INT32_MIN
+/* The codes (RB_BAD_* details of RB_ERR_BAD_MAGIC, RB_DETAIL_REPLY_TOO_LONG,
+   the handlers' error-reply codes) come from src/layout.rs through
+   ringbridge_layout.h. A handler returning RB_HANDLER_PANICKED fails the
+   kernel with RB_ERR_HANDLER_PANICKED (detail 0) instead of RB_ERR_HANDLER:
+   the fallback's Rust callback returns it after catching a panic. */
+#define RB_HANDLER_PANICKED ((int32_t)(uint32_t)RB_HANDLER_PANICKED_BITS)
 
 /* ------------------------------------------------------------------------ */
 /* Memory-order primitives on one 64-bit word of the shared region.        */

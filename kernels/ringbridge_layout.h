@@ -61,5 +61,16 @@
 #define RB_ERR_RING_CORRUPTED 2ull
 #define RB_ERR_HANDLER_PANICKED 3ull
 #define RB_ERR_BAD_MAGIC 4ull
+#define RB_BAD_CONTROL 1ull
+#define RB_BAD_CHECK_INTERVAL 2ull
+#define RB_BAD_H2K 3ull
+#define RB_BAD_K2H 4ull
+#define RB_BAD_FORMAT 5ull
+#define RB_BAD_STRIPES 6ull
+#define RB_DETAIL_REPLY_TOO_LONG 4294967296ull
+#define RB_HANDLER_PANICKED_BITS 2147483648ull
+#define RB_SCALE_ERR_BAD_LEN 1ull
+#define RB_ERR_REPLY_TOO_LONG 2ull
+#define RB_FAULT_FLAG 57005ull
 
 #endif /* RINGBRIDGE_LAYOUT_H */

@@ -108,37 +108,13 @@ pub const HANG_ENTRY: &str = "ringbridge_test_hang";
 /// [`FAULT_FLAG`] (image `"faults"`).
 pub const ILLEGAL_ADDRESS_ENTRY: &str = "ringbridge_test_illegal_address";
 
-/// The request `flags` value that makes the test kernels fault.
-pub const FAULT_FLAG: u32 = 0xDEAD;
-
-/// Error-reply code (in `flags`) of the scale kernel for a `len` that is not
-/// a multiple of 4.
-pub const SCALE_ERR_BAD_LEN: u32 = 1;
-/// Error-reply code of the built-in handlers when the reply would not fit a
-/// K2H slot (the K2H slots are smaller than the request).
-pub const ERR_REPLY_TOO_LONG: u32 = 2;
-
-/// `error_detail` of `ERR_BAD_MAGIC`: the control block's magic or version.
-pub const BAD_CONTROL: u64 = 1;
-/// `error_detail` of `ERR_BAD_MAGIC`: `check_interval` zero or not a power of two.
-pub const BAD_CHECK_INTERVAL: u64 = 2;
-/// `error_detail` of `ERR_BAD_MAGIC`: the H2K ring header (magic, version,
-/// capacity, mask or slot size).
-pub const BAD_H2K: u64 = 3;
-/// `error_detail` of `ERR_BAD_MAGIC`: the K2H ring header.
-pub const BAD_K2H: u64 = 4;
-/// `error_detail` of `ERR_BAD_MAGIC`: the rings' `format` words differ or are
-/// unknown, a lane slot exceeds 512 bytes, or a lane-format kernel runs with
-/// a block of fewer than 32 threads.
-pub const BAD_FORMAT: u64 = 5;
-/// `error_detail` of `ERR_BAD_MAGIC`: the control block's `stripes` is zero,
-/// or several with a `stripe_stride` that is not a positive multiple of
-/// [`LINE`](crate::layout::LINE).
-pub const BAD_STRIPES: u64 = 6;
-/// Set in the `error_detail` of `ERR_HANDLER` when a handler returned success
-/// with a reply longer than the slot (the low 32 bits are that length);
-/// otherwise the detail is the negated negative return code.
-pub const DETAIL_REPLY_TOO_LONG: u64 = 1 << 32;
+// The device half's codes, defined once in `crate::layout` (exported to
+// C++ through the generated header) and re-exported here beside the kernels
+// that use them.
+pub use crate::layout::{
+    BAD_CHECK_INTERVAL, BAD_CONTROL, BAD_FORMAT, BAD_H2K, BAD_K2H, BAD_STRIPES,
+    DETAIL_REPLY_TOO_LONG, ERR_REPLY_TOO_LONG, FAULT_FLAG, SCALE_ERR_BAD_LEN,
+};
 
 /// The generated `ringbridge_layout.h`: `#define RB_* VALUEull` for every
 /// offset, size and constant of [`crate::layout`]. Include it (with
@@ -238,7 +214,7 @@ pub(crate) mod ffi {
     /// `handler_id` that calls the [`HandlerFn`] passed along.
     pub(crate) const HANDLER_CALLBACK: u32 = 2;
     /// What a [`HandlerFn`] returns after catching a panic (`INT32_MIN`).
-    pub(crate) const HANDLER_PANICKED: i32 = i32::MIN;
+    pub(crate) const HANDLER_PANICKED: i32 = crate::layout::HANDLER_PANICKED;
     /// What [`rb_host_serve`] returns for an unknown `handler_id`, a null or
     /// misaligned pointer, or [`HANDLER_CALLBACK`] without a function.
     pub(crate) const SERVE_BAD_ARGUMENT: i32 = -1;

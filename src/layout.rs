@@ -267,6 +267,41 @@ pub const ERR_HANDLER_PANICKED: u64 = 3;
 /// The control block or a ring header had a bad magic or version.
 pub const ERR_BAD_MAGIC: u64 = 4;
 
+/// `error_detail` of [`ERR_BAD_MAGIC`]: the control block's magic or version.
+pub const BAD_CONTROL: u64 = 1;
+/// `error_detail` of [`ERR_BAD_MAGIC`]: `check_interval` zero or not a power of two.
+pub const BAD_CHECK_INTERVAL: u64 = 2;
+/// `error_detail` of [`ERR_BAD_MAGIC`]: the H2K ring header (magic, version,
+/// capacity, mask or slot size).
+pub const BAD_H2K: u64 = 3;
+/// `error_detail` of [`ERR_BAD_MAGIC`]: the K2H ring header.
+pub const BAD_K2H: u64 = 4;
+/// `error_detail` of [`ERR_BAD_MAGIC`]: the rings' `format` words differ or
+/// are unknown, a lane slot exceeds 512 bytes, or a lane-format kernel runs
+/// with a block of fewer than 32 threads.
+pub const BAD_FORMAT: u64 = 5;
+/// `error_detail` of [`ERR_BAD_MAGIC`]: the control block's `stripes` is
+/// zero, or several with a `stripe_stride` that is not a positive multiple
+/// of [`LINE`].
+pub const BAD_STRIPES: u64 = 6;
+/// Set in the `error_detail` of [`ERR_HANDLER`] when a handler returned
+/// success with a reply longer than the slot (the low 32 bits are that
+/// length); otherwise the detail is the negated negative return code.
+pub const DETAIL_REPLY_TOO_LONG: u64 = 1 << 32;
+/// What a handler returns to fail the kernel with [`ERR_HANDLER_PANICKED`]
+/// (detail 0) instead of [`ERR_HANDLER`]: the fallback's Rust callback
+/// returns it after catching a panic.
+pub const HANDLER_PANICKED: i32 = i32::MIN;
+
+/// Error-reply code (in `flags`) of the scale kernel for a `len` that is not
+/// a multiple of 4.
+pub const SCALE_ERR_BAD_LEN: u32 = 1;
+/// Error-reply code of the built-in handlers when the reply would not fit a
+/// K2H slot (the K2H slots are smaller than the request).
+pub const ERR_REPLY_TOO_LONG: u32 = 2;
+/// The request `flags` value that makes the test kernels fault.
+pub const FAULT_FLAG: u32 = 0xDEAD;
+
 /// Bytes of a [`MessageHeader`].
 pub const MESSAGE_HEADER_SIZE: usize = size_of::<MessageHeader>();
 /// Bytes of a [`RingHeader`]; the first slot starts here.
@@ -399,5 +434,20 @@ pub fn c_constants() -> Vec<(&'static str, u64)> {
         ("RB_ERR_RING_CORRUPTED", ERR_RING_CORRUPTED),
         ("RB_ERR_HANDLER_PANICKED", ERR_HANDLER_PANICKED),
         ("RB_ERR_BAD_MAGIC", ERR_BAD_MAGIC),
+        ("RB_BAD_CONTROL", BAD_CONTROL),
+        ("RB_BAD_CHECK_INTERVAL", BAD_CHECK_INTERVAL),
+        ("RB_BAD_H2K", BAD_H2K),
+        ("RB_BAD_K2H", BAD_K2H),
+        ("RB_BAD_FORMAT", BAD_FORMAT),
+        ("RB_BAD_STRIPES", BAD_STRIPES),
+        ("RB_DETAIL_REPLY_TOO_LONG", DETAIL_REPLY_TOO_LONG),
+        // The bits of an int32_t: the C side casts it back (ringbridge.cuh).
+        (
+            "RB_HANDLER_PANICKED_BITS",
+            u64::from(HANDLER_PANICKED as u32),
+        ),
+        ("RB_SCALE_ERR_BAD_LEN", u64::from(SCALE_ERR_BAD_LEN)),
+        ("RB_ERR_REPLY_TOO_LONG", u64::from(ERR_REPLY_TOO_LONG)),
+        ("RB_FAULT_FLAG", u64::from(FAULT_FLAG)),
     ]
 }

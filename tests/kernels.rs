@@ -64,6 +64,52 @@ fn layout_header_defines_every_constant() {
     }
 }
 
+/// Every constant shared with C++ is defined once, in `src/layout.rs`: no
+/// kernel source other than the generated header defines one of those
+/// names again (a hand copy that could drift).
+#[test]
+fn no_kernel_source_copies_a_shared_constant() {
+    let shared: Vec<&str> = ringbridge::layout::c_constants()
+        .into_iter()
+        .map(|(name, _)| name)
+        .collect();
+    let mut sources = Vec::new();
+    let root = std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/kernels"));
+    let mut dirs = vec![root.to_path_buf()];
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                dirs.push(path);
+            } else if path.file_name().is_some_and(|n| n != "ringbridge_layout.h")
+                && path
+                    .extension()
+                    .is_some_and(|e| ["cu", "cuh", "h", "cpp"].contains(&e.to_str().unwrap()))
+            {
+                sources.push(path);
+            }
+        }
+    }
+    assert!(sources.len() >= 5, "kernel sources not found: {sources:?}");
+    for path in sources {
+        let text = std::fs::read_to_string(&path).unwrap();
+        for line in text.lines() {
+            let Some(rest) = line.trim_start().strip_prefix("#define ") else {
+                continue;
+            };
+            let name = rest
+                .split(|c: char| c.is_whitespace() || c == '(')
+                .next()
+                .unwrap();
+            assert!(
+                !shared.contains(&name),
+                "{} defines {name}, which src/layout.rs already exports to C++",
+                path.display()
+            );
+        }
+    }
+}
+
 #[test]
 fn images_match_the_compile_state() {
     if !kernels::KERNELS_COMPILED {
