@@ -227,6 +227,7 @@ impl LaneProducer {
     /// assert_eq!(got, Some((0, 0, 4, b"data".to_vec())));
     /// # Ok::<(), ringbridge::Error>(())
     /// ```
+    #[inline]
     pub fn write(&mut self, kind: u32, flags: u32, payload: &[u8]) -> Result<Option<u64>> {
         debug_assert!(payload.len() <= self.max_payload());
         if self.free(1)? == 0 {
