@@ -307,6 +307,72 @@ fn compare_host_fewer_messages_than_rounds() {
     }
 }
 
+#[test]
+fn host_side_json() {
+    let v = json(&[
+        "host-side",
+        "--seconds",
+        "0.02",
+        "--rounds",
+        "1",
+        "--sizes",
+        "64,4096",
+        "--json",
+    ]);
+    has_keys(&v, &["batch", "capacity", "timer_ns", "rows", "skipped"]);
+    let rows = v["rows"].as_array().expect("rows");
+    // slots at 64 B and 4 KiB, lanes at 64 B: a producer and a consumer each
+    assert_eq!(rows.len(), 6, "{v}");
+    for r in rows {
+        has_keys(
+            r,
+            &[
+                "format",
+                "payload_bytes",
+                "side",
+                "ns_per_msg",
+                "gbytes_per_s",
+                "memcpy_ns_per_msg",
+                "memcpy_gbytes_per_s",
+                "share_of_memcpy",
+            ],
+        );
+        assert!(r["ns_per_msg"].as_f64().unwrap() > 0.0, "{r}");
+        assert!(r["memcpy_ns_per_msg"].as_f64().unwrap() > 0.0, "{r}");
+    }
+    // a lane slot carries at most 248 bytes
+    let skipped = v["skipped"].as_array().expect("skipped");
+    assert_eq!(skipped.len(), 1);
+    assert_eq!(skipped[0]["format"], "lanes");
+    assert_eq!(skipped[0]["payload_bytes"], 4096);
+}
+
+#[test]
+fn host_side_text_table() {
+    let out = run(&["host-side", "--seconds", "0.02", "--rounds", "1"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.contains("memcpy ns/msg") && text.contains("GB/s"),
+        "{text}"
+    );
+    for needle in ["slots", "lanes", "producer", "consumer", "4096 B", "n/a"] {
+        assert!(text.contains(needle), "{needle:?} not in {text}");
+    }
+}
+
+#[test]
+fn host_side_batch_larger_than_the_ring() {
+    fails(
+        &["host-side", "--capacity", "16", "--batch", "32"],
+        &["batch", "16"],
+    );
+}
+
 fn assert_svg(path: &PathBuf) {
     let svg = std::fs::read_to_string(path).expect("the plot was written");
     assert!(

@@ -2,6 +2,7 @@
 
 mod compare;
 mod echo;
+mod host_side;
 mod info;
 mod latency;
 mod plot;
@@ -42,6 +43,8 @@ enum Command {
     /// The same echo round trip through the alternatives a user would
     /// otherwise pick, side by side with ringbridge, every reply checked.
     Compare(CompareArgs),
+    /// The host's halves of a ring alone, one thread each, beside a plain memcpy.
+    HostSide(HostSideArgs),
 }
 
 /// Options every bridge command shares.
@@ -185,6 +188,28 @@ impl CheckMode {
     }
 }
 
+#[derive(Args, Debug)]
+pub(crate) struct HostSideArgs {
+    /// Payload sizes in bytes, comma-separated.
+    #[arg(long, value_delimiter = ',', default_values_t = [64, 256, 1024, 4096])]
+    pub sizes: Vec<usize>,
+    /// Messages per batch (one publish, one release).
+    #[arg(long, default_value_t = 256)]
+    pub batch: usize,
+    /// Slots per ring (rounded up to a power of two).
+    #[arg(long, default_value_t = 1024)]
+    pub capacity: usize,
+    /// Wall-clock seconds per figure (ring and memcpy together).
+    #[arg(long, default_value_t = 0.5)]
+    pub seconds: f64,
+    /// Rounds per figure; the median is reported.
+    #[arg(long, default_value_t = 5)]
+    pub rounds: usize,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
 fn parse_backend(s: &str) -> Result<Backend, String> {
     s.parse().map_err(|e: ringbridge::Error| e.to_string())
 }
@@ -240,6 +265,7 @@ pub fn main() -> ExitCode {
         Command::Echo(args) => echo::run(&args),
         Command::Stream(args) => stream::run(&args),
         Command::Compare(args) => compare::run(&args),
+        Command::HostSide(args) => host_side::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -197,6 +197,7 @@ impl RingProducer {
     /// assert_eq!(rx.available()?, 2);
     /// # Ok::<(), ringbridge::Error>(())
     /// ```
+    #[inline]
     pub fn write(
         &mut self,
         kind: u32,
