@@ -284,10 +284,8 @@ impl LaneProducer {
         // (lanes 0-3) is then written in one burst at the end, so a reader
         // spinning on lane 0 takes that line from us once, not twice.
         // Whole 8-byte chunks are read as words; only a short last chunk is
-        // copied into a zeroed word (a variable-length copy per lane was a
-        // `memcpy` call per lane: writing a 64-byte message took 39.8 ns
-        // before, 10.5 ns after; 248 bytes 137 and 29 ns; `ringbridge
-        // host-side`, median batch, 2-vCPU VM under load, 2026-11-30).
+        // copied into a zeroed word (a variable-length copy per lane became
+        // a `memcpy` call per lane; docs/perf-host-side.md).
         let mut chunks = payload.chunks_exact(8);
         let rest = chunks.remainder();
         if !rest.is_empty() {
