@@ -3,13 +3,17 @@
 //! `rtrb::RingBuffer` (per item and chunks) and `crossbeam_queue::ArrayQueue`,
 //! side by side.
 //!
-//! `cargo bench --bench queue` (about a minute).
+//! `cargo bench --bench queue` (about a minute) first runs
+//! [`interleaved_rounds`]: the per-item two-thread run of `SpscQueue` and of
+//! `rtrb` alternating in one process, printing the rate ratio of each round
+//! and their median (`cargo bench --bench queue -- interleaved` runs only
+//! that; `QUEUE_ROUNDS=n` sets the number of rounds, default 21).
 
 use std::hint::black_box;
 use std::thread;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use criterion::{Criterion, Throughput, criterion_group};
 use crossbeam_queue::ArrayQueue;
 use ringbridge::SpscQueue;
 
@@ -117,15 +121,7 @@ fn two_thread(c: &mut Criterion) {
     g.warm_up_time(Duration::from_secs(1));
     g.measurement_time(Duration::from_secs(4));
 
-    g.bench_function("ringbridge", |b| {
-        b.iter(|| {
-            let (mut tx, mut rx) = SpscQueue::<u64>::new(CAPACITY).split();
-            per_item(
-                move |v| tx.try_enqueue(v).map_err(|e| e.into_inner()),
-                move || rx.try_dequeue().ok(),
-            );
-        })
-    });
+    g.bench_function("ringbridge", |b| b.iter(run_ringbridge));
 
     g.bench_function("ringbridge_batch", |b| {
         b.iter(|| {
@@ -203,19 +199,7 @@ fn two_thread(c: &mut Criterion) {
         })
     });
 
-    g.bench_function("rtrb", |b| {
-        b.iter(|| {
-            let (mut p, mut q) = rtrb::RingBuffer::<u64>::new(CAPACITY);
-            per_item(
-                move |v| {
-                    p.push(v).map_err(|e| match e {
-                        rtrb::PushError::Full(back) => back,
-                    })
-                },
-                move || q.pop().ok(),
-            );
-        })
-    });
+    g.bench_function("rtrb", |b| b.iter(run_rtrb));
 
     g.bench_function("rtrb_chunk", |b| {
         b.iter(|| {
@@ -269,5 +253,118 @@ fn two_thread(c: &mut Criterion) {
     g.finish();
 }
 
+/// The per-item two-thread run of `ringbridge::SpscQueue`.
+fn run_ringbridge() {
+    let (mut tx, mut rx) = SpscQueue::<u64>::new(CAPACITY).split();
+    per_item(
+        move |v| tx.try_enqueue(v).map_err(|e| e.into_inner()),
+        move || rx.try_dequeue().ok(),
+    );
+}
+
+/// The per-item two-thread run of `rtrb::RingBuffer`.
+fn run_rtrb() {
+    let (mut p, mut q) = rtrb::RingBuffer::<u64>::new(CAPACITY);
+    per_item(
+        move |v| {
+            p.push(v).map_err(|e| match e {
+                rtrb::PushError::Full(back) => back,
+            })
+        },
+        move || q.pop().ok(),
+    );
+}
+
+/// Runs of each queue in one round of [`interleaved_rounds`].
+const RUNS_PER_ROUND: usize = 3;
+
+/// Seconds one run of `f` takes.
+fn time(f: fn()) -> f64 {
+    let start = Instant::now();
+    f();
+    start.elapsed().as_secs_f64()
+}
+
+/// `SpscQueue` against `rtrb` in interleaved rounds, in this one process, so
+/// that both see the same machine state (criterion runs one benchmark after
+/// the other, and on a shared machine the load changes in between).
+///
+/// Each round times [`RUNS_PER_ROUND`] per-item two-thread runs of each
+/// queue ([`ITEMS`] `u64`s, capacity [`CAPACITY`], the same [`per_item`]
+/// loop) in the order ours, rtrb, rtrb, ours, ... (the next round starts with
+/// the other one), and prints the rate ratio `ours / rtrb` (above 1: ours is
+/// faster). A warm-up run of each comes first and is not counted. At the end
+/// it prints the median ratio, the range and the mean rates.
+fn interleaved_rounds(rounds: usize) {
+    println!(
+        "spsc_interleaved_rtrb: {rounds} rounds of {RUNS_PER_ROUND} runs each, \
+         {ITEMS} u64 items per run, capacity {CAPACITY}, two threads; ratio = ours/rtrb items per second"
+    );
+    time(run_ringbridge);
+    time(run_rtrb);
+    let per_round = (ITEMS * RUNS_PER_ROUND as u64) as f64;
+    let mut ratios = Vec::with_capacity(rounds);
+    let (mut ours_total, mut rtrb_total) = (0.0, 0.0);
+    for round in 0..rounds {
+        let (mut ours, mut theirs) = (0.0, 0.0);
+        for run in 0..RUNS_PER_ROUND {
+            if (round + run) % 2 == 0 {
+                ours += time(run_ringbridge);
+                theirs += time(run_rtrb);
+            } else {
+                theirs += time(run_rtrb);
+                ours += time(run_ringbridge);
+            }
+        }
+        ours_total += ours;
+        rtrb_total += theirs;
+        let ratio = theirs / ours;
+        println!(
+            "  round {round:2}: ours {:6.1} M/s  rtrb {:6.1} M/s  ratio {ratio:.3}",
+            per_round / ours / 1e6,
+            per_round / theirs / 1e6,
+        );
+        ratios.push(ratio);
+    }
+    ratios.sort_by(f64::total_cmp);
+    let median = if rounds % 2 == 1 {
+        ratios[rounds / 2]
+    } else {
+        (ratios[rounds / 2 - 1] + ratios[rounds / 2]) / 2.0
+    };
+    println!(
+        "spsc_interleaved_rtrb: median ratio {median:.3}, range {:.3}..{:.3}; \
+         mean rates ours {:.1} M/s, rtrb {:.1} M/s",
+        ratios[0],
+        ratios[rounds - 1],
+        per_round * rounds as f64 / ours_total / 1e6,
+        per_round * rounds as f64 / rtrb_total / 1e6,
+    );
+}
+
 criterion_group!(benches, single_thread, two_thread);
-criterion_main!(benches);
+
+fn main() {
+    // Cargo passes `--bench` to a real benchmark run; without it (`cargo
+    // test --benches`) one round is a smoke test, as criterion runs each of
+    // its benchmarks once then.
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let bench = args.iter().any(|a| a == "--bench");
+    // A filter argument (criterion's, a substring here) selects the rounds
+    // if it matches their name.
+    let filter = args.iter().find(|a| !a.starts_with('-'));
+    if filter.is_none_or(|f| "spsc_interleaved_rtrb".contains(f.as_str())) {
+        let rounds = if bench {
+            std::env::var("QUEUE_ROUNDS")
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .filter(|&n| n > 0)
+                .unwrap_or(21)
+        } else {
+            1
+        };
+        interleaved_rounds(rounds);
+    }
+    benches();
+    Criterion::default().configure_from_args().final_summary();
+}

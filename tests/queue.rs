@@ -213,6 +213,27 @@ fn max_depth_is_exact_even_when_the_producer_cache_is_stale() {
 }
 
 #[test]
+fn max_depth_after_a_consumer_reset_records_the_next_high() {
+    // The producer must not keep the old maximum to compare against: a
+    // reset by the consumer lowers it, and a lower new high must count.
+    let (mut tx, mut rx) = SpscQueue::<u64>::new(8).split();
+    for i in 0..6 {
+        tx.try_enqueue(i).unwrap();
+    }
+    while rx.try_dequeue().is_ok() {}
+    rx.reset_stats();
+    assert_eq!(tx.stats().max_depth, 0);
+    for i in 0..3 {
+        tx.try_enqueue(i).unwrap();
+    }
+    assert_eq!(rx.stats().max_depth, 3);
+    for _ in 0..9 {
+        let _ = tx.try_enqueue(0);
+    }
+    assert_eq!((rx.stats().max_depth, rx.stats().dropped), (8, 4));
+}
+
+#[test]
 fn batch_stats_count_items() {
     let (mut tx, mut rx) = SpscQueue::<u8>::new(4).split();
     assert_eq!(tx.push_slice(&[1, 2, 3, 4, 5, 6]), 4);

@@ -36,6 +36,10 @@ pub struct Producer<T> {
     cached_tail: u64,
     /// `capacity - 1`, copied out of `inner` to save an indirection.
     mask: u64,
+    /// Items ever refused (`inner.producer_stats.dropped_total`): the
+    /// producer is its only writer, so this copy is always its current
+    /// value, and counting a refusal is one plain store of it (no load).
+    dropped: u64,
     /// Makes the type `!Sync` (and keeps it `Send`).
     _not_sync: PhantomData<Cell<()>>,
 }
@@ -47,6 +51,7 @@ impl<T> Producer<T> {
             // Relaxed: `split` just built the queue on this thread.
             head: inner.head.load(Ordering::Relaxed),
             cached_tail: inner.tail.load(Ordering::Relaxed),
+            dropped: inner.producer_stats.dropped_total.load(Ordering::Relaxed),
             inner,
             _not_sync: PhantomData,
         }
@@ -70,6 +75,13 @@ impl<T> Producer<T> {
         // reads of the slots it released happen before we overwrite them.
         self.cached_tail = self.inner.tail.load(Ordering::Acquire);
         self.cached_tail
+    }
+
+    /// Counts `n` refused items.
+    #[inline]
+    fn count_dropped(&mut self, n: u64) {
+        self.dropped += n;
+        self.inner.producer_stats.publish_dropped(self.dropped);
     }
 
     /// The number of items in the queue right now (the consumer may be
@@ -143,7 +155,7 @@ impl<T> Producer<T> {
     #[inline]
     pub fn try_enqueue(&mut self, item: T) -> Result<(), PushError<T>> {
         if self.head - self.cached_tail > self.mask && self.head - self.refresh_tail() > self.mask {
-            self.inner.producer_stats.add_dropped(1);
+            self.count_dropped(1);
             return Err(PushError::Full(item));
         }
         // SAFETY: item `head` is outside `[tail, head)`, so its slot is
@@ -186,9 +198,7 @@ impl<T> Producer<T> {
         }
         let n = free.min(items.len());
         if n < items.len() {
-            self.inner
-                .producer_stats
-                .add_dropped((items.len() - n) as u64);
+            self.count_dropped((items.len() - n) as u64);
         }
         if n == 0 {
             return 0;
@@ -353,26 +363,30 @@ impl<T> Drop for Publish<'_, T> {
 /// `head - cached_tail` is an upper bound on the real depth, so while it
 /// does not exceed the recorded maximum there is nothing to do and the
 /// consumer's cache line is left alone. Otherwise `tail` is reloaded (which
-/// also refreshes the cache) and the exact depth goes to one `fetch_max`. The
-/// statistic is therefore exact, yet `tail` is loaded only when the depth may
-/// be at a new high.
+/// also refreshes the cache) and a new high is stored, a plain store (no
+/// read-modify-write). The statistic is therefore exact, yet `tail` is loaded
+/// only when the depth may be at a new high.
+///
+/// The recorded maximum is loaded from the shared statistics rather than
+/// kept in the producer, because a reset by the consumer lowers it and the
+/// producer must record the next high after that; the load hits the
+/// producer's own cache line (nothing but resets and this function writes
+/// it), so it costs no coherence traffic.
 #[inline]
 fn raise_max_depth<T>(inner: &Inner<T>, head: u64, cached_tail: &mut u64) {
     let stats = &inner.producer_stats;
-    // Relaxed: a statistic, orders nothing; only the producer and resets
-    // write it, so the line normally stays in the producer's cache.
-    let max = stats.max_depth.load(Ordering::Relaxed);
+    let max = stats.max_depth();
     if head - *cached_tail > max {
         // Acquire, as every load of `tail` that refreshes the cache: the
         // cache later decides which slots are free to overwrite.
         *cached_tail = inner.tail.load(Ordering::Acquire);
         let depth = head - *cached_tail;
-        // The read-modify-write only for a new high. Only the producer
-        // raises the maximum, so `max` is still current unless a reset ran
-        // in between, and a reset racing with enqueues is approximate by
-        // contract (see `reset_stats`).
+        // Only the producer raises the maximum, so `max` is still current
+        // unless a reset ran in between, and a reset racing with enqueues is
+        // approximate by contract (see `reset_stats`): a store cannot lose
+        // a higher value that matters.
         if depth > max {
-            stats.update_max_depth(depth);
+            stats.publish_max_depth(depth);
         }
     }
 }

@@ -9,9 +9,11 @@
 //! `enqueued` and `dequeued` are not separate counters at all: the producer's
 //! `head` and the consumer's `tail` already count every item ever enqueued and
 //! dequeued, so the hot path pays nothing for them. `dropped` is a running
-//! total that only the producer writes, so it is bumped with a plain load and
-//! store rather than a locked read-modify-write (a spinning producer retrying
-//! a full queue would otherwise pay a full fence per try). A reset records the
+//! total that only the producer writes; it keeps the total in a field of its
+//! own and publishes it with one plain store (no load, and no locked
+//! read-modify-write: a spinning producer retrying a full queue would
+//! otherwise pay a full fence per try). `max_depth` is raised only by the
+//! producer, with a plain store as well. A reset records the
 //! running totals as bases, and a snapshot subtracts the bases; a reset never
 //! writes a counter the other half writes, so none of its effect can be lost.
 
@@ -75,21 +77,32 @@ pub(super) struct ConsumerStats {
 }
 
 impl ProducerStats {
-    /// Counts `n` refused items.
+    /// Publishes the producer's running total of refused items.
     ///
-    /// Only the producer calls this, and only the producer writes
-    /// `dropped_total`, so load-then-store cannot lose an update.
+    /// Only the producer writes `dropped_total`, and it keeps the total in
+    /// its own field, so this is one plain store: no load, no
+    /// read-modify-write, and no update can be lost.
     #[inline]
-    pub(super) fn add_dropped(&self, n: u64) {
+    pub(super) fn publish_dropped(&self, total: u64) {
         // Relaxed: a statistic, orders nothing (see the module doc).
-        let total = self.dropped_total.load(Ordering::Relaxed);
-        self.dropped_total.store(total + n, Ordering::Relaxed);
+        self.dropped_total.store(total, Ordering::Relaxed);
     }
 
-    /// Raises the high-water mark to `depth` if it is higher: one `fetch_max`.
+    /// The recorded high-water mark of the depth.
     #[inline]
-    pub(super) fn update_max_depth(&self, depth: u64) {
+    pub(super) fn max_depth(&self) -> u64 {
         // Relaxed: a statistic, orders nothing (see the module doc).
-        self.max_depth.fetch_max(depth, Ordering::Relaxed);
+        self.max_depth.load(Ordering::Relaxed)
+    }
+
+    /// Records `depth` as the new high-water mark: one plain store.
+    ///
+    /// Only the producer raises the mark (the caller checked that `depth`
+    /// is above it), so no read-modify-write is needed; a reset racing with
+    /// this store may be overwritten, which the reset contract allows.
+    #[inline]
+    pub(super) fn publish_max_depth(&self, depth: u64) {
+        // Relaxed: a statistic, orders nothing (see the module doc).
+        self.max_depth.store(depth, Ordering::Relaxed);
     }
 }
