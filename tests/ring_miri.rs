@@ -37,7 +37,19 @@ fn exchange(
     }
 }
 
+/// How the host writes its requests: a copy of a finished payload, or in
+/// place through the slot's own payload area (`write_with`).
+#[derive(Clone, Copy)]
+enum Write {
+    Copy,
+    InPlace,
+}
+
 fn run(cap: usize, slot: usize, n: u64) {
+    run_with(cap, slot, n, Write::Copy)
+}
+
+fn run_with(cap: usize, slot: usize, n: u64, how: Write) {
     let layout = RegionLayout::new(RingSpec::new(cap, slot).unwrap()).unwrap();
     let mem = HostMemory::new(layout.total_bytes).unwrap();
     layout.init(&*mem);
@@ -52,7 +64,20 @@ fn run(cap: usize, slot: usize, n: u64) {
     exchange(
         n,
         max,
-        |p| h2k_tx.try_push(KIND_REQUEST, 5, 0, p).unwrap().is_some(),
+        |p| match how {
+            Write::Copy => h2k_tx.try_push(KIND_REQUEST, 5, 0, p).unwrap().is_some(),
+            Write::InPlace => {
+                let wrote = h2k_tx
+                    .write_with(KIND_REQUEST, 5, 0, |area| {
+                        area[..p.len()].copy_from_slice(p);
+                        p.len()
+                    })
+                    .unwrap()
+                    .is_some();
+                h2k_tx.publish();
+                wrote
+            }
+        },
         || k2h_rx.try_pop_with(|h, p| (*h, p.to_vec())).unwrap(),
     );
     control.request_terminate();
@@ -62,6 +87,15 @@ fn run(cap: usize, slot: usize, n: u64) {
 #[test]
 fn host_halves_against_the_model_small() {
     run(2, 64, if cfg!(miri) { 40 } else { 10_000 });
+}
+
+/// The in-place write hands out the slot's payload area as `&mut [u8]`
+/// over memory the other side reads as atomics: Miri checks that the two
+/// never overlap in time.
+#[test]
+fn in_place_writes_against_the_model() {
+    run_with(2, 64, if cfg!(miri) { 40 } else { 10_000 }, Write::InPlace);
+    run_with(4, 256, if cfg!(miri) { 20 } else { 10_000 }, Write::InPlace);
 }
 
 #[test]
