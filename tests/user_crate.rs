@@ -81,9 +81,10 @@ fn auto_picks_by_the_machine_and_serves() {
 fn the_kernel_carries_a_fatbin_exactly_when_nvcc_was_found() {
     let k = double_kernel::double_bytes();
     assert_eq!(k.entry(), "double_bytes");
-    match std::env::var("EXPECT_FATBIN").as_deref() {
-        Ok("1") => assert_eq!(&k.fatbin().expect("a fatbin")[..4], &ringbridge::kernels::FATBIN_MAGIC),
-        _ => {
+    // ringbridge's own kernels were built by the same nvcc search, in the same build.
+    match ringbridge::kernels::KERNELS_COMPILED {
+        true => assert_eq!(&k.fatbin().expect("a fatbin")[..4], &ringbridge::kernels::FATBIN_MAGIC),
+        false => {
             assert!(k.fatbin().is_none());
             assert!(k.no_fatbin_reason().contains("nvcc"), "{}", k.no_fatbin_reason());
             let r = Bridge::builder().backend(Backend::Cuda).kernel(Kernel::User(k)).resolve_backend();
@@ -124,12 +125,10 @@ fn a_crate_outside_the_repository_builds_and_runs_its_own_kernel() {
     // The versions this repository is tested with, all in the local cache.
     std::fs::copy(root.join("Cargo.lock"), work.join("Cargo.lock")).unwrap();
 
-    let expect_fatbin = ringbridge::kernels::KERNELS_COMPILED;
     let out = Command::new(env!("CARGO"))
         .args(["test", "--offline"])
         .current_dir(&work)
         .env("CARGO_TARGET_DIR", target_dir().join("user-crate-target"))
-        .env("EXPECT_FATBIN", if expect_fatbin { "1" } else { "0" })
         .output()
         .expect("running cargo");
     let text = format!(
