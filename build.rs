@@ -4,40 +4,34 @@
 //!    source of every offset, size and constant the C++/CUDA side uses) and
 //!    fails when the committed copy `kernels/ringbridge_layout.h` is stale.
 //!    `RINGBRIDGE_UPDATE_LAYOUT_HEADER=1 cargo build` refreshes that copy.
-//! 2. Compiles the host fallback (`kernels/host/fallback.cpp`: the device
-//!    half's C++ compiled for the CPU) into the static library
-//!    `ringbridge_fallback`, linked into the `ringbridge` library.
-//! 3. Compiles every `kernels/*.cu` with nvcc into a fatbin (embedded in the
-//!    library) and a PTX file (for the tests). A missing nvcc or a failed
-//!    compile is not a build error: the crate builds without kernel images and
-//!    records why (`ringbridge::kernels::NOT_COMPILED_REASON`).
+//! 2. Compiles the host fallback's serve loop for Rust handlers
+//!    (`kernels/host/fallback.cpp`) and the block emulation (tests) into the
+//!    static library `ringbridge_fallback`.
+//! 3. Builds the kernels through `ringbridge-build`, as any user's crate
+//!    does: `echo.cu` and `scale.cu` for both backends (a fatbin, and a host
+//!    entry per `RB_KERNEL_ENTRY` in the static library `ringbridge_kernels`,
+//!    with their constructors in `$OUT_DIR/ringbridge_kernels.rs`), every
+//!    other `kernels/*.cu` (test and comparison kernels) for CUDA only; a
+//!    PTX file each, for the tests. No nvcc, or nvcc failing, is not a build
+//!    error: the crate builds without kernel images and records why
+//!    (`ringbridge::kernels::NOT_COMPILED_REASON`). Where nvcc is looked for,
+//!    and `RINGBRIDGE_CUDA_ARCHS` / `RINGBRIDGE_KERNEL_DEFINES`: see the
+//!    crate docs of `ringbridge-build`.
 //! 4. Writes `$OUT_DIR/kernel_images.rs`, included by `src/kernels.rs`.
-//!
-//! nvcc is looked for, in this order: `$NVCC` (when set, and only there: a
-//! `NVCC` naming a missing file means "no nvcc"), `$CUDA_HOME/bin/nvcc`,
-//! `$CUDA_PATH/bin/nvcc`, `nvcc` on `PATH`, `/usr/local/cuda/bin/nvcc`, and
-//! `.toolchain/cuda/nvidia/cu13/bin/nvcc` (installed by
-//! `scripts/install-nvcc.sh`). `$NVCC_CCBIN` is passed as `-ccbin`. When none
-//! is found, the folders searched are watched, so the first build after nvcc
-//! appears compiles the kernels (see `watch_for_nvcc`).
-//! `RINGBRIDGE_CUDA_ARCHS` (comma list, e.g. `sm_90,compute_80`) overrides
-//! the targets: `sm_XY` embeds SASS for that GPU, `compute_XY` embeds PTX that
-//! the driver JIT-compiles for XY and newer.
-//! `RINGBRIDGE_KERNEL_DEFINES` (comma list of `NAME` or `NAME=VALUE`, e.g.
-//! `RB_LANE_LAZY_TAIL=0`) defines macros for the kernels and the host
-//! fallback alike: the tuning switches `kernels/ringbridge.cuh` documents,
-//! for side-by-side measurements.
+//! 5. Publishes the header folder (`kernels/`) as `links` metadata: the build
+//!    script of a crate depending on ringbridge reads it as
+//!    `DEP_RINGBRIDGE_INCLUDE` (how `ringbridge-build` finds the header).
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 #[allow(dead_code, unused_imports, unused_macros)]
 #[path = "src/layout.rs"]
 mod layout;
 
-/// Default targets: SASS for Hopper, PTX for Ampere and newer.
-const DEFAULT_ARCHS: &[&str] = &["sm_90", "compute_80"];
+/// The kernels built for both backends (the built-in ones); every other
+/// `kernels/*.cu` is built for CUDA only.
+const BOTH_BACKENDS: &[&str] = &["echo.cu", "scale.cu"];
 
 fn main() {
     let manifest_dir = PathBuf::from(env("CARGO_MANIFEST_DIR").expect("CARGO_MANIFEST_DIR"));
@@ -47,13 +41,8 @@ fn main() {
     println!("cargo:rerun-if-changed=build.rs");
     println!("cargo:rerun-if-changed=src/layout.rs");
     println!("cargo:rerun-if-changed=kernels");
+    // ringbridge-build names the variables of the nvcc search itself.
     for var in [
-        "NVCC",
-        "NVCC_CCBIN",
-        "CUDA_HOME",
-        "CUDA_PATH",
-        "PATH",
-        "RINGBRIDGE_CUDA_ARCHS",
         "RINGBRIDGE_UPDATE_LAYOUT_HEADER",
         "RINGBRIDGE_KERNEL_DEFINES",
     ] {
@@ -81,7 +70,7 @@ fn main() {
         }
     }
 
-    let defines = kernel_defines();
+    let defines = ringbridge_build::kernel_defines();
 
     // 2. The host fallback. Its include order matches nvcc's: OUT_DIR first.
     let mut host = cc::Build::new();
@@ -104,7 +93,7 @@ fn main() {
         .compile("ringbridge_fallback");
     println!("cargo:rustc-link-lib=pthread");
 
-    // 3. The kernels.
+    // 3. The kernels: the built-ins for both backends, the rest CUDA only.
     let mut sources: Vec<PathBuf> = std::fs::read_dir(&kernels_dir)
         .map(|rd| {
             rd.filter_map(|e| e.ok().map(|e| e.path()))
@@ -113,46 +102,25 @@ fn main() {
         })
         .unwrap_or_default();
     sources.sort();
-    let compiled = compile_kernels(&manifest_dir, &out_dir, &kernels_dir, &sources, &defines);
+    let mut kernels = ringbridge_build::Kernels::new().include(&out_dir).ptx(true);
+    for src in &sources {
+        kernels = if BOTH_BACKENDS.iter().any(|b| src.ends_with(b)) {
+            kernels.source(src)
+        } else {
+            kernels.cuda_only_source(src)
+        };
+    }
+    let compiled = kernels.compile("ringbridge_kernels");
 
     // 4. The Rust side of the images.
-    let images_rs = match &compiled {
-        Ok(c) => images_rs_compiled(c, &out_dir),
-        Err(reason) => {
-            println!("cargo:warning=ringbridge: kernels not compiled: {reason}");
-            images_rs_not_compiled(reason)
-        }
+    let images_rs = match &compiled.cuda {
+        Ok((version, archs)) => images_rs_compiled(version, archs, &compiled.images),
+        Err(reason) => images_rs_not_compiled(reason),
     };
     write_if_changed(&out_dir.join("kernel_images.rs"), images_rs.as_bytes());
-}
 
-/// `RINGBRIDGE_KERNEL_DEFINES` as (name, value) pairs. A malformed entry
-/// stops the build: a switch silently ignored would mislabel a measurement.
-fn kernel_defines() -> Vec<(String, Option<String>)> {
-    let Some(list) = env("RINGBRIDGE_KERNEL_DEFINES") else {
-        return Vec::new();
-    };
-    let mut out = Vec::new();
-    for item in list.split(',').map(str::trim).filter(|s| !s.is_empty()) {
-        let (name, value) = match item.split_once('=') {
-            Some((n, v)) => (n, Some(v.to_string())),
-            None => (item, None),
-        };
-        let ident = name.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
-            && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
-        let plain_value = value.as_deref().is_none_or(|v| {
-            !v.is_empty() && v.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
-        });
-        if !ident || !plain_value {
-            eprintln!(
-                "error: bad RINGBRIDGE_KERNEL_DEFINES entry `{item}` \
-                 (expected a comma list of NAME or NAME=VALUE, e.g. RB_LANE_LAZY_TAIL=0)"
-            );
-            std::process::exit(1);
-        }
-        out.push((name.to_string(), value));
-    }
-    out
+    // 5. The header folder, for dependents' build scripts.
+    println!("cargo:include={}", kernels_dir.display());
 }
 
 fn env(name: &str) -> Option<String> {
@@ -178,314 +146,38 @@ fn layout_header() -> String {
     h
 }
 
-/// One compiled `.cu` file.
-struct Compiled {
-    stem: String,
-    entries: Vec<String>,
-}
-
-struct CompiledSet {
-    version: String,
-    archs: Vec<String>,
-    images: Vec<Compiled>,
-}
-
-/// Finds nvcc, in the documented order.
-fn find_nvcc(manifest_dir: &Path) -> Result<PathBuf, String> {
-    if let Some(explicit) = std::env::var_os("NVCC") {
-        let p = PathBuf::from(&explicit);
-        // An explicit NVCC is final: pointing it at nothing disables the kernels.
-        return if p.is_file() {
-            Ok(p)
-        } else if p.components().count() == 1 {
-            // A bare name: look it up on PATH.
-            search_path(&explicit.to_string_lossy())
-                .ok_or_else(|| format!("NVCC={} not found on PATH", p.display()))
-        } else {
-            Err(format!("NVCC={} does not exist", p.display()))
-        };
-    }
-    let mut tried = Vec::new();
-    for var in ["CUDA_HOME", "CUDA_PATH"] {
-        if let Some(root) = std::env::var_os(var) {
-            let p = PathBuf::from(root).join("bin/nvcc");
-            if p.is_file() {
-                return Ok(p);
-            }
-            tried.push(p.display().to_string());
-        }
-    }
-    if let Some(p) = search_path("nvcc") {
-        return Ok(p);
-    }
-    tried.push("nvcc on PATH".into());
-    for p in [
-        PathBuf::from("/usr/local/cuda/bin/nvcc"),
-        manifest_dir.join(".toolchain/cuda/nvidia/cu13/bin/nvcc"),
-    ] {
-        if p.is_file() {
-            return Ok(p);
-        }
-        tried.push(p.display().to_string());
-    }
-    watch_for_nvcc(manifest_dir);
-    Err(format!(
-        "nvcc not found (tried {}; scripts/install-nvcc.sh installs it, and the next build \
-         compiles the kernels)",
-        tried.join(", ")
-    ))
-}
-
-/// With no nvcc found: asks cargo to run this script again once one may have
-/// appeared, so installing nvcc never needs a `touch build.rs`. Cargo reruns
-/// a script when a watched folder, or anything in it, is newer than its last
-/// run. Watched: `.toolchain/` (committed, so it exists on a fresh clone;
-/// `scripts/install-nvcc.sh` installs into it), the `PATH` folders, and
-/// `$CUDA_HOME/bin`, `$CUDA_PATH/bin` and `/usr/local/cuda/bin` where they
-/// exist. A folder that holds this checkout (or lies inside it) is never
-/// watched: its build outputs change on every build.
-fn watch_for_nvcc(manifest_dir: &Path) {
-    let toolchain = manifest_dir.join(".toolchain");
-    if toolchain.is_dir() {
-        println!("cargo:rerun-if-changed={}", toolchain.display());
-    }
-    let mut folders: Vec<PathBuf> = std::env::var_os("PATH")
-        .map(|p| std::env::split_paths(&p).collect())
-        .unwrap_or_default();
-    folders.extend(
-        ["CUDA_HOME", "CUDA_PATH"]
-            .iter()
-            .filter_map(|v| std::env::var_os(v).map(|r| PathBuf::from(r).join("bin"))),
-    );
-    folders.push(PathBuf::from("/usr/local/cuda/bin"));
-    for dir in folders {
-        let near_checkout = manifest_dir.starts_with(&dir) || dir.starts_with(manifest_dir);
-        if dir.is_absolute() && dir.is_dir() && !near_checkout {
-            println!("cargo:rerun-if-changed={}", dir.display());
-        }
-    }
-}
-
-fn search_path(name: &str) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path)
-        .map(|d| d.join(name))
-        .find(|p| p.is_file())
-}
-
-/// `RINGBRIDGE_CUDA_ARCHS` or the default, validated.
-fn archs() -> Result<Vec<String>, String> {
-    let list: Vec<String> = match env("RINGBRIDGE_CUDA_ARCHS") {
-        Some(s) if !s.trim().is_empty() => s
-            .split(',')
-            .map(|a| a.trim().to_string())
-            .filter(|a| !a.is_empty())
-            .collect(),
-        _ => DEFAULT_ARCHS.iter().map(|s| s.to_string()).collect(),
-    };
-    for a in &list {
-        let num = a
-            .strip_prefix("sm_")
-            .or_else(|| a.strip_prefix("compute_"))
-            .ok_or_else(|| bad_arch(a))?;
-        // An optional `a` (arch-specific) or `f` (family) suffix, as in sm_90a.
-        let digits = num.strip_suffix(['a', 'f']).unwrap_or(num);
-        if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
-            return Err(bad_arch(a));
-        }
-    }
-    Ok(list)
-}
-
-fn bad_arch(a: &str) -> String {
-    format!(
-        "bad RINGBRIDGE_CUDA_ARCHS entry `{a}` (expected a comma list of sm_XY or compute_XY, e.g. sm_90,compute_80)"
-    )
-}
-
-/// `sm_90` -> `arch=compute_90,code=sm_90`; `compute_80` -> `arch=compute_80,code=compute_80`.
-fn gencode(a: &str) -> String {
-    match a.strip_prefix("sm_") {
-        Some(n) => format!("arch=compute_{n},code=sm_{n}"),
-        None => format!("arch={a},code={a}"),
-    }
-}
-
-/// The PTX written for the tests targets the highest listed architecture.
-fn ptx_arch(archs: &[String]) -> String {
-    let num = |a: &String| -> u32 {
-        let n = a.trim_start_matches("sm_").trim_start_matches("compute_");
-        n.trim_end_matches(|c: char| c.is_ascii_lowercase())
-            .parse()
-            .unwrap_or(0)
-    };
-    let max = archs.iter().map(num).max().unwrap_or(90);
-    format!("compute_{max}")
-}
-
-/// `nvcc --version`'s release, e.g. `13.0.88` from "release 13.0, V13.0.88".
-fn nvcc_version(nvcc: &Path) -> Result<String, String> {
-    let out = Command::new(nvcc)
-        .arg("--version")
-        .output()
-        .map_err(|e| format!("cannot run {}: {e}", nvcc.display()))?;
-    if !out.status.success() {
-        return Err(format!(
-            "{} --version failed: {}",
-            nvcc.display(),
-            out.status
-        ));
-    }
-    let text = String::from_utf8_lossy(&out.stdout);
-    let line = text
-        .lines()
-        .find(|l| l.contains("release"))
-        .ok_or_else(|| format!("{} --version printed no release line", nvcc.display()))?;
-    Ok(match line.rsplit_once(", V") {
-        Some((_, v)) => v.trim().to_string(),
-        None => line.trim().to_string(),
-    })
-}
-
-/// `RB_KERNEL_ENTRY(name, Handler)` lines of a `.cu` source: its entry points.
-fn entries_of(source: &str) -> Vec<String> {
-    source
-        .lines()
-        .filter_map(|l| l.trim_start().strip_prefix("RB_KERNEL_ENTRY("))
-        .filter_map(|rest| rest.split(',').next())
-        .map(|name| name.trim().to_string())
-        .filter(|name| !name.is_empty())
-        .collect()
-}
-
-fn compile_kernels(
-    manifest_dir: &Path,
-    out_dir: &Path,
-    kernels_dir: &Path,
-    sources: &[PathBuf],
-    defines: &[(String, Option<String>)],
-) -> Result<CompiledSet, String> {
-    let nvcc = find_nvcc(manifest_dir)?;
-    println!("cargo:rerun-if-changed={}", nvcc.display());
-    let version = nvcc_version(&nvcc)?;
-    let archs = archs()?;
-    if sources.is_empty() {
-        return Err(format!("no .cu files in {}", kernels_dir.display()));
-    }
-    let ccbin = env("NVCC_CCBIN");
-    let ptx_arch = ptx_arch(&archs);
-
-    // Every (source, output kind) pair is one nvcc run; run them side by side.
-    let base = |src: &Path| -> Command {
-        let mut c = Command::new(&nvcc);
-        if let Some(cc) = &ccbin {
-            c.arg("-ccbin").arg(cc);
-        }
-        for (name, value) in defines {
-            match value {
-                Some(v) => c.arg(format!("-D{name}={v}")),
-                None => c.arg(format!("-D{name}")),
-            };
-        }
-        // OUT_DIR first: our builds always see the freshly generated layout header.
-        c.arg("-std=c++17")
-            .arg("-O3")
-            .arg(format!("-I{}", out_dir.display()))
-            .arg(format!("-I{}", kernels_dir.display()))
-            .arg(src);
-        c
-    };
-    let mut jobs: Vec<(String, Command)> = Vec::new();
-    for src in sources {
-        let stem = src.file_stem().unwrap().to_string_lossy().into_owned();
-        let mut fatbin = base(src);
-        fatbin.arg("-fatbin");
-        for a in &archs {
-            fatbin.arg("-gencode").arg(gencode(a));
-        }
-        fatbin.arg("-o").arg(out_dir.join(format!("{stem}.fatbin")));
-        jobs.push((format!("{} (fatbin)", src.display()), fatbin));
-        let mut ptx = base(src);
-        ptx.arg("-ptx")
-            .arg(format!("-arch={ptx_arch}"))
-            .arg("-o")
-            .arg(out_dir.join(format!("{stem}.ptx")));
-        jobs.push((format!("{} (ptx)", src.display()), ptx));
-    }
-    let results: Vec<Result<(), String>> = std::thread::scope(|s| {
-        let handles: Vec<_> = jobs
-            .iter_mut()
-            .map(|(what, cmd)| {
-                s.spawn(move || {
-                    let out = cmd
-                        .output()
-                        .map_err(|e| format!("cannot run nvcc for {what}: {e}"))?;
-                    let stderr = String::from_utf8_lossy(&out.stderr);
-                    if !out.status.success() {
-                        let first: Vec<&str> = stderr.lines().take(12).collect();
-                        return Err(format!(
-                            "nvcc failed on {what} ({}): {}",
-                            out.status,
-                            first.join(" | ")
-                        ));
-                    }
-                    for l in stderr.lines().filter(|l| !l.trim().is_empty()) {
-                        println!("cargo:warning=ringbridge: nvcc: {l}");
-                    }
-                    Ok(())
-                })
-            })
-            .collect();
-        handles.into_iter().map(|h| h.join().unwrap()).collect()
-    });
-    results.into_iter().collect::<Result<Vec<()>, String>>()?;
-
-    let mut images = Vec::new();
-    for src in sources {
-        let stem = src.file_stem().unwrap().to_string_lossy().into_owned();
-        let text =
-            std::fs::read_to_string(src).map_err(|e| format!("reading {}: {e}", src.display()))?;
-        let entries = entries_of(&text);
-        let fatbin = std::fs::metadata(out_dir.join(format!("{stem}.fatbin")))
-            .map_err(|e| format!("nvcc wrote no {stem}.fatbin: {e}"))?;
-        if fatbin.len() == 0 {
-            return Err(format!("nvcc wrote an empty {stem}.fatbin"));
-        }
-        images.push(Compiled { stem, entries });
-    }
-    Ok(CompiledSet {
-        version,
-        archs,
-        images,
-    })
-}
-
 fn str_list(items: &[String]) -> String {
     let quoted: Vec<String> = items.iter().map(|s| format!("{s:?}")).collect();
     format!("&[{}]", quoted.join(", "))
 }
 
-fn images_rs_compiled(c: &CompiledSet, out_dir: &Path) -> String {
+fn images_rs_compiled(
+    version: &str,
+    archs: &[String],
+    images: &[ringbridge_build::CompiledImage],
+) -> String {
     let mut s = String::from("// generated by build.rs; do not edit\n");
     writeln!(s, "pub const KERNELS_COMPILED: bool = true;").unwrap();
     writeln!(s, "pub const NOT_COMPILED_REASON: &str = \"\";").unwrap();
     writeln!(
         s,
-        "pub const NVCC_VERSION: Option<&str> = Some({:?});",
-        c.version
+        "pub const NVCC_VERSION: Option<&str> = Some({version:?});"
     )
     .unwrap();
-    writeln!(s, "pub const ARCHS: &[&str] = {};", str_list(&c.archs)).unwrap();
+    writeln!(s, "pub const ARCHS: &[&str] = {};", str_list(archs)).unwrap();
     writeln!(s, "static IMAGES: &[KernelImage] = &[").unwrap();
-    for img in &c.images {
-        let fatbin = out_dir.join(format!("{}.fatbin", img.stem));
-        let ptx = out_dir.join(format!("{}.ptx", img.stem));
+    let path = |p: &Option<PathBuf>| {
+        p.as_ref()
+            .map(|p| p.display().to_string())
+            .unwrap_or_default()
+    };
+    for img in images {
         writeln!(
             s,
             "    KernelImage {{ name: {:?}, fatbin: include_bytes!({:?}), ptx: include_str!({:?}), entries: {} }},",
             img.stem,
-            fatbin.display().to_string(),
-            ptx.display().to_string(),
+            path(&img.fatbin),
+            path(&img.ptx),
             str_list(&img.entries)
         )
         .unwrap();

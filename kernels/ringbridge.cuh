@@ -1718,6 +1718,15 @@ RB_INLINE int rb_serve(rb_control* ctl, rb_ring* h2k, rb_ring* k2h, Handler& han
     }
 }
 
+#if !RB_ON_GPU
+/* Whether a host entry's regions are usable: the control block and both
+   ring headers 128-byte aligned and not null. */
+inline bool rb_host_regions_ok(const void* ctl, const void* h2k, const void* k2h) {
+    const auto aligned = [](const void* p) { return p != nullptr && reinterpret_cast<uintptr_t>(p) % RB_LINE == 0; };
+    return aligned(ctl) && aligned(h2k) && aligned(k2h);
+}
+#endif
+
 #if RB_ON_GPU
 /*
  * Defines a persistent-kernel entry point serving `HandlerType`:
@@ -1731,6 +1740,28 @@ RB_INLINE int rb_serve(rb_control* ctl, rb_ring* h2k, rb_ring* k2h, Handler& han
     extern "C" __global__ void __launch_bounds__(1024) name(rb_control* ctl, rb_ring* h2k, rb_ring* k2h) { \
         HandlerType handler(rb_ld_relaxed(&ctl->param));                                             \
         (void)rb_serve(ctl, h2k, k2h, handler);                                                      \
+    }
+#else
+/*
+ * The same line compiled by a host C++ compiler (ringbridge-build's host
+ * build of a .cu file) defines the entry the fallback calls instead:
+ *   extern "C" int32_t name__rb_host(void* ctl, void* h2k, void* k2h, uint32_t block)
+ * run on the calling thread as block `block` of a striped group (0 for a
+ * plain bridge; ctl, h2k and k2h are region 0's, see rb_select_stripe). It
+ * builds the handler from ctl->param (RELAXED: written before the serving
+ * thread started) and serves until terminate or failure; returns the final
+ * status (RB_STATUS_STOPPED or RB_STATUS_FAILED), RB_STATUS_LAUNCHING when
+ * the group has no region for `block`, or -1 for a null or misaligned
+ * region. rb_host_block_index is a C++17 inline variable: defined once
+ * however many kernels' libraries are linked together.
+ */
+#define RB_KERNEL_ENTRY(name, HandlerType)                                                           \
+    extern "C" int32_t name##__rb_host(void* ctl, void* h2k, void* k2h, uint32_t block) {            \
+        if (!rb_host_regions_ok(ctl, h2k, k2h)) return -1;                                           \
+        rb_host_block_index = block;                                                                 \
+        rb_control* c = static_cast<rb_control*>(ctl);                                               \
+        HandlerType handler(rb_ld_relaxed(&c->param));                                               \
+        return rb_serve(c, static_cast<rb_ring*>(h2k), static_cast<rb_ring*>(k2h), handler);         \
     }
 #endif
 

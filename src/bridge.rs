@@ -15,6 +15,7 @@ use crate::ring::{
     RegionLayout, RingConsumer, RingProducer, RingRef, RingSpec, SlotFormat, describe_error,
 };
 use crate::sync::lock;
+use crate::user_kernel::UserKernel;
 
 /// What runs on the device side of a bridge.
 ///
@@ -60,6 +61,11 @@ pub enum Kernel {
     },
     /// A Rust handler run by the fallback's serve loop (Host backend only).
     Host(HostHandler),
+    /// A user's C++ kernel built by `ringbridge-build` for both backends: on
+    /// CUDA from its fatbin (one block per bridge, the builder's block size),
+    /// on the host from its host entry. Its handler is built from
+    /// [`UserKernel::param`].
+    User(UserKernel),
 }
 
 impl Kernel {
@@ -68,6 +74,23 @@ impl Kernel {
     }
     fn needs_host(&self) -> bool {
         matches!(self, Kernel::Host(_))
+    }
+}
+
+/// Whether `kernel` has a CUDA image, and if not, why.
+fn cuda_image_of(kernel: &Kernel) -> std::result::Result<(), String> {
+    match kernel {
+        Kernel::User(u) if u.fatbin().is_none() => Err(format!(
+            "kernel {} has no CUDA image ({})",
+            u.entry(),
+            u.no_fatbin_reason()
+        )),
+        Kernel::User(_) | Kernel::Custom { .. } => Ok(()),
+        _ if !crate::kernels::KERNELS_COMPILED => Err(format!(
+            "kernels not compiled ({})",
+            crate::kernels::NOT_COMPILED_REASON
+        )),
+        _ => Ok(()),
     }
 }
 
@@ -366,15 +389,23 @@ impl BridgeBuilder {
                 "a Rust host handler runs on the host backend only".into(),
             )),
             Backend::Host => Ok((Backend::Host, "host backend requested".into())),
-            Backend::Cuda => Ok((Backend::Cuda, "CUDA backend requested".into())),
+            Backend::Cuda => match &self.kernel {
+                Kernel::User(_) => match cuda_image_of(&self.kernel) {
+                    Ok(()) => Ok((Backend::Cuda, "CUDA backend requested".into())),
+                    Err(why) => Err(Error::InvalidArgument(why)),
+                },
+                _ => Ok((Backend::Cuda, "CUDA backend requested".into())),
+            },
             Backend::Auto => {
+                // Only the kernels that run on one backend alone decide by
+                // kind; the others (built-ins, user kernels) by the machine.
                 if self.kernel.needs_host() {
                     return Ok((Backend::Host, "the kernel is a Rust host handler".into()));
                 }
                 if self.kernel.needs_cuda() {
                     return Ok((Backend::Cuda, "a custom kernel image needs CUDA".into()));
                 }
-                match cuda_ready(self.device) {
+                match cuda_image_of(&self.kernel).and_then(|()| cuda_ready(self.device)) {
                     Ok(()) => Ok((Backend::Cuda, format!("CUDA device {} found", self.device))),
                     Err(why) => Ok((Backend::Host, format!("no CUDA: {why}"))),
                 }
@@ -479,8 +510,14 @@ impl BridgeBuilder {
         let (backend, reason) = self.resolve_backend()?;
         let (spec, max_payload) = self.resolve_spec(backend)?;
         let layout = RegionLayout::new(spec)?;
+        if self.emulated_block.is_some() && matches!(self.kernel, Kernel::User(_)) {
+            return Err(Error::InvalidArgument(
+                "the block emulation runs the built-in kernels and Rust handlers only".into(),
+            ));
+        }
         let param = match &self.kernel {
             Kernel::ScaleF32 { factor } => u64::from(factor.to_bits()),
+            Kernel::User(u) => u.param(),
             _ => 0,
         };
         let parts = match backend {
@@ -594,6 +631,7 @@ fn launch_host(
         Kernel::Echo => HostKernel::Echo,
         Kernel::ScaleF32 { .. } => HostKernel::ScaleF32,
         Kernel::Host(h) => HostKernel::Callback(h),
+        Kernel::User(u) => HostKernel::User(u.host_entry()),
         Kernel::Custom { .. } => unreachable!("resolve_backend rejects it"),
     };
     if stripes == 1 {
@@ -621,13 +659,9 @@ fn launch_host(
     Ok(parts)
 }
 
+/// Whether the driver loads and has device `device` (the kernel's image is
+/// [`cuda_image_of`]'s question).
 fn cuda_ready(device: usize) -> std::result::Result<(), String> {
-    if !crate::kernels::KERNELS_COMPILED {
-        return Err(format!(
-            "kernels not compiled ({})",
-            crate::kernels::NOT_COMPILED_REASON
-        ));
-    }
     crate::cuda::device_info(device)
         .map(|_| ())
         .map_err(|e| e.to_string())
@@ -659,6 +693,14 @@ fn launch_cuda(
             grid,
             block,
         } => (image, entry.as_str(), *grid, *block),
+        Kernel::User(u) => (
+            u.fatbin().ok_or_else(|| {
+                Error::InvalidArgument(format!("kernel {} has no CUDA image", u.entry()))
+            })?,
+            u.entry(),
+            1,
+            built_in_block,
+        ),
         Kernel::Host(_) => unreachable!("resolve_backend rejects it"),
     };
     let ctx = crate::cuda::context(b.device)?;

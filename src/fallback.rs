@@ -14,6 +14,7 @@ use crate::kernels::ffi;
 use crate::layout::MessageHeader;
 use crate::ring::{HostMemory, RegionLayout};
 use crate::sync::lock;
+use crate::user_kernel::HostEntry;
 
 /// The signature of a host handler: request header, request payload, reply
 /// buffer (the slot's payload capacity). `Ok(n)` replies with the first `n`
@@ -103,6 +104,9 @@ impl std::fmt::Debug for HostHandler {
 pub(crate) enum HostKernel {
     Echo,
     ScaleF32,
+    /// A user's kernel, through the host entry its RB_KERNEL_ENTRY defines
+    /// (no block emulation: the emulation's ids name the built-ins only).
+    User(HostEntry),
     Callback(HostHandler),
 }
 
@@ -122,8 +126,8 @@ extern "C" fn trampoline(
     out_capacity: u32,
 ) -> i32 {
     // SAFETY: `ctx` is the `CallbackCtx` that `HostEngine::spawn` passed to
-    // `rb_host_serve`; the serving thread holds an `Arc` of it until
-    // `rb_host_serve` returns, so it outlives every call.
+    // the serve loop; the serving thread holds an `Arc` of it until the loop
+    // returns, so it outlives every call.
     let ctx = unsafe { &*(ctx as *const CallbackCtx) };
     // SAFETY: the serve loop passes a header it read from the request slot
     // (slot format) or built on its stack (lane format), readable and
@@ -191,11 +195,31 @@ impl HostEngine {
         emulated_block: Option<u32>,
         block: u32,
     ) -> Result<Self> {
-        let (id, ctx) = match kernel {
-            HostKernel::Echo => (ffi::HANDLER_ECHO, None),
-            HostKernel::ScaleF32 => (ffi::HANDLER_SCALE_F32, None),
+        // The emulation picks the built-in handlers by id; the fallback
+        // proper calls a kernel's host entry (or the callback loop).
+        let (id, entry, ctx) = match kernel {
+            HostKernel::Echo => (
+                ffi::HANDLER_ECHO,
+                Some(crate::kernels::builtin::ringbridge_echo().host_entry()),
+                None,
+            ),
+            HostKernel::ScaleF32 => (
+                ffi::HANDLER_SCALE_F32,
+                Some(crate::kernels::builtin::ringbridge_scale_f32().host_entry()),
+                None,
+            ),
+            HostKernel::User(entry) => {
+                if emulated_block.is_some() {
+                    return Err(Error::InvalidArgument(
+                        "the block emulation runs the built-in kernels and Rust handlers only"
+                            .into(),
+                    ));
+                }
+                (u32::MAX, Some(entry), None)
+            }
             HostKernel::Callback(handler) => (
                 ffi::HANDLER_CALLBACK,
+                None,
                 Some(Arc::new(CallbackCtx {
                     handler,
                     panic: Mutex::new(None),
@@ -226,10 +250,16 @@ impl HostEngine {
                 // `cb_ctx` points into `thread_ctx`, alive for the call too.
                 // For `block > 0`, the group's configuration (written before
                 // spawning too) places region `block` inside `mem` as well.
+                // A host entry (from ringbridge-build's generated
+                // constructor) has the same contract without a handler.
                 let status = unsafe {
-                    match emulated_block {
-                        None => ffi::rb_host_serve(ctl, h2k, k2h, id, cb, cb_ctx, block),
-                        Some(n) => ffi::rb_emu_serve(ctl, h2k, k2h, id, cb, cb_ctx, n),
+                    match (emulated_block, entry, cb) {
+                        (Some(n), _, _) => ffi::rb_emu_serve(ctl, h2k, k2h, id, cb, cb_ctx, n),
+                        (None, Some(entry), _) => entry(ctl, h2k, k2h, block),
+                        (None, None, Some(cb)) => {
+                            ffi::rb_host_serve_callback(ctl, h2k, k2h, cb, cb_ctx, block)
+                        }
+                        (None, None, None) => ffi::SERVE_BAD_ARGUMENT,
                     }
                 };
                 drop(thread_ctx);

@@ -77,6 +77,13 @@ mod generated {
     }
 }
 
+/// The built-in kernels (`kernels/echo.cu`, `kernels/scale.cu`) as
+/// [`UserKernel`](crate::UserKernel)s: built by ringbridge-build exactly as
+/// a user's kernel is, so the fallback runs them through their host entries.
+pub(crate) mod builtin {
+    include!(concat!(env!("OUT_DIR"), "/ringbridge_kernels.rs"));
+}
+
 /// Whether nvcc compiled the kernels when this crate was built.
 pub const KERNELS_COMPILED: bool = generated::KERNELS_COMPILED;
 
@@ -207,7 +214,8 @@ pub(crate) mod ffi {
         out_capacity: u32,
     ) -> i32;
 
-    /// `handler_id` of the built-in echo handler.
+    /// `handler_id` of the built-in echo handler ([`host_serve`],
+    /// `rb_emu_serve`).
     pub(crate) const HANDLER_ECHO: u32 = 0;
     /// `handler_id` of the built-in `f32` scale handler.
     pub(crate) const HANDLER_SCALE_F32: u32 = 1;
@@ -215,15 +223,51 @@ pub(crate) mod ffi {
     pub(crate) const HANDLER_CALLBACK: u32 = 2;
     /// What a [`HandlerFn`] returns after catching a panic (`INT32_MIN`).
     pub(crate) const HANDLER_PANICKED: i32 = crate::layout::HANDLER_PANICKED;
-    /// What [`rb_host_serve`] returns for an unknown `handler_id`, a null or
-    /// misaligned pointer, or [`HANDLER_CALLBACK`] without a function.
+    /// What the host entries return for a null or misaligned pointer (and
+    /// [`host_serve`] for an unknown `handler_id` or
+    /// [`HANDLER_CALLBACK`] without a function).
     pub(crate) const SERVE_BAD_ARGUMENT: i32 = -1;
 
+    /// The host entry of the built-in kernel `handler_id` (echo or scale),
+    /// or `rb_host_serve_callback` with `handler` for [`HANDLER_CALLBACK`]:
+    /// the fallback's three ways in, by the ids the block emulation uses.
+    ///
+    /// # Safety
+    /// As [`rb_host_serve_callback`].
+    pub(crate) unsafe fn host_serve(
+        ctl: *mut c_void,
+        h2k: *mut c_void,
+        k2h: *mut c_void,
+        handler_id: u32,
+        handler: Option<HandlerFn>,
+        fn_ctx: *mut c_void,
+        block: u32,
+    ) -> i32 {
+        let entry = match handler_id {
+            HANDLER_ECHO => super::builtin::ringbridge_echo().host_entry(),
+            HANDLER_SCALE_F32 => super::builtin::ringbridge_scale_f32().host_entry(),
+            HANDLER_CALLBACK => {
+                let Some(f) = handler else {
+                    return SERVE_BAD_ARGUMENT;
+                };
+                // SAFETY: the caller's contract is this function's.
+                return unsafe { rb_host_serve_callback(ctl, h2k, k2h, f, fn_ctx, block) };
+            }
+            _ => return SERVE_BAD_ARGUMENT,
+        };
+        // SAFETY: a built-in host entry (ringbridge-build's constructor
+        // guarantees it) under the caller's contract, which is the entry's.
+        unsafe { entry(ctl, h2k, k2h, block) }
+    }
+
     unsafe extern "C" {
-        /// Runs the serve loop on the calling thread until `terminate` is set
-        /// in the control block (returns `STATUS_STOPPED`) or an error stops
-        /// it (returns `STATUS_FAILED`, with `error_code`/`error_detail` set),
-        /// or returns [`SERVE_BAD_ARGUMENT`].
+        /// Runs the serve loop with `handler` on the calling thread until
+        /// `terminate` is set in the control block (returns
+        /// `STATUS_STOPPED`) or an error stops it (returns `STATUS_FAILED`,
+        /// with `error_code`/`error_detail` set), or returns
+        /// [`SERVE_BAD_ARGUMENT`]. The built-in and users' kernels have host
+        /// entries of their own ([`crate::user_kernel::HostEntry`], same
+        /// contract without the handler).
         ///
         /// `block`: the block this thread plays in a striped group (0 for a
         /// plain bridge). Block `b` serves the region `b * stripe_stride`
@@ -239,24 +283,23 @@ pub(crate) mod ffi {
         /// same holds for region `block` of the group those words describe.
         /// Other threads touch that memory only through atomics, following
         /// the ring protocol. `fn_ctx` is whatever `handler` expects.
-        pub(crate) fn rb_host_serve(
+        pub(crate) fn rb_host_serve_callback(
             ctl: *mut c_void,
             h2k: *mut c_void,
             k2h: *mut c_void,
-            handler_id: u32,
-            handler: Option<HandlerFn>,
+            handler: HandlerFn,
             fn_ctx: *mut c_void,
             block: u32,
         ) -> i32;
 
-        /// Tests only: [`rb_host_serve`] run by a block of `nthreads`
+        /// Tests only: [`host_serve`] run by a block of `nthreads`
         /// (1..=1024) POSIX threads that emulate a CUDA block, so the GPU's
         /// block-parallel serve loops run on a CPU
         /// (`kernels/host/block_emulation.cpp`). One such block runs at a
         /// time in a process; a second call waits for the first to return.
         ///
         /// # Safety
-        /// As [`rb_host_serve`].
+        /// As [`rb_host_serve_callback`].
         pub(crate) fn rb_emu_serve(
             ctl: *mut c_void,
             h2k: *mut c_void,
@@ -438,7 +481,7 @@ mod tests {
                 // SAFETY: the region is 128-byte aligned, laid out by `new`,
                 // and kept alive by `r` until the call returns.
                 unsafe {
-                    ffi::rb_host_serve(
+                    ffi::host_serve(
                         b.cast(),
                         b.add(r.h2k).cast(),
                         b.add(r.k2h).cast(),
@@ -1066,7 +1109,7 @@ mod tests {
             // SAFETY: the region is laid out by `new`; `stripes` is 1, so a
             // block other than 0 has no region and must touch nothing.
             let rc = unsafe {
-                ffi::rb_host_serve(
+                ffi::host_serve(
                     b.cast(),
                     b.add(r.h2k).cast(),
                     b.add(r.k2h).cast(),
@@ -1092,7 +1135,7 @@ mod tests {
         let b = r.base();
         // SAFETY: a misaligned pointer is refused before any access.
         let rc = unsafe {
-            ffi::rb_host_serve(
+            ffi::host_serve(
                 b.add(8).cast(),
                 b.add(r.h2k).cast(),
                 b.add(r.k2h).cast(),

@@ -36,10 +36,33 @@ struct job {
     int32_t status;
 };
 
+// The handlers the emulation runs, by id (0 echo, 1 scale_f32, 2 fn): a
+// test harness's choice. The fallback proper has no such switch: built-in
+// and users' kernels reach it through their RB_KERNEL_ENTRY host entries.
+int32_t serve_by_id(rb_control* ctl, rb_ring* h2k, rb_ring* k2h, uint32_t handler_id, rb_host_handler_fn fn,
+                    void* fn_ctx) {
+    /* RELAXED: written by the host before the serving threads started. */
+    const uint64_t param = rb_ld_relaxed(&ctl->param);
+    switch (handler_id) {
+        case 0: {
+            rb_echo_handler h(param);
+            return rb_serve(ctl, h2k, k2h, h);
+        }
+        case 1: {
+            rb_scale_f32_handler h(param);
+            return rb_serve(ctl, h2k, k2h, h);
+        }
+        case 2:
+            return rb_serve_callback(ctl, h2k, k2h, fn, fn_ctx);
+        default:
+            return -1;
+    }
+}
+
 void* run_thread(void* arg) {
     job* j = static_cast<job*>(arg);
     rb_emu_tid = j->tid;
-    j->status = rb_serve_host(j->ctl, j->h2k, j->k2h, j->handler_id, j->fn, j->fn_ctx);
+    j->status = serve_by_id(j->ctl, j->h2k, j->k2h, j->handler_id, j->fn, j->fn_ctx);
     return nullptr;
 }
 
@@ -50,12 +73,14 @@ pthread_mutex_t one_block = PTHREAD_MUTEX_INITIALIZER;
 
 // Runs the serve loop as a block of `nthreads` (1 to 1024) POSIX threads
 // until terminate or failure; returns thread 0's final status, or -1 for bad
-// arguments (as rb_host_serve) or when a thread could not be created (then
+// arguments (an unknown id, id 2 without fn, a null or misaligned region, a
+// bad nthreads) or when a thread could not be created (then
 // the threads already started are left blocked: tests only).
 extern "C" int32_t rb_emu_serve(void* ctl, void* h2k, void* k2h, uint32_t handler_id, rb_emu_ns::rb_host_handler_fn fn,
                                 void* fn_ctx, uint32_t nthreads) {
     using namespace rb_emu_ns;
-    if (!rb_host_args_ok(ctl, h2k, k2h, handler_id, fn) || nthreads == 0 || nthreads > 1024) return -1;
+    const bool args_ok = rb_host_regions_ok(ctl, h2k, k2h) && handler_id <= 2 && (handler_id != 2 || fn != nullptr);
+    if (!args_ok || nthreads == 0 || nthreads > 1024) return -1;
     pthread_mutex_lock(&one_block);
     static rb_emu_block block;
     block.nthreads = nthreads;

@@ -1,34 +1,33 @@
-// The host fallback: ringbridge's device half (kernels/ringbridge.cuh and the
-// built-in handlers of kernels/handlers.h), compiled by the host C++ compiler
-// and run as a block of one thread on a CPU thread. Built by build.rs into
-// the static library `ringbridge_fallback`; declared in Rust in
-// src/kernels.rs (`ffi`).
+// The host fallback's serve loop for handlers written in Rust: ringbridge's
+// device half (kernels/ringbridge.cuh) compiled by the host C++ compiler and
+// run as a block of one thread on a CPU thread, calling a Rust function per
+// request. Built by build.rs into the static library `ringbridge_fallback`;
+// declared in Rust in src/kernels.rs (`ffi`). The kernels written in C++
+// (the built-in echo and scale, and users' kernels) have host entries of
+// their own, defined by RB_KERNEL_ENTRY (ringbridge-build compiles them).
 #include <stdint.h>
 
-#include "handlers.h"
 #include "host/serve_host.h"
 #include "ringbridge.cuh"
 
 extern "C" {
 
-// Runs the serve loop on the calling thread until terminate or failure.
-// ctl, h2k, k2h: the control block and the two ring headers, 128-byte aligned.
-// handler_id: 0 echo, 1 scale_f32, 2 fn(fn_ctx, ...) (see host/serve_host.h).
-// block: the block this thread plays in a striped group (0 for a plain
-// bridge): ctl, h2k and k2h are region 0's, and block b serves region b
-// (rb_select_stripe), as block b of a striped launch does on the GPU.
-// Returns the final status (RB_STATUS_STOPPED or RB_STATUS_FAILED), or -1 for
-// an unknown handler_id, a null or misaligned pointer, or id 2 with fn null;
-// RB_STATUS_LAUNCHING when the group has no region for this block.
-int32_t rb_host_serve(void* ctl, void* h2k, void* k2h, uint32_t handler_id, rb_host_handler_fn fn, void* fn_ctx,
-                      uint32_t block);
+// Runs the serve loop with `fn` on the calling thread until terminate or
+// failure. ctl, h2k, k2h: the control block and the two ring headers,
+// 128-byte aligned. block: the block this thread plays in a striped group
+// (0 for a plain bridge): ctl, h2k and k2h are region 0's, and block b
+// serves region b (rb_select_stripe), as block b of a striped launch does on
+// the GPU. Returns the final status (RB_STATUS_STOPPED or RB_STATUS_FAILED),
+// or -1 for a null or misaligned pointer or fn null; RB_STATUS_LAUNCHING when
+// the group has no region for this block.
+int32_t rb_host_serve_callback(void* ctl, void* h2k, void* k2h, rb_host_handler_fn fn, void* fn_ctx, uint32_t block);
 
 }  // extern "C"
 
-extern "C" int32_t rb_host_serve(void* ctl, void* h2k, void* k2h, uint32_t handler_id, rb_host_handler_fn fn,
-                                 void* fn_ctx, uint32_t block) {
-    if (!rb_host_args_ok(ctl, h2k, k2h, handler_id, fn)) return -1;
+extern "C" int32_t rb_host_serve_callback(void* ctl, void* h2k, void* k2h, rb_host_handler_fn fn, void* fn_ctx,
+                                          uint32_t block) {
+    if (!rb_host_args_ok(ctl, h2k, k2h, fn)) return -1;
     rb_host_block_index = block;
-    return rb_serve_host(static_cast<rb_control*>(ctl), static_cast<rb_ring*>(h2k), static_cast<rb_ring*>(k2h),
-                         handler_id, fn, fn_ctx);
+    return rb_serve_callback(static_cast<rb_control*>(ctl), static_cast<rb_ring*>(h2k), static_cast<rb_ring*>(k2h), fn,
+                             fn_ctx);
 }

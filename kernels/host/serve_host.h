@@ -1,13 +1,16 @@
 /*
- * serve_host.h — the host builds' entry into the serve loop: a handler
- * chosen by id (0 echo, 1 scale_f32, 2 a caller's function), built from the
- * control block's `param`, then rb_serve. Shared by the fallback
- * (fallback.cpp, a block of one thread) and the block emulation
- * (block_emulation.cpp, once per emulated CUDA thread), each including it
- * after its own configuration of ringbridge.cuh and handlers.h.
+ * serve_host.h — the host builds' serve loop over a handler written in Rust:
+ * a function pointer and its context, called once per request. Shared by
+ * the fallback (fallback.cpp, a block of one thread) and the block
+ * emulation (block_emulation.cpp, once per emulated CUDA thread), each
+ * including it after its own configuration of ringbridge.cuh. Handlers
+ * written in C++ need none of this: RB_KERNEL_ENTRY compiled for the host
+ * defines their entry (ringbridge.cuh).
  */
 #ifndef RINGBRIDGE_SERVE_HOST_H
 #define RINGBRIDGE_SERVE_HOST_H
+
+#include "ringbridge.cuh"
 
 /* A handler implemented by the caller (Rust): same contract as a device
    handler (0: reply; > 0: error reply with that code; < 0: fatal;
@@ -25,37 +28,17 @@ struct rb_callback_handler {
     }
 };
 
-/* Whether the entry points' arguments are usable: the three regions 128-byte
-   aligned (and not null), a known handler id, a function for id 2. */
-inline bool rb_host_args_ok(const void* ctl, const void* h2k, const void* k2h, uint32_t handler_id,
-                            rb_host_handler_fn fn) {
-    const auto aligned = [](const void* p) { return p != nullptr && reinterpret_cast<uintptr_t>(p) % RB_LINE == 0; };
-    return aligned(ctl) && aligned(h2k) && aligned(k2h) && handler_id <= 2 && (handler_id != 2 || fn != nullptr);
+/* Whether the callback entry's arguments are usable: the three regions
+   128-byte aligned (and not null), and a function. */
+inline bool rb_host_args_ok(const void* ctl, const void* h2k, const void* k2h, rb_host_handler_fn fn) {
+    return rb_host_regions_ok(ctl, h2k, k2h) && fn != nullptr;
 }
 
-/* Serves with handler `handler_id` until terminate or failure; returns the
-   final status, or -1 for an unknown id or id 2 without a function. */
-inline int32_t rb_serve_host(rb_control* ctl, rb_ring* h2k, rb_ring* k2h, uint32_t handler_id, rb_host_handler_fn fn,
-                             void* fn_ctx) {
-    /* RELAXED: written by the host before the serving thread started. */
-    const uint64_t param = rb_ld_relaxed(&ctl->param);
-    switch (handler_id) {
-        case 0: {
-            rb_echo_handler h(param);
-            return rb_serve(ctl, h2k, k2h, h);
-        }
-        case 1: {
-            rb_scale_f32_handler h(param);
-            return rb_serve(ctl, h2k, k2h, h);
-        }
-        case 2: {
-            if (fn == nullptr) return -1;
-            rb_callback_handler h{fn, fn_ctx};
-            return rb_serve(ctl, h2k, k2h, h);
-        }
-        default:
-            return -1;
-    }
+/* Serves with the caller's function until terminate or failure; returns the
+   final status. */
+inline int32_t rb_serve_callback(rb_control* ctl, rb_ring* h2k, rb_ring* k2h, rb_host_handler_fn fn, void* fn_ctx) {
+    rb_callback_handler h{fn, fn_ctx};
+    return rb_serve(ctl, h2k, k2h, h);
 }
 
 #endif /* RINGBRIDGE_SERVE_HOST_H */

@@ -1,0 +1,473 @@
+//! # ringbridge-build
+//!
+//! Build-script helper for crates that write their own ringbridge kernel:
+//! one `.cu` source with a handler and an `RB_KERNEL_ENTRY(name, Handler)`
+//! line, built for both of ringbridge's backends.
+//!
+//! - nvcc compiles it to a fatbin (CUDA backend), when nvcc is found;
+//! - the host C++ compiler compiles the same file as C++17 into a static
+//!   library linked into the crate (the host fallback), where
+//!   `RB_KERNEL_ENTRY` defines the host entry `name__rb_host`;
+//! - `$OUT_DIR/<lib>.rs`, which the crate `include!`s, gets one
+//!   `pub fn name() -> ringbridge::UserKernel` per entry, carrying both.
+//!
+//! Why a crate of its own: a build-dependency on `ringbridge` itself would
+//! pull its runtime dependencies (cudarc, clap, ...) into every build script
+//! and run ringbridge's own build script (layout header, nvcc) once more for
+//! the host. This crate depends on `cc` only, so it does neither.
+//!
+//! nvcc is looked for, in this order: `$NVCC` (when set, and only there: a
+//! `NVCC` naming a missing file means "no nvcc"; a bare name is looked up on
+//! `PATH`), `$CUDA_HOME/bin/nvcc`, `$CUDA_PATH/bin/nvcc`, `nvcc` on `PATH`,
+//! `/usr/local/cuda/bin/nvcc`, and the ringbridge checkout's
+//! `.toolchain/cuda/nvidia/cu13/bin/nvcc` (installed by
+//! `scripts/install-nvcc.sh`). `$NVCC_CCBIN` is passed as `-ccbin`. When
+//! none is found the folders searched are watched, so the first build after
+//! nvcc appears compiles the kernels. `RINGBRIDGE_CUDA_ARCHS` (comma list,
+//! e.g. `sm_90,compute_80`) overrides the targets; `RINGBRIDGE_KERNEL_DEFINES`
+//! (comma list of `NAME` or `NAME=VALUE`) defines macros for both builds.
+//!
+//! The device header `ringbridge.cuh` is found through ringbridge's
+//! `links = "ringbridge"` metadata (`DEP_RINGBRIDGE_INCLUDE`, set for the
+//! build script of a crate that depends on ringbridge), else beside this
+//! crate in the ringbridge repository (`../kernels`): see [`header_dir`].
+#![warn(missing_docs)]
+
+mod generate;
+mod nvcc;
+mod options;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+pub use options::DEFAULT_ARCHS;
+
+/// The folder holding `ringbridge.cuh`, `ringbridge_layout.h` and
+/// `handlers.h`: `$DEP_RINGBRIDGE_INCLUDE` when set (ringbridge's build
+/// script publishes it to the build scripts of the crates that depend on
+/// it), else the `kernels/` folder of the ringbridge repository this crate
+/// was built from. Panics when neither holds `ringbridge.cuh`: nothing can
+/// be compiled without it.
+///
+/// ```no_run
+/// // In a build script of a crate that depends on ringbridge:
+/// let dir = ringbridge_build::header_dir();
+/// assert!(dir.join("ringbridge.cuh").is_file());
+/// ```
+pub fn header_dir() -> PathBuf {
+    let from_dep = std::env::var_os("DEP_RINGBRIDGE_INCLUDE").map(PathBuf::from);
+    let beside = Path::new(env!("CARGO_MANIFEST_DIR")).join("../kernels");
+    let dir = from_dep.unwrap_or(beside);
+    assert!(
+        dir.join("ringbridge.cuh").is_file(),
+        "ringbridge-build: no ringbridge.cuh in {} (depend on ringbridge, whose build script \
+         sets DEP_RINGBRIDGE_INCLUDE)",
+        dir.display()
+    );
+    dir.canonicalize().unwrap_or(dir)
+}
+
+/// One compiled source, as [`Kernels::compile`] reports it.
+#[derive(Clone, Debug)]
+pub struct CompiledImage {
+    /// The `.cu` file.
+    pub source: PathBuf,
+    /// Its file stem, which names its outputs (`<stem>.fatbin`, `<stem>.ptx`).
+    pub stem: String,
+    /// Its `RB_KERNEL_ENTRY` names, in source order.
+    pub entries: Vec<String>,
+    /// Whether it was compiled for the host fallback too (and so has
+    /// constructors in the generated Rust file).
+    pub host: bool,
+    /// `$OUT_DIR/<stem>.fatbin`, when nvcc compiled it.
+    pub fatbin: Option<PathBuf>,
+    /// `$OUT_DIR/<stem>.ptx`, when nvcc compiled it and PTX was asked for.
+    pub ptx: Option<PathBuf>,
+}
+
+/// What [`Kernels::compile`] did.
+#[derive(Clone, Debug)]
+pub struct Compiled {
+    /// `Ok((nvcc release, architectures))` when every source got a fatbin;
+    /// `Err(why not)` otherwise (no nvcc, or nvcc failed): then no source
+    /// has one, and the kernels run on the host fallback only.
+    pub cuda: Result<(String, Vec<String>), String>,
+    /// Every source, in the order given.
+    pub images: Vec<CompiledImage>,
+    /// The generated Rust file, `$OUT_DIR/<lib name>.rs`.
+    pub rust_file: PathBuf,
+}
+
+/// A set of kernel sources built for both backends.
+///
+/// Use it from `build.rs`; see [`compile`](Self::compile) for what it
+/// produces.
+///
+/// ```no_run
+/// // build.rs
+/// ringbridge_build::Kernels::new()
+///     .source("kernels/double.cu")
+///     .define("MY_FACTOR", Some("2"))
+///     .compile("my_kernels");
+/// // src/lib.rs: include!(concat!(env!("OUT_DIR"), "/my_kernels.rs"));
+/// // then ringbridge::Kernel::User(double()) launches on either backend.
+/// ```
+#[derive(Clone, Debug, Default)]
+pub struct Kernels {
+    sources: Vec<(PathBuf, bool)>,
+    defines: Vec<(String, Option<String>)>,
+    includes: Vec<PathBuf>,
+    archs: Option<Vec<String>>,
+    ptx: bool,
+}
+
+impl Kernels {
+    /// An empty set: no sources, no defines, the default architectures
+    /// ([`DEFAULT_ARCHS`]), no PTX files.
+    ///
+    /// ```
+    /// let k = ringbridge_build::Kernels::new();
+    /// # let _ = k;
+    /// ```
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds a `.cu` source (relative paths are taken from the crate's
+    /// folder, as cargo runs build scripts there) compiled for both
+    /// backends: each `RB_KERNEL_ENTRY(name, ..)` line in it gets a host
+    /// entry `name__rb_host` and a constructor `name()` in the generated
+    /// file. Entry names are C symbols: they must be unique in the final
+    /// program.
+    ///
+    /// ```
+    /// let k = ringbridge_build::Kernels::new().source("kernels/double.cu");
+    /// # let _ = k;
+    /// ```
+    pub fn source(mut self, path: impl AsRef<Path>) -> Self {
+        self.sources.push((path.as_ref().to_path_buf(), true));
+        self
+    }
+
+    /// Adds a `.cu` source compiled by nvcc only (code that has no host
+    /// form, such as `__trap()`): it gets a fatbin, no host entry and no
+    /// constructor; load it by entry name through ringbridge's CUDA backend.
+    ///
+    /// ```
+    /// let k = ringbridge_build::Kernels::new().cuda_only_source("kernels/faults.cu");
+    /// # let _ = k;
+    /// ```
+    pub fn cuda_only_source(mut self, path: impl AsRef<Path>) -> Self {
+        self.sources.push((path.as_ref().to_path_buf(), false));
+        self
+    }
+
+    /// Defines a macro (`-DNAME` or `-DNAME=VALUE`) for both compilers, after
+    /// those of `RINGBRIDGE_KERNEL_DEFINES`. Panics on a name that is not a
+    /// C identifier or a value that is not a plain token (letters, digits,
+    /// `_`), which would not read the same on both command lines.
+    ///
+    /// ```
+    /// let k = ringbridge_build::Kernels::new().define("FACTOR", Some("2")).define("FAST", None);
+    /// # let _ = k;
+    /// ```
+    pub fn define(mut self, name: &str, value: Option<&str>) -> Self {
+        options::check_define(name, value).unwrap_or_else(|e| panic!("ringbridge-build: {e}"));
+        self.defines
+            .push((name.to_string(), value.map(str::to_string)));
+        self
+    }
+
+    /// Adds an include folder for both compilers, searched before
+    /// [`header_dir`] (in the order added).
+    ///
+    /// ```
+    /// let k = ringbridge_build::Kernels::new().include("kernels/include");
+    /// # let _ = k;
+    /// ```
+    pub fn include(mut self, dir: impl AsRef<Path>) -> Self {
+        self.includes.push(dir.as_ref().to_path_buf());
+        self
+    }
+
+    /// The GPU targets of the fatbin, replacing [`DEFAULT_ARCHS`]: `sm_XY`
+    /// embeds SASS for that GPU, `compute_XY` PTX that the driver compiles
+    /// for XY and newer. `RINGBRIDGE_CUDA_ARCHS`, when set, still wins: it
+    /// is the builder's choice at build time. Panics on a malformed name.
+    ///
+    /// ```
+    /// let k = ringbridge_build::Kernels::new().archs(&["sm_80", "compute_80"]);
+    /// # let _ = k;
+    /// ```
+    pub fn archs(mut self, archs: &[&str]) -> Self {
+        for a in archs {
+            options::check_arch(a).unwrap_or_else(|e| panic!("ringbridge-build: {e}"));
+        }
+        self.archs = Some(archs.iter().map(|a| a.to_string()).collect());
+        self
+    }
+
+    /// Also writes `$OUT_DIR/<stem>.ptx` for every source (for the highest
+    /// architecture listed), e.g. for tests that read the generated code.
+    ///
+    /// ```
+    /// let k = ringbridge_build::Kernels::new().ptx(true);
+    /// # let _ = k;
+    /// ```
+    pub fn ptx(mut self, on: bool) -> Self {
+        self.ptx = on;
+        self
+    }
+
+    /// Builds everything; call it from a build script (it reads `OUT_DIR`,
+    /// prints `cargo:` lines, and panics on what must stop the build).
+    ///
+    /// - the host build: every [`source`](Self::source) compiled with the
+    ///   host C++ compiler (`-x c++ -std=c++17`) into the static library
+    ///   `lib<name>.a`, linked into the crate. A compile error stops the
+    ///   build.
+    /// - the device build: every source compiled by nvcc into
+    ///   `$OUT_DIR/<stem>.fatbin`. No nvcc, or nvcc failing, does not stop
+    ///   the build: a `cargo:warning` says why, and the kernels run on the
+    ///   host fallback only ([`Compiled::cuda`] holds the reason).
+    /// - `$OUT_DIR/<name>.rs`: one `pub fn <entry>() -> ringbridge::UserKernel`
+    ///   per entry of every host-built source.
+    ///
+    /// ```no_run
+    /// // build.rs
+    /// let built = ringbridge_build::Kernels::new().source("kernels/double.cu").compile("my_kernels");
+    /// if let Err(why) = &built.cuda {
+    ///     println!("cargo:warning=host fallback only: {why}");
+    /// }
+    /// ```
+    pub fn compile(self, name: &str) -> Compiled {
+        let out_dir =
+            PathBuf::from(std::env::var_os("OUT_DIR").expect("OUT_DIR: run from a build script"));
+        let crate_dir = std::env::var_os("CARGO_MANIFEST_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from("."));
+        let header_dir = header_dir();
+        let toolchain_root = header_dir
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_default();
+        for var in nvcc::ENV_VARS.iter().chain(&[
+            "RINGBRIDGE_CUDA_ARCHS",
+            "RINGBRIDGE_KERNEL_DEFINES",
+            "DEP_RINGBRIDGE_INCLUDE",
+        ]) {
+            println!("cargo:rerun-if-env-changed={var}");
+        }
+        println!("cargo:rerun-if-changed={}", header_dir.display());
+        for dir in &self.includes {
+            println!("cargo:rerun-if-changed={}", dir.display());
+        }
+        let mut defines = kernel_defines();
+        defines.extend(self.defines.iter().cloned());
+        let mut includes = self.includes.clone();
+        includes.push(header_dir);
+
+        let mut images = Vec::new();
+        for (source, host) in &self.sources {
+            println!("cargo:rerun-if-changed={}", source.display());
+            let text = std::fs::read_to_string(source)
+                .unwrap_or_else(|e| panic!("ringbridge-build: reading {}: {e}", source.display()));
+            images.push(CompiledImage {
+                source: source.clone(),
+                stem: source
+                    .file_stem()
+                    .unwrap_or_default()
+                    .to_string_lossy()
+                    .into_owned(),
+                entries: generate::entries_of(&text),
+                host: *host,
+                fatbin: None,
+                ptx: None,
+            });
+        }
+
+        compile_host(name, &images, &includes, &defines);
+        let fallback_archs: Vec<String> = match &self.archs {
+            Some(a) => a.clone(),
+            None => DEFAULT_ARCHS.iter().map(|s| s.to_string()).collect(),
+        };
+        let cuda = compile_device(
+            &out_dir,
+            &toolchain_root,
+            &crate_dir,
+            &mut images,
+            &includes,
+            &defines,
+            &fallback_archs,
+            self.ptx,
+        );
+        if let Err(why) = &cuda {
+            println!(
+                "cargo:warning={name}: kernels not compiled: {why}; they run on the host fallback only"
+            );
+        }
+        let reason = cuda.as_ref().err().map(String::as_str).unwrap_or("");
+        let rust_file = out_dir.join(format!("{name}.rs"));
+        write_if_changed(&rust_file, generate::rust_file(&images, reason).as_bytes());
+        Compiled {
+            cuda,
+            images,
+            rust_file,
+        }
+    }
+}
+
+/// The host fallback's build of every host source, into `lib<name>.a`.
+fn compile_host(
+    name: &str,
+    images: &[CompiledImage],
+    includes: &[PathBuf],
+    defines: &[(String, Option<String>)],
+) {
+    let host: Vec<&CompiledImage> = images.iter().filter(|i| i.host).collect();
+    if host.is_empty() {
+        return;
+    }
+    let mut b = cc::Build::new();
+    b.cpp(true)
+        .std("c++17")
+        .opt_level(2)
+        .flag("-Wall")
+        .flag("-Wextra");
+    // A .cu file is no C++ file to the host compiler: say what it is.
+    b.flag("-x").flag("c++");
+    for dir in includes {
+        b.include(dir);
+    }
+    for (n, v) in defines {
+        b.define(n, v.as_deref());
+    }
+    for img in host {
+        b.file(&img.source);
+    }
+    b.compile(name);
+}
+
+/// nvcc's build of every source: a fatbin each (and a PTX file each when
+/// `ptx`), all or nothing.
+#[allow(clippy::too_many_arguments)]
+fn compile_device(
+    out_dir: &Path,
+    toolchain_root: &Path,
+    crate_dir: &Path,
+    images: &mut [CompiledImage],
+    includes: &[PathBuf],
+    defines: &[(String, Option<String>)],
+    fallback_archs: &[String],
+    ptx: bool,
+) -> Result<(String, Vec<String>), String> {
+    let nvcc = nvcc::find_nvcc(toolchain_root, crate_dir)?;
+    println!("cargo:rerun-if-changed={}", nvcc.display());
+    let version = nvcc::nvcc_version(&nvcc)?;
+    let archs = options::archs(fallback_archs)?;
+    if images.is_empty() {
+        return Ok((version, archs));
+    }
+    let ccbin = std::env::var("NVCC_CCBIN").ok();
+    let ptx_arch = options::ptx_arch(&archs);
+    let base = |src: &Path| -> Command {
+        let mut c = Command::new(&nvcc);
+        if let Some(cc) = &ccbin {
+            c.arg("-ccbin").arg(cc);
+        }
+        for (name, value) in defines {
+            match value {
+                Some(v) => c.arg(format!("-D{name}={v}")),
+                None => c.arg(format!("-D{name}")),
+            };
+        }
+        c.arg("-std=c++17").arg("-O3");
+        for dir in includes {
+            c.arg(format!("-I{}", dir.display()));
+        }
+        c.arg(src);
+        c
+    };
+    // Every (source, output kind) pair is one nvcc run; run them side by side.
+    let mut jobs: Vec<(String, Command)> = Vec::new();
+    for img in images.iter() {
+        let mut fatbin = base(&img.source);
+        fatbin.arg("-fatbin");
+        for a in &archs {
+            fatbin.arg("-gencode").arg(options::gencode(a));
+        }
+        fatbin
+            .arg("-o")
+            .arg(out_dir.join(format!("{}.fatbin", img.stem)));
+        jobs.push((format!("{} (fatbin)", img.source.display()), fatbin));
+        if ptx {
+            let mut p = base(&img.source);
+            p.arg("-ptx")
+                .arg(format!("-arch={ptx_arch}"))
+                .arg("-o")
+                .arg(out_dir.join(format!("{}.ptx", img.stem)));
+            jobs.push((format!("{} (ptx)", img.source.display()), p));
+        }
+    }
+    let results: Vec<Result<(), String>> = std::thread::scope(|s| {
+        let handles: Vec<_> = jobs
+            .iter_mut()
+            .map(|(what, cmd)| s.spawn(move || run_nvcc(what, cmd)))
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    results.into_iter().collect::<Result<Vec<()>, String>>()?;
+    for img in images.iter_mut() {
+        let fatbin = out_dir.join(format!("{}.fatbin", img.stem));
+        match std::fs::metadata(&fatbin) {
+            Ok(m) if m.len() > 0 => {}
+            _ => return Err(format!("nvcc wrote no (or an empty) {}.fatbin", img.stem)),
+        }
+        img.fatbin = Some(fatbin);
+        if ptx {
+            img.ptx = Some(out_dir.join(format!("{}.ptx", img.stem)));
+        }
+    }
+    Ok((version, archs))
+}
+
+fn run_nvcc(what: &str, cmd: &mut Command) -> Result<(), String> {
+    let out = cmd
+        .output()
+        .map_err(|e| format!("cannot run nvcc for {what}: {e}"))?;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    if !out.status.success() {
+        let first: Vec<&str> = stderr.lines().take(12).collect();
+        return Err(format!(
+            "nvcc failed on {what} ({}): {}",
+            out.status,
+            first.join(" | ")
+        ));
+    }
+    for l in stderr.lines().filter(|l| !l.trim().is_empty()) {
+        println!("cargo:warning=nvcc: {l}");
+    }
+    Ok(())
+}
+
+fn write_if_changed(path: &Path, bytes: &[u8]) {
+    if std::fs::read(path).ok().as_deref() != Some(bytes) {
+        std::fs::write(path, bytes).unwrap_or_else(|e| panic!("writing {}: {e}", path.display()));
+    }
+}
+
+/// `RINGBRIDGE_KERNEL_DEFINES` (comma list of `NAME` or `NAME=VALUE`, e.g.
+/// `RB_LANE_LAZY_TAIL=0`) as (name, value) pairs: the macros
+/// [`Kernels::compile`] defines for both compilers, for a build script that
+/// compiles more C++ against `ringbridge.cuh` and must agree with the
+/// kernels. Panics on a malformed entry: a switch silently ignored would
+/// mislabel a measurement.
+///
+/// ```no_run
+/// for (name, value) in ringbridge_build::kernel_defines() {
+///     println!("{name} = {value:?}");
+/// }
+/// ```
+pub fn kernel_defines() -> Vec<(String, Option<String>)> {
+    options::env_defines().unwrap_or_else(|e| panic!("ringbridge-build: {e}"))
+}

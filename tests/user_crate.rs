@@ -1,0 +1,148 @@
+//! A user's kernel, one source, both backends, from a crate outside this
+//! repository: writes a small crate into a temporary folder (path
+//! dependencies on ringbridge and ringbridge-build, a build script calling
+//! `ringbridge_build::Kernels`, `kernels/double.cu` with its own handler, and
+//! a test launching it through a `Bridge`), then runs `cargo test --offline`
+//! there and asserts it passes.
+//!
+//! Its target folder persists under this crate's target folder
+//! (`user-crate-target/`), so later runs rebuild only what changed. It runs
+//! with whatever nvcc this machine has: with one, the crate's test also
+//! checks that the kernel carries a fatbin; without, that it says why not —
+//! and in both cases that the host backend serves it.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+const BUILD_RS: &str = r#"fn main() {
+    // ringbridge's build script publishes its header folder (links = "ringbridge").
+    assert!(std::env::var_os("DEP_RINGBRIDGE_INCLUDE").is_some());
+    ringbridge_build::Kernels::new()
+        .source("kernels/double.cu")
+        .compile("double_kernels");
+}
+"#;
+
+const DOUBLE_CU: &str = r#"// reply = every byte * 2 + param (wrapping); a request longer than the
+// reply slot gets error code 9.
+#include "ringbridge.cuh"
+
+struct double_handler {
+    uint32_t add;
+    RB_DEVICE explicit double_handler(uint64_t param) : add((uint32_t)param) {}
+    RB_DEVICE int operator()(const rb_msg_header& in, const uint8_t* in_payload, rb_msg_header& out,
+                             uint8_t* out_payload, uint32_t out_capacity) const {
+        if (in.len > out_capacity) return 9;
+        for (uint32_t i = 0; i < in.len; ++i) out_payload[i] = (uint8_t)(in_payload[i] * 2u + add);
+        out.len = in.len;
+        return 0;
+    }
+};
+
+RB_KERNEL_ENTRY(double_bytes, double_handler)
+"#;
+
+const LIB_RS: &str = r#"include!(concat!(env!("OUT_DIR"), "/double_kernels.rs"));
+"#;
+
+const TEST_RS: &str = r#"use ringbridge::{Backend, Bridge, Kernel};
+
+fn check(backend: Backend) -> String {
+    let kernel = double_kernel::double_bytes().with_param(1);
+    let bridge = Bridge::builder()
+        .backend(backend)
+        .slot_size(256)
+        .kernel(Kernel::User(kernel))
+        .launch()
+        .unwrap();
+    let input: Vec<u8> = (0..=255).collect();
+    for len in [0usize, 1, 15, 16, 17, 200] {
+        let reply = bridge.round_trip(&input[..len]).unwrap();
+        let want: Vec<u8> = input[..len].iter().map(|b| b.wrapping_mul(2).wrapping_add(1)).collect();
+        assert_eq!(reply.payload, want, "len {len} on {backend:?}");
+    }
+    let why = bridge.backend_reason().to_string();
+    bridge.shutdown().unwrap();
+    why
+}
+
+#[test]
+fn the_kernel_serves_on_the_host_backend() {
+    assert_eq!(check(Backend::Host), "host backend requested");
+}
+
+#[test]
+fn auto_picks_by_the_machine_and_serves() {
+    let why = check(Backend::Auto);
+    assert!(!why.is_empty());
+}
+
+#[test]
+fn the_kernel_carries_a_fatbin_exactly_when_nvcc_was_found() {
+    let k = double_kernel::double_bytes();
+    assert_eq!(k.entry(), "double_bytes");
+    // ringbridge's own kernels were built by the same nvcc search, in the same build.
+    match ringbridge::kernels::KERNELS_COMPILED {
+        true => assert_eq!(&k.fatbin().expect("a fatbin")[..4], &ringbridge::kernels::FATBIN_MAGIC),
+        false => {
+            assert!(k.fatbin().is_none());
+            assert!(k.no_fatbin_reason().contains("nvcc"), "{}", k.no_fatbin_reason());
+            let r = Bridge::builder().backend(Backend::Cuda).kernel(Kernel::User(k)).resolve_backend();
+            assert!(r.is_err(), "no image, no CUDA backend");
+        }
+    }
+}
+"#;
+
+fn write(path: &Path, text: &str) {
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(path, text).unwrap();
+}
+
+/// This test binary lives in `<target>/<profile>/deps/`.
+fn target_dir() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    exe.ancestors().nth(3).unwrap().to_path_buf()
+}
+
+#[test]
+fn a_crate_outside_the_repository_builds_and_runs_its_own_kernel() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let work = std::env::temp_dir().join(format!("ringbridge-user-crate-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&work);
+    let manifest = format!(
+        "[package]\nname = \"double-kernel\"\nversion = \"0.1.0\"\nedition = \"2021\"\n\n\
+         [dependencies]\nringbridge = {{ path = {:?} }}\n\n\
+         [build-dependencies]\nringbridge-build = {{ path = {:?} }}\n\n[workspace]\n",
+        root.display().to_string(),
+        root.join("ringbridge-build").display().to_string()
+    );
+    write(&work.join("Cargo.toml"), &manifest);
+    write(&work.join("build.rs"), BUILD_RS);
+    write(&work.join("kernels/double.cu"), DOUBLE_CU);
+    write(&work.join("src/lib.rs"), LIB_RS);
+    write(&work.join("tests/double.rs"), TEST_RS);
+    // The versions this repository is tested with, all in the local cache.
+    std::fs::copy(root.join("Cargo.lock"), work.join("Cargo.lock")).unwrap();
+
+    let out = Command::new(env!("CARGO"))
+        .args(["test", "--offline"])
+        .current_dir(&work)
+        .env("CARGO_TARGET_DIR", target_dir().join("user-crate-target"))
+        .output()
+        .expect("running cargo");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success(),
+        "the user crate's tests failed:\n{text}"
+    );
+    assert!(
+        text.contains("test result: ok. 3 passed"),
+        "the user crate's three tests did not all run:\n{text}"
+    );
+    let _ = std::fs::remove_dir_all(&work);
+}
