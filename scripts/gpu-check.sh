@@ -127,6 +127,13 @@ if [ "$ab_only" != 1 ]; then
   step stream-cuda-1k 120 ./ringbridge stream --backend cuda --payload 992 --messages $n4k --capacity 4096 --json
   step stream-cuda-4k 120 ./ringbridge stream --backend cuda --payload 4064 --messages $n4k --capacity 1024 --json
   step stream-host-64 120 ./ringbridge stream --backend host --payload 64 --messages 20000000 --capacity 8192 --json
+  # The previous build (gpu-prepare.sh's GPU_BASELINE), in the same call.
+  if [ -x ringbridge-baseline ]; then
+    step stream-cuda-64-baseline 120 ./ringbridge-baseline stream --backend cuda --payload 64 --messages $n64 --capacity 8192 --batch 512 --json
+    step stream-cuda-4k-baseline 120 ./ringbridge-baseline stream --backend cuda --payload 4064 --messages $n4k --capacity 1024 --json
+    step echo-cuda-64-baseline 60 ./ringbridge-baseline echo --backend cuda --payload 64 --messages $msgs --json
+    step compare-host-64-baseline 60 ./ringbridge-baseline compare --backend host --payload 64 --messages $msgs --json
+  fi
 fi
 
 # The library's own GPU unit tests (launch, mapped memory), the safe ones.

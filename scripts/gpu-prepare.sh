@@ -43,6 +43,21 @@ for v in ${GPU_VARIANTS-eager-tail=RB_LANE_LAZY_TAIL=0,RB_LANE_POLL_DELAY_CYCLES
     RINGBRIDGE_KERNEL_DEFINES="$defines" copy_tests "-$name" bridge_cuda
 done
 
+# The previous build, for "side by side with the previous build in the same
+# GPU call": GPU_BASELINE is a git revision (default: the last landing before
+# the current work; empty: none). Its binary becomes the variant "baseline",
+# so every side-by-side step of gpu-check.sh runs it too.
+base="${GPU_BASELINE-584e6f8}"
+if [ -n "$base" ]; then
+    src=target/gpu-baseline/src
+    rm -rf "$src" && mkdir -p "$src"
+    git archive "$base" | tar -x -C "$src"
+    NVCC="$PWD/.toolchain/cuda/nvidia/cu13/bin/nvcc" CARGO_TARGET_DIR=target/gpu-baseline/target \
+        cargo build --release --bin ringbridge --manifest-path "$src/Cargo.toml"
+    cp target/gpu-baseline/target/release/ringbridge .gpu/ringbridge-baseline
+    git rev-parse --short "$base" > .gpu/baseline-rev
+fi
+
 cargo build --release --bin ringbridge
 cp target/release/ringbridge .gpu/
 copy_tests "" lib bridge_cuda cuda_faults kernels lanes lane_soak soak
