@@ -49,12 +49,15 @@ done
 # so every side-by-side step of gpu-check.sh runs it too.
 base="${GPU_BASELINE-584e6f8}"
 if [ -n "$base" ]; then
-    src=target/gpu-baseline/src
+    # Outside this checkout, so cargo does not take it for a member of
+    # this workspace; its own target folder stays under ours.
+    src="${TMPDIR:-/tmp}/ringbridge-baseline-$base"
     rm -rf "$src" && mkdir -p "$src"
     git archive "$base" | tar -x -C "$src"
-    NVCC="$PWD/.toolchain/cuda/nvidia/cu13/bin/nvcc" CARGO_TARGET_DIR=target/gpu-baseline/target \
+    NVCC="$PWD/.toolchain/cuda/nvidia/cu13/bin/nvcc" CARGO_TARGET_DIR="$PWD/target/gpu-baseline" \
         cargo build --release --bin ringbridge --manifest-path "$src/Cargo.toml"
-    cp target/gpu-baseline/target/release/ringbridge .gpu/ringbridge-baseline
+    cp target/gpu-baseline/release/ringbridge .gpu/ringbridge-baseline
+    rm -rf "$src"
     git rev-parse --short "$base" > .gpu/baseline-rev
 fi
 
