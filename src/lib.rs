@@ -13,6 +13,8 @@
 //!   device-half C++ code, compiled for the host and run on a CPU thread).
 //! - [`bridge`]: the user-facing [`Bridge`]; [`striped`]: several of them
 //!   striped by the host, for more SMs and more host threads.
+//! - [`wait`]: how an idle bridge waits ([`WaitPolicy`]) and the doorbell
+//!   that lets the host fallback's two sides sleep until woken.
 #![warn(missing_docs)]
 #![deny(unsafe_op_in_unsafe_fn)]
 
@@ -33,6 +35,7 @@ pub mod ring;
 #[cfg(not(loom))]
 pub mod striped;
 pub(crate) mod sync;
+pub mod wait;
 
 pub use backend::Backend;
 #[cfg(not(loom))]
@@ -42,3 +45,4 @@ pub use message::{MessageEnvelope, MessageHeader};
 pub use queue::{Consumer, Producer, QueueStats, SpscQueue};
 #[cfg(not(loom))]
 pub use striped::StripedBridge;
+pub use wait::WaitPolicy;
