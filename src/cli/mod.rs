@@ -1,7 +1,8 @@
-//! Command-line parsing and dispatch: `info`, `echo`, `stream`, `compare`.
+//! Command-line parsing and dispatch: `info`, `echo`, `stream`, `compare`, `idle`.
 
 mod compare;
 mod echo;
+mod idle;
 mod info;
 mod latency;
 mod plot;
@@ -42,6 +43,8 @@ enum Command {
     /// The same echo round trip through the alternatives a user would
     /// otherwise pick, side by side with ringbridge, every reply checked.
     Compare(CompareArgs),
+    /// What an idle bridge costs (CPU) and how fast it wakes, per wait policy.
+    Idle(idle::IdleArgs),
 }
 
 /// Options every bridge command shares.
@@ -240,6 +243,7 @@ pub fn main() -> ExitCode {
         Command::Echo(args) => echo::run(&args),
         Command::Stream(args) => stream::run(&args),
         Command::Compare(args) => compare::run(&args),
+        Command::Idle(args) => idle::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
