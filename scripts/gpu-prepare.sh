@@ -43,6 +43,12 @@ for v in ${GPU_VARIANTS-eager-tail=RB_LANE_LAZY_TAIL=0,RB_LANE_POLL_DELAY_CYCLES
     RINGBRIDGE_KERNEL_DEFINES="$defines" copy_tests "-$name" bridge_cuda
 done
 
+# The GPU serve loop idling with __nanosleep (RB_GPU_IDLE_NANOSLEEP_MAX,
+# kernels/ringbridge.cuh), the binary alone: gpu-check.sh's idle step and
+# side-by-side lane runs pick it up as the variant idle-nanosleep.
+RINGBRIDGE_KERNEL_DEFINES=RB_GPU_IDLE_NANOSLEEP_MAX=2000 cargo build --release --bin ringbridge
+cp target/release/ringbridge .gpu/ringbridge-idle-nanosleep
+
 cargo build --release --bin ringbridge
 cp target/release/ringbridge .gpu/
 copy_tests "" lib bridge_cuda cuda_faults kernels lanes lane_soak soak

@@ -2,7 +2,9 @@
 //! wait policy, side by side in one run. For each policy: the process's CPU
 //! time while one host thread is blocked in `recv_timeout` and the serve
 //! side has nothing to do, as a share of one core; then the round trip of
-//! the first message after 1 ms, 10 ms and 1 s of silence (median and max).
+//! the first message after 1 ms, 10 ms and 1 s of silence (median and max);
+//! and, for what the doorbell costs a busy bridge, the median of
+//! back-to-back round trips.
 //! Method and results: docs/perf-idle.md.
 
 use std::time::{Duration, Instant};
@@ -71,7 +73,12 @@ struct Row {
     cpu_percent: f64,
     /// (median, max) per gap of [`GAPS`], in microseconds.
     wake: Vec<(f64, f64)>,
+    /// Median of [`BUSY_ROUND_TRIPS`] back-to-back round trips, in ns.
+    busy_ns: f64,
 }
+
+/// Back-to-back round trips timed for the busy column.
+const BUSY_ROUND_TRIPS: usize = 20_000;
 
 fn measure(args: &IdleArgs, policy: WaitPolicy) -> Result<Row> {
     let bridge = Bridge::builder()
@@ -111,8 +118,17 @@ fn measure(args: &IdleArgs, policy: WaitPolicy) -> Result<Row> {
         rtt.sort_by(f64::total_cmp);
         wake.push((rtt[rtt.len() / 2], rtt[rtt.len() - 1]));
     }
+    let mut busy: Vec<f64> = Vec::with_capacity(BUSY_ROUND_TRIPS);
+    for i in 0..BUSY_ROUND_TRIPS {
+        let t = Instant::now();
+        let reply = bridge.round_trip(&[i as u8])?;
+        busy.push(t.elapsed().as_secs_f64() * 1e9);
+        anyhow::ensure!(reply.payload == [(i as u8).wrapping_add(1)], "wrong reply");
+    }
+    busy.sort_by(f64::total_cmp);
     bridge.shutdown()?;
     Ok(Row {
+        busy_ns: busy[busy.len() / 2],
         policy,
         cpu_percent: percent_of_core(cpu, wall),
         wake,
@@ -135,7 +151,7 @@ pub(crate) fn run(args: &IdleArgs) -> Result<()> {
     );
     println!("load average at start: {}", load.trim());
     println!(
-        "| policy | idle CPU (% of one core) | after 1 ms | after 10 ms | after 1 s |\n|---|---|---|---|---|"
+        "| policy | idle CPU (% of one core) | after 1 ms | after 10 ms | after 1 s | back to back (p50) |\n|---|---|---|---|---|---|"
     );
     for policy in policies {
         let row = measure(args, policy)?;
@@ -145,10 +161,11 @@ pub(crate) fn run(args: &IdleArgs) -> Result<()> {
             .map(|(p50, max)| format!("{p50:.0} / {max:.0} us"))
             .collect();
         println!(
-            "| {} | {:.2} | {} |",
+            "| {} | {:.2} | {} | {:.0} ns |",
             row.policy.name(),
             row.cpu_percent,
-            cells.join(" | ")
+            cells.join(" | "),
+            row.busy_ns
         );
     }
     let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
