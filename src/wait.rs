@@ -40,7 +40,7 @@ use crate::layout::{ControlBlock, WAIT_BACKOFF, WAIT_LOW_POWER, WAIT_SPIN, WAIT_
 /// |---|---|---|---|
 /// | `Spin` | poll without pause | poll | fastest; a core per waiting side, forever |
 /// | `Backoff` | spin, yield, then sleep per poll | same | a sleep (20-30 us plus timer slack) |
-/// | `SpinThenPark` | spin ~tens of us, then park on the doorbell | spin, then sleep 20 us doubling to 200 us | a futex wake-up (host); up to 200 us (CUDA) |
+/// | `SpinThenPark` | spin, yield for ~1 ms, then park on the doorbell | spin, then sleep 20 us doubling to 200 us | a futex wake-up (host); up to 200 us (CUDA) |
 /// | `LowPower` | park almost at once | spin briefly, then sleep doubling to 1 ms | a futex wake-up (host); up to 1 ms (CUDA) |
 ///
 /// The GPU's serve loop ignores the policy: it spins, or `__nanosleep`s
@@ -66,8 +66,8 @@ pub enum WaitPolicy {
     /// behaviour before wait policies. An idle bridge still wakes tens of
     /// thousands of times a second.
     Backoff,
-    /// Spin briefly (a stream's next message is usually microseconds
-    /// away), then park on the doorbell until the other side publishes
+    /// Spin briefly, yield for about a millisecond (a stream's next
+    /// message is usually closer than that), then park on the doorbell until the other side publishes
     /// (host fallback), or sleep in doubling steps capped at 200 us (CUDA).
     #[default]
     SpinThenPark,
@@ -210,11 +210,15 @@ pub(crate) struct Waiter<'a> {
 }
 
 /// Polls spent spinning before yielding, and before parking or sleeping.
+/// `SpinThenPark` spins briefly and yields for longer: a futex wake-up
+/// tends to put the woken thread on the waker's CPU, and two threads sharing
+/// a core must hand it over soon (see `RB_HOST_PARK_SPIN` in
+/// `kernels/ringbridge.cuh`).
 fn phases(policy: WaitPolicy) -> (u32, u32) {
     match policy {
         WaitPolicy::Spin => (u32::MAX, u32::MAX),
         WaitPolicy::Backoff => (1 << 10, 1 << 16),
-        WaitPolicy::SpinThenPark => (1 << 10, 1 << 11),
+        WaitPolicy::SpinThenPark => (1 << 6, 1 << 10),
         WaitPolicy::LowPower => (16, 16),
     }
 }
