@@ -56,8 +56,8 @@
 #define RB_CTL_OFF_HOST_PARKED 8ull
 #define RB_CTL_OFF_KERNEL_PARKED 176ull
 #define RB_CTL_OFF_WAIT_POLICY 304ull
-#define RB_WAIT_SPIN 0ull
-#define RB_WAIT_BACKOFF 1ull
+#define RB_WAIT_SPIN 1ull
+#define RB_WAIT_BACKOFF 0ull
 #define RB_WAIT_SPIN_THEN_PARK 2ull
 #define RB_WAIT_LOW_POWER 3ull
 #define RB_STATUS_LAUNCHING 0ull

@@ -266,11 +266,12 @@ pub struct ControlBlock {
     pub _pad_cfg: [u64; 9],
 }
 
-/// Idle policy word: poll without pause (burns a core, lowest latency).
-pub const WAIT_SPIN: u64 = 0;
 /// Idle policy word: spin, then yield, then sleep a fixed time per poll
-/// (ringbridge's behaviour before wait policies existed).
-pub const WAIT_BACKOFF: u64 = 1;
+/// (ringbridge's behaviour before wait policies existed). 0, so a control
+/// block that never had its policy written keeps that behaviour.
+pub const WAIT_BACKOFF: u64 = 0;
+/// Idle policy word: poll without pause (burns a core, lowest latency).
+pub const WAIT_SPIN: u64 = 1;
 /// Idle policy word: spin briefly, then park on the doorbell.
 pub const WAIT_SPIN_THEN_PARK: u64 = 2;
 /// Idle policy word: park on the doorbell almost at once.
