@@ -538,15 +538,31 @@ type Part = (Arc<dyn SharedMemory>, Box<dyn Engine>);
 
 /// Writes the configuration both sides read before the device half starts
 /// into one region's words.
-fn prepare(layout: &RegionLayout, words: &[AtomicU64], param: u64, interval: u64, policy: u64) {
+fn prepare(layout: &RegionLayout, words: &[AtomicU64], param: u64, loop_cfg: LoopConfig) {
     layout.init_words(words);
     // Relaxed: the launch or thread spawn that follows orders these writes
     // before the device half's first read.
     words[crate::word_of!(crate::layout::ControlBlock, param)].store(param, Ordering::Relaxed);
     words[crate::word_of!(crate::layout::ControlBlock, check_interval)]
-        .store(interval, Ordering::Relaxed);
+        .store(loop_cfg.check_interval, Ordering::Relaxed);
     words[crate::word_of!(crate::layout::ControlBlock, wait_policy)]
-        .store(policy, Ordering::Relaxed);
+        .store(loop_cfg.wait_policy.word(), Ordering::Relaxed);
+}
+
+/// The serve loop's settings that [`prepare`] writes into the control block.
+#[derive(Clone, Copy)]
+struct LoopConfig {
+    check_interval: u64,
+    wait_policy: WaitPolicy,
+}
+
+impl BridgeBuilder {
+    fn loop_config(&self) -> LoopConfig {
+        LoopConfig {
+            check_interval: self.check_interval,
+            wait_policy: self.wait_policy,
+        }
+    }
 }
 
 /// Prepares `stripes` regions of `group`, `layout.stripe_stride()` apart,
@@ -556,8 +572,7 @@ fn prepare_group<M: SharedMemory + ?Sized>(
     group: &M,
     stripes: usize,
     param: u64,
-    interval: u64,
-    policy: u64,
+    loop_cfg: LoopConfig,
 ) -> Result<()> {
     let stride = layout.stripe_stride();
     for b in 0..stripes {
@@ -568,7 +583,7 @@ fn prepare_group<M: SharedMemory + ?Sized>(
             .ok_or_else(|| {
                 Error::InvalidArgument(format!("region {b} lies outside the group's memory"))
             })?;
-        prepare(layout, words, param, interval, policy);
+        prepare(layout, words, param, loop_cfg);
         // Relaxed: as in `prepare`.
         words[crate::word_of!(crate::layout::ControlBlock, stripes)]
             .store(stripes as u64, Ordering::Relaxed);
@@ -623,26 +638,13 @@ fn launch_host(
     };
     if stripes == 1 {
         let mem = HostMemory::new(layout.total_bytes)?;
-        prepare(
-            layout,
-            mem.words(),
-            param,
-            b.check_interval,
-            b.wait_policy.word(),
-        );
+        prepare(layout, mem.words(), param, b.loop_config());
         let engine = HostEngine::spawn(&mem, layout, kernel(), b.emulated_block, 0)?;
         return Ok(vec![(mem, Box::new(engine))]);
     }
     let bytes = group_bytes(layout, stripes)?;
     let group = HostMemory::new(bytes)?;
-    prepare_group(
-        layout,
-        &*group,
-        stripes,
-        param,
-        b.check_interval,
-        b.wait_policy.word(),
-    )?;
+    prepare_group(layout, &*group, stripes, param, b.loop_config())?;
     let regions = stripe_views(layout, &group, stripes)?;
     let mut parts: Vec<Part> = Vec::with_capacity(stripes);
     for (block, region) in regions.iter().enumerate() {
@@ -709,13 +711,7 @@ fn launch_cuda(
     };
     if stripes == 1 {
         let mem = Arc::new(crate::cuda::MappedMemory::new(&ctx, layout.total_bytes)?);
-        prepare(
-            layout,
-            mem.words(),
-            param,
-            b.check_interval,
-            b.wait_policy.word(),
-        );
+        prepare(layout, mem.words(), param, b.loop_config());
         let kernel = crate::cuda::CudaKernel::launch(
             &ctx,
             image,
@@ -735,14 +731,7 @@ fn launch_cuda(
     // Phase one: the whole group's memory, pinned and prepared, before any
     // kernel of it runs (a page-locked allocation waits for running work).
     let mem = crate::cuda::MappedMemory::new(&ctx, bytes)?;
-    prepare_group(
-        layout,
-        &mem,
-        stripes,
-        param,
-        b.check_interval,
-        b.wait_policy.word(),
-    )?;
+    prepare_group(layout, &mem, stripes, param, b.loop_config())?;
     // Phase two: one launch of `stripes` blocks, all given region 0.
     let kernel = crate::cuda::CudaKernel::launch(
         &ctx,
