@@ -5,7 +5,7 @@
 
 #define RB_LINE 128ull
 #define RB_MAGIC 1380078151ull
-#define RB_LAYOUT_VERSION 3ull
+#define RB_LAYOUT_VERSION 4ull
 #define RB_MIN_SLOT_SIZE 64ull
 #define RB_MAX_SLOT_SIZE 1048576ull
 #define RB_RING_HEADER_SIZE 384ull
@@ -53,6 +53,13 @@
 #define RB_CTL_OFF_CHECK_INTERVAL 280ull
 #define RB_CTL_OFF_STRIPES 288ull
 #define RB_CTL_OFF_STRIPE_STRIDE 296ull
+#define RB_CTL_OFF_HOST_PARKED 8ull
+#define RB_CTL_OFF_KERNEL_PARKED 176ull
+#define RB_CTL_OFF_WAIT_POLICY 304ull
+#define RB_WAIT_SPIN 1ull
+#define RB_WAIT_BACKOFF 0ull
+#define RB_WAIT_SPIN_THEN_PARK 2ull
+#define RB_WAIT_LOW_POWER 3ull
 #define RB_STATUS_LAUNCHING 0ull
 #define RB_STATUS_RUNNING 1ull
 #define RB_STATUS_STOPPED 2ull

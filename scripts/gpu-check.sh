@@ -109,6 +109,15 @@ for k in $(seq 1 $reps); do
     done
   done
 done
+# Idle: host CPU with a recv blocked and the first round trip after 1 ms,
+# 10 ms and 1 s of silence, per wait policy (docs/perf-idle.md), with the
+# GPU loop spinning (default) and __nanosleep-ing (idle-nanosleep).
+for v in default idle-nanosleep; do
+  bin=./ringbridge; [ $v != default ] && bin=./ringbridge-$v
+  [ -x "$bin" ] || continue
+  step "idle-cuda-$v" 60 $bin idle --backend cuda --seconds 2 --samples 3
+  grep -E '^\|' "$r/idle-cuda-$v.log" | sed "s/^/idle $v /" | tee -a "$summary"
+done
 if [ "$ab_only" != 1 ]; then
   for p in 8 64 256 1024 4096; do
     step "echo-cuda-$p" 60 ./ringbridge echo --backend cuda --payload $p --messages $msgs --json

@@ -60,6 +60,11 @@ if [ -n "$base" ]; then
     rm -rf "$src"
     git rev-parse --short "$base" > .gpu/baseline-rev
 fi
+# The GPU serve loop idling with __nanosleep (RB_GPU_IDLE_NANOSLEEP_MAX,
+# kernels/ringbridge.cuh), the binary alone: gpu-check.sh's idle step and
+# side-by-side lane runs pick it up as the variant idle-nanosleep.
+RINGBRIDGE_KERNEL_DEFINES=RB_GPU_IDLE_NANOSLEEP_MAX=2000 cargo build --release --bin ringbridge
+cp target/release/ringbridge .gpu/ringbridge-idle-nanosleep
 
 cargo build --release --bin ringbridge
 cp target/release/ringbridge .gpu/

@@ -16,6 +16,7 @@ use crate::ring::{
 };
 use crate::sync::lock;
 use crate::user_kernel::UserKernel;
+use crate::wait::{Doorbell, WaitPolicy};
 
 /// What runs on the device side of a bridge.
 ///
@@ -126,6 +127,7 @@ pub struct BridgeBuilder {
     launch_timeout: Duration,
     shutdown_timeout: Duration,
     check_interval: u64,
+    wait_policy: WaitPolicy,
 }
 
 /// Threads per block of a built-in kernel in the slot format, by default.
@@ -148,6 +150,7 @@ impl Default for BridgeBuilder {
             launch_timeout: Duration::from_secs(20),
             shutdown_timeout: Duration::from_secs(2),
             check_interval: 1024,
+            wait_policy: WaitPolicy::default(),
         }
     }
 }
@@ -360,6 +363,25 @@ impl BridgeBuilder {
         self.shutdown_timeout = timeout;
         self
     }
+    /// How blocking calls, and the host fallback's serve thread, wait when
+    /// there is nothing to do (default [`WaitPolicy::SpinThenPark`]: spin
+    /// briefly, then sleep until woken). See [`WaitPolicy`].
+    ///
+    /// ```
+    /// use ringbridge::{Backend, Bridge, WaitPolicy};
+    /// use std::time::Duration;
+    /// let bridge = Bridge::builder()
+    ///     .backend(Backend::Host)
+    ///     .wait_policy(WaitPolicy::SpinThenPark)
+    ///     .launch()?;
+    /// std::thread::sleep(Duration::from_millis(20)); // both sides park
+    /// assert_eq!(bridge.round_trip(b"x")?.payload, b"y"); // and wake
+    /// # Ok::<(), ringbridge::Error>(())
+    /// ```
+    pub fn wait_policy(mut self, policy: WaitPolicy) -> Self {
+        self.wait_policy = policy;
+        self
+    }
 
     /// Picks the backend `Auto` would use for this configuration, and why.
     ///
@@ -553,13 +575,31 @@ type Part = (Arc<dyn SharedMemory>, Box<dyn Engine>);
 
 /// Writes the configuration both sides read before the device half starts
 /// into one region's words.
-fn prepare(layout: &RegionLayout, words: &[AtomicU64], param: u64, interval: u64) {
+fn prepare(layout: &RegionLayout, words: &[AtomicU64], param: u64, loop_cfg: LoopConfig) {
     layout.init_words(words);
     // Relaxed: the launch or thread spawn that follows orders these writes
     // before the device half's first read.
     words[crate::word_of!(crate::layout::ControlBlock, param)].store(param, Ordering::Relaxed);
     words[crate::word_of!(crate::layout::ControlBlock, check_interval)]
-        .store(interval, Ordering::Relaxed);
+        .store(loop_cfg.check_interval, Ordering::Relaxed);
+    words[crate::word_of!(crate::layout::ControlBlock, wait_policy)]
+        .store(loop_cfg.wait_policy.word(), Ordering::Relaxed);
+}
+
+/// The serve loop's settings that [`prepare`] writes into the control block.
+#[derive(Clone, Copy)]
+struct LoopConfig {
+    check_interval: u64,
+    wait_policy: WaitPolicy,
+}
+
+impl BridgeBuilder {
+    fn loop_config(&self) -> LoopConfig {
+        LoopConfig {
+            check_interval: self.check_interval,
+            wait_policy: self.wait_policy,
+        }
+    }
 }
 
 /// Prepares `stripes` regions of `group`, `layout.stripe_stride()` apart,
@@ -569,7 +609,7 @@ fn prepare_group<M: SharedMemory + ?Sized>(
     group: &M,
     stripes: usize,
     param: u64,
-    interval: u64,
+    loop_cfg: LoopConfig,
 ) -> Result<()> {
     let stride = layout.stripe_stride();
     for b in 0..stripes {
@@ -580,7 +620,7 @@ fn prepare_group<M: SharedMemory + ?Sized>(
             .ok_or_else(|| {
                 Error::InvalidArgument(format!("region {b} lies outside the group's memory"))
             })?;
-        prepare(layout, words, param, interval);
+        prepare(layout, words, param, loop_cfg);
         // Relaxed: as in `prepare`.
         words[crate::word_of!(crate::layout::ControlBlock, stripes)]
             .store(stripes as u64, Ordering::Relaxed);
@@ -636,13 +676,13 @@ fn launch_host(
     };
     if stripes == 1 {
         let mem = HostMemory::new(layout.total_bytes)?;
-        prepare(layout, mem.words(), param, b.check_interval);
+        prepare(layout, mem.words(), param, b.loop_config());
         let engine = HostEngine::spawn(&mem, layout, kernel(), b.emulated_block, 0)?;
         return Ok(vec![(mem, Box::new(engine))]);
     }
     let bytes = group_bytes(layout, stripes)?;
     let group = HostMemory::new(bytes)?;
-    prepare_group(layout, &*group, stripes, param, b.check_interval)?;
+    prepare_group(layout, &*group, stripes, param, b.loop_config())?;
     let regions = stripe_views(layout, &group, stripes)?;
     let mut parts: Vec<Part> = Vec::with_capacity(stripes);
     for (block, region) in regions.iter().enumerate() {
@@ -713,7 +753,7 @@ fn launch_cuda(
     };
     if stripes == 1 {
         let mem = Arc::new(crate::cuda::MappedMemory::new(&ctx, layout.total_bytes)?);
-        prepare(layout, mem.words(), param, b.check_interval);
+        prepare(layout, mem.words(), param, b.loop_config());
         let kernel = crate::cuda::CudaKernel::launch(
             &ctx,
             image,
@@ -733,7 +773,7 @@ fn launch_cuda(
     // Phase one: the whole group's memory, pinned and prepared, before any
     // kernel of it runs (a page-locked allocation waits for running work).
     let mem = crate::cuda::MappedMemory::new(&ctx, bytes)?;
-    prepare_group(layout, &mem, stripes, param, b.check_interval)?;
+    prepare_group(layout, &mem, stripes, param, b.loop_config())?;
     // Phase two: one launch of `stripes` blocks, all given region 0.
     let kernel = crate::cuda::CudaKernel::launch(
         &ctx,
@@ -824,6 +864,8 @@ struct Core {
     /// RELAXED: statistics, they order nothing.
     sent: AtomicU64,
     received: AtomicU64,
+    /// The wait policy, and the doorbells of a parking host fallback.
+    doorbell: Doorbell,
 }
 
 impl Core {
@@ -883,8 +925,10 @@ impl Core {
 
 impl Core {
     /// Copies the H2K direction's published count for [`Bridge::stats`].
+    /// Called after every publish, so it also wakes a parked serve thread.
     fn count_sent(&self, tx: &Tx) {
         self.sent.store(tx.published(), Ordering::Relaxed);
+        self.doorbell.wake_kernel();
     }
 
     /// Copies the K2H direction's released count for [`Bridge::stats`].
@@ -912,28 +956,6 @@ fn exit_error(report: &KernelReport) -> Error {
         }
     } else {
         Error::KernelExited
-    }
-}
-
-/// Spins, then yields, then sleeps: fast when the answer is microseconds
-/// away, polite when it is not.
-struct Backoff {
-    step: u32,
-}
-
-impl Backoff {
-    fn new() -> Self {
-        Self { step: 0 }
-    }
-    fn snooze(&mut self) {
-        if self.step < 1 << 10 {
-            std::hint::spin_loop();
-        } else if self.step < 1 << 16 {
-            std::thread::yield_now();
-        } else {
-            std::thread::sleep(Duration::from_micros(20));
-        }
-        self.step = self.step.saturating_add(1);
     }
 }
 
@@ -1080,6 +1102,7 @@ impl Bridge {
         max_payload: usize,
     ) -> Self {
         let control = Control::new(memory.clone());
+        let doorbell = Doorbell::new(memory.clone(), b.wait_policy, backend);
         let h2k = RingRef::new(memory.clone(), layout, RingId::H2k);
         let k2h = RingRef::new(memory.clone(), layout, RingId::K2h);
         let (tx, rx) = match layout.spec.format() {
@@ -1112,6 +1135,7 @@ impl Bridge {
                 stopping: AtomicBool::new(false),
                 sent: AtomicU64::new(0),
                 received: AtomicU64::new(0),
+                doorbell,
             },
         }
     }
@@ -1252,7 +1276,7 @@ impl Bridge {
         op: &'static str,
         mut attempt: impl FnMut() -> Result<Option<T>>,
     ) -> Result<T> {
-        let mut backoff = Backoff::new();
+        let mut waiter = self.core.doorbell.waiter();
         let mut spins = 0u32;
         loop {
             if let Some(v) = attempt()? {
@@ -1261,8 +1285,9 @@ impl Bridge {
             // Instant::now costs ~20 ns and the check takes a lock: look at
             // the clock every 64 spins, first after 16, so a reply that is
             // a few hundred nanoseconds away is not kept waiting behind a
-            // check (a try-only call checks at once).
-            if spins % 64 == 16 || matches!(deadline, Deadline::Now) {
+            // check (a try-only call checks at once). A sleeping waiter
+            // checks after every sleep.
+            if spins % 64 == 16 || waiter.is_slow() || matches!(deadline, Deadline::Now) {
                 let now = Instant::now();
                 self.core.check(now)?;
                 match deadline {
@@ -1281,7 +1306,10 @@ impl Bridge {
                 }
             }
             spins = spins.wrapping_add(1);
-            backoff.snooze();
+            waiter.snooze(match deadline {
+                Deadline::At(at, _) => Some(at),
+                _ => None,
+            });
         }
     }
 
@@ -1823,6 +1851,9 @@ impl Bridge {
         // reports a shutdown, not a failure.
         self.core.stopping.store(true, Ordering::Release);
         self.core.control.request_terminate();
+        // A parked serve thread sees the request now, not at its next
+        // timed wake-up.
+        self.core.doorbell.wake_kernel();
         let timeout = self.core.shutdown_timeout;
         // A fault while stopping still means the kernel no longer runs.
         let stopped = self.core.engine.wait_finished(timeout).unwrap_or(true);

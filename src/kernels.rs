@@ -292,6 +292,20 @@ pub(crate) mod ffi {
             block: u32,
         ) -> i32;
 
+        /// Parks the calling thread while the doorbell `word` holds 1, at
+        /// most `timeout_ns` (it may return early, and returns at once when
+        /// the word is not 1). A futex on the word's low half on Linux.
+        ///
+        /// # Safety
+        /// `word` points to a doorbell word of a live control block.
+        pub(crate) fn rb_host_doorbell_park(word: *mut u64, timeout_ns: u64);
+
+        /// Wakes every thread parked on the doorbell `word`.
+        ///
+        /// # Safety
+        /// As [`rb_host_doorbell_park`].
+        pub(crate) fn rb_host_doorbell_wake(word: *mut u64);
+
         /// Tests only: [`host_serve`] run by a block of `nthreads`
         /// (1..=1024) POSIX threads that emulate a CUDA block, so the GPU's
         /// block-parallel serve loops run on a CPU

@@ -20,7 +20,7 @@ pub const LINE: usize = 128;
 /// `"RBRG"` in ASCII: marks a ring header and a control block as ringbridge's.
 pub const MAGIC: u64 = 0x5242_5247;
 /// Layout version; bumped whenever any offset or meaning in this file changes.
-pub const LAYOUT_VERSION: u64 = 3;
+pub const LAYOUT_VERSION: u64 = 4;
 
 /// Smallest slot: one [`MessageHeader`] plus 32 bytes of payload.
 pub const MIN_SLOT_SIZE: usize = 64;
@@ -209,8 +209,15 @@ pub const KIND_ERROR: u32 = 3;
 pub struct ControlBlock {
     /// Non-zero asks the kernel to stop. Written by the host only.
     pub terminate: u64,
+    /// The host's doorbell (host fallback only): 1 while a host thread
+    /// blocked in a bridge call is parked, or about to park, on this word (a
+    /// futex on its low 32 bits). The host sets it, SeqCst-fences and looks
+    /// at the ring again before parking; the serve loop, after publishing,
+    /// fences, reads it, and on 1 swaps in 0 and wakes the host (see
+    /// [`crate::wait`]).
+    pub host_parked: u64,
     /// Keeps the host's line to itself.
-    pub _pad_host: [u64; 15],
+    pub _pad_host: [u64; 14],
     /// One of the `STATUS_*` constants. Written by the kernel only.
     pub status: u64,
     /// Why the kernel failed (`ERR_*`), when `status` is [`STATUS_FAILED`].
@@ -223,8 +230,13 @@ pub struct ControlBlock {
     pub consumed: u64,
     /// Replies published to K2H.
     pub produced: u64,
+    /// The kernel's doorbell (host fallback only): 1 while the serve thread
+    /// is parked, or about to park, on this word; the host, after
+    /// publishing requests or asking it to stop, swaps in 0 and wakes it.
+    /// The mirror of `host_parked`.
+    pub kernel_parked: u64,
     /// Keeps the kernel's line to itself.
-    pub _pad_kernel: [u64; 10],
+    pub _pad_kernel: [u64; 9],
     /// [`MAGIC`]. Written once by the host before launch.
     pub magic: u64,
     /// [`LAYOUT_VERSION`]. Written once by the host before launch.
@@ -245,9 +257,25 @@ pub struct ControlBlock {
     /// Bytes from one region's start to the next (a multiple of [`LINE`]);
     /// unused when `stripes` is 1.
     pub stripe_stride: u64,
+    /// How the serve loop waits when it has nothing to do: one of the
+    /// `WAIT_*` constants ([`crate::WaitPolicy`]). The host fallback reads
+    /// it; a GPU's loop spins or `__nanosleep`s as compiled
+    /// (`RB_GPU_IDLE_NANOSLEEP_MAX` in `ringbridge.cuh`).
+    pub wait_policy: u64,
     /// Keeps the configuration line whole.
-    pub _pad_cfg: [u64; 10],
+    pub _pad_cfg: [u64; 9],
 }
+
+/// Idle policy word: spin, then yield, then sleep a fixed time per poll
+/// (ringbridge's behaviour before wait policies existed). 0, so a control
+/// block that never had its policy written keeps that behaviour.
+pub const WAIT_BACKOFF: u64 = 0;
+/// Idle policy word: poll without pause (burns a core, lowest latency).
+pub const WAIT_SPIN: u64 = 1;
+/// Idle policy word: spin briefly, then park on the doorbell.
+pub const WAIT_SPIN_THEN_PARK: u64 = 2;
+/// Idle policy word: park on the doorbell almost at once.
+pub const WAIT_LOW_POWER: u64 = 3;
 
 /// The kernel has not started yet.
 pub const STATUS_LAUNCHING: u64 = 0;
@@ -426,6 +454,22 @@ pub fn c_constants() -> Vec<(&'static str, u64)> {
             "RB_CTL_OFF_STRIPE_STRIDE",
             u(offset_of!(ControlBlock, stripe_stride)),
         ),
+        (
+            "RB_CTL_OFF_HOST_PARKED",
+            u(offset_of!(ControlBlock, host_parked)),
+        ),
+        (
+            "RB_CTL_OFF_KERNEL_PARKED",
+            u(offset_of!(ControlBlock, kernel_parked)),
+        ),
+        (
+            "RB_CTL_OFF_WAIT_POLICY",
+            u(offset_of!(ControlBlock, wait_policy)),
+        ),
+        ("RB_WAIT_SPIN", WAIT_SPIN),
+        ("RB_WAIT_BACKOFF", WAIT_BACKOFF),
+        ("RB_WAIT_SPIN_THEN_PARK", WAIT_SPIN_THEN_PARK),
+        ("RB_WAIT_LOW_POWER", WAIT_LOW_POWER),
         ("RB_STATUS_LAUNCHING", STATUS_LAUNCHING),
         ("RB_STATUS_RUNNING", STATUS_RUNNING),
         ("RB_STATUS_STOPPED", STATUS_STOPPED),

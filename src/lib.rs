@@ -14,6 +14,8 @@
 //! - [`bridge`]: the user-facing [`Bridge`]; [`striped`]: several of them
 //!   striped by the host, for more SMs and more host threads;
 //!   [`asynchronous`]: its async calls, for any executor.
+//! - [`wait`]: how an idle bridge waits ([`WaitPolicy`]) and the doorbell
+//!   that lets the host fallback's two sides sleep until woken.
 #![warn(missing_docs)]
 #![deny(unsafe_op_in_unsafe_fn)]
 
@@ -42,6 +44,7 @@ pub mod striped;
 pub(crate) mod sync;
 #[cfg(not(loom))]
 pub mod user_kernel;
+pub mod wait;
 
 #[cfg(not(loom))]
 pub use asynchronous::AsyncBridge;
@@ -55,3 +58,4 @@ pub use queue::{Consumer, Producer, QueueStats, SpscQueue};
 pub use striped::StripedBridge;
 #[cfg(not(loom))]
 pub use user_kernel::UserKernel;
+pub use wait::WaitPolicy;

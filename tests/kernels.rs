@@ -354,3 +354,67 @@ fn ptx_lane_path() {
         assert!(body.contains("st.relaxed.sys.global.v2.u64"), "{e}");
     }
 }
+
+/// The nvcc that `build.rs` would find, in its order (`NVCC`, `CUDA_HOME`,
+/// `CUDA_PATH`, PATH, `/usr/local/cuda`, `.toolchain`), for a test that
+/// compiles a variant of a kernel itself.
+fn find_nvcc() -> Option<std::path::PathBuf> {
+    use std::path::PathBuf;
+    if let Some(p) = std::env::var_os("NVCC") {
+        return Some(PathBuf::from(p));
+    }
+    let roots = ["CUDA_HOME", "CUDA_PATH"]
+        .into_iter()
+        .filter_map(std::env::var_os)
+        .map(|r| PathBuf::from(r).join("bin/nvcc"));
+    let on_path = std::env::var_os("PATH")
+        .into_iter()
+        .flat_map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
+        .map(|d| d.join("nvcc"));
+    let fixed = [
+        PathBuf::from("/usr/local/cuda/bin/nvcc"),
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".toolchain/cuda/nvidia/cu13/bin/nvcc"),
+    ];
+    roots.chain(on_path).chain(fixed).find(|p| p.is_file())
+}
+
+/// The GPU's idle switch (`RB_GPU_IDLE_NANOSLEEP_MAX`, kernels/ringbridge.cuh):
+/// the default build spins (no `nanosleep` in the serve loop), and a build
+/// with a cap emits `nanosleep`. Compiles echo.cu to PTX once (a few seconds).
+#[test]
+fn gpu_idle_nanosleep_is_a_compile_time_switch() {
+    if compiled_or_skip("gpu_idle_nanosleep_is_a_compile_time_switch").is_none() {
+        return;
+    }
+    let default = entry_body(kernels::image("echo").unwrap().ptx, kernels::ECHO_ENTRY);
+    assert!(
+        !default.contains("nanosleep"),
+        "the default GPU serve loop spins"
+    );
+    let Some(nvcc) = find_nvcc() else {
+        assert!(
+            std::env::var("RINGBRIDGE_REQUIRE_NVCC").as_deref() != Ok("1"),
+            "RINGBRIDGE_REQUIRE_NVCC=1 but no nvcc found for the nanosleep variant"
+        );
+        println!("gpu_idle_nanosleep_is_a_compile_time_switch: skipped: no nvcc");
+        return;
+    };
+    let kernels_dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("kernels");
+    let out = std::env::temp_dir().join(format!("ringbridge-nanosleep-{}.ptx", std::process::id()));
+    let status = std::process::Command::new(&nvcc)
+        .args(["-std=c++17", "-O3", "-ptx", "-arch=compute_80"])
+        .arg("-DRB_GPU_IDLE_NANOSLEEP_MAX=2000")
+        .arg(format!("-I{}", kernels_dir.display()))
+        .arg("-o")
+        .arg(&out)
+        .arg(kernels_dir.join("echo.cu"))
+        .status()
+        .expect("running nvcc");
+    assert!(status.success(), "nvcc failed on the nanosleep variant");
+    let ptx = std::fs::read_to_string(&out).unwrap();
+    let _ = std::fs::remove_file(&out);
+    assert!(
+        entry_body(&ptx, kernels::ECHO_ENTRY).contains("nanosleep.u32"),
+        "RB_GPU_IDLE_NANOSLEEP_MAX=2000 emits no nanosleep"
+    );
+}

@@ -22,7 +22,17 @@ extern "C" {
 // the group has no region for this block.
 int32_t rb_host_serve_callback(void* ctl, void* h2k, void* k2h, rb_host_handler_fn fn, void* fn_ctx, uint32_t block);
 
+// The host's side of the doorbells (src/wait.rs), the same futex the serve
+// loop uses: parks while *word is 1 (at most timeout_ns; may return early),
+// and wakes every thread parked on *word. word: a doorbell of a control block.
+void rb_host_doorbell_park(uint64_t* word, uint64_t timeout_ns);
+void rb_host_doorbell_wake(uint64_t* word);
+
 }  // extern "C"
+
+extern "C" void rb_host_doorbell_park(uint64_t* word, uint64_t timeout_ns) { rb_host_park_on(word, timeout_ns); }
+
+extern "C" void rb_host_doorbell_wake(uint64_t* word) { rb_host_wake_on(word); }
 
 extern "C" int32_t rb_host_serve_callback(void* ctl, void* h2k, void* k2h, rb_host_handler_fn fn, void* fn_ctx,
                                           uint32_t block) {

@@ -1,8 +1,9 @@
-//! Command-line parsing and dispatch: `info`, `echo`, `stream`, `compare`.
+//! Command-line parsing and dispatch: `info`, `echo`, `stream`, `compare`, `idle`.
 
 mod compare;
 mod echo;
 mod host_side;
+mod idle;
 mod info;
 mod latency;
 mod plot;
@@ -45,6 +46,8 @@ enum Command {
     Compare(CompareArgs),
     /// The host's halves of a ring alone, one thread each, beside a plain memcpy.
     HostSide(HostSideArgs),
+    /// What an idle bridge costs (CPU) and how fast it wakes, per wait policy.
+    Idle(idle::IdleArgs),
 }
 
 /// Options every bridge command shares.
@@ -266,6 +269,7 @@ pub fn main() -> ExitCode {
         Command::Stream(args) => stream::run(&args),
         Command::Compare(args) => compare::run(&args),
         Command::HostSide(args) => host_side::run(&args),
+        Command::Idle(args) => idle::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

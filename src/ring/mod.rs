@@ -475,6 +475,14 @@ impl RegionLayout {
         set(word_of!(ControlBlock, check_interval), 1024);
         set(word_of!(ControlBlock, stripes), 1);
         set(word_of!(ControlBlock, stripe_stride), 0);
+        set(word_of!(ControlBlock, host_parked), 0);
+        set(word_of!(ControlBlock, kernel_parked), 0);
+        // Backoff: a raw region's host side rings no doorbell; a bridge
+        // writes its own policy over this.
+        set(
+            word_of!(ControlBlock, wait_policy),
+            crate::layout::WAIT_BACKOFF,
+        );
     }
 
     /// Bytes between the starts of two regions of a striped group (the
