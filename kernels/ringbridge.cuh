@@ -1896,17 +1896,29 @@ inline bool rb_host_regions_ok(const void* ctl, const void* h2k, const void* k2h
 }
 #endif
 
+/*
+ * The largest block RB_KERNEL_ENTRY's kernels are compiled for: nvcc fits the
+ * handler's registers to it, so a handler built for 128 threads need not
+ * spill to fit 1024. Define it (e.g. ringbridge_build::Kernels::define(
+ * "RB_MAX_BLOCK_THREADS", Some("128"))) to the block size you launch with;
+ * a larger block is then refused at launch.
+ */
+#ifndef RB_MAX_BLOCK_THREADS
+#define RB_MAX_BLOCK_THREADS 1024
+#endif
+
 #if RB_ON_GPU
 /*
  * Defines a persistent-kernel entry point serving `HandlerType`:
  *   extern "C" __global__ void name(rb_control* ctl, rb_ring* h2k, rb_ring* k2h)
  * Each thread builds its handler from ctl->param (RELAXED: written before the
- * launch), then serves. __launch_bounds__(1024): any block size up to 1024
- * launches. Write it at the start of a line: build.rs lists an image's entry
- * points from the `RB_KERNEL_ENTRY(` lines of its .cu file.
+ * launch), then serves. __launch_bounds__(threads): any block size up to
+ * `threads` launches (RB_KERNEL_ENTRY: RB_MAX_BLOCK_THREADS). Write it at the
+ * start of a line: build.rs lists an image's entry points from the
+ * `RB_KERNEL_ENTRY(` and `RB_KERNEL_ENTRY_BOUNDED(` lines of its .cu file.
  */
-#define RB_KERNEL_ENTRY(name, HandlerType)                                                           \
-    extern "C" __global__ void __launch_bounds__(1024) name(rb_control* ctl, rb_ring* h2k, rb_ring* k2h) { \
+#define RB_KERNEL_ENTRY_BOUNDED(name, HandlerType, threads)                                          \
+    extern "C" __global__ void __launch_bounds__(threads) name(rb_control* ctl, rb_ring* h2k, rb_ring* k2h) { \
         HandlerType handler(rb_ld_relaxed(&ctl->param));                                             \
         (void)rb_serve(ctl, h2k, k2h, handler);                                                      \
     }
@@ -1924,7 +1936,7 @@ inline bool rb_host_regions_ok(const void* ctl, const void* h2k, const void* k2h
  * region. rb_host_block_index is a C++17 inline variable: defined once
  * however many kernels' libraries are linked together.
  */
-#define RB_KERNEL_ENTRY(name, HandlerType)                                                           \
+#define RB_KERNEL_ENTRY_BOUNDED(name, HandlerType, threads)                                          \
     extern "C" int32_t name##__rb_host(void* ctl, void* h2k, void* k2h, uint32_t block) {            \
         if (!rb_host_regions_ok(ctl, h2k, k2h)) return -1;                                           \
         rb_host_block_index = block;                                                                 \
@@ -1933,5 +1945,8 @@ inline bool rb_host_regions_ok(const void* ctl, const void* h2k, const void* k2h
         return rb_serve(c, static_cast<rb_ring*>(h2k), static_cast<rb_ring*>(k2h), handler);         \
     }
 #endif
+
+/* The common case: bounded by RB_MAX_BLOCK_THREADS (default 1024). */
+#define RB_KERNEL_ENTRY(name, HandlerType) RB_KERNEL_ENTRY_BOUNDED(name, HandlerType, RB_MAX_BLOCK_THREADS)
 
 #endif /* RINGBRIDGE_CUH */

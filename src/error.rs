@@ -121,6 +121,29 @@ pub enum Error {
         /// The entry point asked for.
         entry: String,
     },
+    /// A block larger than the kernel entry was compiled for: its
+    /// `__launch_bounds__` (`RB_MAX_BLOCK_THREADS`, or the bound of
+    /// `RB_KERNEL_ENTRY_BOUNDED`), read back from the loaded image.
+    #[error(
+        "kernel entry `{entry}` is compiled for at most {max} threads per block, not {block}: \
+         launch a smaller block or build it with a larger RB_MAX_BLOCK_THREADS"
+    )]
+    BlockTooLarge {
+        /// The entry point.
+        entry: String,
+        /// The block size asked for.
+        block: u32,
+        /// The entry's bound.
+        max: u32,
+    },
+    /// A reply that a measurement's check (see [`crate::measure`]) refused.
+    #[error("reply to message {index} failed the check: {what}")]
+    CheckFailed {
+        /// The message's index in the measurement (0 for the first one sent).
+        index: u64,
+        /// What the check said.
+        what: String,
+    },
     /// A CUDA driver call failed.
     #[error("CUDA call {call} failed: {message}")]
     Cuda {

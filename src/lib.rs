@@ -13,7 +13,8 @@
 //!   device-half C++ code, compiled for the host and run on a CPU thread).
 //! - [`bridge`]: the user-facing [`Bridge`]; [`striped`]: several of them
 //!   striped by the host, for more SMs and more host threads;
-//!   [`asynchronous`]: its async calls, for any executor.
+//!   [`asynchronous`]: its async calls, for any executor; [`measure`]: its
+//!   latency and streaming rate, on any kernel.
 //! - [`wait`]: how an idle bridge waits ([`WaitPolicy`]) and the doorbell
 //!   that lets the host fallback's two sides sleep until woken.
 #![warn(missing_docs)]
@@ -36,6 +37,8 @@ pub mod fallback;
 #[cfg(not(loom))]
 pub mod kernels;
 pub mod layout;
+#[cfg(not(loom))]
+pub mod measure;
 pub mod message;
 pub mod queue;
 pub mod ring;
@@ -52,6 +55,8 @@ pub use backend::Backend;
 #[cfg(not(loom))]
 pub use bridge::{Bridge, BridgeBuilder, BridgeStats, Kernel, SendChunk};
 pub use error::{Error, Result};
+#[cfg(not(loom))]
+pub use measure::{Latency, Rate};
 pub use message::{MessageEnvelope, MessageHeader};
 pub use queue::{Consumer, Producer, QueueStats, SpscQueue};
 #[cfg(not(loom))]

@@ -583,3 +583,128 @@ fn cuda_backend_without_a_gpu() {
         &["cuda"],
     );
 }
+
+/// `--image` on the host backend: a clear error that says how a user's
+/// kernel is measured there (its own crate's build, the library helper).
+#[test]
+fn image_on_the_host_backend_says_how_to_measure_it() {
+    let image = concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml"); // any readable file
+    for cmd in ["echo", "stream"] {
+        let out = run(&[
+            cmd,
+            "--backend",
+            "host",
+            "--image",
+            image,
+            "--entry",
+            "k",
+            "--messages",
+            "10",
+        ]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{cmd}: {stderr}");
+        for needle in [
+            "host backend",
+            "ringbridge-build",
+            "measure::round_trips",
+            "Kernel::User",
+        ] {
+            assert!(stderr.contains(needle), "{cmd}: no `{needle}` in {stderr}");
+        }
+    }
+}
+
+#[test]
+fn image_that_is_missing_is_a_clear_error() {
+    for cmd in ["echo", "stream"] {
+        fails(
+            &[
+                cmd,
+                "--backend",
+                "cuda",
+                "--image",
+                "/nonexistent/k.fatbin",
+                "--entry",
+                "k",
+            ],
+            &["cannot read the kernel image", "/nonexistent/k.fatbin"],
+        );
+    }
+    fails(&["echo", "--image", "/nonexistent/k.fatbin"], &["--entry"]);
+    fails(&["stream", "--entry", "k"], &["--image"]);
+}
+
+#[test]
+fn image_checks_default_to_answering_the_request() {
+    let image = concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml");
+    fails(
+        &[
+            "stream",
+            "--backend",
+            "cuda",
+            "--image",
+            image,
+            "--entry",
+            "k",
+            "--check",
+            "full",
+        ],
+        &["--check", "reply"],
+    );
+    // The built-in kernel takes the new modes too.
+    for mode in ["len", "reply"] {
+        let v = json(&[
+            "echo",
+            "--backend",
+            "host",
+            "--check",
+            mode,
+            "--messages",
+            "200",
+            "--json",
+        ]);
+        assert_eq!(
+            (v["check"].as_str(), v["lost"].as_u64()),
+            (Some(mode), Some(0))
+        );
+        let v = json(&[
+            "stream",
+            "--backend",
+            "host",
+            "--check",
+            mode,
+            "--messages",
+            "2000",
+            "--json",
+        ]);
+        assert_eq!(
+            (v["check"].as_str(), v["lost"].as_u64()),
+            (Some(mode), Some(0))
+        );
+    }
+}
+
+/// On CUDA the image is launched as `Kernel::Custom`: needs a GPU and an
+/// image, so it is skipped here (no GPU); without a GPU it fails clearly.
+#[test]
+fn image_on_cuda_without_a_gpu() {
+    if ringbridge::cuda::device_count().is_ok_and(|n| n > 0) {
+        eprintln!("a GPU is present; skipping (no user image to load in this test)");
+        return;
+    }
+    let image = concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml");
+    fails(
+        &[
+            "echo",
+            "--backend",
+            "cuda",
+            "--image",
+            image,
+            "--entry",
+            "k",
+            "--messages",
+            "10",
+        ],
+        &["cuda"],
+    );
+}

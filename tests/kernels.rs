@@ -219,6 +219,26 @@ fn every_entry_is_in_the_ptx() {
     }
 }
 
+/// `RB_KERNEL_ENTRY` bounds each entry by `RB_MAX_BLOCK_THREADS`, 1024 unless
+/// defined otherwise: the built-ins must launch with any block up to 1024, and
+/// the launch code reads the same bound back (MAX_THREADS_PER_BLOCK).
+#[test]
+fn builtin_entries_are_bounded_by_1024_threads() {
+    if compiled_or_skip("builtin_entries_are_bounded_by_1024_threads").is_none() {
+        return;
+    }
+    for name in ["echo", "scale", "faults"] {
+        let img = kernels::image(name).unwrap();
+        for e in img.entries {
+            let body = entry_body(img.ptx, e);
+            assert!(
+                body.contains(".maxntid 1024, 1, 1"),
+                "{e}: no `.maxntid 1024, 1, 1` in its PTX"
+            );
+        }
+    }
+}
+
 /// The memory-order contract of docs/platform-facts.md#memory-order, checked on the PTX of the
 /// built-in kernels: acquire/release at system scope on the counters, plain
 /// 16-byte payload accesses, and no full system fence anywhere; and the

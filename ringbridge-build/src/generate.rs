@@ -5,12 +5,17 @@ use std::fmt::Write as _;
 
 use crate::CompiledImage;
 
-/// The names in the `RB_KERNEL_ENTRY(name, Handler)` lines of a source (the
+/// The names in the `RB_KERNEL_ENTRY(name, Handler)` and
+/// `RB_KERNEL_ENTRY_BOUNDED(name, Handler, threads)` lines of a source (the
 /// macro written at the start of a line, as `ringbridge.cuh` asks).
 pub(crate) fn entries_of(source: &str) -> Vec<String> {
     source
         .lines()
-        .filter_map(|l| l.trim_start().strip_prefix("RB_KERNEL_ENTRY("))
+        .filter_map(|l| {
+            let l = l.trim_start();
+            l.strip_prefix("RB_KERNEL_ENTRY(")
+                .or_else(|| l.strip_prefix("RB_KERNEL_ENTRY_BOUNDED("))
+        })
         .filter_map(|rest| rest.split(',').next())
         .map(|name| name.trim().to_string())
         .filter(|name| !name.is_empty())
@@ -75,7 +80,7 @@ mod tests {
 
     #[test]
     fn entries_are_the_first_argument_of_lines_starting_with_the_macro() {
-        let src = "// RB_KERNEL_ENTRY(not_this, h)\nRB_KERNEL_ENTRY(one, h1)\n  RB_KERNEL_ENTRY( two , h2)\nx RB_KERNEL_ENTRY(no, h)\n";
-        assert_eq!(entries_of(src), ["one", "two"]);
+        let src = "// RB_KERNEL_ENTRY(not_this, h)\nRB_KERNEL_ENTRY(one, h1)\n  RB_KERNEL_ENTRY( two , h2)\nx RB_KERNEL_ENTRY(no, h)\nRB_KERNEL_ENTRY_BOUNDED(three, h3, 128)\n";
+        assert_eq!(entries_of(src), ["one", "two", "three"]);
     }
 }

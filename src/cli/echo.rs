@@ -3,13 +3,14 @@
 use std::time::Instant;
 
 use anyhow::{Context, bail};
+use ringbridge::layout::KIND_REPLY;
 use ringbridge::ring::SlotFormat;
 use serde::Serialize;
 
-use super::EchoArgs;
 use super::latency::Summary;
 use super::plot::{self, Series};
 use super::progress::Progress;
+use super::{CheckMode, EchoArgs};
 
 #[derive(Serialize)]
 struct Report {
@@ -19,6 +20,8 @@ struct Report {
     payload_bytes: usize,
     slot_size: usize,
     format: &'static str,
+    /// How much of each reply was checked: full, len, reply or none.
+    check: &'static str,
     messages: u64,
     lost: u64,
     #[serde(flatten)]
@@ -32,8 +35,13 @@ pub(crate) fn run(args: &EchoArgs) -> anyhow::Result<()> {
         bail!("--messages must be at least 1");
     }
     args.output.check()?;
-    let bridge = b
-        .builder(SlotFormat::Auto)?
+    let check = args.image.check(args.check)?;
+    if check == CheckMode::Header {
+        bail!("--check header is a stream option; echo checks full, len, reply or none");
+    }
+    let bridge = args
+        .image
+        .apply(b.builder(SlotFormat::Auto)?, b.backend, b.block)?
         .launch()
         .context("cannot launch the bridge")?;
     if !b.json {
@@ -58,9 +66,17 @@ pub(crate) fn run(args: &EchoArgs) -> anyhow::Result<()> {
         let t0 = Instant::now();
         let seq = bridge.send(&payload)?;
         let ok = bridge.recv_with(|h, p| {
-            h.correlation == seq
-                && p.len() == payload.len()
-                && p.iter().zip(&payload).all(|(r, s)| *r == s.wrapping_add(1))
+            let answers = h.correlation == seq && h.kind == KIND_REPLY;
+            match check {
+                CheckMode::Full => {
+                    h.correlation == seq
+                        && p.len() == payload.len()
+                        && p.iter().zip(&payload).all(|(r, s)| *r == s.wrapping_add(1))
+                }
+                CheckMode::Len | CheckMode::Header => answers && p.len() == payload.len(),
+                CheckMode::Reply => answers,
+                CheckMode::None => true,
+            }
         })?;
         let dt = t0.elapsed().as_nanos() as u64;
         if !ok {
@@ -97,6 +113,7 @@ pub(crate) fn run(args: &EchoArgs) -> anyhow::Result<()> {
         payload_bytes: b.payload,
         slot_size: bridge.spec().slot_size(),
         format: bridge.format().name(),
+        check: check.name(),
         messages: args.messages,
         lost,
         latency,

@@ -1,5 +1,7 @@
-//! Latency summaries from raw samples.
+//! Latency summaries for reports: the library's percentiles
+//! ([`ringbridge::measure::Latency`]), in nanoseconds, serializable.
 
+use ringbridge::measure::Latency;
 use serde::Serialize;
 
 /// Percentiles of a set of round-trip times, in nanoseconds.
@@ -17,23 +19,16 @@ pub(crate) struct Summary {
 impl Summary {
     /// Sorts `samples` and reads the percentiles (nearest rank).
     pub fn of(samples: &mut [u64]) -> Option<Self> {
-        if samples.is_empty() {
-            return None;
-        }
-        samples.sort_unstable();
-        let at = |q: f64| {
-            let rank = ((q * samples.len() as f64).ceil() as usize).clamp(1, samples.len());
-            samples[rank - 1]
-        };
-        let sum: u128 = samples.iter().map(|&s| u128::from(s)).sum();
+        let l = Latency::from_nanos(samples)?;
+        let ns = |d: std::time::Duration| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
         Some(Self {
-            min_ns: samples[0],
-            p50_ns: at(0.50),
-            p90_ns: at(0.90),
-            p99_ns: at(0.99),
-            p999_ns: at(0.999),
-            max_ns: samples[samples.len() - 1],
-            mean_ns: sum as f64 / samples.len() as f64,
+            min_ns: ns(l.min),
+            p50_ns: ns(l.p50),
+            p90_ns: ns(l.p90),
+            p99_ns: ns(l.p99),
+            p999_ns: ns(l.p999),
+            max_ns: ns(l.max),
+            mean_ns: l.mean.as_nanos() as f64,
         })
     }
 

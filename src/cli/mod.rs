@@ -11,6 +11,7 @@ mod progress;
 mod queue_ceiling;
 mod spin;
 mod stream;
+mod user_image;
 
 use std::path::PathBuf;
 
@@ -91,6 +92,13 @@ pub(crate) struct EchoArgs {
     /// Untimed round trips first.
     #[arg(long, default_value_t = 1_000)]
     pub warmup: u64,
+    /// How much of each reply is checked: full (every byte + 1, the echo
+    /// kernel's), len (correlation, kind and length), reply (correlation and
+    /// kind: it answers its request) or none [default: full; reply with --image].
+    #[arg(long, value_enum)]
+    pub check: Option<CheckMode>,
+    #[command(flatten)]
+    pub image: user_image::ImageArgs,
     #[command(flatten)]
     pub output: OutputArgs,
 }
@@ -162,20 +170,29 @@ pub(crate) struct StreamArgs {
     #[arg(long, default_value_t = 1)]
     pub stripes: usize,
     /// How much of each reply the consumer checks: full (every byte),
-    /// header (correlation, kind and length, and the last 8 bytes) or none
+    /// header (correlation, kind and length, and the last 8 bytes), len
+    /// (correlation, kind and length), reply (correlation and kind) or none
     /// (replies counted, not read; the ring half still validates each
     /// header). Separates the host's cost from the serve loop's.
-    #[arg(long, value_enum, default_value_t = CheckMode::Full)]
-    pub check: CheckMode,
+    /// [default: full; reply with --image, whose replies are unknown]
+    #[arg(long, value_enum)]
+    pub check: Option<CheckMode>,
+    #[command(flatten)]
+    pub image: user_image::ImageArgs,
 }
 
-/// How much of each reply `stream` checks.
+/// How much of each reply `stream` and `echo` check.
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum CheckMode {
     /// Every byte.
     Full,
     /// Correlation, kind and length, and the last 8 bytes.
     Header,
+    /// Correlation, kind and length (any kernel whose replies are as long
+    /// as their requests).
+    Len,
+    /// Correlation and kind: each reply answers its request (any kernel).
+    Reply,
     /// Counted only.
     None,
 }
@@ -186,6 +203,8 @@ impl CheckMode {
         match self {
             Self::Full => "full",
             Self::Header => "header",
+            Self::Len => "len",
+            Self::Reply => "reply",
             Self::None => "none",
         }
     }

@@ -162,6 +162,18 @@ fn stream_through(
                     }
                     got += 1;
                 })?,
+                CheckMode::Len => bridge.recv_batch(4096, |h, _| {
+                    if h.correlation != got || h.kind != KIND_REPLY || h.len as usize != size {
+                        lost += 1;
+                    }
+                    got += 1;
+                })?,
+                CheckMode::Reply => bridge.recv_batch(4096, |h, _| {
+                    if h.correlation != got || h.kind != KIND_REPLY {
+                        lost += 1;
+                    }
+                    got += 1;
+                })?,
                 CheckMode::None => bridge.recv_batch(4096, |_, _| got += 1)?,
             };
             // Relaxed: a progress count, it orders nothing.
@@ -180,8 +192,12 @@ pub(crate) fn run(args: &StreamArgs) -> anyhow::Result<()> {
     if args.messages == 0 || args.batch == 0 {
         bail!("--messages and --batch must be at least 1");
     }
-    let striped = StripedBridge::launch(b.builder(SlotFormat::Slots)?, args.stripes)
-        .context("cannot launch the bridge")?;
+    let check = args.image.check(args.check)?;
+    let builder = args
+        .image
+        .apply(b.builder(SlotFormat::Slots)?, b.backend, b.block)?;
+    let striped =
+        StripedBridge::launch(builder, args.stripes).context("cannot launch the bridge")?;
     let first = striped.stripe(0);
     let size = b.payload;
     if !b.json {
@@ -193,7 +209,7 @@ pub(crate) fn run(args: &StreamArgs) -> anyhow::Result<()> {
             args.batch,
             args.messages,
             args.stripes,
-            args.check.name()
+            check.name()
         );
     }
     let total = args.messages;
@@ -208,9 +224,7 @@ pub(crate) fn run(args: &StreamArgs) -> anyhow::Result<()> {
             .map(|i| {
                 let count = total / n + u64::from((i as u64) < total % n);
                 let (bridge, patterns, done) = (striped.stripe(i), &patterns, &done);
-                s.spawn(move || {
-                    stream_through(bridge, count, args.batch, args.check, patterns, done)
-                })
+                s.spawn(move || stream_through(bridge, count, args.batch, check, patterns, done))
             })
             .collect();
         let mut bar = super::progress::Progress::new("stream", total, b.json);
@@ -244,7 +258,7 @@ pub(crate) fn run(args: &StreamArgs) -> anyhow::Result<()> {
     let msgs_per_s = sent as f64 / seconds;
     // The ceiling runs after the bridge is shut down, so no serving thread
     // competes with it for the cores.
-    let queue_ceiling = if host && args.stripes == 1 && args.check == CheckMode::Full && lost == 0 {
+    let queue_ceiling = if host && args.stripes == 1 && check == CheckMode::Full && lost == 0 {
         match super::queue_ceiling::measure(&patterns, total, capacity, args.batch) {
             Some(run) => {
                 let c = run.context("the queue ceiling failed")?;
@@ -274,7 +288,7 @@ pub(crate) fn run(args: &StreamArgs) -> anyhow::Result<()> {
         block: b.block,
         stripes: args.stripes,
         batch: args.batch,
-        check: args.check.name(),
+        check: check.name(),
         messages: sent,
         lost,
         seconds,

@@ -206,6 +206,26 @@ impl CudaKernel {
             }
         })?;
 
+        // An entry compiled with `__launch_bounds__(n)` (RB_KERNEL_ENTRY:
+        // RB_MAX_BLOCK_THREADS) cannot launch more than n threads per block;
+        // the driver would fail the launch with a bare "invalid value".
+        // Untested on a GPU so far (none on the machine this was written on).
+        // SAFETY: `function` comes from `module`, loaded and current.
+        let max = unsafe {
+            result::function::get_function_attribute(
+                function,
+                sys::CUfunction_attribute::CU_FUNC_ATTRIBUTE_MAX_THREADS_PER_BLOCK,
+            )
+        }
+        .map_err(cuda_err("cuFuncGetAttribute"))?;
+        if i64::from(block) > i64::from(max) {
+            return Err(Error::BlockTooLarge {
+                entry: entry.to_owned(),
+                block,
+                max: u32::try_from(max).unwrap_or(0),
+            });
+        }
+
         if grid > 1 {
             // The blocks of a persistent kernel serve side by side and never
             // end on their own: a block that waits for a free SM would wait
