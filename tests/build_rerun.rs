@@ -9,29 +9,26 @@
 //! it there. Skipped (with a message) when the pinned nvcc is not installed
 //! in this checkout, a failure under `RINGBRIDGE_REQUIRE_NVCC=1`.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 const NVCC_IN_TOOLCHAIN: &str = "cuda/nvidia/cu13/bin/nvcc";
 
 fn cargo_check(krate: &Path, target: &Path, path_var: &str) -> String {
-    let out = Command::new(env!("CARGO"))
-        .args(["check", "--lib", "--offline"])
-        .current_dir(krate)
-        .env("CARGO_TARGET_DIR", target)
-        .env("PATH", path_var)
-        .env_remove("NVCC")
-        .env_remove("CUDA_HOME")
-        .env_remove("CUDA_PATH")
-        .env_remove("RUSTFLAGS")
-        .output()
-        .expect("running cargo");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
+    let (ok, text) = common::output_of(
+        Command::new(env!("CARGO"))
+            .args(["check", "--lib", "--offline"])
+            .current_dir(krate)
+            .env("CARGO_TARGET_DIR", target)
+            .env("PATH", path_var)
+            .env_remove("NVCC")
+            .env_remove("CUDA_HOME")
+            .env_remove("CUDA_PATH")
+            .env_remove("RUSTFLAGS"),
     );
-    assert!(out.status.success(), "cargo check failed:\n{text}");
+    assert!(ok, "cargo check failed:\n{text}");
     text
 }
 

@@ -653,34 +653,23 @@ fn image_checks_default_to_answering_the_request() {
     );
     // The built-in kernel takes the new modes too.
     for mode in ["len", "reply"] {
-        let v = json(&[
-            "echo",
-            "--backend",
-            "host",
-            "--check",
-            mode,
-            "--messages",
-            "200",
-            "--json",
-        ]);
-        assert_eq!(
-            (v["check"].as_str(), v["lost"].as_u64()),
-            (Some(mode), Some(0))
-        );
-        let v = json(&[
-            "stream",
-            "--backend",
-            "host",
-            "--check",
-            mode,
-            "--messages",
-            "2000",
-            "--json",
-        ]);
-        assert_eq!(
-            (v["check"].as_str(), v["lost"].as_u64()),
-            (Some(mode), Some(0))
-        );
+        for (command, messages) in [("echo", "200"), ("stream", "2000")] {
+            let v = json(&[
+                command,
+                "--backend",
+                "host",
+                "--check",
+                mode,
+                "--messages",
+                messages,
+                "--json",
+            ]);
+            assert_eq!(
+                (v["check"].as_str(), v["lost"].as_u64()),
+                (Some(mode), Some(0)),
+                "{command}"
+            );
+        }
     }
 }
 

@@ -11,6 +11,8 @@
 //! checks that the kernel carries a fatbin; without, that it says why not —
 //! and in both cases that the host backend serves it.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -125,21 +127,13 @@ fn a_crate_outside_the_repository_builds_and_runs_its_own_kernel() {
     // The versions this repository is tested with, all in the local cache.
     std::fs::copy(root.join("Cargo.lock"), work.join("Cargo.lock")).unwrap();
 
-    let out = Command::new(env!("CARGO"))
-        .args(["test", "--offline"])
-        .current_dir(&work)
-        .env("CARGO_TARGET_DIR", target_dir().join("user-crate-target"))
-        .output()
-        .expect("running cargo");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
+    let (ok, text) = common::output_of(
+        Command::new(env!("CARGO"))
+            .args(["test", "--offline"])
+            .current_dir(&work)
+            .env("CARGO_TARGET_DIR", target_dir().join("user-crate-target")),
     );
-    assert!(
-        out.status.success(),
-        "the user crate's tests failed:\n{text}"
-    );
+    assert!(ok, "the user crate's tests failed:\n{text}");
     assert!(
         text.contains("test result: ok. 3 passed"),
         "the user crate's three tests did not all run:\n{text}"

@@ -341,3 +341,15 @@ pub fn shutdown_during_a_busy_stream(builder: ringbridge::BridgeBuilder) {
     assert!(result.is_ok(), "shutdown failed after {took:?}: {result:?}");
     assert!(took < Duration::from_secs(2), "shutdown took {took:?}");
 }
+
+/// Runs `cmd` (a cargo command for a crate this test wrote) and returns
+/// whether it succeeded and its stdout and stderr together.
+pub fn output_of(cmd: &mut std::process::Command) -> (bool, String) {
+    let out = cmd.output().expect("running cargo");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
