@@ -47,6 +47,7 @@ pub mod striped;
 pub(crate) mod sync;
 #[cfg(not(loom))]
 pub mod user_kernel;
+#[cfg(not(loom))]
 pub mod wait;
 
 #[cfg(not(loom))]
@@ -63,4 +64,5 @@ pub use queue::{Consumer, Producer, QueueStats, SpscQueue};
 pub use striped::StripedBridge;
 #[cfg(not(loom))]
 pub use user_kernel::UserKernel;
+#[cfg(not(loom))]
 pub use wait::WaitPolicy;
