@@ -12,13 +12,13 @@ bash scripts/install-nvcc.sh
 export RINGBRIDGE_REQUIRE_NVCC=1
 
 echo "== fmt, clippy, doc"
-cargo fmt --check
-cargo clippy --all-targets -- -D warnings
-RUSTDOCFLAGS="-D warnings" cargo doc --no-deps
+cargo fmt --all --check
+cargo clippy --workspace --all-targets -- -D warnings
+RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps
 
 echo "== cargo test (release)"
-cargo test --release --all-targets
-cargo test --release --doc
+cargo test --release --workspace --all-targets
+cargo test --release --workspace --doc
 
 echo "== loom model tests"
 RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR=target/loom \
