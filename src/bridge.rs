@@ -1754,9 +1754,7 @@ impl Bridge {
         let mut tx = loop {
             let in_flight = outstanding(&rx);
             if in_flight != 0 {
-                return Err(Error::InvalidArgument(format!(
-                    "round_trip with {in_flight} reply(ies) outstanding; receive them first"
-                )));
+                return Err(replies_outstanding(in_flight));
             }
             match self.tx.try_lock() {
                 Ok(tx) => break tx,
@@ -1764,17 +1762,7 @@ impl Bridge {
                 Err(std::sync::TryLockError::WouldBlock) => std::thread::yield_now(),
             }
         };
-        // Both directions held: `sent` and `consumed` cannot move.
-        let in_flight = tx.published() - rx.consumed();
-        if in_flight != 0 {
-            return Err(Error::InvalidArgument(format!(
-                "round_trip with {in_flight} reply(ies) outstanding; receive them first"
-            )));
-        }
-        let seq = self.wait(Deadline::Never, "send", || {
-            tx.try_push(0, payload).map_err(|e| self.core.fail(e))
-        })?;
-        self.core.count_sent(&tx);
+        let seq = self.send_round_trip_request(&mut tx, &rx, payload, Deadline::Never)?;
         drop(tx);
         let reply = self.recv_locked(&mut rx, Deadline::Never, envelope)?;
         if reply.header.correlation != seq {
@@ -1896,17 +1884,28 @@ impl Bridge {
         }
         let rx = try_hold!(self.rx);
         let mut tx = try_hold!(self.tx);
+        self.send_round_trip_request(&mut tx, &rx, payload, Deadline::Now)
+            .map(Some)
+    }
+
+    /// A round trip's request, sent with both directions held (so `sent`
+    /// and `consumed` cannot move): refused while replies are outstanding.
+    fn send_round_trip_request(
+        &self,
+        tx: &mut Tx,
+        rx: &Rx,
+        payload: &[u8],
+        deadline: Deadline,
+    ) -> Result<u64> {
         let in_flight = tx.published() - rx.consumed();
         if in_flight != 0 {
-            return Err(Error::InvalidArgument(format!(
-                "round_trip with {in_flight} reply(ies) outstanding; receive them first"
-            )));
+            return Err(replies_outstanding(in_flight));
         }
-        let seq = self.wait(Deadline::Now, "send", || {
+        let seq = self.wait(deadline, "send", || {
             tx.try_push(0, payload).map_err(|e| self.core.fail(e))
         })?;
-        self.core.count_sent(&tx);
-        Ok(Some(seq))
+        self.core.count_sent(tx);
+        Ok(seq)
     }
 }
 
@@ -2189,6 +2188,13 @@ impl std::fmt::Debug for SendChunk<'_> {
             .field("first", &self.first)
             .finish_non_exhaustive()
     }
+}
+
+/// Why a round trip was refused before sending.
+fn replies_outstanding(in_flight: u64) -> Error {
+    Error::InvalidArgument(format!(
+        "round_trip with {in_flight} reply(ies) outstanding; receive them first"
+    ))
 }
 
 fn envelope(h: &MessageHeader, p: &[u8]) -> MessageEnvelope {
