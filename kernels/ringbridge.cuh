@@ -82,6 +82,8 @@
 #include <stdint.h>
 #include <string.h>
 
+#include <type_traits>
+
 #include "ringbridge_layout.h"
 
 #if defined(__CUDACC__)
@@ -191,6 +193,30 @@ struct alignas(RB_LINE) rb_control {
     uint64_t pad_cfg[(RB_CONTROL_SIZE - RB_CTL_OFF_WAIT_POLICY) / 8 - 1];
 };
 
+/* One bridge-owned buffer (src/layout.rs `BufferRef`): device memory on
+   CUDA, host memory on the fallback. */
+struct rb_buffer {
+    uint64_t addr;  /* 0 when unused */
+    uint64_t bytes;
+};
+
+/* What a kernel is launched with besides its rings (src/layout.rs
+   `LaunchArgs`): a __grid_constant__ kernel parameter on CUDA (every thread
+   reads it from the constant bank), a pointer on the host. */
+struct alignas(16) rb_args {
+    uint8_t param[RB_MAX_PARAM_SIZE]; /* the typed parameter, zero past param_size */
+    rb_buffer buffers[RB_MAX_BUFFERS];
+    uint32_t param_size;
+    uint32_t buffer_count;
+    uint64_t reserved;
+};
+
+static_assert(sizeof(rb_buffer) == RB_BUFFER_SIZE, "rb_buffer size");
+static_assert(sizeof(rb_args) == RB_ARGS_SIZE, "rb_args size");
+static_assert(offsetof(rb_args, param) == RB_ARGS_OFF_PARAM, "rb_args.param");
+static_assert(offsetof(rb_args, buffers) == RB_ARGS_OFF_BUFFERS, "rb_args.buffers");
+static_assert(offsetof(rb_args, param_size) == RB_ARGS_OFF_PARAM_SIZE, "rb_args.param_size");
+static_assert(offsetof(rb_args, buffer_count) == RB_ARGS_OFF_BUFFER_COUNT, "rb_args.buffer_count");
 static_assert(sizeof(rb_ring) == RB_RING_HEADER_SIZE, "rb_ring size");
 static_assert(alignof(rb_ring) == RB_LINE, "rb_ring alignment");
 static_assert(offsetof(rb_ring, head) == RB_RING_OFF_HEAD, "rb_ring.head");
@@ -1907,43 +1933,99 @@ inline bool rb_host_regions_ok(const void* ctl, const void* h2k, const void* k2h
 #define RB_MAX_BLOCK_THREADS 1024
 #endif
 
+/*
+ * What a handler may be built from instead of the uint64_t parameter: a
+ * constructor taking `const rb_launch&` gets the launch's typed parameter
+ * (any trivially copyable struct of at most RB_MAX_PARAM_SIZE bytes, set on
+ * the host with UserKernel::with_param) and the bridge's buffers (device
+ * memory on CUDA, host memory on the fallback; BridgeBuilder::buffer). The
+ * references stay valid for the kernel's lifetime: on CUDA they point into
+ * the __grid_constant__ kernel parameter, read through the constant bank.
+ */
+struct rb_launch {
+    const rb_args* args;
+    /* The parameter as a T (the host sent sizeof(T) bytes or fewer, zero
+       padded). */
+    template <class T>
+    RB_DEVICE const T& param() const {
+        static_assert(sizeof(T) <= RB_MAX_PARAM_SIZE, "parameter larger than RB_MAX_PARAM_SIZE");
+        static_assert(alignof(T) <= 16, "parameter aligned beyond 16 bytes");
+        return *reinterpret_cast<const T*>(args->param);
+    }
+    /* Bytes of the parameter the host set. */
+    RB_DEVICE uint32_t param_size() const { return args->param_size; }
+    /* Buffers the bridge owns for this kernel. */
+    RB_DEVICE uint32_t buffer_count() const { return args->buffer_count; }
+    /* Buffer i as an array of T (nullptr when there is no buffer i). */
+    template <class T>
+    RB_DEVICE T* buffer(uint32_t i) const {
+        return i < args->buffer_count ? reinterpret_cast<T*>(args->buffers[i].addr) : nullptr;
+    }
+    /* Size of buffer i in bytes (0 when there is none). */
+    RB_DEVICE uint64_t buffer_bytes(uint32_t i) const { return i < args->buffer_count ? args->buffers[i].bytes : 0; }
+};
+
+/* Builds a handler from the launch: `H(const rb_launch&)` when it has that
+   constructor, else `H(uint64_t)` from the parameter's first 8 bytes. */
+template <class H>
+RB_DEVICE H rb_make_handler(const rb_args& args) {
+    if constexpr (std::is_constructible<H, const rb_launch&>::value) {
+        return H(rb_launch{&args});
+    } else {
+        return H(*reinterpret_cast<const uint64_t*>(args.param));
+    }
+}
+
+/* The RB_TRAIT_* bits of a handler type, for the host (the name__rb_traits
+   function each entry's host build defines). */
+template <class H>
+constexpr uint32_t rb_traits_of() {
+    return (rb_chunkwise_of<H>::value ? (uint32_t)RB_TRAIT_CHUNKWISE : 0u);
+}
+
 #if RB_ON_GPU
 /*
  * Defines a persistent-kernel entry point serving `HandlerType`:
- *   extern "C" __global__ void name(rb_control* ctl, rb_ring* h2k, rb_ring* k2h)
- * Each thread builds its handler from ctl->param (RELAXED: written before the
- * launch), then serves. __launch_bounds__(threads): any block size up to
- * `threads` launches (RB_KERNEL_ENTRY: RB_MAX_BLOCK_THREADS). Write it at the
- * start of a line: build.rs lists an image's entry points from the
- * `RB_KERNEL_ENTRY(` and `RB_KERNEL_ENTRY_BOUNDED(` lines of its .cu file.
+ *   extern "C" __global__ void name(rb_control* ctl, rb_ring* h2k, rb_ring* k2h,
+ *                                   const __grid_constant__ rb_args args)
+ * Each thread builds its handler (rb_make_handler), then serves.
+ * __launch_bounds__(threads): any block size up to `threads` launches
+ * (RB_KERNEL_ENTRY: RB_MAX_BLOCK_THREADS). Write it at the start of a line:
+ * ringbridge-build lists a source's entry points from its
+ * `RB_KERNEL_ENTRY(` and `RB_KERNEL_ENTRY_BOUNDED(` lines.
  */
 #define RB_KERNEL_ENTRY_BOUNDED(name, HandlerType, threads)                                          \
-    extern "C" __global__ void __launch_bounds__(threads) name(rb_control* ctl, rb_ring* h2k, rb_ring* k2h) { \
-        HandlerType handler(rb_ld_relaxed(&ctl->param));                                             \
+    extern "C" __global__ void __launch_bounds__(threads)                                            \
+        name(rb_control* ctl, rb_ring* h2k, rb_ring* k2h, const __grid_constant__ rb_args args) {    \
+        HandlerType handler = rb_make_handler<HandlerType>(args);                                    \
         (void)rb_serve(ctl, h2k, k2h, handler);                                                      \
     }
 #else
 /*
  * The same line compiled by a host C++ compiler (ringbridge-build's host
  * build of a .cu file) defines the entry the fallback calls instead:
- *   extern "C" int32_t name__rb_host(void* ctl, void* h2k, void* k2h, uint32_t block)
+ *   extern "C" int32_t name__rb_host(void* ctl, void* h2k, void* k2h, uint32_t block,
+ *                                    const void* args)
  * run on the calling thread as block `block` of a striped group (0 for a
  * plain bridge; ctl, h2k and k2h are region 0's, see rb_select_stripe). It
- * builds the handler from ctl->param (RELAXED: written before the serving
- * thread started) and serves until terminate or failure; returns the final
- * status (RB_STATUS_STOPPED or RB_STATUS_FAILED), RB_STATUS_LAUNCHING when
- * the group has no region for `block`, or -1 for a null or misaligned
- * region. rb_host_block_index is a C++17 inline variable: defined once
- * however many kernels' libraries are linked together.
+ * builds the handler from *args (an rb_args that outlives the call) and
+ * serves until terminate or failure; returns the final status
+ * (RB_STATUS_STOPPED or RB_STATUS_FAILED), RB_STATUS_LAUNCHING when the
+ * group has no region for `block`, or -1 for a null or misaligned region or
+ * null args. rb_host_block_index is a C++17 inline variable: defined once
+ * however many kernels' libraries are linked together. It also defines
+ *   extern "C" uint32_t name__rb_traits(void)
+ * the handler's RB_TRAIT_* bits, which the host reads to pick a format.
  */
 #define RB_KERNEL_ENTRY_BOUNDED(name, HandlerType, threads)                                          \
-    extern "C" int32_t name##__rb_host(void* ctl, void* h2k, void* k2h, uint32_t block) {            \
-        if (!rb_host_regions_ok(ctl, h2k, k2h)) return -1;                                           \
+    extern "C" int32_t name##__rb_host(void* ctl, void* h2k, void* k2h, uint32_t block, const void* args) { \
+        if (!rb_host_regions_ok(ctl, h2k, k2h) || args == nullptr) return -1;                       \
         rb_host_block_index = block;                                                                 \
-        rb_control* c = static_cast<rb_control*>(ctl);                                               \
-        HandlerType handler(rb_ld_relaxed(&c->param));                                               \
-        return rb_serve(c, static_cast<rb_ring*>(h2k), static_cast<rb_ring*>(k2h), handler);         \
-    }
+        HandlerType handler = rb_make_handler<HandlerType>(*static_cast<const rb_args*>(args));      \
+        return rb_serve(static_cast<rb_control*>(ctl), static_cast<rb_ring*>(h2k),                   \
+                        static_cast<rb_ring*>(k2h), handler);                                        \
+    }                                                                                                \
+    extern "C" uint32_t name##__rb_traits(void) { return rb_traits_of<HandlerType>(); }
 #endif
 
 /* The common case: bounded by RB_MAX_BLOCK_THREADS (default 1024). */

@@ -8,7 +8,7 @@ use crate::backend::{Backend, Engine, SharedMemory, StripeMemory};
 use crate::error::RingId;
 use crate::error::{Error, Result};
 use crate::fallback::{HostEngine, HostHandler, HostKernel};
-use crate::layout::{KIND_REQUEST, STATUS_FAILED, STATUS_LAUNCHING, STATUS_STOPPED};
+use crate::layout::{KIND_REQUEST, LaunchArgs, STATUS_FAILED, STATUS_LAUNCHING, STATUS_STOPPED};
 use crate::message::{MessageEnvelope, MessageHeader};
 use crate::ring::{
     AUTO_LANES_MAX_SLOT_SIZE, Control, HostMemory, KernelReport, LaneConsumer, LaneProducer,
@@ -65,7 +65,7 @@ pub enum Kernel {
     /// A user's C++ kernel built by `ringbridge-build` for both backends: on
     /// CUDA from its fatbin (one block per bridge, the builder's block size),
     /// on the host from its host entry. Its handler is built from
-    /// [`UserKernel::param`].
+    /// [`UserKernel::param_bytes`].
     User(UserKernel),
 }
 
@@ -537,14 +537,10 @@ impl BridgeBuilder {
                 "the block emulation runs the built-in kernels and Rust handlers only".into(),
             ));
         }
-        let param = match &self.kernel {
-            Kernel::ScaleF32 { factor } => u64::from(factor.to_bits()),
-            Kernel::User(u) => u.param(),
-            _ => 0,
-        };
+        let args = self.launch_args();
         let parts = match backend {
-            Backend::Host => launch_host(&self, &layout, param, stripes)?,
-            _ => launch_cuda(&self, &layout, param, stripes)?,
+            Backend::Host => launch_host(&self, &layout, &args, stripes)?,
+            _ => launch_cuda(&self, &layout, &args, stripes)?,
         };
         // From here on, dropping the bridges stops what was started.
         let bridges: Vec<Bridge> = parts
@@ -575,6 +571,13 @@ type Part = (Arc<dyn SharedMemory>, Box<dyn Engine>);
 
 /// Writes the configuration both sides read before the device half starts
 /// into one region's words.
+/// The control block's `param` word: the parameter's first 8 bytes.
+fn param_word(args: &LaunchArgs) -> u64 {
+    let mut first = [0u8; 8];
+    first.copy_from_slice(&args.param[..8]);
+    u64::from_le_bytes(first)
+}
+
 fn prepare(layout: &RegionLayout, words: &[AtomicU64], param: u64, loop_cfg: LoopConfig) {
     layout.init_words(words);
     // Relaxed: the launch or thread spawn that follows orders these writes
@@ -594,6 +597,20 @@ struct LoopConfig {
 }
 
 impl BridgeBuilder {
+    /// What the kernel is launched with besides its rings: its parameter.
+    fn launch_args(&self) -> LaunchArgs {
+        match &self.kernel {
+            Kernel::ScaleF32 { factor } => {
+                let mut args = LaunchArgs::default();
+                args.param[..4].copy_from_slice(&factor.to_bits().to_le_bytes());
+                args.param_size = 4;
+                args
+            }
+            Kernel::User(u) => u.launch_args(),
+            _ => LaunchArgs::default(),
+        }
+    }
+
     fn loop_config(&self) -> LoopConfig {
         LoopConfig {
             check_interval: self.check_interval,
@@ -664,9 +681,11 @@ fn terminate_all(regions: &[Arc<dyn SharedMemory>]) {
 fn launch_host(
     b: &BridgeBuilder,
     layout: &RegionLayout,
-    param: u64,
+    args: &LaunchArgs,
     stripes: usize,
 ) -> Result<Vec<Part>> {
+    let param = param_word(args);
+    let shared_args = Arc::new(*args);
     let kernel = || match b.kernel.clone() {
         Kernel::Echo => HostKernel::Echo,
         Kernel::ScaleF32 { .. } => HostKernel::ScaleF32,
@@ -677,7 +696,14 @@ fn launch_host(
     if stripes == 1 {
         let mem = HostMemory::new(layout.total_bytes)?;
         prepare(layout, mem.words(), param, b.loop_config());
-        let engine = HostEngine::spawn(&mem, layout, kernel(), b.emulated_block, 0)?;
+        let engine = HostEngine::spawn(
+            &mem,
+            layout,
+            kernel(),
+            b.emulated_block,
+            0,
+            Arc::clone(&shared_args),
+        )?;
         return Ok(vec![(mem, Box::new(engine))]);
     }
     let bytes = group_bytes(layout, stripes)?;
@@ -688,7 +714,14 @@ fn launch_host(
     for (block, region) in regions.iter().enumerate() {
         // Every thread gets region 0's addresses and serves region `block`,
         // exactly as block `block` of a striped launch does on the GPU.
-        match HostEngine::spawn(&group, layout, kernel(), None, block as u32) {
+        match HostEngine::spawn(
+            &group,
+            layout,
+            kernel(),
+            None,
+            block as u32,
+            Arc::clone(&shared_args),
+        ) {
             Ok(engine) => parts.push((Arc::clone(region), Box::new(engine))),
             Err(e) => {
                 terminate_all(&regions);
@@ -710,9 +743,10 @@ fn cuda_ready(device: usize) -> std::result::Result<(), String> {
 fn launch_cuda(
     b: &BridgeBuilder,
     layout: &RegionLayout,
-    param: u64,
+    launch_args: &LaunchArgs,
     stripes: usize,
 ) -> Result<Vec<Part>> {
+    let param = param_word(launch_args);
     let built_in_block = b.block_threads_for(layout.spec.format());
     let (image, entry, grid, block): (&[u8], &str, u32, u32) = match &b.kernel {
         Kernel::Echo => (
@@ -761,6 +795,7 @@ fn launch_cuda(
             grid,
             block,
             args(mem.device_address()),
+            launch_args,
         )?;
         return Ok(vec![(mem, Box::new(kernel))]);
     }
@@ -782,6 +817,7 @@ fn launch_cuda(
         stripes as u32,
         block,
         args(mem.device_address()),
+        launch_args,
     )?;
     let group = Arc::new(crate::cuda::CudaGroup::new(kernel, mem));
     let regions = stripe_views(layout, &group, stripes)?;

@@ -136,6 +136,15 @@ pub enum Error {
         /// The entry's bound.
         max: u32,
     },
+    /// A kernel parameter larger than the launch carries
+    /// ([`crate::layout::MAX_PARAM_SIZE`] bytes).
+    #[error("kernel parameter of {size} bytes is larger than the {max} bytes a launch carries")]
+    ParamTooLarge {
+        /// The parameter's size.
+        size: usize,
+        /// The most a launch carries.
+        max: usize,
+    },
     /// A reply that a measurement's check (see [`crate::measure`]) refused.
     #[error("reply to message {index} failed the check: {what}")]
     CheckFailed {

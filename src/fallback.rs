@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use crate::backend::Engine;
 use crate::error::{Error, Result};
 use crate::kernels::ffi;
-use crate::layout::MessageHeader;
+use crate::layout::{LaunchArgs, MessageHeader};
 use crate::ring::{HostMemory, RegionLayout};
 use crate::sync::lock;
 use crate::user_kernel::HostEntry;
@@ -194,6 +194,7 @@ impl HostEngine {
         kernel: HostKernel,
         emulated_block: Option<u32>,
         block: u32,
+        args: Arc<LaunchArgs>,
     ) -> Result<Self> {
         // The emulation picks the built-in handlers by id; the fallback
         // proper calls a kernel's host entry (or the callback loop).
@@ -251,11 +252,15 @@ impl HostEngine {
                 // For `block > 0`, the group's configuration (written before
                 // spawning too) places region `block` inside `mem` as well.
                 // A host entry (from ringbridge-build's generated
-                // constructor) has the same contract without a handler.
+                // constructor) has the same contract without a handler, and
+                // `args`, which this closure also keeps alive, is the
+                // LaunchArgs it reads.
                 let status = unsafe {
                     match (emulated_block, entry, cb) {
                         (Some(n), _, _) => ffi::rb_emu_serve(ctl, h2k, k2h, id, cb, cb_ctx, n),
-                        (None, Some(entry), _) => entry(ctl, h2k, k2h, block),
+                        (None, Some(entry), _) => {
+                            entry(ctl, h2k, k2h, block, Arc::as_ptr(&args).cast())
+                        }
                         (None, None, Some(cb)) => {
                             ffi::rb_host_serve_callback(ctl, h2k, k2h, cb, cb_ctx, block)
                         }
@@ -263,6 +268,7 @@ impl HostEngine {
                     }
                 };
                 drop(thread_ctx);
+                drop(args);
                 drop(mem);
                 status
             })

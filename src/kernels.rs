@@ -255,9 +255,26 @@ pub(crate) mod ffi {
             }
             _ => return SERVE_BAD_ARGUMENT,
         };
+        // The built-ins read their parameter from the launch arguments: give
+        // them the control block's `param` word, which the caller wrote.
+        let mut args = crate::layout::LaunchArgs::default();
+        // SAFETY: `ctl` points to a live, 128-byte aligned control block
+        // (the caller's contract), whose `param` word is 8-byte aligned; it
+        // is read once, atomically, as the serve loop reads it.
+        let param = unsafe {
+            let word = ctl
+                .cast::<u8>()
+                .add(core::mem::offset_of!(crate::layout::ControlBlock, param))
+                .cast::<u64>();
+            core::sync::atomic::AtomicU64::from_ptr(word)
+                .load(core::sync::atomic::Ordering::Relaxed)
+        };
+        args.param[..8].copy_from_slice(&param.to_le_bytes());
+        args.param_size = 8;
         // SAFETY: a built-in host entry (ringbridge-build's constructor
-        // guarantees it) under the caller's contract, which is the entry's.
-        unsafe { entry(ctl, h2k, k2h, block) }
+        // guarantees it) under the caller's contract, which is the entry's;
+        // `args` outlives the call.
+        unsafe { entry(ctl, h2k, k2h, block, (&raw const args).cast()) }
     }
 
     unsafe extern "C" {

@@ -202,6 +202,62 @@ pub const KIND_REQUEST: u32 = 1;
 pub const KIND_REPLY: u32 = 2;
 /// A reply that carries a handler's error code in `flags` instead of a result.
 pub const KIND_ERROR: u32 = 3;
+/// A message the kernel sent on its own (not a reply): `correlation` holds
+/// the kernel's own sequence number of such messages, from 0.
+pub const KIND_EVENT: u32 = 4;
+/// The mark a handler's "no reply" leaves on K2H: no payload, `correlation`
+/// the request's `seq`. The host's receive calls consume it silently, so the
+/// request still counts as answered and K2H positions stay one per request.
+pub const KIND_NO_REPLY: u32 = 5;
+
+/// Most bytes of a kernel's typed parameter ([`LaunchArgs::param`]).
+pub const MAX_PARAM_SIZE: usize = 1024;
+/// Most bridge-owned buffers one kernel is given ([`LaunchArgs::buffers`]).
+pub const MAX_BUFFERS: usize = 8;
+
+/// One bridge-owned buffer as the handler sees it: its address (device
+/// memory on CUDA, host memory on the fallback) and size.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct BufferRef {
+    /// Address of the first byte, as the kernel addresses it; 0 when unused.
+    pub addr: u64,
+    /// Size in bytes.
+    pub bytes: u64,
+}
+
+/// What a kernel is launched with besides its rings: the fourth argument of
+/// an `RB_KERNEL_ENTRY` (a `__grid_constant__` kernel parameter on CUDA, so
+/// every thread reads it from the constant bank; a pointer on the host).
+#[repr(C, align(16))]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct LaunchArgs {
+    /// The typed parameter's bytes, zero past `param_size`.
+    pub param: [u8; MAX_PARAM_SIZE],
+    /// The bridge's buffers, zero past `buffer_count`.
+    pub buffers: [BufferRef; MAX_BUFFERS],
+    /// Bytes of `param` that are the parameter.
+    pub param_size: u32,
+    /// Entries of `buffers` in use.
+    pub buffer_count: u32,
+    /// Reserved, zero.
+    pub reserved: u64,
+}
+
+impl Default for LaunchArgs {
+    fn default() -> Self {
+        bytemuck::Zeroable::zeroed()
+    }
+}
+
+/// Bit of a handler's traits (`name__rb_traits()`): one block serves one
+/// request at a time (block-cooperative handler).
+pub const TRAIT_COOPERATIVE: u32 = 1;
+/// Bit of a handler's traits: it sends messages of its own (`rb_max_sends`
+/// per request, or an idle hook).
+pub const TRAIT_SENDS: u32 = 2;
+/// Bit of a handler's traits: element-wise chunkwise handler.
+pub const TRAIT_CHUNKWISE: u32 = 4;
 
 /// Control block shared by the host and the kernel of one bridge.
 #[repr(C, align(128))]
@@ -320,6 +376,10 @@ pub const DETAIL_REPLY_TOO_LONG: u64 = 1 << 32;
 /// (detail 0) instead of [`ERR_HANDLER`]: the fallback's Rust callback
 /// returns it after catching a panic.
 pub const HANDLER_PANICKED: i32 = i32::MIN;
+/// What a handler returns to answer a request with nothing: the serve loop
+/// leaves a [`KIND_NO_REPLY`] mark, which the host consumes silently.
+/// Negative, yet not fatal: one value set apart from the fatal codes.
+pub const NO_REPLY: i32 = i32::MIN + 1;
 
 /// Error-reply code (in `flags`) of the scale kernel for a `len` that is not
 /// a multiple of 4.
@@ -422,6 +482,25 @@ pub fn c_constants() -> Vec<(&'static str, u64)> {
         ("RB_KIND_REQUEST", u64::from(KIND_REQUEST)),
         ("RB_KIND_REPLY", u64::from(KIND_REPLY)),
         ("RB_KIND_ERROR", u64::from(KIND_ERROR)),
+        ("RB_KIND_EVENT", u64::from(KIND_EVENT)),
+        ("RB_KIND_NO_REPLY", u64::from(KIND_NO_REPLY)),
+        ("RB_MAX_PARAM_SIZE", u(MAX_PARAM_SIZE)),
+        ("RB_MAX_BUFFERS", u(MAX_BUFFERS)),
+        ("RB_BUFFER_SIZE", u(size_of::<BufferRef>())),
+        ("RB_ARGS_SIZE", u(size_of::<LaunchArgs>())),
+        ("RB_ARGS_OFF_PARAM", u(offset_of!(LaunchArgs, param))),
+        ("RB_ARGS_OFF_BUFFERS", u(offset_of!(LaunchArgs, buffers))),
+        (
+            "RB_ARGS_OFF_PARAM_SIZE",
+            u(offset_of!(LaunchArgs, param_size)),
+        ),
+        (
+            "RB_ARGS_OFF_BUFFER_COUNT",
+            u(offset_of!(LaunchArgs, buffer_count)),
+        ),
+        ("RB_TRAIT_COOPERATIVE", u64::from(TRAIT_COOPERATIVE)),
+        ("RB_TRAIT_SENDS", u64::from(TRAIT_SENDS)),
+        ("RB_TRAIT_CHUNKWISE", u64::from(TRAIT_CHUNKWISE)),
         ("RB_CONTROL_SIZE", u(CONTROL_BLOCK_SIZE)),
         (
             "RB_CTL_OFF_TERMINATE",
@@ -490,6 +569,7 @@ pub fn c_constants() -> Vec<(&'static str, u64)> {
             "RB_HANDLER_PANICKED_BITS",
             u64::from(HANDLER_PANICKED as u32),
         ),
+        ("RB_NO_REPLY_BITS", u64::from(NO_REPLY as u32)),
         ("RB_SCALE_ERR_BAD_LEN", u64::from(SCALE_ERR_BAD_LEN)),
         ("RB_ERR_REPLY_TOO_LONG", u64::from(ERR_REPLY_TOO_LONG)),
         ("RB_FAULT_FLAG", u64::from(FAULT_FLAG)),

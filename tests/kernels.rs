@@ -239,6 +239,35 @@ fn builtin_entries_are_bounded_by_1024_threads() {
     }
 }
 
+/// Every entry takes the three ring pointers and then the launch arguments
+/// by value, 16-byte aligned and exactly `LaunchArgs`' size: the host passes
+/// a `LaunchArgs` as the fourth kernel parameter (src/cuda/launch.rs), so a
+/// size that drifted would hand the handler a torn parameter.
+#[test]
+fn entries_take_the_launch_arguments_by_value() {
+    if compiled_or_skip("entries_take_the_launch_arguments_by_value").is_none() {
+        return;
+    }
+    let size = size_of::<ringbridge::layout::LaunchArgs>();
+    for name in ["echo", "scale", "faults"] {
+        let img = kernels::image(name).unwrap();
+        for e in img.entries {
+            let body = entry_body(img.ptx, e);
+            let signature = &body[..body.find(')').unwrap()];
+            for i in 0..3 {
+                assert!(
+                    signature.contains(&format!(".param .u64 {e}_param_{i}")),
+                    "{e}: parameter {i} is not a u64 pointer:\n{signature}"
+                );
+            }
+            assert!(
+                signature.contains(&format!(".param .align 16 .b8 {e}_param_3[{size}]")),
+                "{e}: the fourth parameter is not {size} bytes aligned 16:\n{signature}"
+            );
+        }
+    }
+}
+
 /// The memory-order contract of docs/platform-facts.md#memory-order, checked on the PTX of the
 /// built-in kernels: acquire/release at system scope on the counters, plain
 /// 16-byte payload accesses, and no full system fence anywhere; and the

@@ -38,7 +38,8 @@ pub(crate) fn rust_file(images: &[CompiledImage], no_fatbin_reason: &str) -> Str
         writeln!(
             s,
             "        pub(super) fn {entry}__rb_host(ctl: *mut ::core::ffi::c_void, h2k: *mut ::core::ffi::c_void, \
-             k2h: *mut ::core::ffi::c_void, block: u32) -> i32;"
+             k2h: *mut ::core::ffi::c_void, block: u32, args: *const ::core::ffi::c_void) -> i32;\n        \
+             pub(super) fn {entry}__rb_traits() -> u32;"
         )
         .unwrap();
     }
@@ -46,6 +47,10 @@ pub(crate) fn rust_file(images: &[CompiledImage], no_fatbin_reason: &str) -> Str
     for img in host {
         let fatbin = match &img.fatbin {
             Some(p) => format!("Some(include_bytes!({:?}))", p.display().to_string()),
+            None => "None".to_string(),
+        };
+        let emulation = match &img.emulation {
+            Some(p) => format!("Some({:?})", p.display().to_string()),
             None => "None".to_string(),
         };
         let reason = if img.fatbin.is_some() {
@@ -59,13 +64,15 @@ pub(crate) fn rust_file(images: &[CompiledImage], no_fatbin_reason: &str) -> Str
                 "/// The kernel `RB_KERNEL_ENTRY({entry}, ..)` of `{}`, for both backends.\n\
                  #[allow(non_snake_case, dead_code)]\n\
                  pub fn {entry}() -> ::ringbridge::UserKernel {{\n    \
-                 // SAFETY: ringbridge-build compiled `{entry}__rb_host` from RB_KERNEL_ENTRY\n    \
-                 // with the host C++ compiler into the static library linked into this\n    \
-                 // crate (the serve loop's host entry), and the fatbin, when there is one,\n    \
-                 // from the same source and entry with nvcc.\n    \
+                 // SAFETY: ringbridge-build compiled `{entry}__rb_host` and `{entry}__rb_traits`\n    \
+                 // from RB_KERNEL_ENTRY with the host C++ compiler into the static library\n    \
+                 // linked into this crate, the fatbin, when there is one, from the same\n    \
+                 // source and entry with nvcc, and the emulation library, when there is one,\n    \
+                 // from the same source with the host C++ compiler.\n    \
                  unsafe {{\n        ::ringbridge::UserKernel::from_build(\n            \
                  {entry:?},\n            {fatbin},\n            {reason:?},\n            \
-                 __ringbridge_host_entries::{entry}__rb_host,\n        )\n    }}\n}}",
+                 __ringbridge_host_entries::{entry}__rb_host,\n            \
+                 __ringbridge_host_entries::{entry}__rb_traits,\n            {emulation},\n        )\n    }}\n}}",
                 img.source.display()
             )
             .unwrap();

@@ -83,6 +83,9 @@ pub struct CompiledImage {
     pub fatbin: Option<PathBuf>,
     /// `$OUT_DIR/<stem>.ptx`, when nvcc compiled it and PTX was asked for.
     pub ptx: Option<PathBuf>,
+    /// `$OUT_DIR/lib<stem>_emulation.so`, the block emulation's build of a
+    /// host source, when it was compiled.
+    pub emulation: Option<PathBuf>,
 }
 
 /// What [`Kernels::compile`] did.
@@ -283,6 +286,7 @@ impl Kernels {
                 host: *host,
                 fatbin: None,
                 ptx: None,
+                emulation: None,
             });
         }
 

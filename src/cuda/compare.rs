@@ -565,6 +565,7 @@ fn volatile_fence(
         1,
         block,
         [base, base + in_off as u64, base + out_off as u64],
+        &crate::layout::LaunchArgs::default(),
     )?;
     let input = &words[in_off / 8..in_off / 8 + len.div_ceil(8)];
     let output = &words[out_off / 8..out_off / 8 + len.div_ceil(8)];

@@ -10,6 +10,7 @@ use super::context::{bind, mark_running_kernel_leaked};
 use super::{cuda_err, describe};
 use crate::backend::Engine;
 use crate::error::{Error, Result};
+use crate::layout::LaunchArgs;
 use crate::sync::lock;
 
 /// Largest block the hardware accepts.
@@ -122,7 +123,8 @@ impl CudaKernel {
     /// `entry`, and launches it on a new non-blocking stream with grid
     /// `(grid, 1, 1)`, block `(block, 1, 1)`, no dynamic shared memory, and
     /// the three device addresses `args` (control block, H2K ring, K2H ring)
-    /// as its `u64` parameters.
+    /// as its `u64` parameters, then `launch_args` (an `RB_KERNEL_ENTRY`'s
+    /// fourth parameter).
     ///
     /// The stream is `CU_STREAM_NON_BLOCKING`, so the kernel never
     /// serialises with the legacy default stream or any other work.
@@ -143,6 +145,7 @@ impl CudaKernel {
         grid: u32,
         block: u32,
         args: [u64; 3],
+        launch_args: &LaunchArgs,
     ) -> Result<Self> {
         if grid == 0 {
             return Err(Error::InvalidArgument(
@@ -252,18 +255,24 @@ impl CudaKernel {
             .map_err(cuda_err("cuStreamCreate"))?;
 
         let mut params = args;
-        let mut param_ptrs: [*mut c_void; 3] = [
+        let mut launch_args = *launch_args;
+        let mut param_ptrs: [*mut c_void; 4] = [
             (&raw mut params[0]).cast(),
             (&raw mut params[1]).cast(),
             (&raw mut params[2]).cast(),
+            (&raw mut launch_args).cast(),
         ];
         // Launched and counted under the lock, so no pinning or freeing that
         // found the count zero is still under way once the kernel runs.
         let _lock = lock(&DEVICE_LOCK);
         // SAFETY: `function` comes from `module`, which stays loaded; the
-        // stream belongs to the current context; the kernel takes exactly
-        // three 8-byte parameters, and `param_ptrs` points at three live
-        // `u64`s, which the driver copies before returning.
+        // stream belongs to the current context; an RB_KERNEL_ENTRY takes
+        // three 8-byte pointers and an `rb_args` (the layout of
+        // `LaunchArgs`, static_asserted in ringbridge.cuh), and `param_ptrs`
+        // points at three live `u64`s and a live `LaunchArgs`, which the
+        // driver copies before returning. A kernel declaring only the three
+        // pointers reads only those: the driver copies as many parameters as
+        // the kernel declares.
         unsafe {
             result::launch_kernel(
                 function,
@@ -513,7 +522,8 @@ $L_spin:
         let a = args(&mem);
         let ptx = TEST_PTX.as_bytes();
         let launch = |image: &[u8], entry: &str, grid, block| {
-            CudaKernel::launch(&ctx, image, entry, grid, block, a).map(|_| ())
+            CudaKernel::launch(&ctx, image, entry, grid, block, a, &LaunchArgs::default())
+                .map(|_| ())
         };
         assert!(matches!(
             launch(ptx, "rb_test_spin", 0, 32),
@@ -555,9 +565,16 @@ $L_spin:
         let Some((ctx, _turn)) = gpu() else { return };
         let mem = MappedMemory::new(&ctx, 4096).expect("mapped memory");
         let words = mem.words();
-        let kernel =
-            CudaKernel::launch(&ctx, TEST_PTX.as_bytes(), "rb_test_spin", 1, 32, args(&mem))
-                .expect("launch");
+        let kernel = CudaKernel::launch(
+            &ctx,
+            TEST_PTX.as_bytes(),
+            "rb_test_spin",
+            1,
+            32,
+            args(&mem),
+            &LaunchArgs::default(),
+        )
+        .expect("launch");
         assert!(
             wait_for(&words[K2H], 1, Duration::from_secs(10)),
             "kernel never started"
@@ -580,8 +597,16 @@ $L_spin:
     fn fault_test(entry: &str) {
         let Some((ctx, _turn)) = gpu() else { return };
         let mem = MappedMemory::new(&ctx, 4096).expect("mapped memory");
-        let kernel =
-            CudaKernel::launch(&ctx, TEST_PTX.as_bytes(), entry, 1, 1, args(&mem)).expect("launch");
+        let kernel = CudaKernel::launch(
+            &ctx,
+            TEST_PTX.as_bytes(),
+            entry,
+            1,
+            1,
+            args(&mem),
+            &LaunchArgs::default(),
+        )
+        .expect("launch");
         let err = kernel
             .wait_finished(Duration::from_secs(10))
             .expect_err("a fault");
@@ -614,9 +639,16 @@ $L_spin:
         let Some((ctx, _turn)) = gpu() else { return };
         let mem = MappedMemory::new(&ctx, 4096).expect("mapped memory");
         let words = mem.words();
-        let kernel =
-            CudaKernel::launch(&ctx, TEST_PTX.as_bytes(), "rb_test_spin", 1, 32, args(&mem))
-                .expect("launch");
+        let kernel = CudaKernel::launch(
+            &ctx,
+            TEST_PTX.as_bytes(),
+            "rb_test_spin",
+            1,
+            32,
+            args(&mem),
+            &LaunchArgs::default(),
+        )
+        .expect("launch");
         assert!(
             wait_for(&words[K2H], 1, Duration::from_secs(10)),
             "kernel never started"
