@@ -270,6 +270,8 @@ static_assert(offsetof(rb_control, wait_policy) == RB_CTL_OFF_WAIT_POLICY, "rb_c
    kernel with RB_ERR_HANDLER_PANICKED (detail 0) instead of RB_ERR_HANDLER:
    the fallback's Rust callback returns it after catching a panic. */
 #define RB_HANDLER_PANICKED ((int32_t)(uint32_t)RB_HANDLER_PANICKED_BITS)
+/* What a handler returns to answer a request with nothing (not fatal). */
+#define RB_NO_REPLY ((int32_t)(uint32_t)RB_NO_REPLY_BITS)
 
 /* ------------------------------------------------------------------------ */
 /* Memory-order primitives on one 64-bit word of the shared region.        */
@@ -444,17 +446,6 @@ RB_INLINE int rb_chunkwise_call(const H& h, const rb_msg_header& in, const uint8
     return 0;
 }
 
-/* Calls a handler for one request: operator(), or admit + chunk for a
-   chunkwise handler. */
-template <class H>
-RB_INLINE int rb_handle(H& h, const rb_msg_header& in, const uint8_t* in_payload, rb_msg_header& out,
-                        uint8_t* out_payload, uint32_t out_capacity) {
-    if constexpr (rb_chunkwise_of<H>::value) {
-        return rb_chunkwise_call(h, in, in_payload, out, out_payload, out_capacity);
-    } else {
-        return h(in, in_payload, out, out_payload, out_capacity);
-    }
-}
 
 /* Slot of counter value `pos`. */
 RB_INLINE uint8_t* rb_slot(rb_ring* r, uint64_t pos, uint64_t mask, uint64_t slot_size) {
@@ -543,6 +534,161 @@ RB_INLINE void rb_block_min_u32(uint32_t* p, uint32_t v) {
 #else
     if (v < *p) *p = v;
 #endif
+}
+
+/* Returns *p and adds v, on block-shared state, from any thread of the
+   block (the slot a thread's own message takes). */
+RB_INLINE uint32_t rb_block_fetch_add_u32(uint32_t* p, uint32_t v) {
+#if RB_ON_GPU
+    return atomicAdd(reinterpret_cast<unsigned int*>(p), v);
+#elif RB_BLOCK_PARALLEL
+    /* RELAXED: only the count is shared; the block barrier after the
+       handlers orders it and the messages before thread 0 publishes. */
+    return __atomic_fetch_add(p, v, __ATOMIC_RELAXED);
+#else
+    const uint32_t old = *p;
+    *p = old + v;
+    return old;
+#endif
+}
+
+/* ------------------------------------------------------------------------ */
+/* Handler models: sending, cooperative, dispatch.                          */
+/* ------------------------------------------------------------------------ */
+
+/* rb_max_sends of a handler (0 when it declares none). */
+template <class H, class = void>
+struct rb_max_sends_of {
+    static constexpr uint32_t value = 0;
+};
+template <class H>
+struct rb_max_sends_of<H, decltype((void)H::rb_max_sends)> {
+    static constexpr uint32_t value = H::rb_max_sends;
+};
+
+/* Whether a handler is block-cooperative (rb_cooperative = true). */
+template <class H, class = void>
+struct rb_cooperative_of {
+    static constexpr bool value = false;
+};
+template <class H>
+struct rb_cooperative_of<H, decltype((void)H::rb_cooperative)> {
+    static constexpr bool value = H::rb_cooperative;
+};
+
+/* rb_scratch_bytes of a cooperative handler (0 when it declares none). */
+template <class H, class = void>
+struct rb_scratch_of {
+    static constexpr uint32_t value = 0;
+};
+template <class H>
+struct rb_scratch_of<H, decltype((void)H::rb_scratch_bytes)> {
+    static constexpr uint32_t value = H::rb_scratch_bytes;
+};
+
+/* Whether a handler has an idle hook, `void idle(rb_sender&)`. */
+struct rb_sender;
+template <class H, class = void>
+struct rb_has_idle {
+    static constexpr bool value = false;
+};
+template <class H>
+struct rb_has_idle<H, decltype((void)std::declval<H&>().idle(std::declval<rb_sender&>()))> {
+    static constexpr bool value = true;
+};
+
+/* Whether a handler sends messages of its own: then it is served in the
+   slot format only (as is a cooperative one). */
+template <class H>
+struct rb_sends_of {
+    static constexpr bool value = rb_max_sends_of<H>::value > 0 || rb_has_idle<H>::value;
+};
+
+/*
+ * Where a handler's own messages go: K2H positions reserved after the
+ * batch's replies (rb_max_sends per request; the idle hook's: the free
+ * room). Any thread may send; each send takes the next reserved position
+ * (a block-shared count) and writes the whole message there with plain
+ * stores; thread 0 publishes them with the batch's replies, by the same
+ * release of the K2H head (the barrier before it orders every thread's
+ * stores). So the host receives a batch's replies, then its messages.
+ */
+struct rb_sender {
+    rb_ring* k2h;
+    uint64_t base;       /* position of the first reserved slot */
+    uint64_t mask, slot_size;
+    uint64_t first_event; /* event number of the first reserved slot */
+    uint32_t* count;     /* block-shared: sends so far (may pass limit) */
+    uint32_t limit;      /* reserved slots */
+
+    RB_DEVICE bool send(uint32_t flags, const void* payload, uint32_t len) const {
+        if (limit == 0 || len > slot_size - RB_MSG_HEADER_SIZE) return false;
+        const uint32_t i = rb_block_fetch_add_u32(count, 1u);
+        if (i >= limit) return false;
+        uint8_t* slot = reinterpret_cast<uint8_t*>(k2h) + RB_RING_HEADER_SIZE + ((base + i) & mask) * slot_size;
+        rb_msg_header h;
+        h.seq = base + i;
+        h.correlation = first_event + i;
+        h.kind = RB_KIND_EVENT;
+        h.len = len;
+        h.flags = flags;
+        h.reserved = 0;
+        /* Plain stores, published by thread 0's release of the head. */
+        rb_store_header(slot, &h);
+        uint8_t* out = slot + RB_MSG_HEADER_SIZE;
+        const uint8_t* in = static_cast<const uint8_t*>(payload);
+        uint32_t k = 0;
+        if ((reinterpret_cast<uintptr_t>(in) & 15u) == 0)
+            for (; k + 16u <= len; k += 16u) rb_st16(out + k, rb_ld16(in + k));
+        for (; k < len; ++k) out[k] = in[k];
+        return true;
+    }
+    /* Sends made, at most the reserved slots (after the block barrier). */
+    RB_DEVICE uint32_t sent() const { return *count < limit ? *count : limit; }
+};
+
+/* What a cooperative handler gets: the block, its barrier, and scratch
+   memory shared by the block (rb_scratch_bytes, 16-byte aligned). */
+struct rb_block {
+    uint8_t* scratch_memory;
+    RB_DEVICE uint32_t thread() const { return rb_thread_index(); }
+    RB_DEVICE uint32_t size() const { return rb_block_size(); }
+    RB_DEVICE void sync() const { rb_block_sync(); }
+    template <class T>
+    RB_DEVICE T* scratch() const {
+        return reinterpret_cast<T*>(scratch_memory);
+    }
+};
+
+/* Calls a per-request or chunkwise handler for one request: operator()
+   (with the sender when it takes one), or admit + chunk. */
+template <class H>
+RB_INLINE int rb_handle(H& h, const rb_msg_header& in, const uint8_t* in_payload, rb_msg_header& out,
+                        uint8_t* out_payload, uint32_t out_capacity, rb_sender& sender) {
+    if constexpr (rb_chunkwise_of<H>::value) {
+        (void)sender;
+        return rb_chunkwise_call(h, in, in_payload, out, out_payload, out_capacity);
+    } else if constexpr (std::is_invocable<H&, const rb_msg_header&, const uint8_t*, rb_msg_header&, uint8_t*,
+                                           uint32_t, rb_sender&>::value) {
+        return h(in, in_payload, out, out_payload, out_capacity, sender);
+    } else {
+        (void)sender;
+        return h(in, in_payload, out, out_payload, out_capacity);
+    }
+}
+
+/* Calls a cooperative handler (every thread of the block) for one request. */
+template <class H>
+RB_INLINE int rb_handle_cooperative(H& h, rb_block& block, const rb_msg_header& in, const uint8_t* in_payload,
+                                    rb_msg_header& out, uint8_t* out_payload, uint32_t out_capacity,
+                                    rb_sender& sender) {
+    if constexpr (std::is_invocable<H&, rb_block&, const rb_msg_header&, const uint8_t*, rb_msg_header&, uint8_t*,
+                                    uint32_t, rb_sender&>::value) {
+        return h(block, in, in_payload, out, out_payload, out_capacity, sender);
+    } else {
+        (void)sender;
+        return h(block, in, in_payload, out, out_payload, out_capacity);
+    }
 }
 
 /* ------------------------------------------------------------------------ */
@@ -854,13 +1000,13 @@ RB_INLINE uint32_t rb_turn_check(rb_control* ctl, rb_checks& c, uint32_t idle, u
 }
 
 /* Thread 0: the free K2H slots, in *room. The host's tail is read only when
-   the cached one says none are free (ACQUIRE: the host has finished reading
-   the slots, or lanes, below it). A tail ahead of our head, or gone
-   backwards, fails the kernel: returns RB_STATUS_FAILED; else 0. */
+   the cached one says fewer than `need` are free (ACQUIRE: the host has
+   finished reading the slots, or lanes, below it). A tail ahead of our head,
+   or gone backwards, fails the kernel: returns RB_STATUS_FAILED; else 0. */
 RB_INLINE uint32_t rb_k2h_room(rb_control* ctl, rb_ring* k2h, uint64_t& k2h_tail, uint64_t k2h_head, uint64_t k2h_cap,
-                               uint64_t h2k_tail, uint64_t& beat, uint64_t& room) {
+                               uint64_t h2k_tail, uint64_t& beat, uint64_t& room, uint64_t need = 1) {
     room = k2h_cap - (k2h_head - k2h_tail);
-    if (room != 0) return 0;
+    if (room >= need) return 0;
     const uint64_t tail = rb_ld_acquire(&k2h->tail);
     if (k2h_head - tail > k2h_cap) {
         rb_publish_progress(ctl, ++beat, h2k_tail, k2h_head);
@@ -909,6 +1055,8 @@ struct rb_block_state {
     uint32_t stop;         /* 0: serve the batch; else the final RB_STATUS_* */
     uint32_t fatal_index;  /* lowest failing thread of the batch, or RB_NO_FATAL */
     uint32_t lanes;        /* 1: the rings are in RB_FORMAT_LANES */
+    uint32_t sent;         /* the handlers' own messages in this batch (rb_sender) */
+    uint64_t events;       /* event number of the batch's first own message */
 };
 #define RB_NO_FATAL 0xFFFFFFFFu
 
@@ -940,6 +1088,12 @@ RB_INLINE void rb_settle_reply(int rc, rb_msg_header& out, uint32_t out_cap, uin
     } else if (rc > 0) {
         out.kind = RB_KIND_ERROR;
         out.flags = (uint32_t)rc;
+        out.len = 0;
+    } else if (rc == RB_NO_REPLY) {
+        /* The request's mark on K2H: it keeps K2H one position per
+           request, and the host counts the request as answered. */
+        out.kind = RB_KIND_NO_REPLY;
+        out.flags = 0;
         out.len = 0;
     } else if (rc == RB_HANDLER_PANICKED) {
         code = RB_ERR_HANDLER_PANICKED;
@@ -1394,8 +1548,11 @@ RB_INLINE int rb_serve_lanes(rb_control* ctl, rb_ring* h2k, rb_ring* k2h, Handle
                 in.reserved = 0;
                 rb_msg_header out = rb_reply_header(out_base + w, in);
                 uint64_t code = 0, detail = 0;
+                /* Handlers that send are refused the lane format at start. */
+                uint32_t no_count = 0;
+                rb_sender no_sends{k2h, 0, 0, 0, 0, &no_count, 0};
                 const int rc = rb_handle(handler, in, reinterpret_cast<const uint8_t*>(ls.in_pay[w]), out,
-                                         reinterpret_cast<uint8_t*>(ls.out_pay[w]), out_cap);
+                                         reinterpret_cast<uint8_t*>(ls.out_pay[w]), out_cap, no_sends);
                 rb_settle_reply(rc, out, out_cap, code, detail);
                 ls.out_word[w] = rb_lane_word(out.kind, out.len, out.flags);
                 ls.out_lanes[w] = 1u + (out.len + 7u) / 8u;
@@ -1464,6 +1621,9 @@ RB_INLINE int rb_serve_lanes(rb_control* ctl, rb_ring* h2k, rb_ring* k2h, Handle
 
 /* Requests per batch at most on this path (block-shared state per request). */
 #define RB_COOP_MAX_BATCH 1024u
+/* Requests per batch of a cooperative handler: served one after another,
+   so a long batch would hold back the replies of its first requests. */
+#define RB_COOPERATIVE_MAX_BATCH 32u
 /* Pairs of adjacent 16-byte chunks each thread loads per round, all in
    flight together: 4 loads (64 bytes) per thread. */
 #define RB_COOP_PAIRS 2u
@@ -1631,6 +1791,81 @@ RB_INLINE uint32_t rb_serve_chunkwise_batch(rb_ring* h2k, rb_ring* k2h, const Ha
     return fatal;
 }
 
+/* The sender of a batch of n requests: rb_max_sends slots per request,
+   reserved after the batch's replies (rb_serve sized the batch for them). */
+template <class Handler>
+RB_INLINE rb_sender rb_batch_sender(rb_ring* k2h, rb_block_state& sh, uint32_t n) {
+    return rb_sender{k2h,          sh.k2h_head + n, sh.k2h_mask, sh.k2h_slot_size, sh.events, &sh.sent,
+                     n * rb_max_sends_of<Handler>::value};
+}
+
+/* ------------------------------------------------------------------------ */
+/* Slot format, cooperative handlers: the whole block per request.          */
+/* ------------------------------------------------------------------------ */
+
+/*
+ * Serves the batch's n requests one after another, each by every thread of
+ * the block (the host fallback's one thread is a block of one). Every
+ * thread reads the request's header (plain loads, after the acquire and the
+ * barrier) and calls the handler; thread 0's return code and reply header
+ * count. A barrier after each request orders the handler's stores (reply,
+ * scratch) before thread 0 settles the reply and before the next request
+ * reuses the scratch. Returns RB_NO_FATAL, or (block-uniform) the first
+ * request that is corrupted or fatal, with *code and *detail set; as in the
+ * per-request path, a block publishes nothing of such a batch, the host's
+ * one thread the replies before it.
+ */
+template <class Handler>
+RB_INLINE uint32_t rb_serve_cooperative_batch(rb_ring* h2k, rb_ring* k2h, Handler& handler, rb_block_state& sh,
+                                              uint32_t n, uint64_t* code, uint64_t* detail) {
+    constexpr uint32_t scratch_bytes = rb_scratch_of<Handler>::value;
+    static_assert(scratch_bytes <= 48u * 1024u, "rb_scratch_bytes: at most 48 KiB of static shared memory");
+    struct alignas(16) scratch_memory {
+        uint8_t bytes[scratch_bytes > 0 ? scratch_bytes : 16u];
+    };
+    RB_BLOCK_SHARED scratch_memory scratch;
+    rb_block block{scratch.bytes};
+    rb_sender sender = rb_batch_sender<Handler>(k2h, sh, n);
+    const uint32_t tid = rb_thread_index();
+    const uint32_t in_cap = (uint32_t)(sh.h2k_slot_size - RB_MSG_HEADER_SIZE);
+    const uint32_t out_cap = (uint32_t)(sh.k2h_slot_size - RB_MSG_HEADER_SIZE);
+    for (uint32_t k = 0; k < n; ++k) {
+        const uint64_t in_pos = sh.h2k_tail + k, out_pos = sh.k2h_head + k;
+        const uint8_t* in_slot = rb_slot(h2k, in_pos, sh.h2k_mask, sh.h2k_slot_size);
+        uint8_t* out_slot = rb_slot(k2h, out_pos, sh.k2h_mask, sh.k2h_slot_size);
+        rb_msg_header in;
+        rb_load_header(&in, in_slot);
+        /* Every thread read the same header: the test is block-uniform. */
+        if (in.seq != in_pos || in.kind != RB_KIND_REQUEST || in.len > in_cap) {
+            *code = RB_ERR_RING_CORRUPTED;
+            *detail = in_pos;
+            return k;
+        }
+        rb_msg_header out = rb_reply_header(out_pos, in);
+        const int rc = rb_handle_cooperative(handler, block, in, in_slot + RB_MSG_HEADER_SIZE, out,
+                                             out_slot + RB_MSG_HEADER_SIZE, out_cap, sender);
+        rb_block_sync(); /* every thread's reply and scratch stores are done */
+        if (tid == 0) {
+            uint64_t c = 0, d = 0;
+            rb_settle_reply(rc, out, out_cap, c, d);
+            if (c == 0) {
+                rb_store_header(out_slot, &out);
+            } else {
+                sh.fatal_index = k;
+                sh.fatal_code = c;
+                sh.fatal_detail = d;
+            }
+        }
+        rb_block_sync(); /* broadcast the outcome */
+        if (sh.fatal_index != RB_NO_FATAL) { /* block-uniform */
+            *code = sh.fatal_code;
+            *detail = sh.fatal_detail;
+            return sh.fatal_index;
+        }
+    }
+    return RB_NO_FATAL;
+}
+
 /* ------------------------------------------------------------------------ */
 /* Slot format, other handlers: one request per thread.                     */
 /* ------------------------------------------------------------------------ */
@@ -1640,7 +1875,7 @@ RB_INLINE uint32_t rb_serve_chunkwise_batch(rb_ring* h2k, rb_ring* k2h, const Ha
    the error code with *detail set (then no reply header is written). */
 template <class Handler>
 RB_INLINE uint64_t rb_serve_one(rb_ring* h2k, rb_ring* k2h, Handler& handler, const rb_block_state& sh,
-                                uint64_t in_pos, uint64_t out_pos, uint64_t* detail) {
+                                uint64_t in_pos, uint64_t out_pos, uint64_t* detail, rb_sender& sender) {
     const uint8_t* in_slot = rb_slot(h2k, in_pos, sh.h2k_mask, sh.h2k_slot_size);
     uint8_t* out_slot = rb_slot(k2h, out_pos, sh.k2h_mask, sh.k2h_slot_size);
     const uint32_t in_cap = (uint32_t)(sh.h2k_slot_size - RB_MSG_HEADER_SIZE);
@@ -1653,7 +1888,8 @@ RB_INLINE uint64_t rb_serve_one(rb_ring* h2k, rb_ring* k2h, Handler& handler, co
     }
     rb_msg_header out = rb_reply_header(out_pos, in);
     uint64_t code = 0;
-    const int rc = rb_handle(handler, in, in_slot + RB_MSG_HEADER_SIZE, out, out_slot + RB_MSG_HEADER_SIZE, out_cap);
+    const int rc =
+        rb_handle(handler, in, in_slot + RB_MSG_HEADER_SIZE, out, out_slot + RB_MSG_HEADER_SIZE, out_cap, sender);
     rb_settle_reply(rc, out, out_cap, code, *detail);
     out.seq = out_pos;
     out.correlation = in.seq;
@@ -1676,9 +1912,10 @@ RB_INLINE uint64_t rb_serve_one(rb_ring* h2k, rb_ring* k2h, Handler& handler, co
 template <class Handler>
 RB_INLINE uint32_t rb_serve_per_request_batch(rb_ring* h2k, rb_ring* k2h, Handler& handler, rb_block_state& sh,
                                               uint32_t n, uint64_t* code, uint64_t* detail) {
+    rb_sender sender = rb_batch_sender<Handler>(k2h, sh, n);
 #if !RB_BLOCK_PARALLEL
     for (uint32_t k = 0; k < n; ++k) {
-        *code = rb_serve_one(h2k, k2h, handler, sh, sh.h2k_tail + k, sh.k2h_head + k, detail);
+        *code = rb_serve_one(h2k, k2h, handler, sh, sh.h2k_tail + k, sh.k2h_head + k, detail, sender);
         if (*code != 0) return k;
     }
     return RB_NO_FATAL;
@@ -1686,7 +1923,7 @@ RB_INLINE uint32_t rb_serve_per_request_batch(rb_ring* h2k, rb_ring* k2h, Handle
     const uint32_t tid = rb_thread_index();
     uint64_t my_code = 0, my_detail = 0;
     if (tid < n) {
-        my_code = rb_serve_one(h2k, k2h, handler, sh, sh.h2k_tail + tid, sh.k2h_head + tid, &my_detail);
+        my_code = rb_serve_one(h2k, k2h, handler, sh, sh.h2k_tail + tid, sh.k2h_head + tid, &my_detail, sender);
         if (my_code != 0) rb_block_min_u32(&sh.fatal_index, tid);
     }
     /* Every reply slot of the batch is written and every request slot read. */
@@ -1713,11 +1950,41 @@ RB_INLINE uint32_t rb_serve_per_request_batch(rb_ring* h2k, rb_ring* k2h, Handle
    the new head sees all n reply slots.
    RELEASE of the H2K tail: the block's loads of those request slots are
    done (the barrier again), so the host may now reuse them. */
-RB_INLINE void rb_publish_served(rb_ring* h2k, rb_ring* k2h, uint64_t& h2k_tail, uint64_t& k2h_head, uint64_t n) {
-    k2h_head += n;
+RB_INLINE void rb_publish_served(rb_ring* h2k, rb_ring* k2h, uint64_t& h2k_tail, uint64_t& k2h_head, uint64_t n,
+                                 uint64_t sent) {
+    k2h_head += n + sent; /* the replies, then the handlers' own messages after them */
     rb_st_release(&k2h->head, k2h_head);
     h2k_tail += n;
     rb_st_release(&h2k->tail, h2k_tail);
+}
+
+/* Thread 0, idle (no request waiting), for a handler with an idle hook:
+   calls handler.idle(sender) with room for rb_max_sends messages (at least
+   1, at most the free K2H slots; none free: not called) and publishes what
+   it sent. RELEASE of the K2H head: the messages are this thread's own
+   plain stores, before the release in program order. Returns a final status
+   when the K2H ring is corrupted, else 0. */
+template <class Handler>
+RB_INLINE uint32_t rb_idle_hook(rb_control* ctl, rb_ring* k2h, Handler& handler, rb_block_state& sh,
+                                uint64_t& k2h_tail, uint64_t& k2h_head, uint64_t k2h_cap, uint64_t h2k_tail,
+                                uint64_t& beat, uint64_t& events) {
+    uint64_t room = 0;
+    const uint32_t stop = rb_k2h_room(ctl, k2h, k2h_tail, k2h_head, k2h_cap, h2k_tail, beat, room);
+    if (stop != 0 || room == 0) return stop;
+    constexpr uint64_t per_turn = rb_max_sends_of<Handler>::value > 0 ? rb_max_sends_of<Handler>::value : 1u;
+    /* sh.sent is free: the other threads wait at the barrier for the batch. */
+    sh.sent = 0;
+    rb_sender sender{k2h, k2h_head, sh.k2h_mask, sh.k2h_slot_size, events, &sh.sent,
+                     (uint32_t)(room < per_turn ? room : per_turn)};
+    handler.idle(sender);
+    const uint32_t sent = sender.sent();
+    if (sent > 0) {
+        k2h_head += sent;
+        rb_st_release(&k2h->head, k2h_head);
+        events += sent;
+        rb_wake_host(ctl);
+    }
+    return 0;
 }
 
 /* ------------------------------------------------------------------------ */
@@ -1764,14 +2031,21 @@ RB_INLINE int rb_serve(rb_control* ctl, rb_ring* h2k, rb_ring* k2h, Handler& han
     /* Requests per batch: one per thread, or (chunkwise, in a block of
        threads) as many as the block-shared state holds; the host fallback's
        one thread takes up to RB_HOST_MAX_BATCH in turn. */
-    const uint64_t max_batch =
-        rb_use_coop<Handler>::value ? RB_COOP_MAX_BATCH : (RB_BLOCK_PARALLEL ? nthreads : RB_HOST_MAX_BATCH);
+    const uint64_t max_batch = rb_cooperative_of<Handler>::value ? RB_COOPERATIVE_MAX_BATCH
+                               : rb_use_coop<Handler>::value    ? RB_COOP_MAX_BATCH
+                                                                : (RB_BLOCK_PARALLEL ? nthreads : RB_HOST_MAX_BATCH);
+    /* K2H slots per request: its reply and the messages it may send. */
+    constexpr uint64_t per_request = 1u + rb_max_sends_of<Handler>::value;
+    constexpr bool slots_only = rb_cooperative_of<Handler>::value || rb_sends_of<Handler>::value;
+    uint64_t events = 0; /* thread 0: the handlers' own messages published so far */
 
     if (tid == 0) {
         sh.stop = 0;
         sh.n = 0;
         sh.fatal_index = RB_NO_FATAL;
         sh.lanes = 0;
+        sh.sent = 0;
+        sh.events = 0;
         uint64_t bad = 0;
         /* RELAXED reads of words the host wrote before the launch. */
         const uint64_t interval = rb_ld_relaxed(&ctl->check_interval);
@@ -1785,13 +2059,15 @@ RB_INLINE int rb_serve(rb_control* ctl, rb_ring* h2k, rb_ring* k2h, Handler& han
             bad = RB_BAD_STRIPES;
         } else if (!rb_ring_ok(h2k)) {
             bad = RB_BAD_H2K;
-        } else if (!rb_ring_ok(k2h)) {
+        } else if (!rb_ring_ok(k2h) || rb_ld_relaxed(&k2h->capacity) < per_request) {
+            /* a K2H ring too small for a reply and a handler's own messages
+               would never have room for a batch */
             bad = RB_BAD_K2H;
         } else {
             /* RELAXED: written by the host before the launch. */
             const uint64_t format = rb_ld_relaxed(&h2k->format);
             const bool lanes = format == RB_FORMAT_LANES;
-            if (rb_ld_relaxed(&k2h->format) != format || (format != RB_FORMAT_SLOTS && !lanes) ||
+            if (rb_ld_relaxed(&k2h->format) != format || (format != RB_FORMAT_SLOTS && !lanes) || (lanes && slots_only) ||
                 (lanes && (rb_ld_relaxed(&h2k->slot_size) > RB_MAX_LANE_SLOT_SIZE ||
                            rb_ld_relaxed(&k2h->slot_size) > RB_MAX_LANE_SLOT_SIZE || (RB_BLOCK_PARALLEL && nthreads < 32u)))) {
                 bad = RB_BAD_FORMAT;
@@ -1829,9 +2105,11 @@ RB_INLINE int rb_serve(rb_control* ctl, rb_ring* h2k, rb_ring* k2h, Handler& han
     }
 
     rb_block_sync(); /* broadcast the format */
-    if (sh.lanes != 0) { /* block-uniform */
-        return rb_serve_lanes(ctl, h2k, k2h, handler, sh, h2k_tail, k2h_head, k2h_tail, h2k_cap, k2h_cap, checks, beat,
-                              idle);
+    if constexpr (!slots_only) {
+        if (sh.lanes != 0) { /* block-uniform */
+            return rb_serve_lanes(ctl, h2k, k2h, handler, sh, h2k_tail, k2h_head, k2h_tail, h2k_cap, k2h_cap, checks,
+                                  beat, idle);
+        }
     }
 
     for (;;) {
@@ -1855,13 +2133,19 @@ RB_INLINE int rb_serve(rb_control* ctl, rb_ring* h2k, rb_ring* k2h, Handler& han
                     h2k_head = head;
                     avail = head - h2k_tail;
                     if (avail == 0) {
+                        if constexpr (rb_has_idle<Handler>::value) {
+                            stop = rb_idle_hook(ctl, k2h, handler, sh, k2h_tail, k2h_head, k2h_cap, h2k_tail, beat,
+                                                events);
+                            if (stop != 0) break;
+                        }
                         rb_idle(ctl, idle, true);
                         continue;
                     }
                 }
                 uint64_t room = 0;
-                stop = rb_k2h_room(ctl, k2h, k2h_tail, k2h_head, k2h_cap, h2k_tail, beat, room);
+                stop = rb_k2h_room(ctl, k2h, k2h_tail, k2h_head, k2h_cap, h2k_tail, beat, room, per_request);
                 if (stop != 0) break;
+                room /= per_request; /* whole requests: a reply and its own messages each */
                 if (room == 0) { /* back-pressure: wait, never drop */
                     rb_idle(ctl, idle, false);
                     continue;
@@ -1875,6 +2159,8 @@ RB_INLINE int rb_serve(rb_control* ctl, rb_ring* h2k, rb_ring* k2h, Handler& han
             sh.n = (uint32_t)n;
             sh.h2k_tail = h2k_tail;
             sh.k2h_head = k2h_head;
+            sh.sent = 0;
+            sh.events = events;
         }
         rb_block_sync(); /* broadcast the batch (block-shared memory) */
         if (sh.stop != 0) return (int)sh.stop;
@@ -1882,7 +2168,9 @@ RB_INLINE int rb_serve(rb_control* ctl, rb_ring* h2k, rb_ring* k2h, Handler& han
         const uint32_t n = sh.n;
         uint64_t code = 0, detail = 0;
         uint32_t fatal;
-        if constexpr (rb_use_coop<Handler>::value) {
+        if constexpr (rb_cooperative_of<Handler>::value) {
+            fatal = rb_serve_cooperative_batch(h2k, k2h, handler, sh, n, &code, &detail);
+        } else if constexpr (rb_use_coop<Handler>::value) {
             fatal = rb_serve_chunkwise_batch(h2k, k2h, handler, sh, n, &code, &detail);
         } else {
             fatal = rb_serve_per_request_batch(h2k, k2h, handler, sh, n, &code, &detail);
@@ -1892,7 +2180,7 @@ RB_INLINE int rb_serve(rb_control* ctl, rb_ring* h2k, rb_ring* k2h, Handler& han
 #if !RB_BLOCK_PARALLEL
                 /* The host's one thread stopped at the failing request: the
                    replies before it are whole. */
-                if (fatal > 0) rb_publish_served(h2k, k2h, h2k_tail, k2h_head, fatal);
+                if (fatal > 0) rb_publish_served(h2k, k2h, h2k_tail, k2h_head, fatal, 0);
 #else
                 /* Publish nothing of this batch: the counters stay put. */
 #endif
@@ -1903,7 +2191,11 @@ RB_INLINE int rb_serve(rb_control* ctl, rb_ring* h2k, rb_ring* k2h, Handler& han
         }
 
         if (tid == 0) {
-            rb_publish_served(h2k, k2h, h2k_tail, k2h_head, n);
+            /* The barrier that ended the batch ordered every send's count. */
+            const uint32_t reserved = n * rb_max_sends_of<Handler>::value;
+            const uint32_t sent = sh.sent < reserved ? sh.sent : reserved;
+            rb_publish_served(h2k, k2h, h2k_tail, k2h_head, n, sent);
+            events += sent;
             rb_wake_host(ctl); /* after the publish: the host may be parked */
 #if !RB_ON_GPU
             rb_host_warm_slot(k2h, k2h_head, k2h_tail, k2h_cap, sh.k2h_mask, sh.k2h_slot_size);
@@ -1980,7 +2272,9 @@ RB_DEVICE H rb_make_handler(const rb_args& args) {
    function each entry's host build defines). */
 template <class H>
 constexpr uint32_t rb_traits_of() {
-    return (rb_chunkwise_of<H>::value ? (uint32_t)RB_TRAIT_CHUNKWISE : 0u);
+    return (rb_chunkwise_of<H>::value ? (uint32_t)RB_TRAIT_CHUNKWISE : 0u) |
+           (rb_cooperative_of<H>::value ? (uint32_t)RB_TRAIT_COOPERATIVE : 0u) |
+           (rb_sends_of<H>::value ? (uint32_t)RB_TRAIT_SENDS : 0u);
 }
 
 #if RB_ON_GPU
