@@ -5,8 +5,9 @@
 //!    fails when the committed copy `kernels/ringbridge_layout.h` is stale.
 //!    `RINGBRIDGE_UPDATE_LAYOUT_HEADER=1 cargo build` refreshes that copy.
 //! 2. Compiles the host fallback's serve loop for Rust handlers
-//!    (`kernels/host/fallback.cpp`) and the block emulation (tests) into the
-//!    static library `ringbridge_fallback`.
+//!    (`kernels/host/fallback.cpp`) into the static library
+//!    `ringbridge_fallback`, and its block emulation into
+//!    `libringbridge_callback_emulation.so`, loaded only on demand.
 //! 3. Builds the kernels through `ringbridge-build`, as any user's crate
 //!    does: `echo.cu` and `scale.cu` for both backends (a fatbin, and a host
 //!    entry per `RB_KERNEL_ENTRY` in the static library `ringbridge_kernels`,
@@ -88,9 +89,18 @@ fn main() {
         .flag_if_supported("-fno-rtti")
         .cpp_link_stdlib(None) // the fallback uses nothing of libstdc++
         .file(kernels_dir.join("host/fallback.cpp"))
-        // Tests only: the GPU's block-parallel serve loops on POSIX threads.
-        .file(kernels_dir.join("host/block_emulation.cpp"))
         .compile("ringbridge_fallback");
+    // The block emulation of Rust handlers: a library the bridge loads only
+    // when asked to emulate a block (the kernels' own come from
+    // ringbridge-build, below). Not building it is no build error.
+    let callback_emulation = ringbridge_build::emulation_library(
+        "ringbridge_callback_emulation",
+        &[kernels_dir.join("host/emulate_callback.cpp")],
+        std::slice::from_ref(&out_dir),
+        &defines,
+    )
+    .map_err(|why| println!("cargo:warning=ringbridge: no block emulation of Rust handlers: {why}"))
+    .ok();
     println!("cargo:rustc-link-lib=pthread");
 
     // 3. The kernels: the built-ins for both backends, the rest CUDA only.
@@ -113,10 +123,18 @@ fn main() {
     let compiled = kernels.compile("ringbridge_kernels");
 
     // 4. The Rust side of the images.
-    let images_rs = match &compiled.cuda {
+    let mut images_rs = match &compiled.cuda {
         Ok((version, archs)) => images_rs_compiled(version, archs, &compiled.images),
         Err(reason) => images_rs_not_compiled(reason),
     };
+    let emulation = callback_emulation
+        .map(|p| format!("Some({:?})", p.display().to_string()))
+        .unwrap_or_else(|| "None".into());
+    writeln!(
+        images_rs,
+        "pub const CALLBACK_EMULATION: Option<&str> = {emulation};"
+    )
+    .unwrap();
     write_if_changed(&out_dir.join("kernel_images.rs"), images_rs.as_bytes());
 
     // 5. The header folder, for dependents' build scripts.

@@ -98,13 +98,14 @@
 /* Block-shared state: one copy per thread block. */
 #define RB_BLOCK_SHARED __shared__
 #elif defined(RB_EMULATE_BLOCK)
-/* Tests only (kernels/host/block_emulation.cpp): the GPU's block-parallel
-   algorithms run by many CPU threads, one per CUDA thread, with barriers and
-   warp exchanges emulated by kernels/host/block_emulation.h, so the races and
-   barrier pairings of the multi-threaded serve loops are exercised without a
-   GPU. Memory accesses use the host's C++ atomics. */
+/* The block emulation (kernels/host/block_emulation.cpp): the GPU's
+   block-parallel algorithms, and a handler's, run by many CPU threads, one
+   per CUDA thread, with barriers and warp exchanges emulated by
+   kernels/host/block_emulation.h, so races and barrier pairings show up
+   without a GPU. Memory accesses use the host's C++ atomics. */
 #define RB_ON_GPU 0
 #define RB_BLOCK_PARALLEL 1
+#include <pthread.h>
 #include <sched.h>
 #include <time.h>
 #if defined(__linux__)
@@ -2293,6 +2294,29 @@ constexpr uint32_t rb_traits_of() {
         name(rb_control* ctl, rb_ring* h2k, rb_ring* k2h, const __grid_constant__ rb_args args) {    \
         HandlerType handler = rb_make_handler<HandlerType>(args);                                    \
         (void)rb_serve(ctl, h2k, k2h, handler);                                                      \
+    }
+#elif defined(RB_EMULATE_BLOCK)
+/*
+ * The same line in the block emulation's build (ringbridge-build's
+ * lib<stem>_emulation.so) defines
+ *   extern "C" int32_t name__rb_emulate(void* ctl, void* h2k, void* k2h, const void* args,
+ *                                       uint32_t nthreads)
+ * which serves region 0's rings (no stripes) on a block of nthreads emulated
+ * threads (at most `threads`), each building its handler from *args, until
+ * terminate or failure; returns thread 0's final status, or -1 for bad
+ * arguments.
+ */
+#define RB_KERNEL_ENTRY_BOUNDED(name, HandlerType, threads)                                          \
+    static int32_t name##__rb_emulated_thread(void* ctl, void* h2k, void* k2h, const void* args) {   \
+        HandlerType handler = rb_make_handler<HandlerType>(*static_cast<const rb_args*>(args));      \
+        return rb_serve(static_cast<rb_control*>(ctl), static_cast<rb_ring*>(h2k),                   \
+                        static_cast<rb_ring*>(k2h), handler);                                        \
+    }                                                                                                \
+    extern "C" RB_EMU_EXPORT int32_t name##__rb_emulate(void* ctl, void* h2k, void* k2h, const void* args, \
+                                                        uint32_t nthreads) {                         \
+        if (!rb_host_regions_ok(ctl, h2k, k2h) || args == nullptr || nthreads > (uint32_t)(threads)) \
+            return -1;                                                                               \
+        return rb_emu_run(nthreads, name##__rb_emulated_thread, ctl, h2k, k2h, args);                \
     }
 #else
 /*

@@ -281,13 +281,33 @@ impl BridgeBuilder {
         self.block = Some(threads);
         self
     }
-    /// Tests only, not a stable API: on [`Backend::Host`], runs the serve
-    /// loop as a block of `threads` (1 to 1024) CPU threads that emulate a
-    /// CUDA thread block (barriers, warp shuffle and votes), so the GPU's
-    /// block-parallel code paths (the chunkwise batch, one warp per lane
-    /// slot) and their barriers run without a GPU. Slow: a barrier is a
-    /// futex round. One emulated block runs at a time per process.
-    #[doc(hidden)]
+    /// A test mode for a kernel's handler without a GPU: on
+    /// [`Backend::Host`], runs the serve loop and the handler as a block of
+    /// `threads` (1 to 1024, at most the entry's bound) CPU threads that
+    /// emulate a CUDA thread block (barriers, warp shuffle and votes), so
+    /// the requests of one batch run concurrently, one per thread, as on the
+    /// GPU: a race between in-flight requests or a missing `b.sync()` in a
+    /// cooperative handler shows up in CI. The fallback proper serves them
+    /// one after another on one thread and cannot show either.
+    ///
+    /// Works for the built-in kernels, a user's [`Kernel::User`] (from the
+    /// emulation library ringbridge-build compiles beside its host build,
+    /// loaded on the first use) and Rust handlers ([`Kernel::Host`]). Slow:
+    /// a barrier is a futex round. One emulated block runs at a time per
+    /// kernel library; no stripes.
+    ///
+    /// ```
+    /// use ringbridge::{Backend, Bridge, Kernel};
+    /// let bridge = Bridge::builder()
+    ///     .backend(Backend::Host)
+    ///     .kernel(Kernel::Echo)
+    ///     .emulate_block(64)
+    ///     .launch()?;
+    /// let replies: Vec<_> = (0u8..10).map(|i| bridge.round_trip(&[i])).collect::<Result<_, _>>()?;
+    /// assert_eq!(replies[9].payload, [10]);
+    /// bridge.shutdown()?;
+    /// # Ok::<(), ringbridge::Error>(())
+    /// ```
     pub fn emulate_block(mut self, threads: u32) -> Self {
         self.emulated_block = Some(threads);
         self
@@ -532,11 +552,6 @@ impl BridgeBuilder {
         let (backend, reason) = self.resolve_backend()?;
         let (spec, max_payload) = self.resolve_spec(backend)?;
         let layout = RegionLayout::new(spec)?;
-        if self.emulated_block.is_some() && matches!(self.kernel, Kernel::User(_)) {
-            return Err(Error::InvalidArgument(
-                "the block emulation runs the built-in kernels and Rust handlers only".into(),
-            ));
-        }
         let args = self.launch_args();
         let parts = match backend {
             Backend::Host => launch_host(&self, &layout, &args, stripes)?,
@@ -687,10 +702,12 @@ fn launch_host(
     let param = param_word(args);
     let shared_args = Arc::new(*args);
     let kernel = || match b.kernel.clone() {
-        Kernel::Echo => HostKernel::Echo,
-        Kernel::ScaleF32 { .. } => HostKernel::ScaleF32,
+        Kernel::Echo => HostKernel::User(crate::kernels::builtin::ringbridge_echo()),
+        Kernel::ScaleF32 { .. } => {
+            HostKernel::User(crate::kernels::builtin::ringbridge_scale_f32())
+        }
         Kernel::Host(h) => HostKernel::Callback(h),
-        Kernel::User(u) => HostKernel::User(u.host_entry()),
+        Kernel::User(u) => HostKernel::User(u),
         Kernel::Custom { .. } => unreachable!("resolve_backend rejects it"),
     };
     if stripes == 1 {

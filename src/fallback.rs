@@ -14,7 +14,7 @@ use crate::kernels::ffi;
 use crate::layout::{LaunchArgs, MessageHeader};
 use crate::ring::{HostMemory, RegionLayout};
 use crate::sync::lock;
-use crate::user_kernel::HostEntry;
+use crate::user_kernel::{HostEntry, UserKernel};
 
 /// The signature of a host handler: request header, request payload, reply
 /// buffer (the slot's payload capacity). `Ok(n)` replies with the first `n`
@@ -102,11 +102,10 @@ impl std::fmt::Debug for HostHandler {
 
 /// Which handler the fallback's serve loop runs.
 pub(crate) enum HostKernel {
-    Echo,
-    ScaleF32,
-    /// A user's kernel, through the host entry its RB_KERNEL_ENTRY defines
-    /// (no block emulation: the emulation's ids name the built-ins only).
-    User(HostEntry),
+    /// A kernel written in C++ (the built-ins and users' kernels), through
+    /// the host entry its RB_KERNEL_ENTRY defines, or its emulation build.
+    User(UserKernel),
+    /// A handler written in Rust, called by the callback serve loop.
     Callback(HostHandler),
 }
 
@@ -198,34 +197,42 @@ impl HostEngine {
     ) -> Result<Self> {
         // The emulation picks the built-in handlers by id; the fallback
         // proper calls a kernel's host entry (or the callback loop).
-        let (id, entry, ctx) = match kernel {
-            HostKernel::Echo => (
-                ffi::HANDLER_ECHO,
-                Some(crate::kernels::builtin::ringbridge_echo().host_entry()),
-                None,
-            ),
-            HostKernel::ScaleF32 => (
-                ffi::HANDLER_SCALE_F32,
-                Some(crate::kernels::builtin::ringbridge_scale_f32().host_entry()),
-                None,
-            ),
-            HostKernel::User(entry) => {
-                if emulated_block.is_some() {
-                    return Err(Error::InvalidArgument(
-                        "the block emulation runs the built-in kernels and Rust handlers only"
-                            .into(),
-                    ));
+        // What the thread runs: a host entry, an emulation entry (a block
+        // of `n` threads), or the callback serve loop (either way).
+        enum Run {
+            Entry(HostEntry),
+            Emulated(crate::emulation::KernelEntry, u32),
+            Callback(Option<crate::emulation::CallbackEntry>),
+        }
+        let (run, ctx) = match kernel {
+            HostKernel::User(k) => match emulated_block {
+                None => (Run::Entry(k.host_entry()), None),
+                Some(n) => {
+                    let lib = k.emulation_library().ok_or_else(|| {
+                        Error::InvalidArgument(format!(
+                            "kernel {} has no block emulation library (built with \
+                             Kernels::block_emulation(false), or its build failed: see the \
+                             build's warnings)",
+                            k.entry()
+                        ))
+                    })?;
+                    (
+                        Run::Emulated(crate::emulation::kernel_entry(lib, k.entry())?, n),
+                        None,
+                    )
                 }
-                (u32::MAX, Some(entry), None)
-            }
-            HostKernel::Callback(handler) => (
-                ffi::HANDLER_CALLBACK,
-                None,
-                Some(Arc::new(CallbackCtx {
+            },
+            HostKernel::Callback(handler) => {
+                let emulated = match emulated_block {
+                    Some(_) => Some(crate::emulation::callback_entry()?),
+                    None => None,
+                };
+                let ctx = Arc::new(CallbackCtx {
                     handler,
                     panic: Mutex::new(None),
-                })),
-            ),
+                });
+                (Run::Callback(emulated), Some(ctx))
+            }
         };
         let mem = Arc::clone(mem);
         let h2k = layout.h2k_offset;
@@ -235,9 +242,9 @@ impl HostEngine {
             .name("ringbridge-fallback".into())
             .spawn(move || {
                 let base = mem.as_mut_ptr();
-                let (cb, cb_ctx): (Option<ffi::HandlerFn>, *mut c_void) = match &thread_ctx {
-                    Some(c) => (Some(trampoline), Arc::as_ptr(c) as *mut c_void),
-                    None => (None, std::ptr::null_mut()),
+                let cb_ctx: *mut c_void = match &thread_ctx {
+                    Some(c) => Arc::as_ptr(c) as *mut c_void,
+                    None => std::ptr::null_mut(),
                 };
                 let ctl: *mut c_void = base.cast();
                 // SAFETY: both offsets lie inside `mem` (the layout placed
@@ -252,19 +259,29 @@ impl HostEngine {
                 // For `block > 0`, the group's configuration (written before
                 // spawning too) places region `block` inside `mem` as well.
                 // A host entry (from ringbridge-build's generated
-                // constructor) has the same contract without a handler, and
-                // `args`, which this closure also keeps alive, is the
-                // LaunchArgs it reads.
+                // constructor) and an emulation entry (loaded from the
+                // library built from the same source) have the same
+                // contract without a handler, and `args`, which this closure
+                // also keeps alive, is the LaunchArgs they read. The
+                // emulated block serves one region (no stripes: the builder
+                // refuses them), as block 0.
+                let args_ptr: *const c_void = Arc::as_ptr(&args).cast();
+                // SAFETY: as said above, for each of the four ways in.
                 let status = unsafe {
-                    match (emulated_block, entry, cb) {
-                        (Some(n), _, _) => ffi::rb_emu_serve(ctl, h2k, k2h, id, cb, cb_ctx, n),
-                        (None, Some(entry), _) => {
-                            entry(ctl, h2k, k2h, block, Arc::as_ptr(&args).cast())
+                    match run {
+                        Run::Entry(entry) => entry(ctl, h2k, k2h, block, args_ptr),
+                        Run::Emulated(entry, n) => entry(ctl, h2k, k2h, args_ptr, n),
+                        Run::Callback(Some(emulated)) => emulated(
+                            ctl,
+                            h2k,
+                            k2h,
+                            trampoline,
+                            cb_ctx,
+                            emulated_block.unwrap_or(1),
+                        ),
+                        Run::Callback(None) => {
+                            ffi::rb_host_serve_callback(ctl, h2k, k2h, trampoline, cb_ctx, block)
                         }
-                        (None, None, Some(cb)) => {
-                            ffi::rb_host_serve_callback(ctl, h2k, k2h, cb, cb_ctx, block)
-                        }
-                        (None, None, None) => ffi::SERVE_BAD_ARGUMENT,
                     }
                 };
                 drop(thread_ctx);

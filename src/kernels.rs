@@ -100,6 +100,9 @@ pub const NVCC_VERSION: Option<&str> = generated::NVCC_VERSION;
 /// the driver compiles for XY and newer. Empty when not compiled.
 pub const ARCHS: &[&str] = generated::ARCHS;
 
+/// The block emulation library for Rust handlers, when it was built.
+pub(crate) const CALLBACK_EMULATION: Option<&str> = generated::CALLBACK_EMULATION;
+
 /// The first four bytes of every fatbin, `0xBA55ED50` little-endian.
 pub const FATBIN_MAGIC: [u8; 4] = 0xBA55_ED50_u32.to_le_bytes();
 
@@ -323,23 +326,6 @@ pub(crate) mod ffi {
         /// As [`rb_host_doorbell_park`].
         pub(crate) fn rb_host_doorbell_wake(word: *mut u64);
 
-        /// Tests only: [`host_serve`] run by a block of `nthreads`
-        /// (1..=1024) POSIX threads that emulate a CUDA block, so the GPU's
-        /// block-parallel serve loops run on a CPU
-        /// (`kernels/host/block_emulation.cpp`). One such block runs at a
-        /// time in a process; a second call waits for the first to return.
-        ///
-        /// # Safety
-        /// As [`rb_host_serve_callback`].
-        pub(crate) fn rb_emu_serve(
-            ctl: *mut c_void,
-            h2k: *mut c_void,
-            k2h: *mut c_void,
-            handler_id: u32,
-            handler: Option<HandlerFn>,
-            fn_ctx: *mut c_void,
-            nthreads: u32,
-        ) -> i32;
     }
 }
 

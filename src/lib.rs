@@ -31,6 +31,8 @@ pub mod backend;
 pub mod bridge;
 #[cfg(not(loom))]
 pub mod cuda;
+#[cfg(not(loom))]
+mod emulation;
 pub mod error;
 #[cfg(not(loom))]
 pub mod fallback;

@@ -1,8 +1,9 @@
 /*
- * block_emulation.h — tests only: what a CUDA thread block gives the serve
- * loop (thread index, block size, __syncthreads, warp shuffle and votes),
- * emulated by POSIX threads, one per CUDA thread, so the block-parallel code
- * of ringbridge.cuh runs on a CPU (kernels/host/block_emulation.cpp).
+ * block_emulation.h — what a CUDA thread block gives the serve loop (thread
+ * index, block size, __syncthreads, warp shuffle and votes), emulated by
+ * POSIX threads, one per CUDA thread, so the block-parallel code of
+ * ringbridge.cuh and a user's handler run on a CPU as on a GPU block
+ * (runtime: kernels/host/block_emulation.cpp).
  *
  * Included by ringbridge.cuh when RB_EMULATE_BLOCK is defined, after
  * <pthread.h> and <stdint.h>. Every barrier here is a pthread barrier: a
@@ -28,6 +29,19 @@ struct rb_emu_block {
 
 extern rb_emu_block* rb_emu_the_block;
 extern __thread uint32_t rb_emu_tid;
+
+/* What each emulated thread runs (a serve loop). */
+typedef int32_t (*rb_emu_thread_fn)(void* ctl, void* h2k, void* k2h, const void* args);
+
+/* Runs fn on a block of nthreads (1 to 1024) POSIX threads until every one
+   returns; returns thread 0's result, or -1 for bad arguments or a thread
+   that could not be created (the started ones are then left blocked). One
+   block at a time per library: a second call waits for the first. */
+int32_t rb_emu_run(uint32_t nthreads, rb_emu_thread_fn fn, void* ctl, void* h2k, void* k2h, const void* args);
+
+/* The emulation library is built with hidden visibility: its entries say
+   otherwise. */
+#define RB_EMU_EXPORT __attribute__((visibility("default")))
 
 inline uint32_t rb_emu_thread_index() { return rb_emu_tid; }
 inline uint32_t rb_emu_block_size() { return rb_emu_the_block->nthreads; }

@@ -122,6 +122,7 @@ pub struct Kernels {
     includes: Vec<PathBuf>,
     archs: Option<Vec<String>>,
     ptx: bool,
+    emulation: bool,
 }
 
 impl Kernels {
@@ -133,7 +134,25 @@ impl Kernels {
     /// # let _ = k;
     /// ```
     pub fn new() -> Self {
-        Self::default()
+        Self {
+            emulation: true,
+            ..Self::default()
+        }
+    }
+
+    /// Whether to build each host source's block emulation too (default
+    /// on): `$OUT_DIR/lib<stem>_emulation.so`, the same source compiled
+    /// with `RB_EMULATE_BLOCK` so a bridge can run the handler on a block of
+    /// CPU threads (`BridgeBuilder::emulate_block`), as a GPU block would.
+    /// The bridge loads it only when asked to; nothing of it is linked.
+    ///
+    /// ```
+    /// let k = ringbridge_build::Kernels::new().block_emulation(false);
+    /// # let _ = k;
+    /// ```
+    pub fn block_emulation(mut self, on: bool) -> Self {
+        self.emulation = on;
+        self
     }
 
     /// Adds a `.cu` source (relative paths are taken from the crate's
@@ -291,6 +310,23 @@ impl Kernels {
         }
 
         compile_host(name, &images, &includes, &defines);
+        if self.emulation {
+            for img in images.iter_mut().filter(|i| i.host) {
+                let lib = format!("{}_emulation", img.stem);
+                match emulation_library(
+                    &lib,
+                    std::slice::from_ref(&img.source),
+                    &includes,
+                    &defines,
+                ) {
+                    Ok(path) => img.emulation = Some(path),
+                    Err(why) => println!(
+                        "cargo:warning={name}: no block emulation for {}: {why}",
+                        img.source.display()
+                    ),
+                }
+            }
+        }
         let fallback_archs: Vec<String> = match &self.archs {
             Some(a) => a.clone(),
             None => DEFAULT_ARCHS.iter().map(|s| s.to_string()).collect(),
@@ -319,6 +355,73 @@ impl Kernels {
             rust_file,
         }
     }
+}
+
+/// Builds `$OUT_DIR/lib<lib>.so`: `sources` compiled with `RB_EMULATE_BLOCK`
+/// for the block emulation, with its runtime (`host/block_emulation.cpp`
+/// beside the header), hidden visibility but for the entries the sources
+/// export (`name__rb_emulate` of each `RB_KERNEL_ENTRY`). Loaded at run
+/// time by the bridge, never linked: its serve loops cannot mix with the
+/// fallback's. `includes` and `defines` as for the kernels; the header
+/// folder is added. Call it from a build script.
+///
+/// ```no_run
+/// let so = ringbridge_build::emulation_library(
+///     "my_emulation",
+///     &["kernels/host/emulate_callback.cpp".into()],
+///     &[],
+///     &[],
+/// )
+/// .expect("emulation library");
+/// assert!(so.is_file());
+/// ```
+pub fn emulation_library(
+    lib: &str,
+    sources: &[PathBuf],
+    includes: &[PathBuf],
+    defines: &[(String, Option<String>)],
+) -> Result<PathBuf, String> {
+    let out_dir =
+        PathBuf::from(std::env::var_os("OUT_DIR").ok_or("OUT_DIR: run from a build script")?);
+    let header_dir = header_dir();
+    let out = out_dir.join(format!("lib{lib}.so"));
+    let compiler = cc::Build::new()
+        .cpp(true)
+        .try_get_compiler()
+        .map_err(|e| format!("no host C++ compiler: {e}"))?;
+    let mut cmd = compiler.to_command();
+    cmd.args(["-std=c++17", "-O2", "-shared", "-fPIC", "-pthread"])
+        .arg("-fvisibility=hidden")
+        .arg("-DRB_EMULATE_BLOCK=1");
+    for (n, v) in defines {
+        match v {
+            Some(v) => cmd.arg(format!("-D{n}={v}")),
+            None => cmd.arg(format!("-D{n}")),
+        };
+    }
+    for dir in includes.iter().chain(std::iter::once(&header_dir)) {
+        cmd.arg(format!("-I{}", dir.display()));
+    }
+    cmd.arg("-x").arg("c++");
+    for src in sources {
+        println!("cargo:rerun-if-changed={}", src.display());
+        cmd.arg(src);
+    }
+    cmd.arg(header_dir.join("host/block_emulation.cpp"));
+    cmd.arg("-o").arg(&out);
+    let output = cmd
+        .output()
+        .map_err(|e| format!("cannot run the host C++ compiler: {e}"))?;
+    if !output.status.success() {
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        let first: Vec<&str> = stderr.lines().take(12).collect();
+        return Err(format!(
+            "the host C++ compiler failed ({}): {}",
+            output.status,
+            first.join(" | ")
+        ));
+    }
+    Ok(out)
 }
 
 /// The host fallback's build of every host source, into `lib<name>.a`.
