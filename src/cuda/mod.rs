@@ -26,12 +26,14 @@ use cudarc::driver::DriverError;
 
 use crate::error::Error;
 
+mod buffer;
 pub mod compare;
 mod context;
 mod group;
 pub(crate) mod launch;
 mod memory;
 
+pub(crate) use buffer::DeviceBuffer;
 pub(crate) use context::context;
 pub use context::{DeviceInfo, device_count, device_info};
 pub(crate) use group::{CudaGroup, StripeEngine};
