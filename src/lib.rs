@@ -61,6 +61,8 @@ pub use asynchronous::AsyncBridge;
 pub use backend::Backend;
 #[cfg(not(loom))]
 pub use bridge::{Bridge, BridgeBuilder, BridgeStats, Kernel, SendChunk};
+#[cfg(not(loom))]
+pub use buffer::BufferInit;
 pub use error::{Error, Result};
 #[cfg(not(loom))]
 pub use measure::{Latency, Rate};
