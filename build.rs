@@ -11,9 +11,10 @@
 //! 3. Builds the kernels through `ringbridge-build`, as any user's crate
 //!    does: `echo.cu` and `scale.cu` for both backends (a fatbin, and a host
 //!    entry per `RB_KERNEL_ENTRY` in the static library `ringbridge_kernels`,
-//!    with their constructors in `$OUT_DIR/ringbridge_kernels.rs`), every
-//!    other `kernels/*.cu` (test and comparison kernels) for CUDA only; a
-//!    PTX file each, for the tests. No nvcc, or nvcc failing, is not a build
+//!    with their constructors in `$OUT_DIR/ringbridge_kernels.rs`), any
+//!    other `kernels/*.cu` for CUDA only (none today: the test kernels are
+//!    in `test-kernels/`, the comparison kernels in `cli/`, so neither is
+//!    built for users); a PTX file each, for the tests. No nvcc, or nvcc failing, is not a build
 //!    error: the crate builds without kernel images and records why
 //!    (`ringbridge::kernels::NOT_COMPILED_REASON`). Where nvcc is looked for,
 //!    and `RINGBRIDGE_CUDA_ARCHS` / `RINGBRIDGE_KERNEL_DEFINES`: see the

@@ -162,6 +162,8 @@ fi
 
 # The library's own GPU unit tests (launch, mapped memory), the safe ones.
 [ -x test-lib ] && step test-lib 60 ./test-lib --test-threads=1 cuda:: && grep -E '^test result' "$r/test-lib.log" | tee -a "$summary"
+# compare's CUDA alternatives (ringbridge-cli's unit tests), each measured.
+[ -x test-cli ] && step test-cli 120 ./test-cli --test-threads=1 --nocapture cuda_compare:: && grep -E '^test result|FAILED|panicked|cannot measure' "$r/test-cli.log" | tee -a "$summary"
 for t in test-kernels test-bridge_cuda test-cuda_faults test-lanes test-lane_soak; do
   [ -x "$t" ] || continue
   # --nocapture: a panic in a test's helper thread shows at once, even if

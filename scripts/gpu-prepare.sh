@@ -38,7 +38,7 @@ for line in sys.stdin:
 # The device tool carries at most 64 MiB: only what gpu-check.sh runs.
 for v in ${GPU_VARIANTS-eager-tail=RB_LANE_LAZY_TAIL=0,RB_LANE_POLL_DELAY_CYCLES=0 no-delay=RB_LANE_POLL_DELAY_CYCLES=0}; do
     name="${v%%=*}" defines="${v#*=}"
-    RINGBRIDGE_KERNEL_DEFINES="$defines" cargo build --release --bin ringbridge
+    RINGBRIDGE_KERNEL_DEFINES="$defines" cargo build --release -p ringbridge-cli
     cp target/release/ringbridge ".gpu/ringbridge-$name"
     RINGBRIDGE_KERNEL_DEFINES="$defines" copy_tests "-$name" bridge_cuda
 done
@@ -54,8 +54,10 @@ if [ -n "$base" ]; then
     src="${TMPDIR:-/tmp}/ringbridge-baseline-$base"
     rm -rf "$src" && mkdir -p "$src"
     git archive "$base" | tar -x -C "$src"
+    # --workspace: the binary is the root package's before the command line
+    # moved to cli/ (ringbridge-cli), that member's after.
     NVCC="$PWD/.toolchain/cuda/nvidia/cu13/bin/nvcc" CARGO_TARGET_DIR="$PWD/target/gpu-baseline" \
-        cargo build --release --bin ringbridge --manifest-path "$src/Cargo.toml"
+        cargo build --release --workspace --bin ringbridge --manifest-path "$src/Cargo.toml"
     cp target/gpu-baseline/release/ringbridge .gpu/ringbridge-baseline
     rm -rf "$src"
     git rev-parse --short "$base" > .gpu/baseline-rev
@@ -63,12 +65,23 @@ fi
 # The GPU serve loop idling with __nanosleep (RB_GPU_IDLE_NANOSLEEP_MAX,
 # kernels/ringbridge.cuh), the binary alone: gpu-check.sh's idle step and
 # side-by-side lane runs pick it up as the variant idle-nanosleep.
-RINGBRIDGE_KERNEL_DEFINES=RB_GPU_IDLE_NANOSLEEP_MAX=2000 cargo build --release --bin ringbridge
+RINGBRIDGE_KERNEL_DEFINES=RB_GPU_IDLE_NANOSLEEP_MAX=2000 cargo build --release -p ringbridge-cli
 cp target/release/ringbridge .gpu/ringbridge-idle-nanosleep
 
-cargo build --release --bin ringbridge
+cargo build --release -p ringbridge-cli
 cp target/release/ringbridge .gpu/
 copy_tests "" lib bridge_cuda cuda_faults kernels lanes lane_soak soak
+# The command line's unit tests (compare's CUDA alternatives among them), as
+# test-cli.
+cargo test --release -p ringbridge-cli --bin ringbridge --no-run --message-format=json 2>/dev/null |
+    python3 -c '
+import json, shutil, sys
+for line in sys.stdin:
+    m = json.loads(line)
+    if m.get("reason") == "compiler-artifact" and m.get("executable") and m["profile"]["test"]:
+        shutil.copy(m["executable"], ".gpu/test-cli")
+        print("copied test-cli")
+'
 cargo bench --no-run --message-format=json 2>/dev/null |
     python3 -c '
 import json, shutil, sys

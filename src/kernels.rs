@@ -17,9 +17,6 @@
 //!   `i` = `x[i] * factor`, `factor` the `f32` in the low 32 bits of the
 //!   control block's `param` (read once at launch). A `len` that is not a
 //!   multiple of 4 gets an error reply with code [`SCALE_ERR_BAD_LEN`].
-//! - [`TRAP_ENTRY`], [`ILLEGAL_ADDRESS_ENTRY`], [`HANG_ENTRY`]: echo, until a
-//!   request's `flags` equal [`FAULT_FLAG`]; then they trap, store through an
-//!   invalid address, or spin forever without heartbeat.
 //!
 //! Replies: `seq` = the reply's K2H position, `correlation` = the request's
 //! `seq`, `kind` = `KIND_REPLY` (or `KIND_ERROR` with the handler's code in
@@ -56,7 +53,7 @@ use crate::Error;
 /// ```
 #[derive(Debug)]
 pub struct KernelImage {
-    /// The source's stem: `"echo"`, `"scale"` or `"faults"`.
+    /// The source's stem: `"echo"` or `"scale"`.
     pub name: &'static str,
     /// The fatbin nvcc produced (SASS and PTX for [`ARCHS`]), to load with
     /// the driver (`cuModuleLoadData`). Starts with [`FATBIN_MAGIC`].
@@ -110,20 +107,13 @@ pub const FATBIN_MAGIC: [u8; 4] = 0xBA55_ED50_u32.to_le_bytes();
 pub const ECHO_ENTRY: &str = "ringbridge_echo";
 /// Entry point of the `f32` scale kernel (image `"scale"`).
 pub const SCALE_F32_ENTRY: &str = "ringbridge_scale_f32";
-/// Test kernel that traps on a request flagged [`FAULT_FLAG`] (image `"faults"`).
-pub const TRAP_ENTRY: &str = "ringbridge_test_trap";
-/// Test kernel that hangs on a request flagged [`FAULT_FLAG`] (image `"faults"`).
-pub const HANG_ENTRY: &str = "ringbridge_test_hang";
-/// Test kernel that stores through an invalid address on a request flagged
-/// [`FAULT_FLAG`] (image `"faults"`).
-pub const ILLEGAL_ADDRESS_ENTRY: &str = "ringbridge_test_illegal_address";
 
 // The device half's codes, defined once in `crate::layout` (exported to
 // C++ through the generated header) and re-exported here beside the kernels
 // that use them.
 pub use crate::layout::{
     BAD_CHECK_INTERVAL, BAD_CONTROL, BAD_FORMAT, BAD_H2K, BAD_K2H, BAD_STRIPES,
-    DETAIL_REPLY_TOO_LONG, ERR_REPLY_TOO_LONG, FAULT_FLAG, SCALE_ERR_BAD_LEN,
+    DETAIL_REPLY_TOO_LONG, ERR_REPLY_TOO_LONG, SCALE_ERR_BAD_LEN,
 };
 
 /// The generated `ringbridge_layout.h`: `#define RB_* VALUEull` for every
@@ -131,9 +121,8 @@ pub use crate::layout::{
 /// `kernels/ringbridge.cuh`) to write one's own kernels.
 pub const LAYOUT_HEADER: &str = include_str!(concat!(env!("OUT_DIR"), "/ringbridge_layout.h"));
 
-/// The compiled images (`echo`, `faults`, `scale`, and `compare` for
-/// [`cuda::compare`](crate::cuda::compare)); empty when the kernels were not
-/// compiled.
+/// The compiled images (`echo` and `scale`); empty when the kernels were
+/// not compiled.
 ///
 /// ```
 /// use ringbridge::kernels::{self, KERNELS_COMPILED};
@@ -151,7 +140,7 @@ pub fn images() -> &'static [KernelImage] {
     generated::images()
 }
 
-/// The image called `name` (`"echo"`, `"scale"`, `"faults"`), or the image
+/// The image called `name` (`"echo"`, `"scale"`), or the image
 /// that defines the entry point `name`.
 ///
 /// # Errors

@@ -25,6 +25,7 @@ fn emulated(threads: u32) -> ringbridge::BridgeBuilder {
         .backend(Backend::Host)
         .emulate_block(threads)
         .hang_timeout(std::time::Duration::from_secs(20))
+        .shutdown_timeout(std::time::Duration::from_secs(20))
 }
 
 /// Streams `n` messages whose lengths cycle through 0..=max through

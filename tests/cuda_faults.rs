@@ -1,17 +1,26 @@
 //! Faulting and hanging kernels on a GPU: each becomes an error within a
 //! bounded time, never a hang. Every scenario runs in its own process (a
-//! trap leaves a sticky error in the CUDA context).
+//! trap leaves a sticky error in the CUDA context). The kernels are the
+//! test-only `faults` image of ringbridge-test-kernels, which no user's build
+//! compiles.
 
 mod common;
 
 use std::time::{Duration, Instant};
 
 use common::{gpu_or_skip, isolated};
-use ringbridge::{Backend, Bridge, Error, Kernel, kernels};
+use ringbridge::{Backend, Bridge, Error, Kernel};
+use ringbridge_test_kernels as kernels;
 
 fn fault_kernel(entry: &str) -> Kernel {
+    let faults = kernels::faults().unwrap_or_else(|| {
+        panic!(
+            "a GPU is here but the fault kernels were not compiled: {}",
+            kernels::NOT_COMPILED_REASON
+        )
+    });
     Kernel::Custom {
-        image: std::sync::Arc::from(kernels::image("faults").unwrap().fatbin),
+        image: std::sync::Arc::from(faults.fatbin),
         entry: entry.into(),
         grid: 1,
         block: 32,

@@ -5,6 +5,34 @@
 #![cfg(not(loom))]
 
 use ringbridge::kernels::{self, KernelImage};
+use ringbridge_test_kernels as test_kernels;
+
+/// The test-only `faults` image (ringbridge-test-kernels, compiled by the
+/// same nvcc search as the library's kernels): call after
+/// [`compiled_or_skip`].
+fn faults() -> &'static test_kernels::Image {
+    test_kernels::faults().unwrap_or_else(|| {
+        panic!(
+            "the library's kernels were compiled, the fault kernels not: {}",
+            test_kernels::NOT_COMPILED_REASON
+        )
+    })
+}
+
+/// `(name, ptx, entries)` of every image that serves the rings: the
+/// built-ins and the test-only `faults`.
+fn ring_images() -> Vec<(&'static str, &'static str, &'static [&'static str])> {
+    let mut all: Vec<_> = ["echo", "scale"]
+        .into_iter()
+        .map(|name| {
+            let img = kernels::image(name).unwrap();
+            (img.name, img.ptx, img.entries)
+        })
+        .collect();
+    let f = faults();
+    all.push((f.name, f.ptx, f.entries));
+    all
+}
 
 /// `Some(())` when the kernels were compiled; prints why the caller skips
 /// otherwise, and fails when `RINGBRIDGE_REQUIRE_NVCC=1`.
@@ -74,8 +102,12 @@ fn no_kernel_source_copies_a_shared_constant() {
         .map(|(name, _)| name)
         .collect();
     let mut sources = Vec::new();
-    let root = std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/kernels"));
-    let mut dirs = vec![root.to_path_buf()];
+    // The library's kernels, and those of the test kernels and the CLI.
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut dirs: Vec<_> = ["kernels", "test-kernels/kernels", "cli/kernels"]
+        .into_iter()
+        .map(|d| root.join(d))
+        .collect();
     while let Some(dir) = dirs.pop() {
         for entry in std::fs::read_dir(&dir).unwrap() {
             let path = entry.unwrap().path();
@@ -129,14 +161,6 @@ fn images_match_the_compile_state() {
     let expect: &[(&str, &[&str])] = &[
         ("echo", &[kernels::ECHO_ENTRY]),
         ("scale", &[kernels::SCALE_F32_ENTRY]),
-        (
-            "faults",
-            &[
-                kernels::TRAP_ENTRY,
-                kernels::ILLEGAL_ADDRESS_ENTRY,
-                kernels::HANG_ENTRY,
-            ],
-        ),
     ];
     for (name, entries) in expect {
         let img = kernels::image(name).unwrap();
@@ -158,6 +182,31 @@ fn images_match_the_compile_state() {
         kernels::image("no-such-kernel"),
         Err(ringbridge::Error::InvalidArgument(_))
     ));
+    // Only the built-ins ship: the test and comparison kernels are not in
+    // the library (ringbridge-test-kernels and ringbridge-cli build them).
+    let mut shipped: Vec<&str> = kernels::images().iter().map(|i| i.name).collect();
+    shipped.sort_unstable();
+    assert_eq!(shipped, ["echo", "scale"]);
+    for other in ["faults", "compare", test_kernels::TRAP_ENTRY] {
+        assert!(
+            matches!(
+                kernels::image(other),
+                Err(ringbridge::Error::InvalidArgument(_))
+            ),
+            "`{other}` ships in the library"
+        );
+    }
+    let faults = faults();
+    assert_eq!(faults.name, "faults");
+    let mut got = faults.entries.to_vec();
+    let mut want = vec![
+        test_kernels::TRAP_ENTRY,
+        test_kernels::ILLEGAL_ADDRESS_ENTRY,
+        test_kernels::HANG_ENTRY,
+    ];
+    got.sort_unstable();
+    want.sort_unstable();
+    assert_eq!(got, want, "entries of image `faults`");
 }
 
 #[test]
@@ -184,13 +233,16 @@ fn fatbins_are_fatbins() {
     if compiled_or_skip("fatbins_are_fatbins").is_none() {
         return;
     }
-    for img in kernels::images() {
-        assert!(img.fatbin.len() > 16, "{}: empty fatbin", img.name);
+    let fatbins = kernels::images()
+        .iter()
+        .map(|img| (img.name, img.fatbin))
+        .chain([(faults().name, faults().fatbin)]);
+    for (name, fatbin) in fatbins {
+        assert!(fatbin.len() > 16, "{name}: empty fatbin");
         assert_eq!(
-            img.fatbin[..4],
+            fatbin[..4],
             kernels::FATBIN_MAGIC,
-            "{}: fatbin magic (0xBA55ED50 little-endian)",
-            img.name
+            "{name}: fatbin magic (0xBA55ED50 little-endian)"
         );
     }
 }
@@ -200,20 +252,17 @@ fn every_entry_is_in_the_ptx() {
     if compiled_or_skip("every_entry_is_in_the_ptx").is_none() {
         return;
     }
-    // The images that serve the rings. Others (`compare`: the baselines of
-    // `ringbridge compare`) do not use the ring layout and list no entries.
-    for name in ["echo", "scale", "faults"] {
-        let img = kernels::image(name).unwrap();
-        assert!(!img.entries.is_empty(), "{}: no entries", img.name);
-        for e in img.entries {
+    // The images that serve the rings.
+    for (name, ptx, entries) in ring_images() {
+        assert!(!entries.is_empty(), "{name}: no entries");
+        for e in entries {
             assert!(
-                img.ptx.contains(&format!(".entry {e}(")),
-                "{}: `.entry {e}` not in the PTX",
-                img.name
+                ptx.contains(&format!(".entry {e}(")),
+                "{name}: `.entry {e}` not in the PTX"
             );
             // Only the ring counters are atomics; the whole loop is inlined
             // into the entry.
-            let body = entry_body(img.ptx, e);
+            let body = entry_body(ptx, e);
             assert!(body.contains("bar.sync"), "{e}: no block barrier");
         }
     }
@@ -227,10 +276,9 @@ fn builtin_entries_are_bounded_by_1024_threads() {
     if compiled_or_skip("builtin_entries_are_bounded_by_1024_threads").is_none() {
         return;
     }
-    for name in ["echo", "scale", "faults"] {
-        let img = kernels::image(name).unwrap();
-        for e in img.entries {
-            let body = entry_body(img.ptx, e);
+    for (_, ptx, entries) in ring_images() {
+        for e in entries {
+            let body = entry_body(ptx, e);
             assert!(
                 body.contains(".maxntid 1024, 1, 1"),
                 "{e}: no `.maxntid 1024, 1, 1` in its PTX"
@@ -314,7 +362,7 @@ fn ptx_memory_order() {
     check(kernels::image("scale").unwrap(), kernels::SCALE_F32_ENTRY);
     // The fault kernels share the loop; only the fences are checked there
     // (the hang kernel spins on a volatile load on purpose).
-    let faults = kernels::image("faults").unwrap();
+    let faults = faults();
     for e in faults.entries {
         let body = entry_body(faults.ptx, e);
         assert!(
@@ -325,7 +373,7 @@ fn ptx_memory_order() {
             assert!(!body.contains(bad), "{e}: contains `{bad}`");
         }
     }
-    assert!(entry_body(faults.ptx, kernels::TRAP_ENTRY).contains("trap;"));
+    assert!(entry_body(faults.ptx, test_kernels::TRAP_ENTRY).contains("trap;"));
 }
 
 /// Every lane access of the lane loop goes with the tag's check
@@ -396,7 +444,7 @@ fn ptx_lane_path() {
     };
     check(kernels::image("echo").unwrap(), kernels::ECHO_ENTRY);
     check(kernels::image("scale").unwrap(), kernels::SCALE_F32_ENTRY);
-    let faults = kernels::image("faults").unwrap();
+    let faults = faults();
     for e in faults.entries {
         let body = entry_body(faults.ptx, e);
         assert!(body.contains("ld.relaxed.sys.global.v2.u64"), "{e}");

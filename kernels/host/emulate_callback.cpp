@@ -6,6 +6,8 @@
 #define RB_EMULATE_BLOCK 1
 #include "host/serve_host.h"
 
+using namespace rb_detail;  // ringbridge's own host code
+
 namespace {
 
 struct callback {

@@ -8,6 +8,8 @@
 #include <stdint.h>
 
 #include "host/serve_host.h"
+
+using namespace rb_detail;  // ringbridge's own host code
 #include "ringbridge.cuh"
 
 extern "C" {

@@ -12,6 +12,9 @@
 
 #include "ringbridge.cuh"
 
+/* Part of ringbridge's own host code: it uses the serve loop's internals. */
+namespace rb_detail {
+
 /* A handler implemented by the caller (Rust): same contract as a device
    handler (0: reply; > 0: error reply with that code; < 0: fatal;
    RB_HANDLER_PANICKED: fatal, RB_ERR_HANDLER_PANICKED). Must not unwind. */
@@ -40,5 +43,7 @@ inline int32_t rb_serve_callback(rb_control* ctl, rb_ring* h2k, rb_ring* k2h, rb
     rb_callback_handler h{fn, fn_ctx};
     return rb_serve(ctl, h2k, k2h, h);
 }
+
+}  // namespace rb_detail
 
 #endif /* RINGBRIDGE_SERVE_HOST_H */

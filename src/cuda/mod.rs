@@ -26,7 +26,6 @@ use cudarc::driver::DriverError;
 
 use crate::error::Error;
 
-pub mod compare;
 mod context;
 mod group;
 pub(crate) mod launch;

@@ -1,7 +1,11 @@
-//! The `ringbridge` command line: `info`, `echo`, `stream`.
+//! The `ringbridge` command line: `info`, `echo`, `stream`, `compare`,
+//! `host-side`, `idle` (package ringbridge-cli, not published; the library is
+//! the `ringbridge` crate).
 
 #[cfg(not(loom))]
 mod cli;
+#[cfg(not(loom))]
+mod cuda_compare;
 
 #[cfg(not(loom))]
 fn main() -> std::process::ExitCode {

@@ -1,7 +1,7 @@
 //! The streaming ceiling of the host fallback: the same three-thread echo
 //! pipeline as `stream --backend host` (producer -> server -> consumer, every
-//! byte + 1, every reply checked), but through two of this crate's
-//! [`SpscQueue`](ringbridge::SpscQueue)s instead of the two rings and the C
+//! byte + 1, every reply checked), but through two of ringbridge's
+//! [`SpscQueue`]s instead of the two rings and the C
 //! serve loop. Both run in the same process on the same cores, so the
 //! fallback's rate can be stated as a share of what the host SPSC queue
 //! allows.

@@ -2,7 +2,7 @@
 //! device side taken out: the producer writing and publishing batches into a
 //! ring whose consumer is instant, the consumer reading and validating
 //! batches already published, and a plain memcpy of the same bytes into (or
-//! out of) the same memory beside each (see `src/cli/host_side/rig.rs`, the
+//! out of) the same memory beside each (see `cli/src/cli/host_side/rig.rs`, the
 //! loops `ringbridge host-side` times too).
 //!
 //! One criterion iteration is one message, so `time` is ns per message and
@@ -10,7 +10,7 @@
 //! Slots at 64 B, 256 B, 1 KiB and 4 KiB; lanes at 64 B and at 248 B, the
 //! most a lane slot carries.
 //!
-//! `cargo bench --bench host_side` (about a minute and a half).
+//! `cargo bench -p ringbridge-cli --bench host_side` (about a minute and a half).
 
 #[allow(dead_code, unreachable_pub)]
 #[path = "../src/cli/host_side/rig.rs"]

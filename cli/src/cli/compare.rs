@@ -14,9 +14,9 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use crate::cuda_compare::{CudaAlternative, Workload, measure};
 use anyhow::{Context, bail};
 use crossbeam_utils::CachePadded;
-use ringbridge::cuda::compare::{CudaAlternative, Workload, measure};
 use ringbridge::ring::SlotFormat;
 use ringbridge::{Backend, Bridge};
 use serde::Serialize;

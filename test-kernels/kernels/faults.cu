@@ -11,7 +11,7 @@
    flags, so they are per-request handlers (rb_chunkwise = false below hides
    echo's flag) that echo through echo's admit + chunk. */
 #define RB_ECHO_REST() \
-    rb_chunkwise_call(static_cast<const rb_echo_handler&>(*this), in, in_payload, out, out_payload, out_capacity)
+    rb_detail::rb_chunkwise_call(static_cast<const rb_echo_handler&>(*this), in, in_payload, out, out_payload, out_capacity)
 
 struct rb_trap_handler : rb_echo_handler {
     static constexpr bool rb_chunkwise = false;

@@ -1,0 +1,93 @@
+/*
+ * ringbridge/entry.h — internal to ringbridge.cuh, which includes it (in
+ * order, after the headers before it): not for handlers to include or use.
+ *
+ * The entry-point macros: RB_KERNEL_ENTRY on the GPU, for the host
+ * fallback, and for the block emulation.
+ */
+#ifndef RINGBRIDGE_DETAIL_ENTRY_H
+#define RINGBRIDGE_DETAIL_ENTRY_H
+
+/*
+ * The largest block RB_KERNEL_ENTRY's kernels are compiled for: nvcc fits the
+ * handler's registers to it, so a handler built for 128 threads need not
+ * spill to fit 1024. Define it (e.g. ringbridge_build::Kernels::define(
+ * "RB_MAX_BLOCK_THREADS", Some("128"))) to the block size you launch with;
+ * a larger block is then refused at launch.
+ */
+#ifndef RB_MAX_BLOCK_THREADS
+#define RB_MAX_BLOCK_THREADS 1024
+#endif
+
+#if RB_ON_GPU
+/*
+ * Defines a persistent-kernel entry point serving `HandlerType`:
+ *   extern "C" __global__ void name(rb_control* ctl, rb_ring* h2k, rb_ring* k2h,
+ *                                   const __grid_constant__ rb_args args)
+ * Each thread builds its handler (rb_make_handler), then serves.
+ * __launch_bounds__(threads): any block size up to `threads` launches
+ * (RB_KERNEL_ENTRY: RB_MAX_BLOCK_THREADS). Write it at the start of a line:
+ * ringbridge-build lists a source's entry points from its
+ * `RB_KERNEL_ENTRY(` and `RB_KERNEL_ENTRY_BOUNDED(` lines.
+ */
+#define RB_KERNEL_ENTRY_BOUNDED(name, HandlerType, threads)                                          \
+    extern "C" __global__ void __launch_bounds__(threads)                                            \
+        name(::rb_detail::rb_control* ctl, ::rb_detail::rb_ring* h2k, ::rb_detail::rb_ring* k2h, const __grid_constant__ ::rb_detail::rb_args args) {    \
+        HandlerType handler = ::rb_detail::rb_make_handler<HandlerType>(args);                                    \
+        (void)::rb_detail::rb_serve(ctl, h2k, k2h, handler);                                                      \
+    }
+#elif defined(RB_EMULATE_BLOCK)
+/*
+ * The same line in the block emulation's build (ringbridge-build's
+ * lib<stem>_emulation.so) defines
+ *   extern "C" int32_t name__rb_emulate(void* ctl, void* h2k, void* k2h, const void* args,
+ *                                       uint32_t nthreads)
+ * which serves region 0's rings (no stripes) on a block of nthreads emulated
+ * threads (at most `threads`), each building its handler from *args, until
+ * terminate or failure; returns thread 0's final status, or -1 for bad
+ * arguments.
+ */
+#define RB_KERNEL_ENTRY_BOUNDED(name, HandlerType, threads)                                          \
+    static int32_t name##__rb_emulated_thread(void* ctl, void* h2k, void* k2h, const void* args) {   \
+        HandlerType handler = ::rb_detail::rb_make_handler<HandlerType>(*static_cast<const ::rb_detail::rb_args*>(args));      \
+        return ::rb_detail::rb_serve(static_cast<::rb_detail::rb_control*>(ctl), static_cast<::rb_detail::rb_ring*>(h2k),                   \
+                        static_cast<::rb_detail::rb_ring*>(k2h), handler);                                        \
+    }                                                                                                \
+    extern "C" RB_EMU_EXPORT int32_t name##__rb_emulate(void* ctl, void* h2k, void* k2h, const void* args, \
+                                                        uint32_t nthreads) {                         \
+        if (!::rb_detail::rb_host_regions_ok(ctl, h2k, k2h) || args == nullptr || nthreads > (uint32_t)(threads)) \
+            return -1;                                                                               \
+        return rb_emu_run(nthreads, name##__rb_emulated_thread, ctl, h2k, k2h, args);                \
+    }
+#else
+/*
+ * The same line compiled by a host C++ compiler (ringbridge-build's host
+ * build of a .cu file) defines the entry the fallback calls instead:
+ *   extern "C" int32_t name__rb_host(void* ctl, void* h2k, void* k2h, uint32_t block,
+ *                                    const void* args)
+ * run on the calling thread as block `block` of a striped group (0 for a
+ * plain bridge; ctl, h2k and k2h are region 0's, see rb_select_stripe). It
+ * builds the handler from *args (an rb_args that outlives the call) and
+ * serves until terminate or failure; returns the final status
+ * (RB_STATUS_STOPPED or RB_STATUS_FAILED), RB_STATUS_LAUNCHING when the
+ * group has no region for `block`, or -1 for a null or misaligned region or
+ * null args. rb_host_block_index is a C++17 inline variable: defined once
+ * however many kernels' libraries are linked together. It also defines
+ *   extern "C" uint32_t name__rb_traits(void)
+ * the handler's RB_TRAIT_* bits, which the host reads to pick a format.
+ */
+#define RB_KERNEL_ENTRY_BOUNDED(name, HandlerType, threads)                                          \
+    extern "C" int32_t name##__rb_host(void* ctl, void* h2k, void* k2h, uint32_t block, const void* args) { \
+        if (!::rb_detail::rb_host_regions_ok(ctl, h2k, k2h) || args == nullptr) return -1;                       \
+        ::rb_detail::rb_host_block_index = block;                                                                 \
+        HandlerType handler = ::rb_detail::rb_make_handler<HandlerType>(*static_cast<const ::rb_detail::rb_args*>(args));      \
+        return ::rb_detail::rb_serve(static_cast<::rb_detail::rb_control*>(ctl), static_cast<::rb_detail::rb_ring*>(h2k),                   \
+                        static_cast<::rb_detail::rb_ring*>(k2h), handler);                                        \
+    }                                                                                                \
+    extern "C" uint32_t name##__rb_traits(void) { return ::rb_detail::rb_traits_of<HandlerType>(); }
+#endif
+
+/* The common case: bounded by RB_MAX_BLOCK_THREADS (default 1024). */
+#define RB_KERNEL_ENTRY(name, HandlerType) RB_KERNEL_ENTRY_BOUNDED(name, HandlerType, RB_MAX_BLOCK_THREADS)
+
+#endif /* RINGBRIDGE_DETAIL_ENTRY_H */
