@@ -30,14 +30,21 @@
 //!   its own reply, as blocking ones do.
 //! - **A cancelled round trip.** A round trip dropped after its request went
 //!   out leaves its sequence number behind; the next holder of the turn
-//!   first receives that reply (the next one in K2H, since a round trip
-//!   sends only with no reply outstanding) and discards it. Should a
+//!   first receives that reply (the next answer in K2H, reply or no-reply
+//!   mark, since a round trip sends only with no reply outstanding; events
+//!   before it are set aside for the receives) and discards it. Should a
 //!   different reply come instead (a blocking receiver took the orphan), the
 //!   holder keeps it: a `recv` or `recv_batch` returns it, a `round_trip`
 //!   drops it and refuses with [`Error::InvalidArgument`], like the blocking
 //!   `round_trip` with a reply outstanding. Until some async receive runs,
 //!   that reply counts as outstanding (`stats().in_flight` includes it, a
 //!   blocking `round_trip` refuses, a blocking `recv` returns it).
+//! - **Events and no-reply marks** are handled as by the blocking calls
+//!   (see [`Bridge::recv`]): `recv` and `recv_batch` return events like
+//!   replies and consume no-reply marks silently; a `round_trip` sets the
+//!   events it meets aside inside the bridge, for the next receives (a
+//!   round trip dropped while pending loses none), and ends with
+//!   [`Error::NoReply`] when its request is answered with nothing.
 //! - **Order.** As for the blocking calls: sends awaited one after another
 //!   go out in that order, replies come in request order, and receives
 //!   hand them out in that order; of sends pending at once in different
@@ -72,6 +79,7 @@ use std::time::Duration;
 
 use crate::bridge::Bridge;
 use crate::error::{Error, Result, RingId};
+use crate::layout::KIND_NO_REPLY;
 use crate::message::{MessageEnvelope, MessageHeader};
 use crate::sync::lock;
 
@@ -209,7 +217,9 @@ impl AsyncBridge {
         }
     }
 
-    /// Receives one reply, waiting (asynchronously) for it: [`Bridge::recv`].
+    /// Receives one reply or event, waiting (asynchronously) for it:
+    /// [`Bridge::recv`] (events a round trip set aside first; no-reply marks
+    /// consumed silently).
     ///
     /// Dropped while pending, it has taken nothing: the reply goes to the
     /// next receive.
@@ -272,7 +282,9 @@ impl AsyncBridge {
     /// Sends one request and waits (asynchronously) for its reply:
     /// [`Bridge::round_trip`], with its errors (among them
     /// [`Error::InvalidArgument`] while replies of plain sends are
-    /// outstanding).
+    /// outstanding, and [`Error::NoReply`] for a request answered with
+    /// nothing). Events met before the reply are set aside for the next
+    /// receives, as the blocking call does.
     ///
     /// Concurrent async round trips on one bridge take turns, in the order
     /// they first polled; each gets its own reply. Dropped before its request
@@ -497,10 +509,13 @@ impl Shared {
         let Some(seq) = lock(&self.turn).orphan else {
             return Poll::Ready(Ok(None));
         };
-        match self.bridge.try_recv() {
-            Ok(reply) => {
+        match self.bridge.try_recv_answer() {
+            Ok(answer) => {
                 lock(&self.turn).orphan = None;
-                Poll::Ready(Ok((reply.header.correlation != seq).then_some(reply)))
+                // Another request's no-reply mark is counted already, and
+                // nobody would receive it: dropped as well.
+                let keep = answer.header.correlation != seq && answer.header.kind != KIND_NO_REPLY;
+                Poll::Ready(Ok(keep.then_some(answer)))
             }
             Err(Error::Empty) => {
                 self.waker.register(cx.waker());
@@ -703,7 +718,14 @@ impl Future for RoundTrip<'_> {
                 }
             }
         };
-        match bridge.try_recv() {
+        // The next answer, the events before it set aside in the bridge (a
+        // dropped future loses none of them).
+        match bridge.try_recv_answer() {
+            Ok(answer)
+                if answer.header.correlation == seq && answer.header.kind == KIND_NO_REPLY =>
+            {
+                this.finish(Err(Error::NoReply { seq }))
+            }
             Ok(reply) if reply.header.correlation == seq => this.finish(Ok(reply)),
             Ok(reply) => this.finish(Err(Error::RingCorrupted {
                 ring: RingId::K2h,

@@ -1,21 +1,26 @@
 //! The user-facing bridge: launch a device half, send requests, receive replies.
 
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::backend::{Backend, Engine, SharedMemory, StripeMemory};
+use crate::buffer::{BufferInit, BufferMemory, Buffers, HostBuffer};
 use crate::error::RingId;
 use crate::error::{Error, Result};
 use crate::fallback::{HostEngine, HostHandler, HostKernel};
-use crate::layout::{KIND_REQUEST, LaunchArgs, STATUS_FAILED, STATUS_LAUNCHING, STATUS_STOPPED};
+use crate::layout::{
+    KIND_ERROR, KIND_EVENT, KIND_NO_REPLY, KIND_REQUEST, LaunchArgs, STATUS_FAILED,
+    STATUS_LAUNCHING, STATUS_STOPPED,
+};
 use crate::message::{MessageEnvelope, MessageHeader};
 use crate::ring::{
     AUTO_LANES_MAX_SLOT_SIZE, Control, HostMemory, KernelReport, LaneConsumer, LaneProducer,
     RegionLayout, RingConsumer, RingProducer, RingRef, RingSpec, SlotFormat, describe_error,
 };
 use crate::sync::lock;
-use crate::user_kernel::UserKernel;
+use crate::user_kernel::{HandlerTraits, UserKernel};
 use crate::wait::{Doorbell, WaitPolicy};
 
 /// What runs on the device side of a bridge.
@@ -95,6 +100,18 @@ fn cuda_image_of(kernel: &Kernel) -> std::result::Result<(), String> {
     }
 }
 
+/// Why a kernel of these traits runs in the slot format only ("kernel X is
+/// cooperative / sends messages"), or `None` when it runs in either.
+fn slots_only(entry: &str, traits: HandlerTraits) -> Option<String> {
+    let what = match (traits.cooperative, traits.sends) {
+        (true, true) => "is cooperative and sends messages",
+        (true, false) => "is cooperative",
+        (false, true) => "sends messages",
+        (false, false) => return None,
+    };
+    Some(format!("kernel {entry} {what}"))
+}
+
 /// Configures and launches a [`Bridge`].
 ///
 /// ```
@@ -128,6 +145,8 @@ pub struct BridgeBuilder {
     shutdown_timeout: Duration,
     check_interval: u64,
     wait_policy: WaitPolicy,
+    /// The kernel's buffers, numbered in this order.
+    buffers: Vec<BufferInit>,
 }
 
 /// Threads per block of a built-in kernel in the slot format, by default.
@@ -151,6 +170,7 @@ impl Default for BridgeBuilder {
             shutdown_timeout: Duration::from_secs(2),
             check_interval: 1024,
             wait_policy: WaitPolicy::default(),
+            buffers: Vec::new(),
         }
     }
 }
@@ -225,8 +245,12 @@ impl BridgeBuilder {
     /// kernel is a built-in one; slots otherwise, and always on the host
     /// fallback, where head-then-payload measured faster than lanes (fewer
     /// cache lines change hands). A custom image gets lanes only when asked
-    /// for.) [`SlotFormat::Lanes`] carries at most 248 bytes and, on CUDA,
-    /// needs a block of at least 32 threads.
+    /// for, and a [`Kernel::User`] whose handler is cooperative or sends
+    /// messages of its own ([`UserKernel::traits`],
+    /// [`HandlerTraits::needs_slots`]) never: it runs in the slot format
+    /// only, and asking for lanes with it is [`Error::InvalidArgument`] at
+    /// launch, before anything starts.) [`SlotFormat::Lanes`] carries at
+    /// most 248 bytes and, on CUDA, needs a block of at least 32 threads.
     ///
     /// ```
     /// use ringbridge::{Backend, Bridge};
@@ -403,6 +427,60 @@ impl BridgeBuilder {
         self
     }
 
+    /// Adds a bridge-owned buffer (see [`crate::buffer`]): numbered 0, 1, ...
+    /// in the order added, allocated and filled at launch (device memory on
+    /// CUDA, host memory on the fallback), passed to the kernel in its
+    /// launch arguments ([`LaunchArgs::buffers`]), readable and writable
+    /// from the host with [`Bridge::download`] and [`Bridge::upload`] once
+    /// the kernel stopped, and freed with the bridge.
+    ///
+    /// `launch` refuses more than [`MAX_BUFFERS`](crate::layout::MAX_BUFFERS)
+    /// buffers, or one of zero bytes, with [`Error::InvalidArgument`]; a
+    /// [`StripedBridge`](crate::StripedBridge) refuses buffers altogether.
+    ///
+    /// ```
+    /// use ringbridge::buffer::BufferInit;
+    /// use ringbridge::{Backend, Bridge, Error};
+    /// let bridge = Bridge::builder()
+    ///     .backend(Backend::Host)
+    ///     .buffer(BufferInit::from_pod(&[10u32, 20]))
+    ///     .launch()?;
+    /// assert_eq!(bridge.buffer_count(), 1);
+    /// bridge.shutdown()?;
+    /// assert_eq!(bridge.download_pod::<u32>(0)?, [10, 20]);
+    ///
+    /// let empty = Bridge::builder().backend(Backend::Host).buffer(BufferInit::zeroed(0)).launch();
+    /// assert!(matches!(empty, Err(Error::InvalidArgument(_))));
+    /// # Ok::<(), ringbridge::Error>(())
+    /// ```
+    pub fn buffer(mut self, init: BufferInit) -> Self {
+        self.buffers.push(init);
+        self
+    }
+
+    /// Why a [`StripedBridge`](crate::StripedBridge) cannot run this
+    /// configuration, if it cannot.
+    pub(crate) fn striping_refusal(&self) -> Option<String> {
+        if let Kernel::User(u) = &self.kernel {
+            if u.traits().sends {
+                return Some(format!(
+                    "kernel {} sends messages of its own, and a kernel that sends messages \
+                     of its own cannot be striped: its events would break the stripes' \
+                     round-robin order; use a Bridge",
+                    u.entry()
+                ));
+            }
+        }
+        if !self.buffers.is_empty() {
+            return Some(
+                "a striped bridge takes no buffers (its stripes stop one by one, so none \
+                 could tell when the others stopped using a shared buffer); use a Bridge"
+                    .into(),
+            );
+        }
+        None
+    }
+
     /// Picks the backend `Auto` would use for this configuration, and why.
     ///
     /// Checks only; launches nothing. A kernel that the chosen backend cannot
@@ -459,9 +537,33 @@ impl BridgeBuilder {
     fn resolve_spec(&self, backend: Backend) -> Result<(RingSpec, usize)> {
         let slots = RingSpec::new(self.capacity, self.slot_size)?;
         let max_payload = slots.max_payload();
-        let lanes = match self.format {
+        let slots_only = match &self.kernel {
+            Kernel::User(u) => slots_only(u.entry(), u.traits()),
+            _ => None,
+        };
+        if !self.lanes_for(backend, slots_only)? {
+            return Ok((slots, max_payload));
+        }
+        let lane_slot = RingSpec::lane_slot_size_for(max_payload).ok_or_else(|| {
+            Error::InvalidArgument(format!(
+                "the lane format carries at most 248 bytes; slot size {} carries {max_payload}",
+                self.slot_size
+            ))
+        })?;
+        Ok((RingSpec::lanes(self.capacity, lane_slot)?, max_payload))
+    }
+
+    /// Whether the rings are in the lane format on `backend`, for a kernel
+    /// that runs in the slot format only when `slots_only` says why.
+    fn lanes_for(&self, backend: Backend, slots_only: Option<String>) -> Result<bool> {
+        Ok(match self.format {
             SlotFormat::Slots => false,
             SlotFormat::Lanes => {
+                if let Some(why) = slots_only {
+                    return Err(Error::InvalidArgument(format!(
+                        "{why}: it runs in the slot format only, not in lanes"
+                    )));
+                }
                 if backend == Backend::Cuda && self.block_threads() < 32 {
                     return Err(Error::InvalidArgument(format!(
                         "the lane format needs a block of at least 32 threads, not {}",
@@ -474,19 +576,10 @@ impl BridgeBuilder {
                 backend == Backend::Cuda
                     && self.slot_size <= AUTO_LANES_MAX_SLOT_SIZE
                     && !matches!(self.kernel, Kernel::Custom { .. })
+                    && slots_only.is_none()
                     && self.block_threads() >= 32
             }
-        };
-        if !lanes {
-            return Ok((slots, max_payload));
-        }
-        let lane_slot = RingSpec::lane_slot_size_for(max_payload).ok_or_else(|| {
-            Error::InvalidArgument(format!(
-                "the lane format carries at most 248 bytes; slot size {} carries {max_payload}",
-                self.slot_size
-            ))
-        })?;
-        Ok((RingSpec::lanes(self.capacity, lane_slot)?, max_payload))
+        })
     }
 
     /// Threads per block of the kernel launched for `format` (`Slots` or
@@ -544,6 +637,12 @@ impl BridgeBuilder {
                 "{stripes} stripes: a group has at least one, and fewer than 2^32"
             )));
         }
+        crate::buffer::check(&self.buffers)?;
+        if stripes > 1 && !self.buffers.is_empty() {
+            return Err(Error::InvalidArgument(
+                "a striped group takes no buffers".into(),
+            ));
+        }
         if stripes > 1 && self.emulated_block.is_some() {
             return Err(Error::InvalidArgument(
                 "the block emulation runs one block at a time: no stripes".into(),
@@ -552,11 +651,12 @@ impl BridgeBuilder {
         let (backend, reason) = self.resolve_backend()?;
         let (spec, max_payload) = self.resolve_spec(backend)?;
         let layout = RegionLayout::new(spec)?;
-        let args = self.launch_args();
-        let parts = match backend {
-            Backend::Host => launch_host(&self, &layout, &args, stripes)?,
-            _ => launch_cuda(&self, &layout, &args, stripes)?,
+        let mut args = self.launch_args();
+        let (parts, buffers) = match backend {
+            Backend::Host => launch_host(&self, &layout, &mut args, stripes)?,
+            _ => launch_cuda(&self, &layout, &mut args, stripes)?,
         };
+        let buffers = Arc::new(buffers);
         // From here on, dropping the bridges stops what was started.
         let bridges: Vec<Bridge> = parts
             .into_iter()
@@ -564,8 +664,12 @@ impl BridgeBuilder {
                 Bridge::assemble(
                     &self,
                     &layout,
-                    memory,
-                    engine,
+                    Launched {
+                        memory,
+                        engine,
+                        buffers: Arc::clone(&buffers),
+                        args,
+                    },
                     backend,
                     &reason,
                     max_payload,
@@ -583,6 +687,17 @@ impl BridgeBuilder {
 
 /// One bridge's region and the engine serving it.
 type Part = (Arc<dyn SharedMemory>, Box<dyn Engine>);
+
+/// What a launch made for one bridge.
+struct Launched {
+    memory: Arc<dyn SharedMemory>,
+    engine: Box<dyn Engine>,
+    /// The kernel's buffers (shared by the stripes of a group; a group
+    /// has none).
+    buffers: Arc<Buffers>,
+    /// What the kernel was launched with.
+    args: LaunchArgs,
+}
 
 /// Writes the configuration both sides read before the device half starts
 /// into one region's words.
@@ -696,10 +811,15 @@ fn terminate_all(regions: &[Arc<dyn SharedMemory>]) {
 fn launch_host(
     b: &BridgeBuilder,
     layout: &RegionLayout,
-    args: &LaunchArgs,
+    args: &mut LaunchArgs,
     stripes: usize,
-) -> Result<Vec<Part>> {
+) -> Result<(Vec<Part>, Buffers)> {
     let param = param_word(args);
+    // Before the serve thread starts, which is given their addresses.
+    let buffers = Buffers::allocate(&b.buffers, |i, init| {
+        Ok(Box::new(HostBuffer::new(i, init)?) as Box<dyn BufferMemory>)
+    })?;
+    buffers.describe(args);
     let shared_args = Arc::new(*args);
     let kernel = || match b.kernel.clone() {
         Kernel::Echo => HostKernel::User(crate::kernels::builtin::ringbridge_echo()),
@@ -721,7 +841,7 @@ fn launch_host(
             0,
             Arc::clone(&shared_args),
         )?;
-        return Ok(vec![(mem, Box::new(engine))]);
+        return Ok((vec![(mem, Box::new(engine))], buffers));
     }
     let bytes = group_bytes(layout, stripes)?;
     let group = HostMemory::new(bytes)?;
@@ -746,7 +866,7 @@ fn launch_host(
             }
         }
     }
-    Ok(parts)
+    Ok((parts, buffers))
 }
 
 /// Whether the driver loads and has device `device` (the kernel's image is
@@ -760,9 +880,9 @@ fn cuda_ready(device: usize) -> std::result::Result<(), String> {
 fn launch_cuda(
     b: &BridgeBuilder,
     layout: &RegionLayout,
-    launch_args: &LaunchArgs,
+    launch_args: &mut LaunchArgs,
     stripes: usize,
-) -> Result<Vec<Part>> {
+) -> Result<(Vec<Part>, Buffers)> {
     let param = param_word(launch_args);
     let built_in_block = b.block_threads_for(layout.spec.format());
     let (image, entry, grid, block): (&[u8], &str, u32, u32) = match &b.kernel {
@@ -795,6 +915,13 @@ fn launch_cuda(
         Kernel::Host(_) => unreachable!("resolve_backend rejects it"),
     };
     let ctx = crate::cuda::context(b.device)?;
+    // Allocated and filled before the kernel runs: device allocations wait
+    // for running work (DeviceBusy while one of ours may run).
+    let buffers = Buffers::allocate(&b.buffers, |i, init| {
+        Ok(Box::new(crate::cuda::DeviceBuffer::new(&ctx, i, init)?) as Box<dyn BufferMemory>)
+    })?;
+    buffers.describe(launch_args);
+    let launch_args: &LaunchArgs = launch_args;
     let args = |base: u64| {
         [
             base,
@@ -814,7 +941,7 @@ fn launch_cuda(
             args(mem.device_address()),
             launch_args,
         )?;
-        return Ok(vec![(mem, Box::new(kernel))]);
+        return Ok((vec![(mem, Box::new(kernel))], buffers));
     }
     if grid != 1 {
         return Err(Error::InvalidArgument(format!(
@@ -838,14 +965,15 @@ fn launch_cuda(
     )?;
     let group = Arc::new(crate::cuda::CudaGroup::new(kernel, mem));
     let regions = stripe_views(layout, &group, stripes)?;
-    regions
+    let parts = regions
         .into_iter()
         .enumerate()
         .map(|(b, region)| {
             let engine = crate::cuda::StripeEngine::new(&group, b * layout.stripe_stride())?;
             Ok((region, Box::new(engine) as Box<dyn Engine>))
         })
-        .collect()
+        .collect::<Result<_>>()?;
+    Ok((parts, buffers))
 }
 
 /// Counters of a bridge.
@@ -857,15 +985,24 @@ fn launch_cuda(
 /// bridge.recv()?;
 /// let stats = bridge.stats();
 /// assert_eq!((stats.sent, stats.received, stats.in_flight), (2, 1, 1));
+/// assert_eq!((stats.no_reply, stats.events), (0, 0));
 /// # Ok::<(), ringbridge::Error>(())
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct BridgeStats {
     /// Requests published to H2K.
     pub sent: u64,
-    /// Replies taken from K2H.
+    /// Replies (results and error replies) taken from K2H.
     pub received: u64,
-    /// `sent - received`.
+    /// Requests the kernel's handler answered with nothing: the
+    /// [`KIND_NO_REPLY`] marks the receive calls consumed silently.
+    pub no_reply: u64,
+    /// Events (messages the kernel sent on its own, [`KIND_EVENT`]) taken
+    /// from K2H, whether already returned or still set aside by a
+    /// [`round_trip`](Bridge::round_trip). Events answer no request: they
+    /// do not change `in_flight`.
+    pub events: u64,
+    /// Requests not answered yet: `sent - received - no_reply`.
     pub in_flight: u64,
     /// What the kernel last reported (counters as of its last heartbeat).
     pub kernel: KernelReport,
@@ -894,8 +1031,15 @@ const CHECK_PERIOD: Duration = Duration::from_millis(1);
 
 struct Core {
     control: Control,
+    /// Dropped before `memory` and `buffers` (field order): a CUDA kernel
+    /// still running when its handle drops marks its context, so that the
+    /// memory and the buffers are leaked rather than freed under it.
     engine: Box<dyn Engine>,
     memory: Arc<dyn SharedMemory>,
+    /// The kernel's buffers (see [`crate::buffer`]).
+    buffers: Arc<Buffers>,
+    /// What the kernel was launched with (its buffers' addresses included).
+    launch_args: LaunchArgs,
     backend: Backend,
     backend_reason: String,
     spec: RingSpec,
@@ -917,6 +1061,10 @@ struct Core {
     /// RELAXED: statistics, they order nothing.
     sent: AtomicU64,
     received: AtomicU64,
+    /// No-reply marks and events taken from K2H, copied out like `received`.
+    /// RELAXED: statistics.
+    no_reply: AtomicU64,
+    events: AtomicU64,
     /// The wait policy, and the doorbells of a parking host fallback.
     doorbell: Doorbell,
 }
@@ -984,9 +1132,12 @@ impl Core {
         self.doorbell.wake_kernel();
     }
 
-    /// Copies the K2H direction's released count for [`Bridge::stats`].
-    fn count_received(&self, rx: &Rx) {
-        self.received.store(rx.consumed(), Ordering::Relaxed);
+    /// Copies the K2H direction's counts for [`Bridge::stats`].
+    fn count_received(&self, rx: &RxSide) {
+        // Relaxed: statistics (see the fields).
+        self.received.store(rx.replies(), Ordering::Relaxed);
+        self.no_reply.store(rx.no_reply, Ordering::Relaxed);
+        self.events.store(rx.events, Ordering::Relaxed);
     }
 
     /// Why a kernel that stopped is gone: a requested shutdown, or its error.
@@ -1030,7 +1181,7 @@ fn exit_error(report: &KernelReport) -> Error {
 /// ```
 pub struct Bridge {
     tx: Mutex<Tx>,
-    rx: Mutex<Rx>,
+    rx: Mutex<RxSide>,
     core: Core,
 }
 
@@ -1129,6 +1280,49 @@ impl Rx {
     }
 }
 
+/// The host's K2H direction: the ring half, the events a round trip set
+/// aside, and the counts of what it took.
+struct RxSide {
+    ring: Rx,
+    /// Events a round trip read while it waited for its reply, oldest
+    /// first: every receive call hands these out before reading the ring.
+    set_aside: VecDeque<MessageEnvelope>,
+    /// No-reply marks taken from the ring.
+    no_reply: u64,
+    /// Events taken from the ring (handed out or set aside).
+    events: u64,
+}
+
+impl RxSide {
+    fn new(ring: Rx) -> Self {
+        Self {
+            ring,
+            set_aside: VecDeque::new(),
+            no_reply: 0,
+            events: 0,
+        }
+    }
+
+    /// Requests answered so far: every K2H message taken but the events
+    /// (each answer, reply or no-reply mark, answers one request).
+    fn answered(&self) -> u64 {
+        self.ring.consumed() - self.events
+    }
+
+    /// Replies (results and error replies) taken so far.
+    fn replies(&self) -> u64 {
+        self.answered() - self.no_reply
+    }
+}
+
+/// What the next K2H message of a receive is.
+enum Taken<R> {
+    /// A reply or an event, handed to the caller's closure.
+    Message(R),
+    /// A no-reply mark (consumed silently, counted).
+    NoReply,
+}
+
 /// When a blocking call gives up.
 #[derive(Clone, Copy)]
 enum Deadline {
@@ -1148,12 +1342,17 @@ impl Bridge {
     fn assemble(
         b: &BridgeBuilder,
         layout: &RegionLayout,
-        memory: Arc<dyn SharedMemory>,
-        engine: Box<dyn Engine>,
+        launched: Launched,
         backend: Backend,
         reason: &str,
         max_payload: usize,
     ) -> Self {
+        let Launched {
+            memory,
+            engine,
+            buffers,
+            args,
+        } = launched;
         let control = Control::new(memory.clone());
         let doorbell = Doorbell::new(memory.clone(), b.wait_policy, backend);
         let h2k = RingRef::new(memory.clone(), layout, RingId::H2k);
@@ -1170,11 +1369,13 @@ impl Bridge {
         };
         Bridge {
             tx: Mutex::new(tx),
-            rx: Mutex::new(rx),
+            rx: Mutex::new(RxSide::new(rx)),
             core: Core {
                 control,
                 engine,
                 memory,
+                buffers,
+                launch_args: args,
                 backend,
                 backend_reason: reason.to_owned(),
                 spec: layout.spec,
@@ -1188,6 +1389,8 @@ impl Bridge {
                 stopping: AtomicBool::new(false),
                 sent: AtomicU64::new(0),
                 received: AtomicU64::new(0),
+                no_reply: AtomicU64::new(0),
+                events: AtomicU64::new(0),
                 doorbell,
             },
         }
@@ -1607,23 +1810,155 @@ impl Bridge {
         self.recv_locked(&mut rx, deadline, f)
     }
 
-    /// [`recv_inner`](Self::recv_inner) with the K2H direction already held.
+    /// [`recv_inner`](Self::recv_inner) with the K2H direction already held:
+    /// the next event set aside, else the next reply or event of the ring
+    /// (no-reply marks are consumed on the way).
     fn recv_locked<R>(
         &self,
-        rx: &mut Rx,
+        rx: &mut RxSide,
         deadline: Deadline,
         mut f: impl FnMut(&MessageHeader, &[u8]) -> R,
     ) -> Result<R> {
-        let out = self.wait(deadline, "recv", || {
-            // Replies already published are handed out even after the kernel
-            // stopped or died: the watchdog only runs when the ring is empty.
-            rx.try_pop_with(&mut f).map_err(|e| self.core.fail(e))
-        })?;
+        if let Some(event) = rx.set_aside.pop_front() {
+            return Ok(f(&event.header, &event.payload));
+        }
+        // Replies already published are handed out even after the kernel
+        // stopped or died: the watchdog only runs when the ring is empty.
+        let out = self.wait(deadline, "recv", || self.pop_message(rx, &mut f));
         self.core.count_received(rx);
+        out
+    }
+
+    /// Takes the ring's next reply or event and hands it to `f`, consuming
+    /// (and counting) the no-reply marks before it. `Ok(None)`: nothing
+    /// (more) there. The caller copies the counts out
+    /// ([`Core::count_received`]).
+    fn pop_message<R>(
+        &self,
+        rx: &mut RxSide,
+        f: &mut impl FnMut(&MessageHeader, &[u8]) -> R,
+    ) -> Result<Option<R>> {
+        loop {
+            match self.pop_one(rx, &mut *f)? {
+                None => return Ok(None),
+                Some(Taken::NoReply) => {}
+                Some(Taken::Message(out)) => return Ok(Some(out)),
+            }
+        }
+    }
+
+    /// Takes the ring's next message (reply, event or no-reply mark) and
+    /// frees its slot: a reply or an event goes to `f`, a mark is counted.
+    fn pop_one<R>(
+        &self,
+        rx: &mut RxSide,
+        f: &mut impl FnMut(&MessageHeader, &[u8]) -> R,
+    ) -> Result<Option<Taken<R>>> {
+        let out = self.read_one(rx, false, f)?;
+        rx.ring.release();
         Ok(out)
     }
 
-    /// Receives one reply, waiting for it.
+    /// [`pop_one`](Self::pop_one) without freeing the slot (see
+    /// [`Rx::release`]); with `marks`, a no-reply mark goes to `f` too (as
+    /// a [`Taken::Message`]). A ring error kills the bridge.
+    fn read_one<R>(
+        &self,
+        rx: &mut RxSide,
+        marks: bool,
+        f: &mut impl FnMut(&MessageHeader, &[u8]) -> R,
+    ) -> Result<Option<Taken<R>>> {
+        let got = rx.ring.read_with(|h, p| {
+            let out = (h.kind != KIND_NO_REPLY || marks).then(|| f(h, p));
+            (h.kind, out)
+        });
+        match got {
+            Ok(None) => Ok(None),
+            Ok(Some((kind, out))) => {
+                rx.no_reply += u64::from(kind == KIND_NO_REPLY);
+                rx.events += u64::from(kind == KIND_EVENT);
+                Ok(Some(out.map_or(Taken::NoReply, Taken::Message)))
+            }
+            Err(e) => {
+                rx.ring.release();
+                self.core.count_received(rx);
+                Err(self.core.fail(e))
+            }
+        }
+    }
+
+    /// Takes ring messages until the next answer to a request (a reply, an
+    /// error reply or a no-reply mark), which goes to `f`; the events before
+    /// it are set aside, in order, for the next receive calls. `Ok(None)`:
+    /// no answer there yet.
+    fn pop_answer<R>(
+        &self,
+        rx: &mut RxSide,
+        f: &mut impl FnMut(&MessageHeader, &[u8]) -> R,
+    ) -> Result<Option<R>> {
+        loop {
+            let got = rx.ring.try_pop_with(|h, p| {
+                if h.kind == KIND_EVENT {
+                    Err(envelope(h, p))
+                } else {
+                    Ok((h.kind == KIND_NO_REPLY, f(h, p)))
+                }
+            });
+            match got.map_err(|e| self.core.fail(e))? {
+                None => return Ok(None),
+                Some(Err(event)) => {
+                    rx.events += 1;
+                    rx.set_aside.push_back(event);
+                }
+                Some(Ok((mark, out))) => {
+                    rx.no_reply += u64::from(mark);
+                    return Ok(Some(out));
+                }
+            }
+        }
+    }
+
+    /// The next answer to a request, waiting for it, handed to `f` with its
+    /// kind (a no-reply mark too: `f` sees [`KIND_NO_REPLY`]); events before
+    /// it are set aside. For the measurements ([`crate::measure`]).
+    pub(crate) fn recv_answer<R>(
+        &self,
+        mut f: impl FnMut(&MessageHeader, &[u8]) -> R,
+    ) -> Result<R> {
+        let mut rx = lock(&self.rx);
+        let out = self.wait(Deadline::Never, "recv", || self.pop_answer(&mut rx, &mut f));
+        self.core.count_received(&rx);
+        out
+    }
+
+    /// [`recv_answer`](Self::recv_answer) without waiting, as an envelope
+    /// ([`Error::Empty`] when no answer is there), for the async round
+    /// trips ([`crate::asynchronous`]).
+    pub(crate) fn try_recv_answer(&self) -> Result<MessageEnvelope> {
+        let mut rx = lock(&self.rx);
+        let out = self.wait(Deadline::Now, "recv", || {
+            self.pop_answer(&mut rx, &mut envelope)
+        });
+        self.core.count_received(&rx);
+        out
+    }
+
+    /// Receives one reply, or event, waiting for it.
+    ///
+    /// # What the receive calls return, in which order
+    /// Every receive call ([`recv`](Self::recv), [`try_recv`](Self::try_recv),
+    /// [`recv_timeout`](Self::recv_timeout), [`recv_with`](Self::recv_with),
+    /// [`recv_pod`](Self::recv_pod), [`recv_batch`](Self::recv_batch), and
+    /// the async ones) returns the K2H messages in K2H order: replies and
+    /// error replies, and events, the messages a kernel sends on its own
+    /// ([`MessageEnvelope::is_event`]). The one exception: events that a
+    /// [`round_trip`](Self::round_trip) met while it waited for its reply
+    /// are set aside, and returned before any later message.
+    ///
+    /// A request the kernel's handler answered with nothing leaves a
+    /// no-reply mark ([`KIND_NO_REPLY`]) in K2H; the receive calls consume
+    /// it silently (never returned) and count it
+    /// ([`BridgeStats::no_reply`]), so the request counts as answered.
     ///
     /// ```
     /// use ringbridge::{Backend, Bridge};
@@ -1708,26 +2043,47 @@ impl Bridge {
     /// # Ok::<(), ringbridge::Error>(())
     /// ```
     pub fn recv_pod<T: bytemuck::AnyBitPattern + bytemuck::NoUninit>(&self) -> Result<Vec<T>> {
-        self.recv_inner(Deadline::Never, |h, p| {
-            if h.kind == crate::layout::KIND_ERROR {
-                Err(Error::InvalidArgument(format!(
+        let mut rx = lock(&self.rx);
+        let got = self.recv_locked(&mut rx, Deadline::Never, |h, p| {
+            if h.kind == KIND_EVENT {
+                // Not a reply: put back below, for the next receive.
+                Err(envelope(h, p))
+            } else if h.kind == KIND_ERROR {
+                Ok(Err(Error::InvalidArgument(format!(
                     "the handler answered request {} with error code {}",
                     h.correlation, h.flags
-                )))
+                ))))
             } else if p.len() % std::mem::size_of::<T>() != 0 {
-                Err(Error::InvalidArgument(format!(
+                Ok(Err(Error::InvalidArgument(format!(
                     "a reply of {} bytes is not a whole number of {}-byte values",
                     p.len(),
                     std::mem::size_of::<T>()
-                )))
+                ))))
             } else {
-                Ok(bytemuck::pod_collect_to_vec(p))
+                Ok(Ok(bytemuck::pod_collect_to_vec(p)))
             }
-        })?
+        })?;
+        match got {
+            Ok(values) => values,
+            Err(event) => {
+                let what = format!(
+                    "the next message is event {} ({} bytes, flags {:#x}), not a reply: \
+                     receive it with `recv` (it is kept for the next receive)",
+                    event.header.correlation, event.header.len, event.header.flags
+                );
+                // Still holding K2H: nothing came between, so putting it
+                // back in front keeps K2H order.
+                rx.set_aside.push_front(event);
+                Err(Error::InvalidArgument(what))
+            }
+        }
     }
 
-    /// Waits for at least one reply, then hands up to `max` waiting replies
-    /// to `f`, freeing their slots with one store. Returns how many.
+    /// Waits for at least one message, then hands up to `max` waiting
+    /// replies and events to `f`, in K2H order (the events a
+    /// [`round_trip`](Self::round_trip) set aside first), freeing their
+    /// slots with one store. Returns how many; no-reply marks are consumed
+    /// on the way and not counted.
     ///
     /// ```
     /// use ringbridge::{Backend, Bridge};
@@ -1742,30 +2098,50 @@ impl Bridge {
     /// assert_eq!(bridge.recv_batch(0, |_, _| unreachable!())?, 0);
     /// # Ok::<(), ringbridge::Error>(())
     /// ```
-    pub fn recv_batch(
+    pub fn recv_batch(&self, max: usize, f: impl FnMut(&MessageHeader, &[u8])) -> Result<usize> {
+        self.recv_batch_inner(max, false, f)
+    }
+
+    /// [`recv_batch`](Self::recv_batch); with `marks`, no-reply marks are
+    /// handed to `f` too (kind [`KIND_NO_REPLY`]) and counted in the result,
+    /// for the measurements, which must see every request answered.
+    pub(crate) fn recv_batch_inner(
         &self,
         max: usize,
+        marks: bool,
         mut f: impl FnMut(&MessageHeader, &[u8]),
     ) -> Result<usize> {
         if max == 0 {
             return Ok(0);
         }
         let mut rx = lock(&self.rx);
-        self.wait(Deadline::Never, "recv", || {
-            let mut n = 0;
-            while n < max {
-                match rx.read_with(&mut f) {
-                    Ok(Some(())) => n += 1,
-                    Ok(None) => break,
-                    Err(e) => {
-                        rx.release();
-                        self.core.count_received(&rx);
-                        return Err(self.core.fail(e));
-                    }
+        let mut n = 0;
+        while n < max {
+            let Some(event) = rx.set_aside.pop_front() else {
+                break;
+            };
+            f(&event.header, &event.payload);
+            n += 1;
+        }
+        let mut pass = |rx: &mut RxSide, n: &mut usize| -> Result<()> {
+            while *n < max {
+                match self.read_one(rx, marks, &mut f)? {
+                    None => break,
+                    Some(Taken::Message(())) => *n += 1,
+                    Some(Taken::NoReply) => {}
                 }
             }
-            rx.release();
-            self.core.count_received(&rx);
+            rx.ring.release();
+            self.core.count_received(rx);
+            Ok(())
+        };
+        if n > 0 {
+            // Something to hand out already: take what else is there, no wait.
+            pass(&mut rx, &mut n)?;
+            return Ok(n);
+        }
+        self.wait(Deadline::Never, "recv", || {
+            pass(&mut rx, &mut n)?;
             Ok((n > 0).then_some(n))
         })
     }
@@ -1778,6 +2154,13 @@ impl Bridge {
     /// still unanswered, it returns [`Error::InvalidArgument`] before
     /// sending, and the bridge stays usable. Plain sends from other threads
     /// while a round trip waits are fine: their replies come after its own.
+    ///
+    /// Events the kernel sends before the reply are not lost: the round
+    /// trip sets them aside, in order, and the next receive calls
+    /// ([`recv`](Self::recv) and its kin, [`recv_batch`](Self::recv_batch),
+    /// the async ones) return them first, before anything later in K2H. A
+    /// request the handler answers with nothing is [`Error::NoReply`] (the
+    /// bridge stays usable; one-way requests are for [`send`](Self::send)).
     ///
     /// ```
     /// use ringbridge::{Backend, Bridge, Error};
@@ -1796,9 +2179,9 @@ impl Bridge {
         // K2H first, for the whole round trip: no other receiver can take
         // this reply, and concurrent round trips wait here for their turn.
         let mut rx = lock(&self.rx);
-        let outstanding = |rx: &Rx| {
+        let outstanding = |rx: &RxSide| {
             let sent = self.core.sent.load(Ordering::Relaxed);
-            sent.saturating_sub(rx.consumed())
+            sent.saturating_sub(rx.answered())
         };
         // H2K without blocking on it: a `send_batch` holding it may itself
         // wait for room that only a receiver (held off by us) would free.
@@ -1817,7 +2200,11 @@ impl Bridge {
         };
         let seq = self.send_round_trip_request(&mut tx, &rx, payload, Deadline::Never)?;
         drop(tx);
-        let reply = self.recv_locked(&mut rx, Deadline::Never, envelope)?;
+        let answer = self.wait(Deadline::Never, "recv", || {
+            self.pop_answer(&mut rx, &mut envelope)
+        });
+        self.core.count_received(&rx);
+        let reply = answer?;
         if reply.header.correlation != seq {
             return Err(self.core.fail(Error::RingCorrupted {
                 ring: RingId::K2h,
@@ -1826,6 +2213,9 @@ impl Bridge {
                     reply.header.correlation
                 ),
             }));
+        }
+        if reply.header.kind == KIND_NO_REPLY {
+            return Err(Error::NoReply { seq });
         }
         Ok(reply)
     }
@@ -1847,14 +2237,17 @@ impl Bridge {
     /// blocks in [`recv`](Self::recv). Read while messages move, `sent` and
     /// `received` may be from moments a few nanoseconds apart.
     pub fn stats(&self) -> BridgeStats {
-        // Two independent copies: a reply can be counted a moment before
+        // Independent copies: a reply can be counted a moment before
         // the sender counts its request, hence the saturating difference.
         let sent = self.core.sent.load(Ordering::Relaxed);
         let received = self.core.received.load(Ordering::Relaxed);
+        let no_reply = self.core.no_reply.load(Ordering::Relaxed);
         BridgeStats {
             sent,
             received,
-            in_flight: sent.saturating_sub(received),
+            no_reply,
+            events: self.core.events.load(Ordering::Relaxed),
+            in_flight: sent.saturating_sub(received + no_reply),
             kernel: self.core.control.report(),
         }
     }
@@ -1862,14 +2255,16 @@ impl Bridge {
     /// Asks the kernel to stop and waits (at most the shutdown timeout) until
     /// it has. Idempotent.
     ///
-    /// Replies the kernel published before it stopped stay receivable:
-    /// `recv`, `try_recv` and `recv_batch` hand them out in order, then
+    /// Replies (and events) the kernel published before it stopped stay
+    /// receivable: `recv`, `try_recv` and `recv_batch` hand them out in
+    /// order, then
     /// return [`Error::ShutDown`]. Requests it had not answered are never
     /// answered (`stats().in_flight` counts them once the replies are
     /// drained). Every send after a shutdown returns [`Error::ShutDown`].
     ///
-    /// If the kernel does not stop in time, its ring memory is leaked (never
-    /// freed under a running kernel) and [`Error::Timeout`] is returned.
+    /// If the kernel does not stop in time, its ring memory and its buffers
+    /// are leaked (never freed under a running kernel) and [`Error::Timeout`]
+    /// is returned.
     ///
     /// ```
     /// use ringbridge::{Backend, Bridge, Error};
@@ -1904,16 +2299,154 @@ impl Bridge {
             Ok(())
         } else {
             self.core.fail(Error::ShutDown);
-            // Never free memory a kernel may still touch: leak one reference.
+            // Never free memory a kernel may still touch: leak one reference
+            // to the rings and one to the buffers.
             std::mem::forget(Arc::clone(&self.core.memory));
+            std::mem::forget(Arc::clone(&self.core.buffers));
             eprintln!(
-                "ringbridge: the kernel did not stop within {timeout:?}; its ring memory is leaked"
+                "ringbridge: the kernel did not stop within {timeout:?}; its ring memory and \
+                 buffers are leaked"
             );
             Err(Error::Timeout {
                 op: "shutdown",
                 after: timeout,
             })
         }
+    }
+
+    /// How many bridge-owned buffers the kernel was given
+    /// ([`BridgeBuilder::buffer`]).
+    ///
+    /// ```
+    /// use ringbridge::buffer::BufferInit;
+    /// use ringbridge::{Backend, Bridge};
+    /// let bridge = Bridge::builder().backend(Backend::Host).launch()?;
+    /// assert_eq!(bridge.buffer_count(), 0);
+    /// let bridge = Bridge::builder()
+    ///     .backend(Backend::Host)
+    ///     .buffer(BufferInit::zeroed(8))
+    ///     .buffer(BufferInit::zeroed(8))
+    ///     .launch()?;
+    /// assert_eq!(bridge.buffer_count(), 2);
+    /// # Ok::<(), ringbridge::Error>(())
+    /// ```
+    pub fn buffer_count(&self) -> usize {
+        self.core.buffers.len()
+    }
+
+    /// A copy of buffer `index`'s bytes (the whole buffer).
+    ///
+    /// Only once the kernel no longer runs: after [`shutdown`](Self::shutdown)
+    /// returned `Ok` (also the way to stop a kernel that failed), or once the
+    /// kernel is seen to have stopped on its own. Before that the kernel may
+    /// be writing the buffer, and a copy would race with it:
+    /// [`Error::BufferInUse`]. An index beyond the buffers is
+    /// [`Error::InvalidArgument`]; a failed device copy is the CUDA error.
+    ///
+    /// ```
+    /// use ringbridge::buffer::BufferInit;
+    /// use ringbridge::{Backend, Bridge, Error};
+    /// let bridge = Bridge::builder()
+    ///     .backend(Backend::Host)
+    ///     .buffer(BufferInit::from_bytes(vec![1, 2, 3]))
+    ///     .launch()?;
+    /// let err = bridge.download(0).unwrap_err();
+    /// assert!(matches!(err, Error::BufferInUse { index: 0 }));
+    /// assert!(err.to_string().contains("shut the bridge down"), "{err}");
+    /// bridge.shutdown()?;
+    /// assert_eq!(bridge.download(0)?, [1, 2, 3]);
+    /// assert!(matches!(bridge.download(1), Err(Error::InvalidArgument(_))));
+    /// # Ok::<(), ringbridge::Error>(())
+    /// ```
+    pub fn download(&self, index: usize) -> Result<Vec<u8>> {
+        self.core.buffers.get(index)?;
+        self.buffers_free(index)?;
+        self.core.buffers.download(index)
+    }
+
+    /// Buffer `index` as plain values (copied), as [`download`](Self::download)
+    /// does; a buffer that is not a whole number of `T`s is
+    /// [`Error::InvalidArgument`].
+    ///
+    /// ```
+    /// use ringbridge::buffer::BufferInit;
+    /// use ringbridge::{Backend, Bridge, Error};
+    /// let bridge = Bridge::builder()
+    ///     .backend(Backend::Host)
+    ///     .buffer(BufferInit::from_pod(&[1.5f64, -2.0]))
+    ///     .launch()?;
+    /// bridge.shutdown()?;
+    /// assert_eq!(bridge.download_pod::<f64>(0)?, [1.5, -2.0]);
+    /// assert_eq!(bridge.download_pod::<u32>(0)?.len(), 4);
+    /// assert!(matches!(bridge.download_pod::<[u8; 3]>(0), Err(Error::InvalidArgument(_))));
+    /// # Ok::<(), ringbridge::Error>(())
+    /// ```
+    pub fn download_pod<T: bytemuck::Pod>(&self, index: usize) -> Result<Vec<T>> {
+        let bytes = self.download(index)?;
+        let size = std::mem::size_of::<T>();
+        if size == 0 || bytes.len() % size != 0 {
+            return Err(Error::InvalidArgument(format!(
+                "buffer {index} of {} bytes is not a whole number of {size}-byte values",
+                bytes.len()
+            )));
+        }
+        Ok(bytemuck::pod_collect_to_vec(&bytes))
+    }
+
+    /// Copies `bytes` over the start of buffer `index` (the whole buffer or
+    /// a prefix; the rest keeps its bytes), under the conditions of
+    /// [`download`](Self::download); more bytes than the buffer holds is
+    /// [`Error::InvalidArgument`].
+    ///
+    /// The kernel has stopped, so what is uploaded is for the host to read
+    /// back (for example a buffer reused between measurements of one
+    /// bridge's lifetime), not for the kernel.
+    ///
+    /// ```
+    /// use ringbridge::buffer::BufferInit;
+    /// use ringbridge::{Backend, Bridge, Error};
+    /// let bridge = Bridge::builder()
+    ///     .backend(Backend::Host)
+    ///     .buffer(BufferInit::zeroed(4))
+    ///     .launch()?;
+    /// assert!(matches!(bridge.upload(0, b"ab"), Err(Error::BufferInUse { index: 0 })));
+    /// bridge.shutdown()?;
+    /// bridge.upload(0, b"ab")?;
+    /// assert_eq!(bridge.download(0)?, [b'a', b'b', 0, 0]);
+    /// assert!(matches!(bridge.upload(0, b"12345"), Err(Error::InvalidArgument(_))));
+    /// # Ok::<(), ringbridge::Error>(())
+    /// ```
+    pub fn upload(&self, index: usize, bytes: &[u8]) -> Result<()> {
+        self.core.buffers.get(index)?;
+        self.buffers_free(index)?;
+        self.core.buffers.upload(index, bytes)
+    }
+
+    /// `Ok` when the kernel is known to run no more, so the host may copy
+    /// buffer `index`; [`Error::BufferInUse`] otherwise.
+    fn buffers_free(&self, index: usize) -> Result<()> {
+        // `wait_finished` with no time to wait: on the fallback it joins a
+        // finished serve thread, which orders all its writes to the buffers
+        // before our copy; on CUDA, a stream seen finished has completed
+        // the kernel's writes.
+        match self.core.engine.wait_finished(Duration::ZERO) {
+            Ok(true) => {
+                // Release: as in `Core::check`.
+                self.core.stopped.store(true, Ordering::Release);
+                Ok(())
+            }
+            // A fault or a broken context: the kernel no longer runs once
+            // `shutdown` said so. Acquire: pairs with its release store.
+            Err(_) if self.core.stopped.load(Ordering::Acquire) => Ok(()),
+            Ok(false) | Err(_) => Err(Error::BufferInUse { index }),
+        }
+    }
+
+    /// Tests only, not a stable API: what the kernel was launched with (its
+    /// parameter, its buffers' addresses and sizes).
+    #[doc(hidden)]
+    pub fn launch_args(&self) -> &LaunchArgs {
+        &self.core.launch_args
     }
 
     /// A round trip's first half without waiting, for the async calls
@@ -1946,11 +2479,11 @@ impl Bridge {
     fn send_round_trip_request(
         &self,
         tx: &mut Tx,
-        rx: &Rx,
+        rx: &RxSide,
         payload: &[u8],
         deadline: Deadline,
     ) -> Result<u64> {
-        let in_flight = tx.published() - rx.consumed();
+        let in_flight = tx.published().saturating_sub(rx.answered());
         if in_flight != 0 {
             return Err(replies_outstanding(in_flight));
         }
@@ -2257,6 +2790,111 @@ fn envelope(h: &MessageHeader, p: &[u8]) -> MessageEnvelope {
     }
 }
 
+/// A bridge whose device half the test plays by hand, through the ring
+/// halves of the other side: no serve loop, so a test can put any K2H
+/// message (events, no-reply marks) in front of the bridge's receive paths.
+#[cfg(test)]
+pub(crate) mod fake {
+    use super::*;
+    use crate::layout::KIND_REPLY;
+
+    /// "Finishes" as soon as the bridge asks it to stop.
+    struct FakeEngine(Control);
+
+    impl Engine for FakeEngine {
+        fn poll(&self) -> Result<bool> {
+            Ok(self.0.terminate_requested())
+        }
+    }
+
+    /// The device's ends of a fake bridge's rings.
+    pub(crate) struct Device {
+        pub(crate) h2k: RingConsumer,
+        pub(crate) k2h: RingProducer,
+    }
+
+    impl Device {
+        /// Takes the next request, waiting for it: its `seq`.
+        pub(crate) fn request(&mut self) -> u64 {
+            loop {
+                if let Some(seq) = self.h2k.try_pop_with(|h, _| h.seq).unwrap() {
+                    return seq;
+                }
+                std::thread::yield_now();
+            }
+        }
+
+        /// The next request's `seq`, or `None` when none comes within
+        /// `idle`.
+        pub(crate) fn request_within(&mut self, idle: Duration) -> Option<u64> {
+            let deadline = Instant::now() + idle;
+            while Instant::now() < deadline {
+                if let Some(seq) = self.h2k.try_pop_with(|h, _| h.seq).unwrap() {
+                    return Some(seq);
+                }
+                std::thread::yield_now();
+            }
+            None
+        }
+
+        /// Publishes one K2H message, waiting for room (at most 10 s: then
+        /// the test fails instead of hanging).
+        pub(crate) fn push(&mut self, kind: u32, flags: u32, correlation: u64, payload: &[u8]) {
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while self
+                .k2h
+                .try_push(kind, flags, correlation, payload)
+                .unwrap()
+                .is_none()
+            {
+                assert!(Instant::now() < deadline, "K2H stayed full");
+                std::thread::yield_now();
+            }
+        }
+
+        pub(crate) fn reply(&mut self, correlation: u64, payload: &[u8]) {
+            self.push(KIND_REPLY, 0, correlation, payload);
+        }
+
+        pub(crate) fn no_reply(&mut self, correlation: u64) {
+            self.push(KIND_NO_REPLY, 0, correlation, &[]);
+        }
+
+        pub(crate) fn event(&mut self, number: u64, payload: &[u8]) {
+            self.push(KIND_EVENT, 0, number, payload);
+        }
+    }
+
+    /// A slot-format bridge of 16 slots of 64 bytes, and its device ends.
+    pub(crate) fn bridge() -> (Bridge, Device) {
+        let layout = RegionLayout::new(RingSpec::new(16, 64).unwrap()).unwrap();
+        let mem = HostMemory::new(layout.total_bytes).unwrap();
+        layout.init(&*mem);
+        let (_, h2k) = layout.ring_pair(&mem, RingId::H2k);
+        let (k2h, _) = layout.ring_pair(&mem, RingId::K2h);
+        let builder = Bridge::builder()
+            .backend(Backend::Host)
+            // No heartbeat here: never take the quiet device for a hang.
+            .hang_timeout(Duration::from_secs(3600))
+            // No doorbell rung by the test: never park on it.
+            .wait_policy(WaitPolicy::Backoff);
+        let bridge = Bridge::assemble(
+            &builder,
+            &layout,
+            Launched {
+                memory: mem.clone(),
+                engine: Box::new(FakeEngine(layout.control(&mem))),
+                buffers: Arc::new(Buffers::none()),
+                args: LaunchArgs::default(),
+            },
+            Backend::Host,
+            "fake",
+            layout.spec.max_payload(),
+        );
+        (bridge, Device { h2k, k2h })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::sync::atomic::Ordering::Relaxed;
@@ -2299,5 +2937,344 @@ mod tests {
         for i in [0, 2] {
             assert_eq!(bridges[i].round_trip(b"y").unwrap().payload, b"z");
         }
+    }
+}
+
+/// The receive paths against K2H messages a kernel's handler leaves when it
+/// answers with nothing (no-reply marks) or sends on its own (events), on
+/// [`fake`] bridges.
+#[cfg(test)]
+mod receive_tests {
+    use super::*;
+    use crate::layout::KIND_REPLY;
+
+    fn kinds(stats: BridgeStats) -> (u64, u64, u64, u64, u64) {
+        (
+            stats.sent,
+            stats.received,
+            stats.no_reply,
+            stats.events,
+            stats.in_flight,
+        )
+    }
+
+    /// No-reply marks are never returned, but counted as answers.
+    #[test]
+    fn no_reply_marks_are_consumed_silently_and_counted() {
+        let (bridge, mut dev) = fake::bridge();
+        for _ in 0..3 {
+            bridge.send(b"q").unwrap();
+        }
+        for _ in 0..3 {
+            dev.request();
+        }
+        dev.no_reply(0);
+        dev.reply(1, b"one");
+        dev.no_reply(2);
+        let r = bridge.recv().unwrap();
+        assert_eq!((r.header.correlation, r.payload), (1, b"one".to_vec()));
+        assert_eq!(kinds(bridge.stats()), (3, 1, 1, 0, 1));
+        // The mark left: nothing to return, yet the request is answered.
+        assert!(matches!(bridge.try_recv(), Err(Error::Empty)));
+        assert_eq!(kinds(bridge.stats()), (3, 1, 2, 0, 0));
+        // A round trip is allowed again (nothing outstanding).
+        let seq = bridge.send(b"x").unwrap();
+        dev.request();
+        dev.no_reply(seq);
+        let err = bridge.recv_timeout(Duration::from_millis(20)).unwrap_err();
+        assert!(matches!(err, Error::Timeout { op: "recv", .. }), "{err:?}");
+        assert_eq!(kinds(bridge.stats()), (4, 1, 3, 0, 0));
+        for _ in 0..2 {
+            bridge.send(b"x").unwrap();
+            dev.request();
+        }
+        dev.no_reply(4);
+        dev.reply(5, b"five");
+        assert_eq!(
+            bridge.recv_with(|h, p| (h.correlation, p.len())).unwrap(),
+            (5, 4)
+        );
+    }
+
+    /// Events come back like replies, in K2H order, and answer no request.
+    #[test]
+    fn events_are_returned_in_order_and_do_not_answer_requests() {
+        let (bridge, mut dev) = fake::bridge();
+        let seq = bridge.send(b"q").unwrap();
+        dev.request();
+        dev.event(0, b"e0");
+        dev.reply(seq, b"r");
+        dev.event(1, b"e1");
+        let m = bridge.recv().unwrap();
+        assert!(m.is_event() && !m.is_reply());
+        assert_eq!((m.event_seq(), m.payload.as_slice()), (Some(0), &b"e0"[..]));
+        assert_eq!(kinds(bridge.stats()), (1, 0, 0, 1, 1));
+        let m = bridge.recv().unwrap();
+        assert!(m.is_reply() && m.event_seq().is_none());
+        let m = bridge.recv().unwrap();
+        assert_eq!((m.event_seq(), m.header.seq), (Some(1), 2));
+        assert_eq!(kinds(bridge.stats()), (1, 1, 0, 2, 0));
+    }
+
+    /// A round trip keeps the events it meets, in order, for the next
+    /// receives, which return them before anything later in K2H.
+    #[test]
+    fn a_round_trip_sets_events_aside_for_the_next_receives() {
+        let (bridge, mut dev) = fake::bridge();
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                let seq = dev.request();
+                dev.event(0, b"a");
+                dev.event(1, b"b");
+                dev.reply(seq, b"reply");
+                dev.event(2, b"c");
+                let seq = dev.request();
+                dev.reply(seq, b"second");
+            });
+            let reply = bridge.round_trip(b"x").unwrap();
+            assert_eq!(reply.payload, b"reply");
+            assert_eq!(kinds(bridge.stats()), (1, 1, 0, 2, 0));
+            // Still set aside: a second round trip adds nothing before them.
+            assert_eq!(bridge.round_trip(b"y").unwrap().payload, b"second");
+        });
+        // The set-aside events first (try_recv too), then the ring's.
+        let got = [
+            bridge.try_recv().unwrap(),
+            bridge.recv().unwrap(),
+            bridge.recv_timeout(Duration::from_secs(5)).unwrap(),
+        ];
+        let numbers: Vec<_> = got.iter().map(MessageEnvelope::event_seq).collect();
+        assert_eq!(numbers, [Some(0), Some(1), Some(2)]);
+        assert_eq!(kinds(bridge.stats()), (2, 2, 0, 3, 0));
+        assert!(matches!(bridge.try_recv(), Err(Error::Empty)));
+    }
+
+    /// `recv_batch` hands out the set-aside events first, then the ring's
+    /// messages, passing no-reply marks over uncounted.
+    #[test]
+    fn recv_batch_honours_the_set_aside_events_and_skips_marks() {
+        let (bridge, mut dev) = fake::bridge();
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                let seq = dev.request();
+                dev.event(0, b"a");
+                dev.reply(seq, b"r");
+            });
+            bridge.round_trip(b"x").unwrap();
+        });
+        for _ in 0..2 {
+            bridge.send(b"q").unwrap();
+            dev.request();
+        }
+        dev.no_reply(1);
+        dev.event(1, b"b");
+        dev.reply(2, b"s");
+        let mut got = Vec::new();
+        while got.len() < 3 {
+            let n = bridge
+                .recv_batch(8, |h, p| got.push((h.kind, h.correlation, p.to_vec())))
+                .unwrap();
+            assert!(n >= 1);
+        }
+        assert_eq!(
+            got,
+            [
+                (KIND_EVENT, 0, b"a".to_vec()),
+                (KIND_EVENT, 1, b"b".to_vec()),
+                (KIND_REPLY, 2, b"s".to_vec()),
+            ]
+        );
+        assert_eq!(kinds(bridge.stats()), (3, 2, 1, 2, 0));
+        // max bounds the set-aside events too.
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                let seq = dev.request();
+                dev.event(2, b"c");
+                dev.event(3, b"d");
+                dev.reply(seq, b"r");
+            });
+            bridge.round_trip(b"x").unwrap();
+        });
+        let mut got = Vec::new();
+        assert_eq!(
+            bridge
+                .recv_batch(1, |h, _| got.push(h.correlation))
+                .unwrap(),
+            1
+        );
+        assert_eq!(
+            bridge
+                .recv_batch(8, |h, _| got.push(h.correlation))
+                .unwrap(),
+            1
+        );
+        assert_eq!(got, [2, 3]);
+    }
+
+    /// A round trip answered with nothing is a typed error; the bridge goes on.
+    #[test]
+    fn a_round_trip_answered_with_nothing_is_no_reply() {
+        let (bridge, mut dev) = fake::bridge();
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                let seq = dev.request();
+                dev.event(0, b"e");
+                dev.no_reply(seq);
+                let seq = dev.request();
+                dev.reply(seq, b"ok");
+            });
+            let err = bridge.round_trip(b"one-way").unwrap_err();
+            assert!(matches!(err, Error::NoReply { seq: 0 }), "{err:?}");
+            let text = err.to_string();
+            assert!(
+                text.contains("request 0") && text.contains("`send`"),
+                "{text}"
+            );
+            assert_eq!(bridge.round_trip(b"x").unwrap().payload, b"ok");
+        });
+        assert_eq!(kinds(bridge.stats()), (2, 1, 1, 1, 0));
+        assert_eq!(bridge.recv().unwrap().event_seq(), Some(0));
+    }
+
+    /// `recv_pod` does not turn an event into values: it says so and keeps
+    /// the event for the next receive.
+    #[test]
+    fn recv_pod_leaves_an_event_in_place() {
+        let (bridge, mut dev) = fake::bridge();
+        bridge.send(b"q").unwrap();
+        dev.request();
+        dev.no_reply(0);
+        dev.event(0, &[1, 0, 0, 0]);
+        bridge.send(b"q").unwrap();
+        dev.request();
+        dev.reply(1, &7u32.to_ne_bytes());
+        let err = bridge.recv_pod::<u32>().unwrap_err();
+        assert!(
+            matches!(&err, Error::InvalidArgument(w) if w.contains("event 0")),
+            "{err:?}"
+        );
+        assert_eq!(bridge.recv().unwrap().event_seq(), Some(0));
+        assert_eq!(bridge.recv_pod::<u32>().unwrap(), [7]);
+    }
+
+    /// The async calls follow the same rules: events set aside by an async
+    /// round trip (even one dropped while pending) reach the next receives;
+    /// a request answered with nothing is `NoReply`.
+    #[test]
+    fn async_round_trips_set_events_aside_and_report_no_reply() {
+        use crate::AsyncBridge;
+        use std::future::Future;
+        use std::task::Context;
+
+        let (bridge, mut dev) = fake::bridge();
+        let bridge = AsyncBridge::new(bridge);
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                let seq = dev.request();
+                dev.event(0, b"a");
+                dev.reply(seq, b"r");
+                let seq = dev.request();
+                dev.event(1, b"b");
+                dev.no_reply(seq);
+            });
+            let reply = futures::executor::block_on(bridge.round_trip(b"x")).unwrap();
+            assert_eq!(reply.payload, b"r");
+            let err = futures::executor::block_on(bridge.round_trip(b"y")).unwrap_err();
+            assert!(matches!(err, Error::NoReply { seq: 1 }), "{err:?}");
+        });
+        let got = futures::executor::block_on(bridge.recv()).unwrap();
+        assert_eq!(got.event_seq(), Some(0));
+        let got = futures::executor::block_on(bridge.recv()).unwrap();
+        assert_eq!(got.event_seq(), Some(1));
+
+        // A round trip polled until its request is out and an event came,
+        // then dropped: the event is kept, the orphaned reply discarded.
+        let waker = futures::task::noop_waker();
+        let mut cx = Context::from_waker(&waker);
+        let mut fut = Box::pin(bridge.round_trip(b"z"));
+        assert!(fut.as_mut().poll(&mut cx).is_pending());
+        let seq = dev.request();
+        dev.event(2, b"c");
+        assert!(fut.as_mut().poll(&mut cx).is_pending());
+        drop(fut);
+        dev.reply(seq, b"orphan");
+        dev.event(3, b"d");
+        let mut got = Vec::new();
+        futures::executor::block_on(async {
+            while got.len() < 2 {
+                bridge
+                    .recv_batch(8, |h, _| got.push(h.correlation))
+                    .await
+                    .unwrap();
+            }
+        });
+        assert_eq!(got, [2, 3]);
+        let stats = bridge.bridge().stats();
+        assert_eq!((stats.received, stats.events, stats.in_flight), (2, 4, 0));
+    }
+
+    /// The lane format carries no-reply marks too (never events).
+    #[test]
+    fn lane_bridges_consume_no_reply_marks() {
+        let layout = RegionLayout::new(RingSpec::lanes(8, 128).unwrap()).unwrap();
+        let mem = HostMemory::new(layout.total_bytes).unwrap();
+        layout.init(&*mem);
+        let (mut k2h, _) = layout.lane_pair(&mem, RingId::K2h);
+        let rx = RingRef::new(mem.clone(), &layout, RingId::K2h);
+        let mut side = RxSide::new(Rx::Lanes(LaneConsumer::new(rx)));
+        k2h.try_push(KIND_NO_REPLY, 0, b"").unwrap().unwrap();
+        k2h.try_push(KIND_REPLY, 0, b"r").unwrap().unwrap();
+        let (bridge, _dev) = fake::bridge();
+        let got = bridge
+            .pop_message(&mut side, &mut |h: &MessageHeader, p: &[u8]| {
+                (h.correlation, p.to_vec())
+            })
+            .unwrap();
+        assert_eq!(got, Some((1, b"r".to_vec())));
+        assert_eq!((side.no_reply, side.events, side.answered()), (1, 0, 2));
+    }
+
+    /// Format selection by a user kernel's traits.
+    #[test]
+    fn kernels_that_send_or_cooperate_run_in_slots_only() {
+        let sends = HandlerTraits {
+            sends: true,
+            ..HandlerTraits::default()
+        };
+        let both = HandlerTraits {
+            cooperative: true,
+            ..sends
+        };
+        assert_eq!(slots_only("k", HandlerTraits::default()), None);
+        assert_eq!(slots_only("k", sends).unwrap(), "kernel k sends messages");
+        assert_eq!(
+            slots_only("k", both).unwrap(),
+            "kernel k is cooperative and sends messages"
+        );
+        let chunkwise = HandlerTraits {
+            chunkwise: true,
+            ..HandlerTraits::default()
+        };
+        assert_eq!(slots_only("k", chunkwise), None);
+
+        let b = Bridge::builder().slot_size(64);
+        let why = || slots_only("k", sends);
+        // Auto: lanes on CUDA for a small slot, unless the kernel needs slots.
+        assert!(b.lanes_for(Backend::Cuda, None).unwrap());
+        assert!(!b.lanes_for(Backend::Cuda, why()).unwrap());
+        assert!(!b.lanes_for(Backend::Host, None).unwrap());
+        // Asked for lanes: refused for such a kernel, on either backend.
+        let lanes = b.clone().format(SlotFormat::Lanes);
+        for backend in [Backend::Cuda, Backend::Host] {
+            assert!(lanes.lanes_for(backend, None).unwrap());
+            let err = lanes.lanes_for(backend, why()).unwrap_err();
+            assert!(
+                matches!(&err, Error::InvalidArgument(w)
+                    if w.contains("kernel k sends messages") && w.contains("slot format only")),
+                "{err:?}"
+            );
+        }
+        let slots = b.format(SlotFormat::Slots);
+        assert!(!slots.lanes_for(Backend::Cuda, why()).unwrap());
     }
 }

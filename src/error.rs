@@ -197,8 +197,30 @@ pub enum Error {
     /// The bridge was shut down (or failed) and cannot be used any more.
     #[error("the bridge is shut down")]
     ShutDown,
-    /// Memory for the rings could not be allocated.
-    #[error("could not allocate {bytes} bytes of ring memory: {reason}")]
+    /// A [`round_trip`](crate::Bridge::round_trip) whose request the
+    /// kernel's handler answered with nothing (a
+    /// [`KIND_NO_REPLY`](crate::layout::KIND_NO_REPLY) mark). The bridge
+    /// stays usable: the request counts as answered.
+    #[error(
+        "the kernel's handler answered request {seq} with nothing (no reply); \
+         send one-way requests with `send`, not `round_trip`"
+    )]
+    NoReply {
+        /// The request's sequence number.
+        seq: u64,
+    },
+    /// A bridge-owned buffer was read or written while the kernel may still
+    /// run: the kernel's writes would race with the copy.
+    #[error(
+        "buffer {index} is in use: the kernel may still be running and writing it; \
+         shut the bridge down (`shutdown`) before downloading or uploading its buffers"
+    )]
+    BufferInUse {
+        /// The buffer's index.
+        index: usize,
+    },
+    /// Memory for the rings, or a bridge-owned buffer, could not be allocated.
+    #[error("could not allocate {bytes} bytes: {reason}")]
     Alloc {
         /// How much was asked for.
         bytes: usize,

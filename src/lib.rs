@@ -15,6 +15,8 @@
 //!   striped by the host, for more SMs and more host threads;
 //!   [`asynchronous`]: its async calls, for any executor; [`measure`]: its
 //!   latency and streaming rate, on any kernel.
+//! - [`buffer`]: bridge-owned buffers a kernel reads and writes beside its
+//!   rings.
 //! - [`wait`]: how an idle bridge waits ([`WaitPolicy`]) and the doorbell
 //!   that lets the host fallback's two sides sleep until woken.
 #![warn(missing_docs)]
@@ -29,6 +31,8 @@ pub mod asynchronous;
 pub mod backend;
 #[cfg(not(loom))]
 pub mod bridge;
+#[cfg(not(loom))]
+pub mod buffer;
 #[cfg(not(loom))]
 pub mod cuda;
 #[cfg(not(loom))]

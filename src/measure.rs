@@ -16,12 +16,20 @@
 //! ([`Error::InvalidArgument`] otherwise) and no other thread sending or
 //! receiving while they run. `n == 0` is an [`Error::InvalidArgument`]: a
 //! latency of no samples has no percentiles.
+//!
+//! Every message must be answered: a request the kernel's handler answers
+//! with nothing ends the measurement with [`Error::NoReply`] naming its
+//! sequence number ([`stream`] first drains what was sent, as after a
+//! refused check). Events the kernel sends meanwhile are neither replies
+//! nor checked: [`round_trips`] sets them aside in the bridge (the next
+//! receive calls return them), [`stream`] receives and drops them.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::bridge::Bridge;
 use crate::error::{Error, Result};
+use crate::layout::{KIND_EVENT, KIND_NO_REPLY};
 use crate::message::MessageHeader;
 
 /// At most this many of [`round_trips`]' first round trips are warm-up: sent
@@ -211,7 +219,14 @@ pub fn round_trips(
     for i in 0..n {
         let t0 = Instant::now();
         let seq = bridge.send_in_place(1, |_, buf| payload(i, buf))?;
-        let checked = bridge.recv_with(|h, p| check_reply(&mut check, i, seq, h, p))?;
+        // The next answer; events before it are set aside in the bridge.
+        let checked = bridge.recv_answer(|h, p| {
+            if h.kind == KIND_NO_REPLY && h.correlation == seq {
+                Err(Error::NoReply { seq })
+            } else {
+                check_reply(&mut check, i, seq, h, p)
+            }
+        })?;
         let dt = t0.elapsed();
         checked?;
         if i >= warmup {
@@ -305,9 +320,20 @@ pub fn stream(
             let done = producer_done.load(Ordering::Acquire);
             let available = published.load(Ordering::Acquire);
             if got < available {
-                let r = bridge.recv_batch(4096, |h, p| {
+                // No-reply marks included, so that every request is seen
+                // answered; events are no answers: dropped.
+                let r = bridge.recv_batch_inner(4096, true, |h, p| {
+                    if h.kind == KIND_EVENT {
+                        return;
+                    }
                     if failed.is_none() {
-                        if let Err(e) = check_reply(&mut check, got, first_seq + got, h, p) {
+                        let seq = first_seq + got;
+                        let checked = if h.kind == KIND_NO_REPLY && h.correlation == seq {
+                            Err(Error::NoReply { seq })
+                        } else {
+                            check_reply(&mut check, got, seq, h, p)
+                        };
+                        if let Err(e) = checked {
                             failed = Some(e);
                             stop.store(true, Ordering::Relaxed);
                         }
@@ -342,4 +368,122 @@ pub fn stream(
             bytes_per_s: bytes as f64 / seconds,
         })
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bridge::fake;
+
+    /// A device that answers request `i` as `answer(i, seq)` says, until
+    /// `n` requests are answered or none comes for a while.
+    fn serve(dev: &mut fake::Device, n: u64, mut answer: impl FnMut(u64, u64, &mut fake::Device)) {
+        for i in 0..n {
+            let Some(seq) = dev.request_within(Duration::from_millis(500)) else {
+                return;
+            };
+            answer(i, seq, dev);
+        }
+    }
+
+    #[test]
+    fn round_trips_skip_events_and_refuse_no_reply() {
+        let (bridge, mut dev) = fake::bridge();
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                serve(&mut dev, 5, |i, seq, dev| {
+                    dev.event(i, b"tick");
+                    dev.reply(seq, &[i as u8]);
+                });
+            });
+            let latency = round_trips(
+                &bridge,
+                5,
+                |i, buf| {
+                    buf[0] = i as u8;
+                    1
+                },
+                |i, h, p| {
+                    if h.kind == crate::layout::KIND_REPLY && p == [i as u8] {
+                        Ok(())
+                    } else {
+                        Err(format!("got {h:?}"))
+                    }
+                },
+            )
+            .unwrap();
+            assert_eq!(latency.samples, 5);
+        });
+        let stats = bridge.stats();
+        assert_eq!((stats.received, stats.events, stats.in_flight), (5, 5, 0));
+        // The events wait, set aside, for the next receives.
+        for i in 0..5 {
+            assert_eq!(bridge.recv().unwrap().event_seq(), Some(i));
+        }
+
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                serve(&mut dev, 3, |i, seq, dev| {
+                    if i == 2 {
+                        dev.no_reply(seq);
+                    } else {
+                        dev.reply(seq, b"r");
+                    }
+                });
+            });
+            let err = round_trips(&bridge, 10, |_, _| 1, |_, _, _| Ok(())).unwrap_err();
+            assert!(matches!(err, Error::NoReply { seq: 7 }), "{err:?}");
+        });
+        assert_eq!(bridge.stats().in_flight, 0);
+    }
+
+    #[test]
+    fn stream_drops_events_and_refuses_no_reply() {
+        let (bridge, mut dev) = fake::bridge();
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                serve(&mut dev, 40, |i, seq, dev| {
+                    if i % 3 == 0 {
+                        dev.event(i, b"e");
+                    }
+                    dev.reply(seq, &[i as u8]);
+                });
+            });
+            let rate = stream(
+                &bridge,
+                40,
+                4,
+                |i, buf| {
+                    buf[0] = i as u8;
+                    1
+                },
+                |i, _, p| {
+                    if p == [i as u8] {
+                        Ok(())
+                    } else {
+                        Err(format!("got {p:?}"))
+                    }
+                },
+            )
+            .unwrap();
+            assert_eq!(rate.messages, 40);
+        });
+        assert_eq!(bridge.stats().events, 14);
+
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                serve(&mut dev, 8, |i, seq, dev| {
+                    if i == 5 {
+                        dev.no_reply(seq);
+                    } else {
+                        dev.reply(seq, b"r");
+                    }
+                });
+            });
+            let err = stream(&bridge, 8, 2, |_, _| 1, |_, _, _| Ok(())).unwrap_err();
+            assert!(matches!(err, Error::NoReply { seq: 45 }), "{err:?}");
+        });
+        // Drained: nothing outstanding, the bridge still usable.
+        assert_eq!(bridge.stats().in_flight, 0);
+    }
 }

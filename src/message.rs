@@ -1,10 +1,11 @@
 //! Messages: a fixed [`MessageHeader`] and a payload.
 
 pub use crate::layout::MessageHeader;
-use crate::layout::{KIND_ERROR, KIND_REPLY, KIND_REQUEST};
+use crate::layout::{KIND_ERROR, KIND_EVENT, KIND_REPLY, KIND_REQUEST};
 
 /// A message with its header: the element type of the seed's queue, and what
-/// the bridge hands back for a reply.
+/// the bridge hands back for a reply or an event (a message the kernel sent
+/// on its own, [`is_event`](Self::is_event)).
 ///
 /// ```
 /// use ringbridge::{MessageEnvelope, SpscQueue};
@@ -79,5 +80,42 @@ impl MessageEnvelope {
     /// ```
     pub fn is_error(&self) -> bool {
         self.header.kind == KIND_ERROR
+    }
+
+    /// Whether this is an event: a message the kernel sent on its own
+    /// ([`KIND_EVENT`]), not a reply to a request. Its `header.correlation`
+    /// is the kernel's own event number ([`event_seq`](Self::event_seq)),
+    /// its `header.seq` its position in K2H, its `header.flags` whatever the
+    /// handler set.
+    ///
+    /// ```
+    /// use ringbridge::{MessageEnvelope, MessageHeader};
+    /// use ringbridge::layout::KIND_EVENT;
+    /// let event = MessageEnvelope {
+    ///     header: MessageHeader { seq: 4, correlation: 1, kind: KIND_EVENT, len: 2, ..Default::default() },
+    ///     payload: b"hi".to_vec(),
+    /// };
+    /// assert!(event.is_event() && !event.is_reply() && !event.is_error());
+    /// assert!(!MessageEnvelope::request(0, vec![]).is_event());
+    /// ```
+    pub fn is_event(&self) -> bool {
+        self.header.kind == KIND_EVENT
+    }
+
+    /// The kernel's own number of an event (0 for its first, then 1, 2, ...
+    /// per bridge): its `header.correlation`. `None` for anything that is not
+    /// an event (a reply's correlation is its request's `seq`).
+    ///
+    /// ```
+    /// use ringbridge::{MessageEnvelope, MessageHeader};
+    /// use ringbridge::layout::{KIND_EVENT, KIND_REPLY};
+    /// let header = MessageHeader { seq: 9, correlation: 3, kind: KIND_EVENT, ..Default::default() };
+    /// let event = MessageEnvelope { header, payload: vec![] };
+    /// assert_eq!(event.event_seq(), Some(3));
+    /// let reply = MessageEnvelope { header: MessageHeader { kind: KIND_REPLY, ..header }, payload: vec![] };
+    /// assert_eq!(reply.event_seq(), None);
+    /// ```
+    pub fn event_seq(&self) -> Option<u64> {
+        self.is_event().then_some(self.header.correlation)
     }
 }

@@ -44,9 +44,19 @@
 //! address) ends the whole kernel, so every stripe reports it. A custom
 //! kernel must be built on `rb_serve` (`RB_KERNEL_ENTRY`) with a grid of 1:
 //! the group launches one block per stripe.
+//!
+//! # Kernels that answer with nothing, or send
+//! A request a handler answers with nothing still leaves one K2H message,
+//! a no-reply mark, on its stripe: [`recv`](StripedBridge::recv) consumes
+//! it and moves on to the next stripe, so the round-robin order stays
+//! exact. A kernel that sends messages of its own (events) is refused at
+//! launch: its events would break the stripes' round-robin order. Neither
+//! does a striped bridge take buffers ([`BridgeBuilder::buffer`]). Use a
+//! [`Bridge`] for both.
 
 use crate::bridge::{Bridge, BridgeBuilder};
 use crate::error::{Error, Result};
+use crate::layout::KIND_NO_REPLY;
 use crate::message::MessageEnvelope;
 use crate::sync::lock;
 
@@ -80,8 +90,10 @@ impl StripedBridge {
     /// stripe is shut down and that error is returned.
     ///
     /// # Errors
-    /// [`Error::InvalidArgument`] for 0 or more than 64 stripes, or a custom
-    /// kernel with a grid other than 1; [`Error::DeviceBusy`] while another
+    /// [`Error::InvalidArgument`] for 0 or more than 64 stripes, a custom
+    /// kernel with a grid other than 1, a kernel that sends messages of its
+    /// own ([`HandlerTraits::sends`](crate::user_kernel::HandlerTraits::sends)),
+    /// or buffers; [`Error::DeviceBusy`] while another
     /// bridge's kernel serves on CUDA; otherwise whatever
     /// [`BridgeBuilder::launch`] returns.
     ///
@@ -99,6 +111,9 @@ impl StripedBridge {
             return Err(Error::InvalidArgument(format!(
                 "{stripes} stripes: a striped bridge has 1 to 64"
             )));
+        }
+        if let Some(why) = builder.striping_refusal() {
+            return Err(Error::InvalidArgument(why));
         }
         Ok(Self {
             stripes: builder.launch_group(stripes)?,
@@ -256,6 +271,10 @@ impl StripedBridge {
 
     /// Receives the next reply in round-robin order, waiting for it.
     ///
+    /// A request answered with nothing (a no-reply mark) is passed over:
+    /// the call goes on to the next stripe, so every later reply keeps its
+    /// place.
+    ///
     /// # Errors
     /// As [`Bridge::recv`] on that stripe.
     ///
@@ -272,9 +291,19 @@ impl StripedBridge {
     pub fn recv(&self) -> Result<MessageEnvelope> {
         let mut next = lock(&self.recv_next);
         let n = self.stripes.len() as u64;
-        let reply = self.stripes[(*next % n) as usize].recv()?;
-        *next += 1;
-        Ok(reply)
+        loop {
+            // The stripe's next answer, a no-reply mark included: each
+            // request has exactly one, so the round robin stays in step.
+            let answer =
+                self.stripes[(*next % n) as usize].recv_answer(|h, p| MessageEnvelope {
+                    header: *h,
+                    payload: p.to_vec(),
+                })?;
+            *next += 1;
+            if answer.header.kind != KIND_NO_REPLY {
+                return Ok(answer);
+            }
+        }
     }
 
     /// Shuts every stripe down (see [`Bridge::shutdown`]); returns the first
@@ -300,5 +329,54 @@ impl StripedBridge {
             }
         }
         first
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bridge::fake;
+
+    /// A no-reply mark takes its request's place in the round robin: the
+    /// replies after it keep theirs.
+    #[test]
+    fn no_reply_marks_keep_the_round_robin_in_step() {
+        let (b0, mut d0) = fake::bridge();
+        let (b1, mut d1) = fake::bridge();
+        let striped = StripedBridge {
+            stripes: vec![b0, b1],
+            send_next: Mutex::new(0),
+            recv_next: Mutex::new(0),
+        };
+        for p in [b"0", b"1", b"2", b"3", b"4"] {
+            striped.send(p).unwrap(); // stripes 0, 1, 0, 1, 0
+        }
+        let s0: Vec<u64> = (0..3).map(|_| d0.request()).collect();
+        let s1: Vec<u64> = (0..2).map(|_| d1.request()).collect();
+        d0.reply(s0[0], b"zero");
+        d1.no_reply(s1[0]);
+        d0.no_reply(s0[1]);
+        d1.reply(s1[1], b"three");
+        d0.reply(s0[2], b"four");
+        assert_eq!(striped.recv().unwrap().payload, b"zero");
+        assert_eq!(striped.recv().unwrap().payload, b"three");
+        assert_eq!(striped.recv().unwrap().payload, b"four");
+        for b in &striped.stripes {
+            assert_eq!(b.stats().in_flight, 0);
+        }
+        assert_eq!(striped.stripe(0).stats().no_reply, 1);
+        assert_eq!(striped.stripe(1).stats().no_reply, 1);
+    }
+
+    #[test]
+    fn buffers_are_refused() {
+        let builder = BridgeBuilder::default()
+            .backend(crate::Backend::Host)
+            .buffer(crate::buffer::BufferInit::zeroed(64));
+        let err = StripedBridge::launch(builder, 2).unwrap_err();
+        assert!(
+            matches!(&err, Error::InvalidArgument(w) if w.contains("takes no buffers")),
+            "{err:?}"
+        );
     }
 }

@@ -16,7 +16,8 @@ use ringbridge::backend::SharedMemory;
 use ringbridge::error::RingId;
 use ringbridge::fallback::HostHandler;
 use ringbridge::layout::{
-    KIND_ERROR, KIND_REPLY, KIND_REQUEST, RING_HEADER_SIZE, lane_header_word, lane_tag,
+    KIND_ERROR, KIND_EVENT, KIND_NO_REPLY, KIND_REPLY, KIND_REQUEST, RING_HEADER_SIZE,
+    lane_header_word, lane_tag,
 };
 use ringbridge::ring::{HostMemory, LANE_TORN_POLLS, RegionLayout, RingSpec, SlotFormat};
 use ringbridge::{Backend, Bridge, Error, Kernel};
@@ -517,6 +518,34 @@ fn a_torn_reply_lane_is_not_delivered() {
         rx.try_pop_with(|_, p| p.to_vec()).unwrap(),
         Some(b"abcdefgh".to_vec())
     );
+}
+
+/// A no-reply mark is a single-lane message on K2H (correlation: its
+/// position, as for every lane message); one that claims a payload is
+/// corruption, and so is an event, which the lane format never carries.
+#[test]
+fn k2h_lanes_take_no_reply_marks_but_no_events() {
+    let rig = Rig::new(4, 64);
+    let (mut tx, mut rx) = rig.layout.lane_pair(&rig.mem, RingId::K2h);
+    tx.try_push(KIND_REPLY, 1, b"r").unwrap().unwrap();
+    tx.try_push(KIND_NO_REPLY, 0, b"").unwrap().unwrap();
+    let got = rx.try_pop_with(|h, p| (h.kind, h.correlation, p.to_vec()));
+    assert_eq!(got.unwrap(), Some((KIND_REPLY, 0, b"r".to_vec())));
+    let got = rx.try_pop_with(|h, p| (h.kind, h.correlation, p.to_vec()));
+    assert_eq!(got.unwrap(), Some((KIND_NO_REPLY, 1, vec![])));
+
+    tx.try_push(KIND_NO_REPLY, 0, b"x").unwrap().unwrap();
+    let what = corrupted(pop(&mut rx));
+    assert!(
+        what.starts_with("K2H") && what.contains("no-reply"),
+        "{what}"
+    );
+
+    let rig = Rig::new(4, 64);
+    let (mut tx, mut rx) = rig.layout.lane_pair(&rig.mem, RingId::K2h);
+    tx.try_push(KIND_EVENT, 0, b"tick").unwrap().unwrap();
+    let what = corrupted(pop(&mut rx));
+    assert!(what.starts_with("K2H") && what.contains("event"), "{what}");
 }
 
 /// A lane that stays torn is corruption, after LANE_TORN_POLLS reads in a

@@ -4,7 +4,9 @@
 
 use ringbridge::backend::SharedMemory;
 use ringbridge::error::RingId;
-use ringbridge::layout::{KIND_REPLY, KIND_REQUEST, RING_HEADER_SIZE};
+use ringbridge::layout::{
+    KIND_ERROR, KIND_EVENT, KIND_NO_REPLY, KIND_REPLY, KIND_REQUEST, RING_HEADER_SIZE,
+};
 use ringbridge::ring::{HostMemory, RegionLayout, RingSpec};
 use ringbridge::{Error, word_of};
 use std::sync::atomic::Ordering;
@@ -139,5 +141,70 @@ fn a_valid_sequence_passes_validation() {
                 .unwrap();
             assert_eq!(got, Some((n, n, n.to_le_bytes().to_vec())));
         }
+    }
+}
+
+/// K2H carries, besides replies and error replies, events (with a payload)
+/// and no-reply marks (without): the consumer hands all four over as they
+/// are, in order.
+#[test]
+fn k2h_accepts_events_and_no_reply_marks() {
+    let f = Fixture::new();
+    let (mut tx, mut rx) = f.layout.ring_pair(&f.mem, RingId::K2h);
+    tx.try_push(KIND_REPLY, 0, 0, b"r").unwrap().unwrap();
+    tx.try_push(KIND_EVENT, 7, 0, b"event zero")
+        .unwrap()
+        .unwrap();
+    tx.try_push(KIND_NO_REPLY, 0, 1, b"").unwrap().unwrap();
+    tx.try_push(KIND_ERROR, 3, 2, b"").unwrap().unwrap();
+    let mut got = Vec::new();
+    while let Some(m) = rx
+        .try_pop_with(|h, p| (h.seq, h.kind, h.correlation, h.flags, p.to_vec()))
+        .unwrap()
+    {
+        got.push(m);
+    }
+    assert_eq!(
+        got,
+        [
+            (0, KIND_REPLY, 0, 0, b"r".to_vec()),
+            (1, KIND_EVENT, 0, 7, b"event zero".to_vec()),
+            (2, KIND_NO_REPLY, 1, 0, vec![]),
+            (3, KIND_ERROR, 2, 3, vec![]),
+        ]
+    );
+}
+
+/// A no-reply mark carries nothing: one with a payload is corruption.
+#[test]
+fn a_no_reply_mark_with_a_payload() {
+    let f = Fixture::new();
+    let (mut tx, mut rx) = f.layout.ring_pair(&f.mem, RingId::K2h);
+    tx.try_push(KIND_NO_REPLY, 0, 0, b"x").unwrap();
+    let what = corrupted(rx.try_pop_with(|_, _| ()));
+    assert!(
+        what.contains("no-reply") && what.contains("1-byte"),
+        "{what}"
+    );
+}
+
+/// Kinds beyond the five, and requests or events where they do not
+/// belong, stay corruption.
+#[test]
+fn unknown_kinds_stay_corruption() {
+    for kind in [0, 6, 255, u32::MAX] {
+        let f = Fixture::new();
+        let (mut tx, mut rx) = f.layout.ring_pair(&f.mem, RingId::K2h);
+        tx.try_push(kind, 0, 0, b"").unwrap();
+        let what = corrupted(rx.try_pop_with(|_, _| ()));
+        assert!(what.contains(&format!("kind {kind}")), "{what}");
+    }
+    // H2K takes requests only.
+    for kind in [KIND_REPLY, KIND_EVENT, KIND_NO_REPLY] {
+        let f = Fixture::new();
+        let (mut tx, mut rx) = f.layout.ring_pair(&f.mem, RingId::H2k);
+        tx.try_push(kind, 0, 0, b"").unwrap();
+        let what = corrupted(rx.try_pop_with(|_, _| ()));
+        assert!(what.starts_with("H2K") && what.contains("kind"), "{what}");
     }
 }

@@ -50,13 +50,17 @@ const LIB_RS: &str = r#"include!(concat!(env!("OUT_DIR"), "/double_kernels.rs"))
 const TEST_RS: &str = r#"use ringbridge::{Backend, Bridge, Kernel};
 
 fn check(backend: Backend) -> String {
-    let kernel = double_kernel::double_bytes().with_param(1);
-    let bridge = Bridge::builder()
-        .backend(backend)
+    check_with(Bridge::builder().backend(backend))
+}
+
+fn check_with(builder: ringbridge::BridgeBuilder) -> String {
+    let kernel = double_kernel::double_bytes().with_param(1u64);
+    let bridge = builder
         .slot_size(256)
         .kernel(Kernel::User(kernel))
         .launch()
         .unwrap();
+    let backend = bridge.backend();
     let input: Vec<u8> = (0..=255).collect();
     for len in [0usize, 1, 15, 16, 17, 200] {
         let reply = bridge.round_trip(&input[..len]).unwrap();
@@ -71,6 +75,12 @@ fn check(backend: Backend) -> String {
 #[test]
 fn the_kernel_serves_on_the_host_backend() {
     assert_eq!(check(Backend::Host), "host backend requested");
+}
+
+#[test]
+fn the_kernel_serves_in_the_block_emulation() {
+    // The handler on a block of 64 CPU threads, as a GPU block runs it.
+    assert_eq!(check_with(Bridge::builder().backend(Backend::Host).emulate_block(64)), "host backend requested");
 }
 
 #[test]
@@ -135,8 +145,8 @@ fn a_crate_outside_the_repository_builds_and_runs_its_own_kernel() {
     );
     assert!(ok, "the user crate's tests failed:\n{text}");
     assert!(
-        text.contains("test result: ok. 3 passed"),
-        "the user crate's three tests did not all run:\n{text}"
+        text.contains("test result: ok. 4 passed"),
+        "the user crate's four tests did not all run:\n{text}"
     );
     let _ = std::fs::remove_dir_all(&work);
 }

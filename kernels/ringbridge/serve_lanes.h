@@ -271,24 +271,16 @@ RB_INLINE void rb_lane_write(rb_lane* slot, uint32_t nl, uint64_t word, const ui
  *     released everything it read, and a relaunch resumes from there.
  * -DRB_LANE_LAZY_TAIL=0 releases after every batch.
  *
- * The poll. One warp's poll is one PCIe read, about 1.1 us there and back,
- * and it sees host memory as it was when it reached the host. In a round
- * trip the next request cannot land before the host has seen the replies
- * and written it, so a poll issued at once after the replies comes back
- * empty, and whether the second poll finds the request depends on a few
- * tens of ns: on an H200 (2026-11-26, 64-byte echo, 200,000 round trips a
- * run) p50 was either about 2.2 us or about 4.0 us, run by run. With the
- * eager tail release the MEMBAR delayed the first poll by chance, and p50
- * was a steady 2.58 us (32 threads) and 2.75 us (128). So after a turn that
- * drained the ring, the polling warps wait RB_LANE_POLL_DELAY_CYCLES SM
- * cycles first: 1200 cycles (0.6 us at 1.98 GHz) gave a steady 2.41-2.46 us
- * (32 threads) and 2.54-2.56 us (128) on one machine, 2.56-2.60 and
- * 2.66-2.67 us on another (eager release, same runs: 2.58-2.60 / 2.75 and
- * 2.60-2.61 / 2.79-2.81); 400 and 800 cycles were still bimodal, 1600 gave
- * 2.62-2.77 us. The best delay depends on the host's and
- * the link's turnaround, so it is a switch: -DRB_LANE_POLL_DELAY_CYCLES=N
- * (0: no delay), e.g. through RINGBRIDGE_KERNEL_DEFINES (build.rs). A
- * stream that fills every polling warp's slot is never delayed.
+ * The poll. One warp's poll is one PCIe read that sees host memory as it
+ * was when it reached the host, so a poll issued at once after a round
+ * trip's replies comes back empty, and whether the next one finds the
+ * request is a matter of tens of ns: p50 went bimodal. After a turn that
+ * drained the ring, the polling warps therefore wait
+ * RB_LANE_POLL_DELAY_CYCLES SM cycles first (0: no delay; a switch, e.g.
+ * through RINGBRIDGE_KERNEL_DEFINES, since the best delay depends on the
+ * host's and the link's turnaround). A stream that fills every polling
+ * warp's slot is never delayed. The measurements behind 1200 cycles:
+ * docs/performance.md, "Lane poll delay".
  */
 #ifndef RB_LANE_LAZY_TAIL
 #define RB_LANE_LAZY_TAIL 1

@@ -30,10 +30,8 @@ namespace rb_detail {
    chunkwise handlers request by request instead (rb_serve_per_request_batch,
    with rb_handle mapping the chunks): the chunkwise path's rounds, written
    to spread a batch over a block, cost one thread more than they save.
-   Measured side by side on a 2-vCPU EPYC VM, 2026-11-26: 64-byte round
-   trips 251-260 -> 211-220 ns (vCPUs close) and 691-701 -> 541-571 ns (far
-   apart), a 4064-byte stream 0.91 -> 2.1-2.2 M msg/s. The chunkwise path
-   still runs on the host in tests, under the block emulation (a block of
+   (Measured: docs/performance.md, "Chunkwise on the host".) The chunkwise
+   path still runs on the host in tests, under the block emulation (a block of
    CPU threads, RB_BLOCK_PARALLEL). */
 template <class Handler>
 struct rb_use_coop {

@@ -26,11 +26,13 @@ use cudarc::driver::DriverError;
 
 use crate::error::Error;
 
+mod buffer;
 mod context;
 mod group;
 pub(crate) mod launch;
 mod memory;
 
+pub(crate) use buffer::DeviceBuffer;
 pub(crate) use context::context;
 pub use context::{DeviceInfo, device_count, device_info};
 pub(crate) use group::{CudaGroup, StripeEngine};

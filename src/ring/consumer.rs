@@ -161,7 +161,7 @@ impl RingConsumer {
                 header.seq
             )));
         }
-        self.ring.check_kind(header.kind, pos)?;
+        self.ring.check_kind(header.kind, header.len, pos, false)?;
         let len = header.len as usize;
         if len > self.ring.max_payload() {
             return Err(self.ring.corrupted(format!(

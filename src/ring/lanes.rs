@@ -631,7 +631,7 @@ impl LaneConsumer {
             return Ok(None);
         };
         let (kind, len, flags) = lane_header_fields(word);
-        self.ring.check_kind(kind, pos)?;
+        self.ring.check_kind(kind, len, pos, true)?;
         let max = self.ring.lane_max_payload();
         if len as usize > max {
             return Err(self.ring.corrupted(format!(

@@ -61,9 +61,10 @@ pub use producer::RingProducer;
 use crate::backend::SharedMemory;
 use crate::error::{Error, Result, RingId};
 use crate::layout::{
-    ControlBlock, FORMAT_LANES, FORMAT_SLOTS, KIND_ERROR, KIND_REPLY, KIND_REQUEST, LANE_SIZE,
-    LAYOUT_VERSION, LINE, MAGIC, MAX_CAPACITY, MAX_LANE_SLOT_SIZE, MAX_SLOT_SIZE,
-    MESSAGE_HEADER_SIZE, MIN_SLOT_SIZE, RING_HEADER_SIZE, RingHeader, lane_max_payload,
+    ControlBlock, FORMAT_LANES, FORMAT_SLOTS, KIND_ERROR, KIND_EVENT, KIND_NO_REPLY, KIND_REPLY,
+    KIND_REQUEST, LANE_SIZE, LAYOUT_VERSION, LINE, MAGIC, MAX_CAPACITY, MAX_LANE_SLOT_SIZE,
+    MAX_SLOT_SIZE, MESSAGE_HEADER_SIZE, MIN_SLOT_SIZE, RING_HEADER_SIZE, RingHeader,
+    lane_max_payload,
 };
 use std::ptr::NonNull;
 
@@ -520,12 +521,14 @@ impl RegionLayout {
     }
 
     /// The producer and the consumer of one ring, over `mem`. The consumer
-    /// accepts requests on H2K, and replies and error replies on K2H.
+    /// accepts requests on H2K; on K2H replies, error replies, events
+    /// ([`KIND_EVENT`]) and no-reply marks ([`KIND_NO_REPLY`], without
+    /// payload).
     ///
     /// ```
     /// use ringbridge::Error;
     /// use ringbridge::error::RingId;
-    /// use ringbridge::layout::{KIND_REPLY, KIND_REQUEST};
+    /// use ringbridge::layout::{KIND_EVENT, KIND_NO_REPLY, KIND_REPLY, KIND_REQUEST};
     /// use ringbridge::ring::{HostMemory, RegionLayout, RingSpec};
     /// let layout = RegionLayout::new(RingSpec::new(4, 64)?)?;
     /// let mem = HostMemory::new(layout.total_bytes)?;
@@ -533,6 +536,11 @@ impl RegionLayout {
     /// let (mut tx, mut rx) = layout.ring_pair(&mem, RingId::K2h);
     /// tx.try_push(KIND_REPLY, 0, 7, b"ok")?;
     /// assert_eq!(rx.try_pop_with(|h, p| (h.correlation, p.to_vec()))?, Some((7, b"ok".to_vec())));
+    /// // an event (correlation: the kernel's own event number) and a no-reply mark
+    /// tx.try_push(KIND_EVENT, 5, 0, b"tick")?;
+    /// tx.try_push(KIND_NO_REPLY, 0, 3, b"")?;
+    /// assert_eq!(rx.try_pop_with(|h, p| (h.kind, h.flags, p.to_vec()))?, Some((KIND_EVENT, 5, b"tick".to_vec())));
+    /// assert_eq!(rx.try_pop_with(|h, p| (h.kind, h.correlation, p.len()))?, Some((KIND_NO_REPLY, 3, 0)));
     /// // a request has no business on K2H: the consumer rejects it
     /// tx.try_push(KIND_REQUEST, 0, 0, b"?")?;
     /// let err = rx.try_pop_with(|_, _| ()).unwrap_err();
@@ -692,24 +700,46 @@ impl RingRef {
         }
     }
 
-    /// Checks the kind of the message at `pos`, in either slot format:
-    /// requests on H2K, replies or error replies on K2H.
+    /// Checks the kind (and, for a no-reply mark, the length) of the message
+    /// at `pos`: requests on H2K; on K2H replies, error replies and
+    /// [`KIND_NO_REPLY`] marks (which carry no payload), and in the slot
+    /// format [`KIND_EVENT`]s too. The lane format carries no event: only
+    /// kernels that send produce them, and those run in the slot format (a
+    /// lane header has no word for the event's own number).
     #[inline]
-    fn check_kind(&self, kind: u32, pos: u64) -> Result<()> {
+    fn check_kind(&self, kind: u32, len: u32, pos: u64, lanes: bool) -> Result<()> {
         let ok = match self.id {
             RingId::H2k => kind == KIND_REQUEST,
-            RingId::K2h => kind == KIND_REPLY || kind == KIND_ERROR,
+            RingId::K2h => {
+                kind == KIND_REPLY
+                    || kind == KIND_ERROR
+                    || (kind == KIND_NO_REPLY && len == 0)
+                    || (kind == KIND_EVENT && !lanes)
+            }
         };
         if ok {
             Ok(())
         } else {
-            Err(self.unknown_kind(kind, pos))
+            Err(self.unknown_kind(kind, len, pos, lanes))
         }
     }
 
     #[cold]
-    fn unknown_kind(&self, kind: u32, pos: u64) -> Error {
-        self.corrupted(format!("unknown message kind {kind} at position {pos}"))
+    fn unknown_kind(&self, kind: u32, len: u32, pos: u64, lanes: bool) -> Error {
+        let what = match (self.id, kind) {
+            (RingId::K2h, KIND_NO_REPLY) => {
+                format!(
+                    "no-reply mark with a {len}-byte payload at position {pos} (it carries none)"
+                )
+            }
+            (RingId::K2h, KIND_EVENT) if lanes => {
+                format!(
+                    "event at position {pos} of a lane-format ring (events travel in slots only)"
+                )
+            }
+            _ => format!("unknown message kind {kind} at position {pos}"),
+        };
+        self.corrupted(what)
     }
 }
 
