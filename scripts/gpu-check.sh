@@ -75,6 +75,21 @@ if [ "${GPU_CHECK_LANE_SOAK:-0}" = 1 ]; then
   exit $fail
 fi
 
+# The examples on the GPU (RINGBRIDGE_REQUIRE_GPU=1: they fail on the
+# fallback), their figures (GET round-trip p50, reduce requests/s) into the
+# summary, then their tests (the GPU runs, the fallback's, the PTX checks).
+# Never run on a GPU yet, so early; not in the side-by-side mode.
+for ex in kv-store reduce; do
+  [ "$ab_only" = 1 ] && break
+  [ -x "example-$ex" ] || continue
+  step "example-$ex" 90 "./example-$ex"
+  grep -E ' on |mixed load|event|round trip|requests/s|read back' "$r/example-$ex.log" | sed "s/^/$ex: /" | tee -a "$summary"
+  [ -x "test-example-$ex" ] || continue
+  # --skip emulated: the block emulation's library stays on the build machine.
+  step "test-example-$ex" 120 "./test-example-$ex" --test-threads=1 --nocapture --skip emulated
+  grep -E '^test result|FAILED|panicked|skipped' "$r/test-example-$ex.log" | head -6 | tee -a "$summary"
+done
+
 # Never measured on a GPU yet, so first: several SMs, one launch of N blocks,
 # one ring pair and two host threads each.
 n64=50000000; n4k=2000000; [ "$quick" = 1 ] && { n64=2000000; n4k=100000; }

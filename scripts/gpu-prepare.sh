@@ -91,6 +91,23 @@ for line in sys.stdin:
         shutil.copy(m["executable"], ".gpu/bench-" + m["target"]["name"])
         print("copied bench-" + m["target"]["name"])
 '
+# The examples (examples/kv-store, examples/reduce): each one's release
+# binary (.gpu/example-NAME) and its test binary (.gpu/test-example-NAME),
+# which carries the kernel's PTX for its PTX check.
+for ex in kv-store reduce; do
+    cargo build --release -p "$ex"
+    cp "target/release/$ex" ".gpu/example-$ex"
+    cargo test --release -p "$ex" --no-run --message-format=json 2>/dev/null |
+        python3 -c '
+import json, shutil, sys
+for line in sys.stdin:
+    m = json.loads(line)
+    if m.get("reason") == "compiler-artifact" and m.get("executable") and m["target"]["kind"] == ["test"]:
+        shutil.copy(m["executable"], ".gpu/test-example-" + sys.argv[1])
+        print("copied test-example-" + sys.argv[1])
+' "$ex"
+done
+strip .gpu/example-*
 cp scripts/gpu-check.sh .gpu/
 strip .gpu/ringbridge .gpu/ringbridge-* .gpu/test-* .gpu/bench-*
 du -sh .gpu
