@@ -90,6 +90,13 @@ for ex in kv-store reduce; do
   grep -E '^test result|FAILED|panicked|skipped' "$r/test-example-$ex.log" | head -6 | tee -a "$summary"
 done
 
+# Every handler model on the GPU (model-tests/), never run on one yet.
+if [ "$ab_only" != 1 ] && [ -x test-models ]; then
+  # The GPU test only: the others emulate a block, whose library stays here.
+  step test-models 120 ./test-models --test-threads=1 --nocapture every_model_on_the_gpu
+  grep -E '^test result|FAILED|panicked|skipped' "$r/test-models.log" | head -6 | tee -a "$summary"
+fi
+
 # Never measured on a GPU yet, so first: several SMs, one launch of N blocks,
 # one ring pair and two host threads each.
 n64=50000000; n4k=2000000; [ "$quick" = 1 ] && { n64=2000000; n4k=100000; }

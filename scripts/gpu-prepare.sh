@@ -107,6 +107,16 @@ for line in sys.stdin:
         print("copied test-example-" + sys.argv[1])
 ' "$ex"
 done
+# The handler models' tests (model-tests/): their GPU test, and the rest.
+cargo test --release -p ringbridge-model-tests --no-run --message-format=json 2>/dev/null |
+    python3 -c '
+import json, shutil, sys
+for line in sys.stdin:
+    m = json.loads(line)
+    if m.get("reason") == "compiler-artifact" and m.get("executable") and m["target"]["kind"] == ["test"]:
+        shutil.copy(m["executable"], ".gpu/test-models")
+        print("copied test-models")
+'
 strip .gpu/example-*
 cp scripts/gpu-check.sh .gpu/
 strip .gpu/ringbridge .gpu/ringbridge-* .gpu/test-* .gpu/bench-*

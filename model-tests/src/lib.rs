@@ -12,7 +12,7 @@ pub struct TableParam {
     pub add: u32,
     /// Padding to keep `table` where the C++ struct has it.
     pub pad: u32,
-    /// reply[i] = table[request[i]] + add.
+    /// `reply[i] = table[request[i]] + add`.
     pub table: [u8; 256],
     /// The parameter's last bytes, replied after the mapped payload.
     pub tail: [u8; 64],

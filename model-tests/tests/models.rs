@@ -349,3 +349,86 @@ fn a_kernel_that_sends_cannot_be_striped() {
     }
     striped.shutdown().unwrap();
 }
+
+/// Whether a GPU serves here; prints why the caller skips otherwise, and
+/// fails when `RINGBRIDGE_REQUIRE_GPU=1`.
+fn gpu_or_skip(test: &str, kernel: &UserKernel) -> bool {
+    match Bridge::builder()
+        .backend(Backend::Cuda)
+        .kernel(Kernel::User(kernel.clone()))
+        .resolve_backend()
+    {
+        Ok(_) => true,
+        Err(why) => {
+            assert!(
+                std::env::var("RINGBRIDGE_REQUIRE_GPU").as_deref() != Ok("1"),
+                "{test}: RINGBRIDGE_REQUIRE_GPU=1 but no GPU serves: {why}"
+            );
+            println!("{test}: skipped: no GPU ({why})");
+            false
+        }
+    }
+}
+
+/// Every model on the GPU, at several block sizes: the same answers as on
+/// the fallback (prepared for scripts/gpu-check.sh; never run on a GPU yet).
+#[test]
+fn every_model_on_the_gpu() {
+    if !gpu_or_skip("every_model_on_the_gpu", &models::models_sum()) {
+        return;
+    }
+    for block in [32u32, 128, 1024] {
+        let cuda = |k: UserKernel| {
+            Bridge::builder()
+                .backend(Backend::Cuda)
+                .kernel(Kernel::User(k))
+                .capacity(1024)
+                .slot_size(1024)
+                .block_size(block)
+        };
+        // Cooperative: the sum and the block size.
+        let bridge = cuda(models::models_sum()).launch().unwrap();
+        let words: Vec<u32> = (0..240).map(|i| i * 1000 + 7).collect();
+        let reply = bridge.round_trip(bytemuck::cast_slice(&words)).unwrap();
+        let sum = u64::from_le_bytes(reply.payload[..8].try_into().unwrap());
+        let size = u32::from_le_bytes(reply.payload[8..12].try_into().unwrap());
+        assert_eq!(
+            (sum, size),
+            (words.iter().map(|&w| u64::from(w)).sum(), block)
+        );
+        bridge.shutdown().unwrap();
+        // No reply and order.
+        let bridge = cuda(models::models_quiet()).launch().unwrap();
+        for i in 0..300u32 {
+            bridge.send(&[u8::from(i % 3 != 0), i as u8]).unwrap();
+        }
+        for i in (0..300u32).filter(|i| i % 3 != 0) {
+            assert_eq!(
+                bridge
+                    .recv_timeout(Duration::from_secs(10))
+                    .unwrap()
+                    .payload,
+                [1, i as u8]
+            );
+        }
+        assert_eq!(bridge.stats().no_reply, 100);
+        bridge.shutdown().unwrap();
+        // Own messages, from handlers and from the idle hook.
+        let bridge = cuda(models::models_sender().with_param(3u64))
+            .launch()
+            .unwrap();
+        for i in 0..100u32 {
+            bridge.send_with_flags(1, &[i as u8; 3]).unwrap();
+        }
+        let (mut replies, mut events) = (0, 0);
+        while replies < 100 || events < 103 {
+            let m = bridge.recv_timeout(Duration::from_secs(10)).unwrap();
+            if m.is_event() {
+                events += 1
+            } else {
+                replies += 1
+            }
+        }
+        bridge.shutdown().unwrap();
+    }
+}
