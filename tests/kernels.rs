@@ -297,10 +297,9 @@ fn entries_take_the_launch_arguments_by_value() {
         return;
     }
     let size = size_of::<ringbridge::layout::LaunchArgs>();
-    for name in ["echo", "scale", "faults"] {
-        let img = kernels::image(name).unwrap();
-        for e in img.entries {
-            let body = entry_body(img.ptx, e);
+    for (_, ptx, entries) in ring_images() {
+        for e in entries {
+            let body = entry_body(ptx, e);
             let signature = &body[..body.find(')').unwrap()];
             for i in 0..3 {
                 assert!(
