@@ -353,13 +353,19 @@ fn a_kernel_that_sends_cannot_be_striped() {
 /// Whether a GPU serves here; prints why the caller skips otherwise, and
 /// fails when `RINGBRIDGE_REQUIRE_GPU=1`.
 fn gpu_or_skip(test: &str, kernel: &UserKernel) -> bool {
+    // Auto picks CUDA exactly when a driver, a GPU and the kernel's fatbin
+    // are here, and says why not otherwise.
     match Bridge::builder()
-        .backend(Backend::Cuda)
+        .backend(Backend::Auto)
         .kernel(Kernel::User(kernel.clone()))
         .resolve_backend()
     {
-        Ok(_) => true,
-        Err(why) => {
+        Ok((Backend::Cuda, _)) => true,
+        other => {
+            let why = match other {
+                Ok((_, why)) => why,
+                Err(e) => e.to_string(),
+            };
             assert!(
                 std::env::var("RINGBRIDGE_REQUIRE_GPU").as_deref() != Ok("1"),
                 "{test}: RINGBRIDGE_REQUIRE_GPU=1 but no GPU serves: {why}"
