@@ -83,7 +83,7 @@ RB_INLINE int rb_serve(rb_control* ctl, rb_ring* h2k, rb_ring* k2h, Handler& han
        threads) as many as the block-shared state holds; the host fallback's
        one thread takes up to RB_HOST_MAX_BATCH in turn. */
     const uint64_t max_batch = rb_cooperative_of<Handler>::value ? RB_COOPERATIVE_MAX_BATCH
-                               : rb_use_coop<Handler>::value    ? RB_COOP_MAX_BATCH
+                               : rb_chunkwise_in_block<Handler>::value    ? RB_CHUNKWISE_MAX_BATCH
                                                                 : (RB_BLOCK_PARALLEL ? nthreads : RB_HOST_MAX_BATCH);
     /* K2H slots per request: its reply and the messages it may send. */
     constexpr uint64_t per_request = 1u + rb_max_sends_of<Handler>::value;
@@ -221,7 +221,7 @@ RB_INLINE int rb_serve(rb_control* ctl, rb_ring* h2k, rb_ring* k2h, Handler& han
         uint32_t fatal;
         if constexpr (rb_cooperative_of<Handler>::value) {
             fatal = rb_serve_cooperative_batch(h2k, k2h, handler, sh, n, &code, &detail);
-        } else if constexpr (rb_use_coop<Handler>::value) {
+        } else if constexpr (rb_chunkwise_in_block<Handler>::value) {
             fatal = rb_serve_chunkwise_batch(h2k, k2h, handler, sh, n, &code, &detail);
         } else {
             fatal = rb_serve_per_request_batch(h2k, k2h, handler, sh, n, &code, &detail);

@@ -15,13 +15,13 @@ namespace rb_detail {
 /* ------------------------------------------------------------------------ */
 
 /* Requests per batch at most on this path (block-shared state per request). */
-#define RB_COOP_MAX_BATCH 1024u
+#define RB_CHUNKWISE_MAX_BATCH 1024u
 /* Requests per batch of a cooperative handler: served one after another,
    so a long batch would hold back the replies of its first requests. */
 #define RB_COOPERATIVE_MAX_BATCH 32u
 /* Pairs of adjacent 16-byte chunks each thread loads per round, all in
    flight together: 4 loads (64 bytes) per thread. */
-#define RB_COOP_PAIRS 2u
+#define RB_CHUNKWISE_PAIRS 2u
 /* len of a request whose header failed validation. */
 #define RB_LEN_CORRUPT 0xFFFFFFFFu
 
@@ -34,15 +34,15 @@ namespace rb_detail {
    path still runs on the host in tests, under the block emulation (a block of
    CPU threads, RB_BLOCK_PARALLEL). */
 template <class Handler>
-struct rb_use_coop {
+struct rb_chunkwise_in_block {
     static constexpr bool value = rb_chunkwise_of<Handler>::value && RB_BLOCK_PARALLEL;
 };
 
 /* Block-shared per-request state of a chunkwise batch. */
-struct rb_coop_shared {
-    uint32_t len[RB_COOP_MAX_BATCH];   /* validated request len, or RB_LEN_CORRUPT */
-    uint32_t flags[RB_COOP_MAX_BATCH]; /* request flags */
-    int32_t rc[RB_COOP_MAX_BATCH];     /* the handler's admit() */
+struct rb_chunkwise_shared {
+    uint32_t len[RB_CHUNKWISE_MAX_BATCH];   /* validated request len, or RB_LEN_CORRUPT */
+    uint32_t flags[RB_CHUNKWISE_MAX_BATCH]; /* request flags */
+    int32_t rc[RB_CHUNKWISE_MAX_BATCH];     /* the handler's admit() */
     uint32_t fatal_index;              /* first request that stops the kernel, or RB_NO_FATAL */
 };
 
@@ -57,7 +57,7 @@ RB_INLINE uint32_t rb_log2(uint64_t x) {
 
 /* Whether request state (len, rc) stops the kernel: a corrupted header, a
    fatal admit(), or a reply that would not fit a K2H slot. */
-RB_INLINE bool rb_coop_fatal(uint32_t len, int32_t rc, uint32_t out_cap) {
+RB_INLINE bool rb_chunkwise_fatal(uint32_t len, int32_t rc, uint32_t out_cap) {
     return len == RB_LEN_CORRUPT || rc < 0 || (rc == 0 && len > out_cap);
 }
 
@@ -66,7 +66,7 @@ RB_INLINE bool rb_coop_fatal(uint32_t len, int32_t rc, uint32_t out_cap) {
  * sh.h2k_tail.., K2H positions sh.k2h_head..) with a chunkwise handler. Every
  * thread of the block calls it. The batch's request slots, header chunks
  * included, form one index space of n * (slot_size / 16) chunks that the
- * block walks in rounds: in a round, thread t loads RB_COOP_PAIRS pairs of
+ * block walks in rounds: in a round, thread t loads RB_CHUNKWISE_PAIRS pairs of
  * adjacent chunks (a slot's two header chunks are always one pair), with
  * plain 16-byte loads that are all in flight together, so a 4 KiB request
  * costs one PCIe round trip, not 64. A chunk whose request header arrives in
@@ -86,7 +86,7 @@ RB_INLINE bool rb_coop_fatal(uint32_t len, int32_t rc, uint32_t out_cap) {
 template <class Handler>
 RB_INLINE uint32_t rb_serve_chunkwise_batch(rb_ring* h2k, rb_ring* k2h, const Handler& handler,
                                             const rb_block_state& sh, uint32_t n, uint64_t* code, uint64_t* detail) {
-    RB_BLOCK_SHARED rb_coop_shared cs;
+    RB_BLOCK_SHARED rb_chunkwise_shared cs;
     const uint32_t tid = rb_thread_index();
     const uint32_t nthreads = rb_block_size();
     const uint64_t in_base = sh.h2k_tail, out_base = sh.k2h_head;
@@ -95,15 +95,15 @@ RB_INLINE uint32_t rb_serve_chunkwise_batch(rb_ring* h2k, rb_ring* k2h, const Ha
     const uint32_t in_cap = (uint32_t)(sh.h2k_slot_size - RB_MSG_HEADER_SIZE);
     const uint32_t out_cap = (uint32_t)(sh.k2h_slot_size - RB_MSG_HEADER_SIZE);
     const uint64_t total = (uint64_t)n << in_shift;
-    const uint64_t per_round = (uint64_t)nthreads * 2u * RB_COOP_PAIRS;
+    const uint64_t per_round = (uint64_t)nthreads * 2u * RB_CHUNKWISE_PAIRS;
     if (tid == 0) cs.fatal_index = RB_NO_FATAL;
     rb_block_sync(); /* fatal_index is reset before any thread lowers it */
 
     for (uint64_t base = 0; base < total; base += per_round) {
-        rb_vec16 v[RB_COOP_PAIRS][2] = {}; /* zeroed: quiets maybe-uninitialized; only loaded pairs are used */
-        uint64_t idx[RB_COOP_PAIRS]; /* first chunk of each pair, or `total`: none */
+        rb_vec16 v[RB_CHUNKWISE_PAIRS][2] = {}; /* zeroed: quiets maybe-uninitialized; only loaded pairs are used */
+        uint64_t idx[RB_CHUNKWISE_PAIRS]; /* first chunk of each pair, or `total`: none */
         RB_UNROLL
-        for (uint32_t p = 0; p < RB_COOP_PAIRS; ++p) {
+        for (uint32_t p = 0; p < RB_CHUNKWISE_PAIRS; ++p) {
             const uint64_t i = base + (uint64_t)p * nthreads * 2u + 2u * tid;
             idx[p] = total;
             if (i >= total) continue;
@@ -120,7 +120,7 @@ RB_INLINE uint32_t rb_serve_chunkwise_batch(rb_ring* h2k, rb_ring* k2h, const Ha
         }
         /* The header pairs of this round: validate, admit, share. */
         RB_UNROLL
-        for (uint32_t p = 0; p < RB_COOP_PAIRS; ++p) {
+        for (uint32_t p = 0; p < RB_CHUNKWISE_PAIRS; ++p) {
             if (idx[p] == total || (idx[p] & in_mask) != 0) continue;
             const uint32_t m = (uint32_t)(idx[p] >> in_shift);
             rb_msg_header in;
@@ -136,18 +136,18 @@ RB_INLINE uint32_t rb_serve_chunkwise_batch(rb_ring* h2k, rb_ring* k2h, const Ha
             cs.len[m] = len;
             cs.flags[m] = in.flags;
             cs.rc[m] = rc;
-            if (rb_coop_fatal(len, rc, out_cap)) rb_block_min_u32(&cs.fatal_index, m);
+            if (rb_chunkwise_fatal(len, rc, out_cap)) rb_block_min_u32(&cs.fatal_index, m);
         }
         rb_block_sync(); /* every header of this round is in cs */
         /* Replies: the header pair writes the reply header, payload pairs
            their mapped chunks up to rb_round16(len). */
         RB_UNROLL
-        for (uint32_t p = 0; p < RB_COOP_PAIRS; ++p) {
+        for (uint32_t p = 0; p < RB_CHUNKWISE_PAIRS; ++p) {
             if (idx[p] == total) continue;
             const uint32_t m = (uint32_t)(idx[p] >> in_shift), c = (uint32_t)idx[p] & in_mask;
             const uint32_t len = cs.len[m];
             const int32_t rc = cs.rc[m];
-            if (rb_coop_fatal(len, rc, out_cap)) continue; /* the batch is not published */
+            if (rb_chunkwise_fatal(len, rc, out_cap)) continue; /* the batch is not published */
             uint8_t* out = rb_slot(k2h, out_base + m, sh.k2h_mask, sh.k2h_slot_size);
             if (c == 0) {
                 rb_msg_header o;
