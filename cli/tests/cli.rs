@@ -66,7 +66,22 @@ fn has_keys(v: &Value, keys: &[&str]) {
 #[test]
 fn info_json_has_its_keys() {
     let v = json(&["info", "--json"]);
-    has_keys(&v, &["kernels_compiled", "nvcc", "archs", "backend", "gpu"]);
+    has_keys(
+        &v,
+        &[
+            "kernels_compiled",
+            "nvcc",
+            "archs",
+            "backend",
+            "gpu",
+            "gpus",
+        ],
+    );
+    // One entry per GPU the driver reports.
+    assert_eq!(
+        v["gpus"].as_array().map(Vec::len),
+        v["gpu_count"].as_u64().map(|n| n as usize)
+    );
 }
 
 #[test]

@@ -16,7 +16,10 @@ struct Gpu {
 struct Info {
     driver: bool,
     driver_version: Option<i32>,
+    /// The first GPU (device 0), as before `gpus` existed.
     gpu: Option<Gpu>,
+    /// Every GPU the driver reports, by ordinal.
+    gpus: Vec<Gpu>,
     gpu_count: usize,
     gpu_error: Option<String>,
     kernels_compiled: bool,
@@ -55,11 +58,32 @@ pub(crate) fn run(json: bool) -> anyhow::Result<()> {
         },
         Err(e) => (None, 0, Some(e.to_string()), None),
     };
+    // Every device, by ordinal; one that cannot be read is left out and its
+    // error kept (the first one) when no other error is known.
+    let mut gpus = Vec::new();
+    let mut gpu_error = gpu_error;
+    for ordinal in 0..gpu_count {
+        match ringbridge::cuda::device_info(ordinal) {
+            Ok(d) => gpus.push(Gpu {
+                ordinal: d.ordinal,
+                name: d.name,
+                compute_capability: format!(
+                    "{}.{}",
+                    d.compute_capability.0, d.compute_capability.1
+                ),
+                total_memory_bytes: d.total_memory,
+            }),
+            Err(e) => {
+                gpu_error.get_or_insert_with(|| format!("device {ordinal}: {e}"));
+            }
+        }
+    }
     let (backend, backend_reason) = ringbridge::Bridge::builder().resolve_backend()?;
     let info = Info {
         driver,
         driver_version,
         gpu,
+        gpus,
         gpu_count,
         gpu_error,
         kernels_compiled: kernels::KERNELS_COMPILED,
@@ -78,15 +102,20 @@ pub(crate) fn run(json: bool) -> anyhow::Result<()> {
         "CUDA driver:      {}",
         if driver { "found" } else { "not found" }
     );
-    match &info.gpu {
-        Some(g) => println!(
-            "GPU:              {} (device {}, compute capability {}, {} GPU(s))",
-            g.name, g.ordinal, g.compute_capability, info.gpu_count
-        ),
-        None => println!(
+    if info.gpus.is_empty() {
+        println!(
             "GPU:              none ({})",
             info.gpu_error.as_deref().unwrap_or("unknown")
-        ),
+        );
+    }
+    for g in &info.gpus {
+        println!(
+            "GPU {}:            {} (compute capability {}, {} GiB)",
+            g.ordinal,
+            g.name,
+            g.compute_capability,
+            g.total_memory_bytes >> 30
+        );
     }
     match (info.kernels_compiled, info.nvcc) {
         (true, v) => println!(
