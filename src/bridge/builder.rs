@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::backend::Backend;
+use crate::backend::launch::{LaunchRequest, LoopConfig};
 use crate::buffer::BufferInit;
 use crate::error::{Error, Result};
 use crate::layout::LaunchArgs;
@@ -12,7 +13,7 @@ use crate::ring::{AUTO_LANES_MAX_SLOT_SIZE, RegionLayout, RingSpec, SlotFormat};
 use crate::user_kernel::HandlerTraits;
 use crate::wait::WaitPolicy;
 
-use super::launch::{Launched, LoopConfig, cuda_ready, launch_cuda, launch_host};
+use super::launch::Launched;
 use super::{Bridge, Kernel};
 
 /// Whether `kernel` has a CUDA image, and if not, why.
@@ -458,7 +459,9 @@ impl BridgeBuilder {
                 if self.kernel.needs_cuda() {
                     return Ok((Backend::Cuda, "a custom kernel image needs CUDA".into()));
                 }
-                match cuda_image_of(&self.kernel).and_then(|()| cuda_ready(self.device)) {
+                match cuda_image_of(&self.kernel)
+                    .and_then(|()| crate::cuda::device_usable(self.device))
+                {
                     Ok(()) => Ok((Backend::Cuda, format!("CUDA device {} found", self.device))),
                     Err(why) => Ok((Backend::Host, format!("no CUDA: {why}"))),
                 }
@@ -585,10 +588,17 @@ impl BridgeBuilder {
         let (spec, max_payload) = self.resolve_spec(backend)?;
         let layout = RegionLayout::new(spec)?;
         let mut args = self.launch_args();
-        let (parts, buffers) = match backend {
-            Backend::Host => launch_host(&self, &layout, &mut args, stripes)?,
-            _ => launch_cuda(&self, &layout, &mut args, stripes)?,
+        let request = LaunchRequest {
+            kernel: &self.kernel,
+            device: self.device,
+            buffers: &self.buffers,
+            block: self.block_threads_for(spec.format()),
+            emulated_block: self.emulated_block,
+            loop_config: self.loop_config(),
+            layout: &layout,
+            stripes,
         };
+        let (parts, buffers) = backend.launcher().launch(&request, &mut args)?;
         let buffers = Arc::new(buffers);
         // From here on, dropping the bridges stops what was started.
         let bridges: Vec<Bridge> = parts

@@ -30,6 +30,7 @@ mod buffer;
 mod context;
 mod group;
 pub(crate) mod launch;
+mod launcher;
 mod memory;
 
 pub(crate) use buffer::DeviceBuffer;
@@ -37,6 +38,7 @@ pub(crate) use context::context;
 pub use context::{DeviceInfo, device_count, device_info};
 pub(crate) use group::{CudaGroup, StripeEngine};
 pub(crate) use launch::CudaKernel;
+pub(crate) use launcher::{CudaLauncher, device_usable};
 pub(crate) use memory::MappedMemory;
 
 /// Whether a CUDA driver library (`libcuda`) can be loaded.

@@ -16,6 +16,10 @@ use crate::ring::{HostMemory, RegionLayout};
 use crate::sync::lock;
 use crate::user_kernel::{HostEntry, UserKernel};
 
+mod launcher;
+
+pub(crate) use launcher::HostLauncher;
+
 /// The signature of a host handler: request header, request payload, reply
 /// buffer (the slot's payload capacity). `Ok(n)` replies with the first `n`
 /// bytes of the buffer; `Err(code)` sends an error reply carrying `code`
