@@ -16,7 +16,7 @@ use std::ffi::c_void;
 use std::sync::Mutex;
 
 use crate::error::{Error, Result};
-use crate::kernels::ffi::HandlerFn;
+use crate::fallback::ffi::RawHandlerFn;
 use crate::sync::lock;
 
 /// `name__rb_emulate(ctl, h2k, k2h, args, nthreads)`, which
@@ -37,7 +37,7 @@ pub(crate) type CallbackEntry = unsafe extern "C" fn(
     ctl: *mut c_void,
     h2k: *mut c_void,
     k2h: *mut c_void,
-    handler: HandlerFn,
+    handler: RawHandlerFn,
     fn_ctx: *mut c_void,
     nthreads: u32,
 ) -> i32;

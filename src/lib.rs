@@ -5,20 +5,25 @@
 //! host memory: host-to-kernel (H2K) and kernel-to-host (K2H).
 //!
 //! Layers, bottom to top:
-//! - [`queue`]: a lock-free host SPSC queue with `Producer`/`Consumer` halves.
 //! - [`layout`]: the bytes both sides share (ring header, slot header,
 //!   control block); the CUDA header is generated from it.
-//! - [`ring`]: the host halves of the ring protocol over shared memory.
-//! - backends: [`cuda`] (driver API through cudarc) and [`fallback`] (the same
-//!   device-half C++ code, compiled for the host and run on a CPU thread).
-//! - [`bridge`]: the user-facing [`Bridge`]; [`striped`]: several of them
-//!   striped by the host, for more SMs and more host threads;
-//!   [`asynchronous`]: its async calls, for any executor; [`measure`]: its
-//!   latency and streaming rate, on any kernel.
-//! - [`buffer`]: bridge-owned buffers a kernel reads and writes beside its
-//!   rings.
-//! - [`wait`]: how an idle bridge waits ([`WaitPolicy`]) and the doorbell
-//!   that lets the host fallback's two sides sleep until woken.
+//! - [`ring`]: the host halves of the ring protocol over shared memory, and
+//!   [`queue`]: a lock-free host SPSC queue with `Producer`/`Consumer`
+//!   halves.
+//! - [`backend`]: what a bridge needs from a backend (shared memory, an
+//!   engine it watches, a launcher), implemented by [`cuda`] (driver API
+//!   through cudarc) and [`fallback`] (the same device-half C++ code,
+//!   compiled for the host and run on a CPU thread; [`kernels`] holds the
+//!   compiled images).
+//! - [`bridge`]: the user-facing [`Bridge`] (one file per job: builder,
+//!   launch, watchdog, waits, send, receive, round trips, stats);
+//!   [`striped`]: several of them striped by the host, for more SMs and
+//!   more host threads; [`asynchronous`]: its async calls, for any
+//!   executor; [`measure`]: its latency and streaming rate, on any kernel;
+//!   [`wait`]: how an idle bridge waits ([`WaitPolicy`]) and the doorbell
+//!   that lets the host fallback's two sides sleep until woken; [`buffer`]:
+//!   bridge-owned buffers a kernel reads and writes beside its rings.
+//! - The command line, in the `cli/` crate (`ringbridge-cli`).
 #![warn(missing_docs)]
 #![deny(unsafe_op_in_unsafe_fn)]
 

@@ -182,7 +182,7 @@ impl Doorbell {
         // also sees what we published. Only the swap that took the 1 wakes.
         if word.load(Ordering::Relaxed) != 0 && word.swap(0, Ordering::Release) != 0 {
             // SAFETY: the word lies in `self.memory`, alive for the call.
-            unsafe { crate::kernels::ffi::rb_host_doorbell_wake(word.as_ptr()) };
+            unsafe { crate::fallback::ffi::rb_host_doorbell_wake(word.as_ptr()) };
         }
     }
 
@@ -280,7 +280,7 @@ impl Waiter<'_> {
         // SAFETY: the word lies in the bridge's memory, which the doorbell
         // keeps alive for the call.
         unsafe {
-            crate::kernels::ffi::rb_host_doorbell_park(word.as_ptr(), timeout.as_nanos() as u64)
+            crate::fallback::ffi::rb_host_doorbell_park(word.as_ptr(), timeout.as_nanos() as u64)
         };
         // Acquire: pairs with the serve loop's release swap to 0 when it
         // woke us, so the next poll sees the replies published before it.

@@ -5,7 +5,13 @@
 //!   (primary) context of one of them;
 //! - `memory`: pinned, device-mapped host memory for a bridge's rings;
 //! - `launch`: loading a kernel image and running its persistent kernel on a
-//!   stream of its own.
+//!   stream of its own (and the count of kernels that may be running, which
+//!   `memory` and `buffer` consult before a driver call that would wait for
+//!   them);
+//! - `buffer`: device memory for a bridge-owned buffer;
+//! - `group`: one allocation and one launch serving a striped group;
+//! - `launcher`: the backend's launcher (`crate::backend::launch`), which
+//!   puts the above together for a bridge or a group.
 //!
 //! Nothing here panics when no driver is installed: every entry point checks
 //! [`driver_available`] first (cudarc itself panics on the first driver call
@@ -30,6 +36,7 @@ mod buffer;
 mod context;
 mod group;
 pub(crate) mod launch;
+mod launcher;
 mod memory;
 
 pub(crate) use buffer::DeviceBuffer;
@@ -37,6 +44,7 @@ pub(crate) use context::context;
 pub use context::{DeviceInfo, device_count, device_info};
 pub(crate) use group::{CudaGroup, StripeEngine};
 pub(crate) use launch::CudaKernel;
+pub(crate) use launcher::{CudaLauncher, device_usable};
 pub(crate) use memory::MappedMemory;
 
 /// Whether a CUDA driver library (`libcuda`) can be loaded.

@@ -1,10 +1,14 @@
-//! What the bridge needs from a backend: shared memory for the rings and a
-//! running device half it can watch.
+//! What the bridge needs from a backend: shared memory for the rings, a
+//! running device half it can watch, and the launcher that starts one
+//! (the crate-private `launch` module).
 
 use crate::sync::AtomicU64;
 use std::time::Duration;
 
 use crate::error::Result;
+
+#[cfg(not(loom))]
+pub(crate) mod launch;
 
 /// Which backend runs the device half.
 ///

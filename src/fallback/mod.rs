@@ -10,11 +10,21 @@ use std::time::{Duration, Instant};
 
 use crate::backend::Engine;
 use crate::error::{Error, Result};
-use crate::kernels::ffi;
 use crate::layout::{LaunchArgs, MessageHeader};
 use crate::ring::{HostMemory, RegionLayout};
 use crate::sync::lock;
 use crate::user_kernel::{HostEntry, UserKernel};
+
+/// Tests only, not a stable API: the fallback's C entry points. Public
+/// (hidden) for `tests/serve_loop.rs`, which drives the serve loop through
+/// them: the handler pointer type, the built-in handler ids and
+/// [`host_serve`](ffi::host_serve); the rest stays crate-private.
+#[doc(hidden)]
+#[allow(dead_code)]
+pub mod ffi;
+mod launcher;
+
+pub(crate) use launcher::HostLauncher;
 
 /// The signature of a host handler: request header, request payload, reply
 /// buffer (the slot's payload capacity). `Ok(n)` replies with the first `n`

@@ -1,0 +1,124 @@
+//! Launching a bridge: the backend's launch (see [`crate::backend::launch`])
+//! made into bridges, and the wait until the device half serves.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use crate::backend::{Backend, Engine, SharedMemory};
+use crate::buffer::Buffers;
+use crate::error::{Error, Result, RingId};
+use crate::layout::{LaunchArgs, STATUS_FAILED, STATUS_LAUNCHING};
+use crate::ring::{
+    Control, LaneConsumer, LaneProducer, RegionLayout, RingConsumer, RingProducer, RingRef,
+    SlotFormat,
+};
+use crate::wait::Doorbell;
+
+use super::builder::BridgeBuilder;
+use super::receive::{Rx, RxSide};
+use super::send::Tx;
+use super::watchdog::{Heartbeat, report_error};
+use super::{Bridge, BridgeState};
+
+/// What a launch made for one bridge.
+pub(super) struct Launched {
+    pub(super) memory: Arc<dyn SharedMemory>,
+    pub(super) engine: Box<dyn Engine>,
+    /// The kernel's buffers (shared by the stripes of a group; a group
+    /// has none).
+    pub(super) buffers: Arc<Buffers>,
+    /// What the kernel was launched with.
+    pub(super) args: LaunchArgs,
+}
+
+impl Bridge {
+    /// A bridge over `memory`, served by `engine`, not yet known to serve.
+    pub(super) fn assemble(
+        b: &BridgeBuilder,
+        layout: &RegionLayout,
+        launched: Launched,
+        backend: Backend,
+        reason: &str,
+        max_payload: usize,
+    ) -> Self {
+        let Launched {
+            memory,
+            engine,
+            buffers,
+            args,
+        } = launched;
+        let control = Control::new(memory.clone());
+        let doorbell = Doorbell::new(memory.clone(), b.wait_policy, backend);
+        let h2k = RingRef::new(memory.clone(), layout, RingId::H2k);
+        let k2h = RingRef::new(memory.clone(), layout, RingId::K2h);
+        let (tx, rx) = match layout.spec.format() {
+            SlotFormat::Lanes => (
+                Tx::Lanes(LaneProducer::new(h2k)),
+                Rx::Lanes(LaneConsumer::new(k2h)),
+            ),
+            _ => (
+                Tx::Slots(RingProducer::new(h2k)),
+                Rx::Slots(RingConsumer::new(k2h)),
+            ),
+        };
+        Bridge {
+            tx: Mutex::new(tx),
+            rx: Mutex::new(RxSide::new(rx)),
+            state: BridgeState {
+                control,
+                engine,
+                memory,
+                buffers,
+                launch_args: args,
+                backend,
+                backend_reason: reason.to_owned(),
+                spec: layout.spec,
+                max_payload,
+                hang_timeout: b.hang_timeout,
+                shutdown_timeout: b.shutdown_timeout,
+                heartbeat: Mutex::new(Heartbeat::new()),
+                dead: Mutex::new(None),
+                is_dead: AtomicBool::new(false),
+                stopped: AtomicBool::new(false),
+                stopping: AtomicBool::new(false),
+                sent: AtomicU64::new(0),
+                received: AtomicU64::new(0),
+                no_reply: AtomicU64::new(0),
+                events: AtomicU64::new(0),
+                doorbell,
+            },
+        }
+    }
+
+    /// Waits until the device half serves, fails, or `deadline` passes
+    /// (`timeout` is what the caller allowed, for the error).
+    pub(super) fn wait_started(&self, deadline: Instant, timeout: Duration) -> Result<()> {
+        loop {
+            let report = self.state.control.report();
+            if report.status == STATUS_FAILED {
+                return Err(self.state.fail(report_error(&report)));
+            }
+            if report.status != STATUS_LAUNCHING {
+                return Ok(());
+            }
+            match self.state.engine.poll() {
+                Err(e) => return Err(self.state.fail(e)),
+                Ok(true) => {
+                    // Release: as in `BridgeState::check`.
+                    self.state.stopped.store(true, Ordering::Release);
+                    let report = self.state.control.report();
+                    return Err(self.state.fail(report_error(&report)));
+                }
+                Ok(false) => {}
+            }
+            if Instant::now() > deadline {
+                return Err(self.state.fail(Error::Timeout {
+                    op: "launch",
+                    after: timeout,
+                }));
+            }
+            std::thread::sleep(Duration::from_micros(50));
+        }
+    }
+}

@@ -1,0 +1,449 @@
+//! The receiving paths: K2H's host half, the events a round trip set
+//! aside, and the no-reply marks the receive calls consume.
+
+use std::collections::VecDeque;
+use std::time::Duration;
+
+use crate::error::{Error, Result};
+use crate::layout::{KIND_ERROR, KIND_EVENT, KIND_NO_REPLY};
+use crate::message::{MessageEnvelope, MessageHeader};
+use crate::ring::{LaneConsumer, RingConsumer};
+use crate::sync::lock;
+
+use super::Bridge;
+use super::wait::Deadline;
+
+/// The host's K2H half, in the rings' format.
+pub(super) enum Rx {
+    Slots(RingConsumer),
+    Lanes(LaneConsumer),
+}
+
+impl Rx {
+    pub(super) fn read_with<R>(
+        &mut self,
+        f: impl FnOnce(&MessageHeader, &[u8]) -> R,
+    ) -> Result<Option<R>> {
+        match self {
+            Rx::Slots(c) => c.read_with(f),
+            Rx::Lanes(c) => c.read_with(f),
+        }
+    }
+    pub(super) fn release(&mut self) {
+        match self {
+            Rx::Slots(c) => c.release(),
+            Rx::Lanes(c) => c.release(),
+        }
+    }
+    pub(super) fn try_pop_with<R>(
+        &mut self,
+        f: impl FnOnce(&MessageHeader, &[u8]) -> R,
+    ) -> Result<Option<R>> {
+        let out = self.read_with(f)?;
+        self.release();
+        Ok(out)
+    }
+    pub(super) fn consumed(&self) -> u64 {
+        match self {
+            Rx::Slots(c) => c.consumed(),
+            Rx::Lanes(c) => c.consumed(),
+        }
+    }
+}
+
+/// The host's K2H direction: the ring half, the events a round trip set
+/// aside, and the counts of what it took.
+pub(super) struct RxSide {
+    pub(super) ring: Rx,
+    /// Events a round trip read while it waited for its reply, oldest
+    /// first: every receive call hands these out before reading the ring.
+    pub(super) set_aside: VecDeque<MessageEnvelope>,
+    /// No-reply marks taken from the ring.
+    pub(super) no_reply: u64,
+    /// Events taken from the ring (handed out or set aside).
+    pub(super) events: u64,
+}
+
+impl RxSide {
+    pub(super) fn new(ring: Rx) -> Self {
+        Self {
+            ring,
+            set_aside: VecDeque::new(),
+            no_reply: 0,
+            events: 0,
+        }
+    }
+
+    /// Requests answered so far: every K2H message taken but the events
+    /// (each answer, reply or no-reply mark, answers one request).
+    pub(super) fn answered(&self) -> u64 {
+        self.ring.consumed() - self.events
+    }
+
+    /// Replies (results and error replies) taken so far.
+    pub(super) fn replies(&self) -> u64 {
+        self.answered() - self.no_reply
+    }
+}
+
+/// What the next K2H message of a receive is.
+pub(super) enum Taken<R> {
+    /// A reply or an event, handed to the caller's closure.
+    Message(R),
+    /// A no-reply mark (consumed silently, counted).
+    NoReply,
+}
+
+impl Bridge {
+    pub(super) fn recv_inner<R>(
+        &self,
+        deadline: Deadline,
+        f: impl FnMut(&MessageHeader, &[u8]) -> R,
+    ) -> Result<R> {
+        let mut rx = lock(&self.rx);
+        self.recv_locked(&mut rx, deadline, f)
+    }
+
+    /// [`recv_inner`](Self::recv_inner) with the K2H direction already held:
+    /// the next event set aside, else the next reply or event of the ring
+    /// (no-reply marks are consumed on the way).
+    pub(super) fn recv_locked<R>(
+        &self,
+        rx: &mut RxSide,
+        deadline: Deadline,
+        mut f: impl FnMut(&MessageHeader, &[u8]) -> R,
+    ) -> Result<R> {
+        if let Some(event) = rx.set_aside.pop_front() {
+            return Ok(f(&event.header, &event.payload));
+        }
+        // Replies already published are handed out even after the kernel
+        // stopped or died: the watchdog only runs when the ring is empty.
+        let out = self.wait(deadline, "recv", || self.pop_message(rx, &mut f));
+        self.state.count_received(rx);
+        out
+    }
+
+    /// Takes the ring's next reply or event and hands it to `f`, consuming
+    /// (and counting) the no-reply marks before it. `Ok(None)`: nothing
+    /// (more) there. The caller copies the counts out
+    /// ([`BridgeState::count_received`]).
+    pub(super) fn pop_message<R>(
+        &self,
+        rx: &mut RxSide,
+        f: &mut impl FnMut(&MessageHeader, &[u8]) -> R,
+    ) -> Result<Option<R>> {
+        loop {
+            match self.pop_one(rx, &mut *f)? {
+                None => return Ok(None),
+                Some(Taken::NoReply) => {}
+                Some(Taken::Message(out)) => return Ok(Some(out)),
+            }
+        }
+    }
+
+    /// Takes the ring's next message (reply, event or no-reply mark) and
+    /// frees its slot: a reply or an event goes to `f`, a mark is counted.
+    pub(super) fn pop_one<R>(
+        &self,
+        rx: &mut RxSide,
+        f: &mut impl FnMut(&MessageHeader, &[u8]) -> R,
+    ) -> Result<Option<Taken<R>>> {
+        let out = self.read_one(rx, false, f)?;
+        rx.ring.release();
+        Ok(out)
+    }
+
+    /// [`pop_one`](Self::pop_one) without freeing the slot (see
+    /// [`Rx::release`]); with `marks`, a no-reply mark goes to `f` too (as
+    /// a [`Taken::Message`]). A ring error kills the bridge.
+    pub(super) fn read_one<R>(
+        &self,
+        rx: &mut RxSide,
+        marks: bool,
+        f: &mut impl FnMut(&MessageHeader, &[u8]) -> R,
+    ) -> Result<Option<Taken<R>>> {
+        let got = rx.ring.read_with(|h, p| {
+            let out = (h.kind != KIND_NO_REPLY || marks).then(|| f(h, p));
+            (h.kind, out)
+        });
+        match got {
+            Ok(None) => Ok(None),
+            Ok(Some((kind, out))) => {
+                rx.no_reply += u64::from(kind == KIND_NO_REPLY);
+                rx.events += u64::from(kind == KIND_EVENT);
+                Ok(Some(out.map_or(Taken::NoReply, Taken::Message)))
+            }
+            Err(e) => {
+                rx.ring.release();
+                self.state.count_received(rx);
+                Err(self.state.fail(e))
+            }
+        }
+    }
+
+    /// Takes ring messages until the next answer to a request (a reply, an
+    /// error reply or a no-reply mark), which goes to `f`; the events before
+    /// it are set aside, in order, for the next receive calls. `Ok(None)`:
+    /// no answer there yet.
+    pub(super) fn pop_answer<R>(
+        &self,
+        rx: &mut RxSide,
+        f: &mut impl FnMut(&MessageHeader, &[u8]) -> R,
+    ) -> Result<Option<R>> {
+        loop {
+            let got = rx.ring.try_pop_with(|h, p| {
+                if h.kind == KIND_EVENT {
+                    Err(envelope(h, p))
+                } else {
+                    Ok((h.kind == KIND_NO_REPLY, f(h, p)))
+                }
+            });
+            match got.map_err(|e| self.state.fail(e))? {
+                None => return Ok(None),
+                Some(Err(event)) => {
+                    rx.events += 1;
+                    rx.set_aside.push_back(event);
+                }
+                Some(Ok((mark, out))) => {
+                    rx.no_reply += u64::from(mark);
+                    return Ok(Some(out));
+                }
+            }
+        }
+    }
+
+    /// The next answer to a request, waiting for it, handed to `f` with its
+    /// kind (a no-reply mark too: `f` sees [`KIND_NO_REPLY`]); events before
+    /// it are set aside. For the measurements ([`crate::measure`]).
+    pub(crate) fn recv_answer<R>(
+        &self,
+        mut f: impl FnMut(&MessageHeader, &[u8]) -> R,
+    ) -> Result<R> {
+        let mut rx = lock(&self.rx);
+        let out = self.wait(Deadline::Never, "recv", || self.pop_answer(&mut rx, &mut f));
+        self.state.count_received(&rx);
+        out
+    }
+
+    /// [`recv_answer`](Self::recv_answer) without waiting, as an envelope
+    /// ([`Error::Empty`] when no answer is there), for the async round
+    /// trips ([`crate::asynchronous`]).
+    pub(crate) fn try_recv_answer(&self) -> Result<MessageEnvelope> {
+        let mut rx = lock(&self.rx);
+        let out = self.wait(Deadline::Now, "recv", || {
+            self.pop_answer(&mut rx, &mut envelope)
+        });
+        self.state.count_received(&rx);
+        out
+    }
+
+    /// Receives one reply, or event, waiting for it.
+    ///
+    /// # What the receive calls return, in which order
+    /// Every receive call ([`recv`](Self::recv), [`try_recv`](Self::try_recv),
+    /// [`recv_timeout`](Self::recv_timeout), [`recv_with`](Self::recv_with),
+    /// [`recv_pod`](Self::recv_pod), [`recv_batch`](Self::recv_batch), and
+    /// the async ones) returns the K2H messages in K2H order: replies and
+    /// error replies, and events, the messages a kernel sends on its own
+    /// ([`MessageEnvelope::is_event`]). The one exception: events that a
+    /// [`round_trip`](Self::round_trip) met while it waited for its reply
+    /// are set aside, and returned before any later message.
+    ///
+    /// A request the kernel's handler answered with nothing leaves a
+    /// no-reply mark ([`KIND_NO_REPLY`]) in K2H; the receive calls consume
+    /// it silently (never returned) and count it
+    /// ([`BridgeStats::no_reply`](super::BridgeStats::no_reply)), so the request counts as answered.
+    ///
+    /// ```
+    /// use ringbridge::{Backend, Bridge};
+    /// let bridge = Bridge::builder().backend(Backend::Host).launch()?;
+    /// let seq = bridge.send(&[41])?;
+    /// let reply = bridge.recv()?;
+    /// assert_eq!((reply.header.correlation, reply.payload), (seq, vec![42]));
+    /// # Ok::<(), ringbridge::Error>(())
+    /// ```
+    pub fn recv(&self) -> Result<MessageEnvelope> {
+        self.recv_inner(Deadline::Never, envelope)
+    }
+
+    /// Receives without waiting: [`Error::Empty`] when no reply is there.
+    ///
+    /// ```
+    /// use ringbridge::{Backend, Bridge, Error};
+    /// let bridge = Bridge::builder().backend(Backend::Host).launch()?;
+    /// assert!(matches!(bridge.try_recv(), Err(Error::Empty)));
+    /// bridge.send(&[1])?;
+    /// let reply = loop {
+    ///     match bridge.try_recv() {
+    ///         Err(Error::Empty) => continue, // not answered yet
+    ///         other => break other?,
+    ///     }
+    /// };
+    /// assert_eq!(reply.payload, [2]);
+    /// # Ok::<(), ringbridge::Error>(())
+    /// ```
+    pub fn try_recv(&self) -> Result<MessageEnvelope> {
+        self.recv_inner(Deadline::Now, envelope)
+    }
+
+    /// Receives, waiting at most `timeout`.
+    ///
+    /// ```
+    /// use ringbridge::{Backend, Bridge, Error};
+    /// use std::time::Duration;
+    /// let bridge = Bridge::builder().backend(Backend::Host).launch()?;
+    /// let err = bridge.recv_timeout(Duration::from_millis(1)).unwrap_err();
+    /// assert!(matches!(err, Error::Timeout { op: "recv", .. }));
+    /// bridge.send(&[9])?;
+    /// assert_eq!(bridge.recv_timeout(Duration::from_secs(5))?.payload, [10]);
+    /// # Ok::<(), ringbridge::Error>(())
+    /// ```
+    pub fn recv_timeout(&self, timeout: Duration) -> Result<MessageEnvelope> {
+        self.recv_inner(Deadline::after(timeout), envelope)
+    }
+
+    /// Receives one reply and hands it to `f` without allocating.
+    ///
+    /// ```
+    /// use ringbridge::{Backend, Bridge};
+    /// let bridge = Bridge::builder().backend(Backend::Host).launch()?;
+    /// let seq = bridge.send(&[1, 2, 3])?;
+    /// let (correlation, sum) = bridge.recv_with(|h, p| (h.correlation, p.iter().sum::<u8>()))?;
+    /// assert_eq!((correlation, sum), (seq, 2 + 3 + 4));
+    /// # Ok::<(), ringbridge::Error>(())
+    /// ```
+    pub fn recv_with<R>(&self, f: impl FnOnce(&MessageHeader, &[u8]) -> R) -> Result<R> {
+        let mut f = Some(f);
+        self.recv_inner(Deadline::Never, |h, p| {
+            (f.take().expect("called once"))(h, p)
+        })
+    }
+
+    /// Receives one reply as plain values (copied, so alignment does not matter).
+    ///
+    /// An error reply, or a reply that is not whole values, is
+    /// [`Error::InvalidArgument`]:
+    ///
+    /// ```
+    /// use ringbridge::{Backend, Bridge, Error, Kernel};
+    /// let bridge = Bridge::builder()
+    ///     .backend(Backend::Host)
+    ///     .kernel(Kernel::ScaleF32 { factor: 0.5 })
+    ///     .launch()?;
+    /// bridge.send(&[0; 3])?; // not whole f32s: an error reply
+    /// assert!(matches!(bridge.recv_pod::<f32>(), Err(Error::InvalidArgument(_))));
+    /// bridge.send_pod(&[8.0f32])?;
+    /// assert_eq!(bridge.recv_pod::<f32>()?, [4.0]);
+    /// # Ok::<(), ringbridge::Error>(())
+    /// ```
+    pub fn recv_pod<T: bytemuck::AnyBitPattern + bytemuck::NoUninit>(&self) -> Result<Vec<T>> {
+        let mut rx = lock(&self.rx);
+        let got = self.recv_locked(&mut rx, Deadline::Never, |h, p| {
+            if h.kind == KIND_EVENT {
+                // Not a reply: put back below, for the next receive.
+                Err(envelope(h, p))
+            } else if h.kind == KIND_ERROR {
+                Ok(Err(Error::InvalidArgument(format!(
+                    "the handler answered request {} with error code {}",
+                    h.correlation, h.flags
+                ))))
+            } else if p.len() % std::mem::size_of::<T>() != 0 {
+                Ok(Err(Error::InvalidArgument(format!(
+                    "a reply of {} bytes is not a whole number of {}-byte values",
+                    p.len(),
+                    std::mem::size_of::<T>()
+                ))))
+            } else {
+                Ok(Ok(bytemuck::pod_collect_to_vec(p)))
+            }
+        })?;
+        match got {
+            Ok(values) => values,
+            Err(event) => {
+                let what = format!(
+                    "the next message is event {} ({} bytes, flags {:#x}), not a reply: \
+                     receive it with `recv` (it is kept for the next receive)",
+                    event.header.correlation, event.header.len, event.header.flags
+                );
+                // Still holding K2H: nothing came between, so putting it
+                // back in front keeps K2H order.
+                rx.set_aside.push_front(event);
+                Err(Error::InvalidArgument(what))
+            }
+        }
+    }
+
+    /// Waits for at least one message, then hands up to `max` waiting
+    /// replies and events to `f`, in K2H order (the events a
+    /// [`round_trip`](Self::round_trip) set aside first), freeing their
+    /// slots with one store. Returns how many; no-reply marks are consumed
+    /// on the way and not counted.
+    ///
+    /// ```
+    /// use ringbridge::{Backend, Bridge};
+    /// let bridge = Bridge::builder().backend(Backend::Host).launch()?;
+    /// bridge.send_batch(&[[1u8], [2], [3]])?;
+    /// let mut got = Vec::new();
+    /// while got.len() < 3 {
+    ///     let n = bridge.recv_batch(8, |_, p| got.push(p[0]))?;
+    ///     assert!(n >= 1);
+    /// }
+    /// assert_eq!(got, [2, 3, 4]);
+    /// assert_eq!(bridge.recv_batch(0, |_, _| unreachable!())?, 0);
+    /// # Ok::<(), ringbridge::Error>(())
+    /// ```
+    pub fn recv_batch(&self, max: usize, f: impl FnMut(&MessageHeader, &[u8])) -> Result<usize> {
+        self.recv_batch_inner(max, false, f)
+    }
+
+    /// [`recv_batch`](Self::recv_batch); with `marks`, no-reply marks are
+    /// handed to `f` too (kind [`KIND_NO_REPLY`]) and counted in the result,
+    /// for the measurements, which must see every request answered.
+    pub(crate) fn recv_batch_inner(
+        &self,
+        max: usize,
+        marks: bool,
+        mut f: impl FnMut(&MessageHeader, &[u8]),
+    ) -> Result<usize> {
+        if max == 0 {
+            return Ok(0);
+        }
+        let mut rx = lock(&self.rx);
+        let mut n = 0;
+        while n < max {
+            let Some(event) = rx.set_aside.pop_front() else {
+                break;
+            };
+            f(&event.header, &event.payload);
+            n += 1;
+        }
+        let mut pass = |rx: &mut RxSide, n: &mut usize| -> Result<()> {
+            while *n < max {
+                match self.read_one(rx, marks, &mut f)? {
+                    None => break,
+                    Some(Taken::Message(())) => *n += 1,
+                    Some(Taken::NoReply) => {}
+                }
+            }
+            rx.ring.release();
+            self.state.count_received(rx);
+            Ok(())
+        };
+        if n > 0 {
+            // Something to hand out already: take what else is there, no wait.
+            pass(&mut rx, &mut n)?;
+            return Ok(n);
+        }
+        self.wait(Deadline::Never, "recv", || {
+            pass(&mut rx, &mut n)?;
+            Ok((n > 0).then_some(n))
+        })
+    }
+}
+
+pub(super) fn envelope(h: &MessageHeader, p: &[u8]) -> MessageEnvelope {
+    MessageEnvelope {
+        header: *h,
+        payload: p.to_vec(),
+    }
+}
