@@ -158,24 +158,11 @@ pub fn measure(
     }
 }
 
-/// The driver's name and description of `err`, e.g.
-/// `"CUDA_ERROR_ILLEGAL_ADDRESS: an illegal memory access was encountered"`.
-fn describe(err: DriverError) -> String {
-    let name = err.error_name().map_or_else(
-        |_| format!("{:?}", err.0),
-        |s| s.to_string_lossy().into_owned(),
-    );
-    match err.error_string() {
-        Ok(text) => format!("{name}: {}", text.to_string_lossy()),
-        Err(_) => name,
-    }
-}
-
 /// Turns a failed driver call into [`Error::Cuda`], naming the call.
 fn cuda_err(call: &'static str) -> impl FnOnce(DriverError) -> Error {
     move |err| Error::Cuda {
         call,
-        message: describe(err),
+        message: ringbridge::cuda::describe(err),
     }
 }
 
@@ -235,7 +222,7 @@ impl Mapped {
         let words = bytes.div_ceil(8).max(1);
         let alloc_err = |e: DriverError| Error::Alloc {
             bytes: 8 * words,
-            reason: describe(e),
+            reason: ringbridge::cuda::describe(e),
         };
         // SAFETY: the memory is zeroed below before anything reads it.
         let mut mem = unsafe {
@@ -453,7 +440,7 @@ fn one_shot(
     let alloc = |stream: &Arc<CudaStream>| {
         stream.alloc_zeros::<u8>(len).map_err(|e| Error::Alloc {
             bytes: len,
-            reason: describe(e),
+            reason: ringbridge::cuda::describe(e),
         })
     };
     let mut devices = match alt {
@@ -515,7 +502,7 @@ impl Persistent {
     fn poll(&self) -> Result<bool, Error> {
         self.done
             .try_is_complete()
-            .map_err(|e| Error::KernelFault(describe(e)))
+            .map_err(|e| Error::KernelFault(ringbridge::cuda::describe(e)))
     }
 
     /// Polls every 100 µs until the kernel returned (`Ok(true)`) or

@@ -72,8 +72,15 @@ pub fn driver_available() -> bool {
 /// `"CUDA_ERROR_ILLEGAL_ADDRESS: an illegal memory access was encountered"`.
 ///
 /// Only call this when the driver is loaded (every `DriverError` comes from
-/// a driver that is).
-pub(crate) fn describe(err: DriverError) -> String {
+/// a driver that is). Public for code that drives cudarc beside a bridge
+/// (the command line's `compare`), so its errors read as the bridge's do.
+///
+/// ```no_run
+/// use cudarc::driver::{DriverError, sys::CUresult};
+/// let text = ringbridge::cuda::describe(DriverError(CUresult::CUDA_ERROR_INVALID_VALUE));
+/// assert!(text.starts_with("CUDA_ERROR_INVALID_VALUE"));
+/// ```
+pub fn describe(err: DriverError) -> String {
     let name = err.error_name().map_or_else(
         |_| format!("{:?}", err.0),
         |s| s.to_string_lossy().into_owned(),
