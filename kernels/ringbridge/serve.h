@@ -243,8 +243,7 @@ RB_INLINE int rb_serve(rb_control* ctl, rb_ring* h2k, rb_ring* k2h, Handler& han
 
         if (tid == 0) {
             /* The barrier that ended the batch ordered every send's count. */
-            const uint32_t reserved = n * rb_max_sends_of<Handler>::value;
-            const uint32_t sent = sh.sent < reserved ? sh.sent : reserved;
+            const uint32_t sent = rb_batch_sender<Handler>(k2h, sh, n).sent();
             rb_publish_served(h2k, k2h, h2k_tail, k2h_head, n, sent);
             events += sent;
             rb_wake_host(ctl); /* after the publish: the host may be parked */

@@ -413,13 +413,7 @@ pub fn emulation_library(
         .output()
         .map_err(|e| format!("cannot run the host C++ compiler: {e}"))?;
     if !output.status.success() {
-        let stderr = String::from_utf8_lossy(&output.stderr);
-        let first: Vec<&str> = stderr.lines().take(12).collect();
-        return Err(format!(
-            "the host C++ compiler failed ({}): {}",
-            output.status,
-            first.join(" | ")
-        ));
+        return Err(failure("the host C++ compiler failed", &output));
     }
     Ok(out)
 }
@@ -538,19 +532,22 @@ fn compile_device(
     Ok((version, archs))
 }
 
+/// `"<what> (<exit status>): <the first 12 lines of stderr, joined>"`: a
+/// failed compiler run, short enough for a cargo warning.
+fn failure(what: &str, out: &std::process::Output) -> String {
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let first: Vec<&str> = stderr.lines().take(12).collect();
+    format!("{what} ({}): {}", out.status, first.join(" | "))
+}
+
 fn run_nvcc(what: &str, cmd: &mut Command) -> Result<(), String> {
     let out = cmd
         .output()
         .map_err(|e| format!("cannot run nvcc for {what}: {e}"))?;
-    let stderr = String::from_utf8_lossy(&out.stderr);
     if !out.status.success() {
-        let first: Vec<&str> = stderr.lines().take(12).collect();
-        return Err(format!(
-            "nvcc failed on {what} ({}): {}",
-            out.status,
-            first.join(" | ")
-        ));
+        return Err(failure(&format!("nvcc failed on {what}"), &out));
     }
+    let stderr = String::from_utf8_lossy(&out.stderr);
     for l in stderr.lines().filter(|l| !l.trim().is_empty()) {
         println!("cargo:warning=nvcc: {l}");
     }

@@ -632,12 +632,9 @@ impl BridgeBuilder {
     /// What the kernel is launched with besides its rings: its parameter.
     pub(super) fn launch_args(&self) -> LaunchArgs {
         match &self.kernel {
-            Kernel::ScaleF32 { factor } => {
-                let mut args = LaunchArgs::default();
-                args.param[..4].copy_from_slice(&factor.to_bits().to_le_bytes());
-                args.param_size = 4;
-                args
-            }
+            Kernel::ScaleF32 { factor } => crate::kernels::builtin::ringbridge_scale_f32()
+                .with_param(factor.to_bits())
+                .launch_args(),
             Kernel::User(u) => u.launch_args(),
             _ => LaunchArgs::default(),
         }

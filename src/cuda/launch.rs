@@ -485,6 +485,19 @@ $L_spin:
         [base, base + 8 * H2K as u64, base + 8 * K2H as u64]
     }
 
+    /// `rb_test_spin` on one block of 32 threads over `mem`.
+    fn launch_spin(ctx: &Arc<CudaContext>, mem: &MappedMemory) -> Result<CudaKernel> {
+        CudaKernel::launch(
+            ctx,
+            TEST_PTX.as_bytes(),
+            "rb_test_spin",
+            1,
+            32,
+            args(mem),
+            &LaunchArgs::default(),
+        )
+    }
+
     fn wait_for(word: &AtomicU64, value: u64, timeout: Duration) -> bool {
         let start = Instant::now();
         while start.elapsed() < timeout {
@@ -565,16 +578,7 @@ $L_spin:
         let Some((ctx, _turn)) = gpu() else { return };
         let mem = MappedMemory::new(&ctx, 4096).expect("mapped memory");
         let words = mem.words();
-        let kernel = CudaKernel::launch(
-            &ctx,
-            TEST_PTX.as_bytes(),
-            "rb_test_spin",
-            1,
-            32,
-            args(&mem),
-            &LaunchArgs::default(),
-        )
-        .expect("launch");
+        let kernel = launch_spin(&ctx, &mem).expect("launch");
         assert!(
             wait_for(&words[K2H], 1, Duration::from_secs(10)),
             "kernel never started"
@@ -639,16 +643,7 @@ $L_spin:
         let Some((ctx, _turn)) = gpu() else { return };
         let mem = MappedMemory::new(&ctx, 4096).expect("mapped memory");
         let words = mem.words();
-        let kernel = CudaKernel::launch(
-            &ctx,
-            TEST_PTX.as_bytes(),
-            "rb_test_spin",
-            1,
-            32,
-            args(&mem),
-            &LaunchArgs::default(),
-        )
-        .expect("launch");
+        let kernel = launch_spin(&ctx, &mem).expect("launch");
         assert!(
             wait_for(&words[K2H], 1, Duration::from_secs(10)),
             "kernel never started"
