@@ -90,16 +90,37 @@ pub enum Error {
     /// A CUDA bridge (or striped group) was launched while a kernel of this
     /// process may still be serving: pinning its memory, or loading its
     /// module, would wait for that kernel, forever. Shut the running bridge
-    /// down (or drop it) first; for several ring pairs at once, launch them
-    /// together as a [`StripedBridge`](crate::StripedBridge).
+    /// down (or drop it) first, or make a
+    /// [`Reservation`](crate::cuda::Reservation) before the first launch and
+    /// launch the later bridges from it.
     #[error(
         "{running} ringbridge CUDA kernel(s) of this process may still be running: a new bridge's \
-         page-locked allocation would wait for them forever (CUDA implicit synchronization); \
-         shut the running bridge down first"
+         page-locked allocation, device allocation or module load would wait for them forever \
+         (CUDA implicit synchronization): shut the running bridge down first, or launch the \
+         later bridges from a ringbridge::cuda::Reservation made before the first launch"
     )]
     DeviceBusy {
         /// Kernels launched and not yet seen finished.
         running: usize,
+    },
+    /// A bridge launched from a [`Reservation`](crate::cuda::Reservation)
+    /// needed more than it has free, while a kernel of ours runs (so it
+    /// could not be allocated or loaded outside it either).
+    #[error(
+        "the reservation on device {device} has {available} {what} free and this bridge needs \
+         {needed}; with a kernel running, no more can be made: reserve more before the first \
+         launch (ReservationBuilder::bridge, ::ring_bytes, ::buffer_bytes, ::streams, ::kernel), \
+         or stop a bridge that holds some"
+    )]
+    ReservationExhausted {
+        /// The reservation's device.
+        device: usize,
+        /// What ran out, e.g. `"bytes of ring memory"`.
+        what: &'static str,
+        /// How much the bridge needed.
+        needed: usize,
+        /// How much was free (in one piece).
+        available: usize,
     },
     /// A device ordinal beyond the GPUs present.
     #[error("device {ordinal} does not exist ({count} CUDA device(s) found)")]

@@ -31,6 +31,8 @@ pub(crate) struct LaunchRequest<'a> {
     pub(crate) layout: &'a RegionLayout,
     /// Regions to launch (1: one bridge; more: a striped group).
     pub(crate) stripes: usize,
+    /// CUDA only: what was reserved for it before any launch.
+    pub(crate) reservation: Option<&'a crate::cuda::Reservation>,
 }
 
 /// A backend's way to launch a device half: each region's memory and the

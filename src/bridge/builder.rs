@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 use crate::backend::Backend;
 use crate::backend::launch::{LaunchRequest, LoopConfig};
 use crate::buffer::BufferInit;
+use crate::cuda::Reservation;
 use crate::error::{Error, Result};
 use crate::layout::LaunchArgs;
 use crate::ring::{AUTO_LANES_MAX_SLOT_SIZE, RegionLayout, RingSpec, SlotFormat};
@@ -80,6 +81,8 @@ pub struct BridgeBuilder {
     pub(super) wait_policy: WaitPolicy,
     /// The kernel's buffers, numbered in this order.
     pub(super) buffers: Vec<BufferInit>,
+    /// CUDA only: where the launch takes its memory, module and stream.
+    pub(super) reservation: Option<Reservation>,
 }
 
 /// Threads per block of a built-in kernel in the slot format, by default.
@@ -105,6 +108,7 @@ impl Default for BridgeBuilder {
             check_interval: 1024,
             wait_policy: WaitPolicy::default(),
             buffers: Vec::new(),
+            reservation: None,
         }
     }
 }
@@ -392,6 +396,42 @@ impl BridgeBuilder {
         self
     }
 
+    /// Launches from `reservation` (CUDA): the rings, buffers, module and
+    /// stream come from memory and modules prepared before any kernel ran,
+    /// so the launch makes no driver call that would wait for another
+    /// bridge's running kernel, and the bridge may launch while others
+    /// serve (see [`Reservation`]). The device is the reservation's; a
+    /// different [`device`](Self::device) is refused at launch. What the
+    /// reservation lacks is made anew while the device is idle, and refused
+    /// with [`Error::ReservationExhausted`] while a kernel of ours runs.
+    /// The host fallback does not use it.
+    ///
+    /// ```no_run
+    /// use ringbridge::{Backend, Bridge, cuda::Reservation};
+    /// let builder = Bridge::builder().backend(Backend::Cuda);
+    /// let reservation = Reservation::builder(0).bridge(&builder).bridge(&builder).reserve()?;
+    /// let first = builder.clone().reservation(&reservation).launch()?;
+    /// let second = builder.reservation(&reservation).launch()?; // while `first` serves
+    /// drop(first);
+    /// assert_eq!(second.round_trip(b"x")?.payload, b"y");
+    /// # Ok::<(), ringbridge::Error>(())
+    /// ```
+    pub fn reservation(mut self, reservation: &Reservation) -> Self {
+        self.device = reservation.device();
+        self.reservation = Some(reservation.clone());
+        self
+    }
+
+    /// The buffers added so far.
+    pub(crate) fn buffer_inits(&self) -> &[BufferInit] {
+        &self.buffers
+    }
+
+    /// The kernel to launch.
+    pub(crate) fn kernel_ref(&self) -> &Kernel {
+        &self.kernel
+    }
+
     /// Why a [`StripedBridge`](crate::StripedBridge) cannot run this
     /// configuration, if it cannot.
     pub(crate) fn striping_refusal(&self) -> Option<String> {
@@ -555,6 +595,57 @@ impl BridgeBuilder {
     /// starts (see [`crate::striped`]). With `stripes == 1` this is
     /// [`launch`](Self::launch).
     pub(crate) fn launch_group(self, stripes: usize) -> Result<Vec<Bridge>> {
+        let Plan {
+            backend,
+            reason,
+            layout,
+            max_payload,
+        } = self.plan(stripes)?;
+        let mut args = self.launch_args();
+        let request = LaunchRequest {
+            kernel: &self.kernel,
+            device: self.device,
+            buffers: &self.buffers,
+            block: self.block_threads_for(layout.spec.format()),
+            emulated_block: self.emulated_block,
+            loop_config: self.loop_config(),
+            layout: &layout,
+            stripes,
+            reservation: self.reservation.as_ref(),
+        };
+        let (parts, buffers) = backend.launcher().launch(&request, &mut args)?;
+        let buffers = Arc::new(buffers);
+        // From here on, dropping the bridges stops what was started.
+        let bridges: Vec<Bridge> = parts
+            .into_iter()
+            .map(|(memory, engine)| {
+                Bridge::assemble(
+                    &self,
+                    &layout,
+                    Launched {
+                        memory,
+                        engine,
+                        buffers: Arc::clone(&buffers),
+                        args,
+                    },
+                    backend,
+                    &reason,
+                    max_payload,
+                )
+            })
+            .collect();
+        // One deadline for the whole group: its blocks start together.
+        let deadline = Instant::now() + self.launch_timeout;
+        for bridge in &bridges {
+            bridge.wait_started(deadline, self.launch_timeout)?;
+        }
+        Ok(bridges)
+    }
+
+    /// Checks the configuration for a group of `stripes` and resolves what
+    /// it launches: the backend (and why), each region's layout, the
+    /// largest payload.
+    pub(crate) fn plan(&self, stripes: usize) -> Result<Plan> {
         RingSpec::new(self.capacity, self.slot_size)?;
         for threads in [self.block, self.emulated_block].into_iter().flatten() {
             if !(1..=1024).contains(&threads) {
@@ -586,46 +677,21 @@ impl BridgeBuilder {
         }
         let (backend, reason) = self.resolve_backend()?;
         let (spec, max_payload) = self.resolve_spec(backend)?;
-        let layout = RegionLayout::new(spec)?;
-        let mut args = self.launch_args();
-        let request = LaunchRequest {
-            kernel: &self.kernel,
-            device: self.device,
-            buffers: &self.buffers,
-            block: self.block_threads_for(spec.format()),
-            emulated_block: self.emulated_block,
-            loop_config: self.loop_config(),
-            layout: &layout,
-            stripes,
-        };
-        let (parts, buffers) = backend.launcher().launch(&request, &mut args)?;
-        let buffers = Arc::new(buffers);
-        // From here on, dropping the bridges stops what was started.
-        let bridges: Vec<Bridge> = parts
-            .into_iter()
-            .map(|(memory, engine)| {
-                Bridge::assemble(
-                    &self,
-                    &layout,
-                    Launched {
-                        memory,
-                        engine,
-                        buffers: Arc::clone(&buffers),
-                        args,
-                    },
-                    backend,
-                    &reason,
-                    max_payload,
-                )
-            })
-            .collect();
-        // One deadline for the whole group: its blocks start together.
-        let deadline = Instant::now() + self.launch_timeout;
-        for bridge in &bridges {
-            bridge.wait_started(deadline, self.launch_timeout)?;
-        }
-        Ok(bridges)
+        Ok(Plan {
+            backend,
+            reason,
+            layout: RegionLayout::new(spec)?,
+            max_payload,
+        })
     }
+}
+
+/// A checked configuration, resolved ([`BridgeBuilder::plan`]).
+pub(crate) struct Plan {
+    pub(crate) backend: Backend,
+    pub(crate) reason: String,
+    pub(crate) layout: RegionLayout,
+    pub(crate) max_payload: usize,
 }
 
 impl BridgeBuilder {

@@ -4,8 +4,8 @@ use std::sync::Arc;
 
 use cudarc::driver::{CudaContext, result, sys};
 
-use super::context::{bind, has_leaked_running_kernel};
-use super::launch::while_no_kernel_runs;
+use super::context::bind;
+use super::running::{Scope, has_leaked, while_idle};
 use super::{cuda_err, describe};
 use crate::buffer::{BUFFER_ALIGN, BufferInit, BufferMemory};
 use crate::error::{Error, Result};
@@ -15,7 +15,7 @@ use crate::error::{Error, Result};
 /// Allocating, filling (`cuMemsetD8` / `cuMemcpyHtoD`) and freeing device
 /// memory may wait for the device's running work (CUDA's implicit
 /// synchronization), so each goes through
-/// [`while_no_kernel_runs`]: [`Error::DeviceBusy`] rather than a wait
+/// [`while_idle`] (for this device): [`Error::DeviceBusy`] rather than a wait
 /// forever on a persistent kernel. The bridge allocates its buffers before
 /// it launches its kernel and drops them after the kernel stopped; if the
 /// kernel was left running (its context marked, see
@@ -44,30 +44,33 @@ impl DeviceBuffer {
             )));
         }
         bind(ctx).map_err(cuda_err("cuCtxSetCurrent"))?;
-        let ptr = while_no_kernel_runs(|| -> Result<sys::CUdeviceptr> {
-            // SAFETY: the context is current (bound above, on this thread)
-            // and `bytes` is non-zero.
-            let ptr = unsafe { result::malloc_sync(bytes) }.map_err(|e| Error::Alloc {
-                bytes,
-                reason: format!("buffer {index}: cuMemAlloc failed: {}", describe(e)),
-            })?;
-            // SAFETY: `ptr` is `bytes` bytes of device memory just
-            // allocated in the current context, which no kernel knows yet;
-            // `contents` is exactly `bytes` long (`BufferInit`'s invariant).
-            let filled = unsafe {
-                match init.contents() {
-                    Some(contents) => result::memcpy_htod_sync(ptr, contents),
-                    None => result::memset_d8_sync(ptr, 0, bytes),
+        let ptr = while_idle(
+            Scope::Device(ctx.ordinal()),
+            || -> Result<sys::CUdeviceptr> {
+                // SAFETY: the context is current (bound above, on this thread)
+                // and `bytes` is non-zero.
+                let ptr = unsafe { result::malloc_sync(bytes) }.map_err(|e| Error::Alloc {
+                    bytes,
+                    reason: format!("buffer {index}: cuMemAlloc failed: {}", describe(e)),
+                })?;
+                // SAFETY: `ptr` is `bytes` bytes of device memory just
+                // allocated in the current context, which no kernel knows yet;
+                // `contents` is exactly `bytes` long (`BufferInit`'s invariant).
+                let filled = unsafe {
+                    match init.contents() {
+                        Some(contents) => result::memcpy_htod_sync(ptr, contents),
+                        None => result::memset_d8_sync(ptr, 0, bytes),
+                    }
+                };
+                if let Err(e) = filled {
+                    // SAFETY: `ptr` was allocated above and is freed once, here;
+                    // nothing else has it.
+                    let _ = unsafe { result::free_sync(ptr) };
+                    return Err(cuda_err("cuMemcpyHtoD/cuMemsetD8")(e));
                 }
-            };
-            if let Err(e) = filled {
-                // SAFETY: `ptr` was allocated above and is freed once, here;
-                // nothing else has it.
-                let _ = unsafe { result::free_sync(ptr) };
-                return Err(cuda_err("cuMemcpyHtoD/cuMemsetD8")(e));
-            }
-            Ok(ptr)
-        })??;
+                Ok(ptr)
+            },
+        )??;
         // From here on, `Drop` frees it on every error path.
         let buffer = Self {
             ctx: Arc::clone(ctx),
@@ -125,7 +128,7 @@ impl BufferMemory for DeviceBuffer {
 
 impl Drop for DeviceBuffer {
     fn drop(&mut self) {
-        if has_leaked_running_kernel(&self.ctx) {
+        if has_leaked(&self.ctx) {
             // A kernel left running on this context may still use it, and
             // `cuMemFree` could wait for a device that never goes idle.
             eprintln!(
@@ -139,7 +142,9 @@ impl Drop for DeviceBuffer {
         if bind(&self.ctx).is_ok() {
             // SAFETY: `ptr` was returned by `cuMemAlloc` in this context and
             // is freed only here; the kernel that used it has stopped.
-            let freed = while_no_kernel_runs(|| unsafe { result::free_sync(self.ptr) });
+            let freed = while_idle(Scope::Device(self.ctx.ordinal()), || unsafe {
+                result::free_sync(self.ptr)
+            });
             if let Err(Error::DeviceBusy { running }) = freed {
                 eprintln!(
                     "ringbridge: leaking a {}-byte device buffer: {running} kernel(s) of this \

@@ -1,6 +1,6 @@
 //! Driver discovery, device queries and the context the other layers use.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use cudarc::driver::{CudaContext, DriverError, result, sys};
 
@@ -158,30 +158,4 @@ pub(crate) fn bind(ctx: &CudaContext) -> std::result::Result<(), DriverError> {
         unsafe { result::ctx::set_current(ctx.cu_ctx()) }?;
     }
     Ok(())
-}
-
-/// Contexts (as addresses of their `CUcontext`) on which a kernel was left
-/// running when its [`super::CudaKernel`] was dropped. Memory of such a
-/// context must not be freed: the kernel may still use it, and freeing
-/// pinned memory can wait for the device to go idle, which it never will.
-static LEAKED_RUNNING: Mutex<Vec<usize>> = Mutex::new(Vec::new());
-
-/// Records that a kernel was abandoned while still running on `ctx`.
-pub(crate) fn mark_running_kernel_leaked(ctx: &CudaContext) {
-    let key = ctx.cu_ctx() as usize;
-    let mut list = LEAKED_RUNNING
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
-    if !list.contains(&key) {
-        list.push(key);
-    }
-}
-
-/// Whether a kernel was abandoned while still running on `ctx`.
-pub(crate) fn has_leaked_running_kernel(ctx: &CudaContext) -> bool {
-    let key = ctx.cu_ctx() as usize;
-    LEAKED_RUNNING
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-        .contains(&key)
 }

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use super::{CudaKernel, MappedMemory};
+use super::CudaKernel;
 use crate::backend::{Engine, SharedMemory};
 use crate::error::{Error, Result};
 use crate::layout::{ControlBlock, STATUS_FAILED, STATUS_STOPPED};
@@ -28,12 +28,12 @@ const DRAIN: Duration = Duration::from_secs(1);
 /// before the memory is freed or, after such a leak, leaked too.
 pub(crate) struct CudaGroup {
     kernel: CudaKernel,
-    mem: MappedMemory,
+    mem: Arc<dyn SharedMemory>,
 }
 
 impl CudaGroup {
     /// Joins a kernel to the memory it serves.
-    pub(crate) fn new(kernel: CudaKernel, mem: MappedMemory) -> Self {
+    pub(crate) fn new(kernel: CudaKernel, mem: Arc<dyn SharedMemory>) -> Self {
         Self { kernel, mem }
     }
 }

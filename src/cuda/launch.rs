@@ -1,20 +1,20 @@
-//! Loading a kernel image and running its persistent kernel.
+//! Running a loaded entry point as a persistent kernel, and learning what
+//! became of it.
 
-use std::ffi::{CString, c_void};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::ffi::c_void;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
 
 use cudarc::driver::{CudaContext, DriverError, result, sys};
 
-use super::context::{bind, mark_running_kernel_leaked};
+use super::context::bind;
+use super::module::KernelModule;
+use super::running::{count_launch, mark_leaked, uncount};
+use super::stream::Stream;
 use super::{cuda_err, describe};
 use crate::backend::Engine;
 use crate::error::{Error, Result};
 use crate::layout::LaunchArgs;
-use crate::sync::lock;
-
-/// Largest block the hardware accepts.
-const MAX_BLOCK: u32 = 1024;
 
 /// What `cuStreamQuery` said, with the cases `Drop` must tell apart.
 enum State {
@@ -28,116 +28,44 @@ enum State {
     Unknown(Error),
 }
 
-/// Kernels this process launched that may still be running: launched and
-/// not yet seen finished or faulted (a leaked one stays counted for good).
-/// A persistent kernel never finishes on its own, and the driver makes a
-/// page-locked allocation and a free wait for the device's running work
-/// (CUDA's "implicit synchronization"), so either, made while one of our
-/// kernels serves, would wait forever: see [`while_no_kernel_runs`].
-/// RELAXED everywhere: the count is read and changed under [`DEVICE_LOCK`]
-/// (the uncounting too, see `uncount`), whose lock and unlock order it.
-static MAYBE_RUNNING: AtomicUsize = AtomicUsize::new(0);
-
-/// Held while a kernel is launched (and counted), and while memory is pinned
-/// or freed after the count was found zero: so no launch can slip between
-/// that check and the driver call it allows.
-static DEVICE_LOCK: Mutex<()> = Mutex::new(());
-
-/// Runs `f` (a driver call that waits for the device's running work, such
-/// as pinning or freeing host memory) only if no kernel of this process may
-/// be running, with launches held off meanwhile.
-///
-/// # Errors
-/// [`Error::DeviceBusy`] with the count of such kernels, without running `f`.
-pub(crate) fn while_no_kernel_runs<T>(f: impl FnOnce() -> T) -> Result<T> {
-    let _lock = lock(&DEVICE_LOCK);
-    // Relaxed: every change of the count happens under the device lock we
-    // hold, and the lock orders them.
-    match MAYBE_RUNNING.load(Ordering::Relaxed) {
-        0 => Ok(f()),
-        running => Err(Error::DeviceBusy { running }),
-    }
-}
-
 /// A persistent kernel running on a non-blocking stream of its own.
 ///
 /// # Dropping a running kernel
 /// If the kernel has finished (or faulted) when this is dropped, its stream
-/// is destroyed, its module unloaded and its context reference released.
-/// If it is **still running** (or its state cannot be learnt), nothing is
-/// released: unloading a module under a running kernel is undefined, and
-/// releasing the last reference to the primary context destroys it, which
-/// waits for the device to go idle — forever, for a persistent kernel. So the
-/// stream, the module and one reference to the context are leaked on
-/// purpose, the context is marked so that [`super::MappedMemory`] on it is
-/// leaked too rather than freed under the kernel, and a warning is printed.
-/// Stop the kernel first (through its control block), then drop this.
+/// and module are released (to the [`super::Reservation`] they came from,
+/// if any). If it is **still running** (or its state cannot be learnt),
+/// nothing is released: unloading a module under a running kernel is
+/// undefined, and releasing the last reference to the primary context
+/// destroys it, which waits for the device to go idle — forever, for a
+/// persistent kernel. So the stream, the module and one reference to the
+/// context are leaked on purpose, the context is marked
+/// ([`super::running::mark_leaked`]) so that memory on it is leaked too
+/// rather than freed under the kernel, and a warning is printed. Stop the
+/// kernel first (through its control block), then drop this.
 pub(crate) struct CudaKernel {
-    /// The context the module and stream belong to.
-    ctx: Arc<CudaContext>,
-    /// The loaded image; unloaded in `drop` unless the kernel still runs.
-    module: sys::CUmodule,
-    /// The kernel's own stream (null until created).
-    stream: sys::CUstream,
-    /// Whether `cuLaunchKernel` succeeded (before that, nothing runs).
-    launched: bool,
+    /// The loaded entry point (shared with a reservation, or its own).
+    module: Arc<KernelModule>,
+    /// The kernel's stream; `None` only once leaked in `drop`.
+    stream: Option<Stream>,
     /// Set once `cuStreamQuery` said the kernel finished.
     finished: AtomicBool,
     /// The first fault `cuStreamQuery` reported.
     fault: OnceLock<String>,
-    /// Whether this kernel is in [`MAYBE_RUNNING`] (from its launch until it
-    /// is first seen finished or faulted).
+    /// Whether this kernel is in the running count (from its launch until
+    /// it is first seen finished or faulted).
     counted: AtomicBool,
-}
-
-// SAFETY: the raw `CUmodule` and `CUstream` handles are only passed to driver
-// calls, which are thread safe, after making the owning context current on
-// the calling thread (`bind`); they are destroyed only in `drop`, which has
-// exclusive access. The remaining fields are `Send + Sync` themselves.
-unsafe impl Send for CudaKernel {}
-// SAFETY: see `Send`: `&self` methods only query the stream (`cuStreamQuery`)
-// and update atomics / a `OnceLock`.
-unsafe impl Sync for CudaKernel {}
-
-/// Driver errors that mean "this image cannot be loaded", as opposed to a
-/// failure of the driver or context.
-fn is_image_error(err: DriverError) -> bool {
-    use sys::CUresult::*;
-    matches!(
-        err.0,
-        CUDA_ERROR_INVALID_IMAGE
-            | CUDA_ERROR_INVALID_PTX
-            | CUDA_ERROR_NO_BINARY_FOR_GPU
-            | CUDA_ERROR_UNSUPPORTED_PTX_VERSION
-            | CUDA_ERROR_JIT_COMPILER_NOT_FOUND
-            | CUDA_ERROR_JIT_COMPILATION_DISABLED
-            | CUDA_ERROR_INVALID_SOURCE
-            | CUDA_ERROR_SHARED_OBJECT_SYMBOL_NOT_FOUND
-            | CUDA_ERROR_SHARED_OBJECT_INIT_FAILED
-            | CUDA_ERROR_UNSUPPORTED_DEVSIDE_SYNC
-    )
 }
 
 impl CudaKernel {
     /// Loads `image` (a fatbin, a cubin, or PTX text) into `ctx`, looks up
-    /// `entry`, and launches it on a new non-blocking stream with grid
-    /// `(grid, 1, 1)`, block `(block, 1, 1)`, no dynamic shared memory, and
-    /// the three device addresses `args` (control block, H2K ring, K2H ring)
-    /// as its `u64` parameters, then `launch_args` (an `RB_KERNEL_ENTRY`'s
-    /// fourth parameter).
-    ///
-    /// The stream is `CU_STREAM_NON_BLOCKING`, so the kernel never
-    /// serialises with the legacy default stream or any other work.
+    /// `entry`, and launches it on a new non-blocking stream: see
+    /// [`Self::launch_loaded`].
     ///
     /// # Errors
-    /// [`Error::InvalidArgument`] for `grid == 0`, a block outside
-    /// `1..=1024`, an entry name containing NUL, or a grid larger than the
-    /// GPU holds at once (every block of a persistent kernel must be
-    /// resident: a block waiting for a free SM would wait forever);
-    /// [`Error::DeviceBusy`] while another kernel of this process may run;
-    /// [`Error::InvalidImage`] for an empty image or one the driver rejects;
-    /// [`Error::EntryNotFound`] when it has no such entry;
-    /// [`Error::Cuda`] when another driver call fails (including the launch).
+    /// As [`KernelModule::load`], [`Stream::new`] and
+    /// [`Self::launch_loaded`]: [`Error::DeviceBusy`] while another kernel
+    /// of this process may run on the device.
+    #[cfg(test)]
     pub(crate) fn launch(
         ctx: &Arc<CudaContext>,
         image: &[u8],
@@ -147,113 +75,37 @@ impl CudaKernel {
         args: [u64; 3],
         launch_args: &LaunchArgs,
     ) -> Result<Self> {
-        if grid == 0 {
-            return Err(Error::InvalidArgument(
-                "grid must be at least 1 block".into(),
-            ));
-        }
-        if !(1..=MAX_BLOCK).contains(&block) {
+        if grid == 0 || block == 0 {
+            // Refused before anything is loaded (the shape check repeats it).
             return Err(Error::InvalidArgument(format!(
-                "block of {block} threads (expected 1 to {MAX_BLOCK})"
+                "a launch of {grid} block(s) of {block} thread(s)"
             )));
         }
-        if image.is_empty() {
-            return Err(Error::InvalidImage("the image is empty".into()));
-        }
-        let entry_c = CString::new(entry).map_err(|_| {
-            Error::InvalidArgument(format!("entry point name {entry:?} contains a NUL byte"))
-        })?;
+        let module = Arc::new(KernelModule::load(ctx, image, entry)?);
+        let stream = Stream::new(ctx)?;
+        Self::launch_loaded(module, stream, grid, block, args, launch_args)
+    }
 
-        // `cuModuleLoadData` reads PTX up to a NUL and binaries by their own
-        // headers, which want 8-byte alignment: copy the image into an
-        // 8-byte aligned, zero-padded buffer with at least one trailing NUL.
-        let mut aligned = vec![0u64; image.len() / 8 + 1];
-        bytemuck::cast_slice_mut::<u64, u8>(&mut aligned)[..image.len()].copy_from_slice(image);
-
-        bind(ctx).map_err(cuda_err("cuCtxSetCurrent"))?;
-        // Loading may allocate device memory for the module's globals, which
-        // can wait for running work like pinning does: only while none of
-        // our kernels runs (`DeviceBusy` otherwise).
-        // SAFETY: the context is current; `aligned` is a complete image
-        // followed by NUL bytes and outlives the call (the driver copies it).
-        let module =
-            while_no_kernel_runs(|| unsafe { result::module::load_data(aligned.as_ptr().cast()) })?
-                .map_err(|e| {
-                    if is_image_error(e) {
-                        Error::InvalidImage(describe(e))
-                    } else {
-                        cuda_err("cuModuleLoadData")(e)
-                    }
-                })?;
-
-        // From here on, `kernel`'s `Drop` releases what exists on every error
-        // path (nothing runs until `launched` is set).
-        let mut kernel = Self {
-            ctx: Arc::clone(ctx),
-            module,
-            stream: std::ptr::null_mut(),
-            launched: false,
-            finished: AtomicBool::new(false),
-            fault: OnceLock::new(),
-            counted: AtomicBool::new(false),
-        };
-
-        // SAFETY: `module` is loaded and not unloaded while `kernel` lives.
-        let function = unsafe { result::module::get_function(module, entry_c) }.map_err(|e| {
-            if e.0 == sys::CUresult::CUDA_ERROR_NOT_FOUND {
-                Error::EntryNotFound {
-                    entry: entry.to_owned(),
-                }
-            } else {
-                cuda_err("cuModuleGetFunction")(e)
-            }
-        })?;
-
-        // An entry compiled with `__launch_bounds__(n)` (RB_KERNEL_ENTRY:
-        // RB_MAX_BLOCK_THREADS) cannot launch more than n threads per block;
-        // the driver would fail the launch with a bare "invalid value".
-        // Untested on a GPU so far (none on the machine this was written on).
-        // SAFETY: `function` comes from `module`, loaded and current.
-        let max = unsafe {
-            result::function::get_function_attribute(
-                function,
-                sys::CUfunction_attribute::CU_FUNC_ATTRIBUTE_MAX_THREADS_PER_BLOCK,
-            )
-        }
-        .map_err(cuda_err("cuFuncGetAttribute"))?;
-        if i64::from(block) > i64::from(max) {
-            return Err(Error::BlockTooLarge {
-                entry: entry.to_owned(),
-                block,
-                max: u32::try_from(max).unwrap_or(0),
-            });
-        }
-
-        if grid > 1 {
-            // The blocks of a persistent kernel serve side by side and never
-            // end on their own: a block that waits for a free SM would wait
-            // for good. Refuse a grid the GPU cannot hold all at once.
-            // SAFETY: `function` comes from `module`, loaded and current.
-            let per_sm = unsafe {
-                result::occupancy::max_active_block_per_multiprocessor(function, block as i32, 0)
-            }
-            .map_err(cuda_err("cuOccupancyMaxActiveBlocksPerMultiprocessor"))?;
-            let sms = ctx
-                .attribute(sys::CUdevice_attribute::CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT)
-                .map_err(cuda_err("cuDeviceGetAttribute"))?;
-            let fits = u64::try_from(per_sm).unwrap_or(0) * u64::try_from(sms).unwrap_or(0);
-            if u64::from(grid) > fits {
-                return Err(Error::InvalidArgument(format!(
-                    "{grid} blocks of {block} threads cannot all run at once on this GPU \
-                     ({sms} SMs, {per_sm} such block(s) each): a persistent kernel needs every \
-                     block resident"
-                )));
-            }
-        }
-
-        kernel.stream = result::stream::create(result::stream::StreamKind::NonBlocking)
-            .map_err(cuda_err("cuStreamCreate"))?;
-
+    /// Launches `module`'s entry on `stream` with grid `(grid, 1, 1)`,
+    /// block `(block, 1, 1)`, no dynamic shared memory, and the three device
+    /// addresses `args` (control block, H2K ring, K2H ring) as its `u64`
+    /// parameters, then `launch_args` (an `RB_KERNEL_ENTRY`'s fourth
+    /// parameter). Makes no driver call that waits for running work, so it
+    /// may run beside other kernels of ours.
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] or [`Error::BlockTooLarge`] for a shape
+    /// the entry or the GPU cannot run ([`KernelModule::check_shape`]);
+    /// [`Error::Cuda`] when the launch fails.
+    pub(crate) fn launch_loaded(
+        module: Arc<KernelModule>,
+        stream: Stream,
+        grid: u32,
+        block: u32,
+        args: [u64; 3],
+        launch_args: &LaunchArgs,
+    ) -> Result<Self> {
+        module.check_shape(grid, block)?;
         let mut params = args;
         let mut launch_args = *launch_args;
         let mut param_ptrs: [*mut c_void; 4] = [
@@ -262,34 +114,42 @@ impl CudaKernel {
             (&raw mut params[2]).cast(),
             (&raw mut launch_args).cast(),
         ];
-        // Launched and counted under the lock, so no pinning or freeing that
-        // found the count zero is still under way once the kernel runs.
-        let _lock = lock(&DEVICE_LOCK);
-        // SAFETY: `function` comes from `module`, which stays loaded; the
-        // stream belongs to the current context; an RB_KERNEL_ENTRY takes
-        // three 8-byte pointers and an `rb_args` (the layout of
-        // `LaunchArgs`, static_asserted in ringbridge.cuh), and `param_ptrs`
-        // points at three live `u64`s and a live `LaunchArgs`, which the
-        // driver copies before returning. A kernel declaring only the three
-        // pointers reads only those: the driver copies as many parameters as
-        // the kernel declares.
-        unsafe {
-            result::launch_kernel(
-                function,
-                (grid, 1, 1),
-                (block, 1, 1),
-                0,
-                kernel.stream,
-                &mut param_ptrs,
-            )
-        }
-        .map_err(cuda_err("cuLaunchKernel"))?;
-        kernel.launched = true;
-        // Relaxed: the count changes only under the device lock, held here
-        // since before the launch; `counted` only matters to `uncount`.
-        MAYBE_RUNNING.fetch_add(1, Ordering::Relaxed);
-        kernel.counted.store(true, Ordering::Relaxed);
-        Ok(kernel)
+        bind(module.context()).map_err(cuda_err("cuCtxSetCurrent"))?;
+        // Launched and counted under the running-count lock, so no call that
+        // found the device idle is still under way once the kernel runs.
+        count_launch(module.context().ordinal(), || {
+            // SAFETY: the function comes from `module`, which stays loaded
+            // (this kernel holds it); the stream belongs to the current
+            // context; an RB_KERNEL_ENTRY takes three 8-byte pointers and an
+            // `rb_args` (the layout of `LaunchArgs`, static_asserted in
+            // ringbridge.cuh), and `param_ptrs` points at three live `u64`s
+            // and a live `LaunchArgs`, which the driver copies before
+            // returning. A kernel declaring only the three pointers reads
+            // only those: the driver copies as many parameters as the kernel
+            // declares.
+            unsafe {
+                result::launch_kernel(
+                    module.function(),
+                    (grid, 1, 1),
+                    (block, 1, 1),
+                    0,
+                    stream.raw(),
+                    &mut param_ptrs,
+                )
+            }
+            .map_err(cuda_err("cuLaunchKernel"))
+        })?;
+        Ok(Self {
+            module,
+            stream: Some(stream),
+            finished: AtomicBool::new(false),
+            fault: OnceLock::new(),
+            counted: AtomicBool::new(true),
+        })
+    }
+
+    fn ctx(&self) -> &Arc<CudaContext> {
+        self.module.context()
     }
 
     /// Asks the stream what became of the kernel, without blocking.
@@ -299,15 +159,18 @@ impl CudaKernel {
         }
         // Acquire: pairs with the release store below; a kernel seen
         // finished stays finished.
-        if self.finished.load(Ordering::Acquire) || !self.launched {
+        if self.finished.load(Ordering::Acquire) {
             return State::Finished;
         }
-        if let Err(e) = bind(&self.ctx) {
+        let Some(stream) = &self.stream else {
+            return State::Running;
+        };
+        if let Err(e) = bind(self.ctx()) {
             return State::Unknown(cuda_err("cuCtxSetCurrent")(e));
         }
-        // SAFETY: the stream was created in this context and is destroyed
-        // only in `drop`; `cuStreamQuery` never blocks.
-        match unsafe { sys::cuStreamQuery(self.stream) } {
+        // SAFETY: the stream belongs to the current context and lives as
+        // long as `self`; `cuStreamQuery` never blocks.
+        match unsafe { sys::cuStreamQuery(stream.raw()) } {
             sys::CUresult::CUDA_SUCCESS => {
                 // Release: pairs with the acquire load above.
                 self.finished.store(true, Ordering::Release);
@@ -324,42 +187,12 @@ impl CudaKernel {
         }
     }
 
-    /// Takes this kernel out of [`MAYBE_RUNNING`], once.
+    /// Takes this kernel out of the running count, once.
     fn uncount(&self) {
         // Relaxed: the swap alone makes this happen once; the count itself
-        // changes under the device lock.
+        // is guarded by its own lock.
         if self.counted.swap(false, Ordering::Relaxed) {
-            let _lock = lock(&DEVICE_LOCK);
-            MAYBE_RUNNING.fetch_sub(1, Ordering::Relaxed);
-        }
-    }
-
-    /// Destroys the stream and unloads the module, ignoring errors (after a
-    /// fault the context returns its sticky error from every call).
-    fn release(&mut self) {
-        if bind(&self.ctx).is_err() {
-            return;
-        }
-        if !self.stream.is_null() {
-            // SAFETY: the stream was created here and is destroyed once; the
-            // kernel on it is no longer running (or never started).
-            let _ = unsafe { result::stream::destroy(self.stream) };
-            self.stream = std::ptr::null_mut();
-        }
-        if !self.module.is_null() {
-            // Unloading frees the module's device memory, which can wait for
-            // running work: while another kernel of ours may run, the module
-            // is leaked instead.
-            // SAFETY: the module was loaded here and is unloaded once; no
-            // kernel of it runs any more.
-            let unloaded = while_no_kernel_runs(|| unsafe { result::module::unload(self.module) });
-            if let Err(Error::DeviceBusy { running }) = unloaded {
-                eprintln!(
-                    "ringbridge: leaking a kernel module: {running} kernel(s) of this process \
-                     may still run, and unloading could wait for them"
-                );
-            }
-            self.module = std::ptr::null_mut();
+            uncount(self.ctx().ordinal());
         }
     }
 }
@@ -381,16 +214,22 @@ impl Engine for CudaKernel {
 impl Drop for CudaKernel {
     fn drop(&mut self) {
         match self.state() {
-            State::Finished | State::Faulted(_) => self.release(),
+            // The stream and module are released by their own drops (the
+            // stream first: a field of `self`, the module after it if this
+            // held its last reference).
+            State::Finished | State::Faulted(_) => {}
             State::Running | State::Unknown(_) => {
                 eprintln!(
                     "ringbridge: a CUDA kernel is still running while its handle is dropped; \
                      leaking its stream, module, context and ring memory"
                 );
-                mark_running_kernel_leaked(&self.ctx);
-                // Keep the primary context retained for good: releasing the
-                // last reference would destroy it, waiting on the kernel.
-                std::mem::forget(Arc::clone(&self.ctx));
+                mark_leaked(self.ctx());
+                // Kept for good: the stream and module (a running kernel
+                // uses them) and one reference to the primary context
+                // (releasing the last would destroy it, waiting on the kernel).
+                std::mem::forget(self.stream.take());
+                std::mem::forget(Arc::clone(&self.module));
+                std::mem::forget(Arc::clone(self.ctx()));
             }
         }
     }
@@ -650,7 +489,7 @@ $L_spin:
         );
         let start = Instant::now();
         drop(kernel);
-        assert!(crate::cuda::context::has_leaked_running_kernel(&ctx));
+        assert!(crate::cuda::running::has_leaked(&ctx));
         words[CTL].store(1, Ordering::Release);
         drop(mem); // leaked, not freed: the kernel may still read it
         drop(ctx);

@@ -6,7 +6,8 @@ use std::sync::atomic::AtomicU64;
 
 use cudarc::driver::{CudaContext, result, sys};
 
-use super::context::{bind, has_leaked_running_kernel};
+use super::context::bind;
+use super::running::{Scope, has_leaked, while_idle};
 use super::{cuda_err, describe};
 use crate::backend::SharedMemory;
 use crate::error::{Error, Result};
@@ -72,9 +73,10 @@ impl MappedMemory {
         // SAFETY: the driver is loaded (a context exists) and the context is
         // current. The returned memory is uninitialised; it is zeroed below
         // before anything reads it.
-        let raw =
-            super::launch::while_no_kernel_runs(|| unsafe { result::malloc_host(rounded, flags) })?
-                .map_err(|e| alloc_err(format!("cuMemHostAlloc failed: {}", describe(e))))?;
+        let raw = while_idle(Scope::AllDevices, || unsafe {
+            result::malloc_host(rounded, flags)
+        })?
+        .map_err(|e| alloc_err(format!("cuMemHostAlloc failed: {}", describe(e))))?;
         let Some(host) = NonNull::new(raw.cast::<AtomicU64>()) else {
             return Err(alloc_err("cuMemHostAlloc returned a null pointer".into()));
         };
@@ -137,7 +139,7 @@ unsafe impl SharedMemory for MappedMemory {
 
 impl Drop for MappedMemory {
     fn drop(&mut self) {
-        if has_leaked_running_kernel(&self.ctx) {
+        if has_leaked(&self.ctx) {
             // A kernel that may use this memory was left running: freeing
             // it could hand its pages to someone else under the kernel, and
             // `cuMemFreeHost` may wait for a device that never goes idle.
@@ -155,7 +157,7 @@ impl Drop for MappedMemory {
             // (another bridge's), leak rather than wait forever.
             // SAFETY: `host` was returned by `cuMemHostAlloc` and is freed
             // only here; nothing can use `words()` after `drop`.
-            let freed = super::launch::while_no_kernel_runs(|| unsafe {
+            let freed = while_idle(Scope::AllDevices, || unsafe {
                 result::free_host(self.host.as_ptr().cast())
             });
             if let Err(Error::DeviceBusy { running }) = freed {

@@ -3,13 +3,16 @@
 //! Layers, bottom to top (cudarc's `sys` → `result` → `safe` underneath):
 //! - `context`: is there a driver, how many GPUs, what are they, and the
 //!   (primary) context of one of them;
+//! - `running`: which of our kernels may run on which device, and the
+//!   driver calls that must not meet them (`DeviceBusy` instead);
 //! - `memory`: pinned, device-mapped host memory for a bridge's rings;
-//! - `launch`: loading a kernel image and running its persistent kernel on a
-//!   stream of its own (and the count of kernels that may be running, which
-//!   `memory` and `buffer` consult before a driver call that would wait for
-//!   them);
-//! - `buffer`: device memory for a bridge-owned buffer;
-//! - `group`: one allocation and one launch serving a striped group;
+//!   `buffer`: device memory for a bridge-owned buffer;
+//! - `module`: a kernel image loaded, its entry point looked up;
+//!   `stream`: the non-blocking streams kernels run on;
+//! - `launch`: running a loaded entry as a persistent kernel and learning
+//!   what became of it; `group`: one launch serving a striped group;
+//! - [`Reservation`] (`reservation`, `reserved`, `space`): all of the above
+//!   made before any launch, so bridges can start and stop while others run;
 //! - `launcher`: the backend's launcher (`crate::backend::launch`), which
 //!   puts the above together for a bridge or a group.
 //!
@@ -38,6 +41,12 @@ mod group;
 pub(crate) mod launch;
 mod launcher;
 mod memory;
+mod module;
+mod reservation;
+mod reserved;
+pub(crate) mod running;
+mod space;
+mod stream;
 
 pub(crate) use buffer::DeviceBuffer;
 pub(crate) use context::context;
@@ -46,6 +55,7 @@ pub(crate) use group::{CudaGroup, StripeEngine};
 pub(crate) use launch::CudaKernel;
 pub(crate) use launcher::{CudaLauncher, device_usable};
 pub(crate) use memory::MappedMemory;
+pub use reservation::{Reservation, ReservationBuilder, ReservationFree};
 
 /// Whether a CUDA driver library (`libcuda`) can be loaded.
 ///
