@@ -188,6 +188,40 @@ fn stream_check_modes_run_and_report_themselves() {
     assert!(String::from_utf8_lossy(&out.stdout).contains("check none"));
 }
 
+/// One bridge per listed device, all streaming at once (on the fallback
+/// the ordinals only label the bridges): per-device and total rates.
+#[test]
+fn stream_to_several_devices_reports_each_and_the_total() {
+    let v = json(&[
+        "stream",
+        "--backend",
+        "host",
+        "--devices",
+        "0,1",
+        "--stripes",
+        "2",
+        "--messages",
+        "30001",
+        "--json",
+    ]);
+    let devices = v["devices"].as_array().expect("a list of devices");
+    assert_eq!(devices.len(), 2);
+    for (i, d) in devices.iter().enumerate() {
+        has_keys(d, &["msgs_per_s", "gbytes_per_s", "seconds", "backend"]);
+        assert_eq!(d["device"], i);
+        assert_eq!(d["messages"], 30_001);
+        assert_eq!(d["lost"], 0);
+    }
+    let total = &v["total"];
+    assert_eq!(total["messages"], 60_002);
+    assert_eq!(total["lost"], 0);
+    assert!(total["msgs_per_s"].as_f64().unwrap() > 0.0);
+    fails(
+        &["stream", "--backend", "host", "--devices", "0,0"],
+        &["listed twice"],
+    );
+}
+
 #[test]
 fn stream_bad_check_is_a_clear_error() {
     fails(

@@ -11,6 +11,7 @@ mod progress;
 mod queue_ceiling;
 mod spin;
 mod stream;
+mod stream_devices;
 mod user_image;
 
 use std::path::PathBuf;
@@ -169,6 +170,13 @@ pub(crate) struct StreamArgs {
     /// fallback) and its own producer and consumer threads.
     #[arg(long, default_value_t = 1)]
     pub stripes: usize,
+    /// Stream to one bridge per device at once: `all` (every GPU; on the
+    /// fallback, one bridge) or a list such as `0,1`. Each device carries
+    /// --messages; per-device and total rates are reported. On CUDA each
+    /// device's bridge is launched from a reservation made before any
+    /// launch (see the README's "Many bridges and GPUs").
+    #[arg(long, value_name = "all|LIST")]
+    pub devices: Option<String>,
     /// How much of each reply the consumer checks: full (every byte),
     /// header (correlation, kind and length, and the last 8 bytes), len
     /// (correlation, kind and length), reply (correlation and kind) or none

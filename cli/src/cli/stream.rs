@@ -117,7 +117,7 @@ impl Patterns {
 /// the replies on the calling thread as `check` says; returns (sent, wrong
 /// or lost, when the last reply was taken). `done` counts the replies taken
 /// so far (for the progress bar).
-fn stream_through(
+pub(crate) fn stream_through(
     bridge: &ringbridge::Bridge,
     total: u64,
     batch: usize,
@@ -191,6 +191,9 @@ pub(crate) fn run(args: &StreamArgs) -> anyhow::Result<()> {
     let b = &args.bridge;
     if args.messages == 0 || args.batch == 0 {
         bail!("--messages and --batch must be at least 1");
+    }
+    if let Some(devices) = &args.devices {
+        return super::stream_devices::run(args, devices);
     }
     let check = args.image.check(args.check)?;
     let builder = args
