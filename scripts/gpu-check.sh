@@ -58,6 +58,20 @@ step info 30 ./ringbridge info --json && cat "$r/info.log" | tee -a "$summary"
 # Smoke first: if one echo round trip cannot be made, the rest is moot.
 step smoke-echo 30 ./ringbridge echo --backend cuda --payload 64 --messages 1000 --warmup 10 --json
 
+# Many bridges in one process (never run on a GPU yet, so first): which
+# driver calls wait for a running persistent kernel (the measurement behind
+# ringbridge::cuda::Reservation), the reservation tests (two kernels on one
+# GPU, the second launched while the first streams, each stopped alone),
+# and one bridge per GPU streaming at once.
+if [ "$ab_only" != 1 ]; then
+  [ -x test-sync_probe ] && step sync-probe 60 ./test-sync_probe --ignored --nocapture --test-threads=1 \
+    && grep -E 'returns|WAITS|cannot' "$r/sync-probe.log" | sed 's/^/probe /' | tee -a "$summary"
+  [ -x test-reservation ] && step test-reservation 90 ./test-reservation --test-threads=1 --nocapture
+  grep -E '^test result|FAILED|panicked|skipped' "$r/test-reservation.log" 2>/dev/null | head -8 | tee -a "$summary"
+  step stream-devices-all 60 ./ringbridge stream --backend cuda --devices all --stripes 2 --payload 64 --messages 2000000 --capacity 8192 --batch 512 --json \
+    && grep -E '"(device|msgs_per_s|lost)"' "$r/stream-devices-all.log" | tr -s ' ' | paste -sd' ' | sed 's/^/devices /' | tee -a "$summary"
+fi
+
 # GPU_CHECK_LANE_SOAK=1: only the lane soak (tests/lane_soak.rs), which
 # takes a whole device call: GPU_CHECK_LANE_SOAK_ROUNDS (default 10^8) round
 # trips of the longest lane messages (224 bytes), 16 in flight, each checked

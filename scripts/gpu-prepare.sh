@@ -70,7 +70,7 @@ cp target/release/ringbridge .gpu/ringbridge-idle-nanosleep
 
 cargo build --release -p ringbridge-cli
 cp target/release/ringbridge .gpu/
-copy_tests "" lib bridge_cuda cuda_faults kernels lanes lane_soak soak
+copy_tests "" lib bridge_cuda cuda_faults kernels lanes lane_soak soak reservation sync_probe
 # The command line's unit tests (compare's CUDA alternatives among them), as
 # test-cli.
 cargo test --release -p ringbridge-cli --bin ringbridge --no-run --message-format=json 2>/dev/null |
