@@ -67,21 +67,26 @@ impl DeviceArena {
     }
 
     /// Copies `src` to `base + offset` (`Some`), or zeroes `len` bytes there
-    /// (`None`), and waits for it.
+    /// (`None`), and waits for it. Zeroes are copied from the host rather
+    /// than set with `cuMemsetD8`: the programming guide lists a device
+    /// memory set among the operations that synchronise implicitly, a
+    /// host-to-device copy on a non-blocking stream it does not.
     fn fill(&self, offset: usize, len: usize, src: Option<&[u8]>) -> Result<()> {
+        let zeroes;
+        let bytes = match src {
+            Some(bytes) => bytes,
+            None => {
+                zeroes = vec![0u8; len];
+                &zeroes
+            }
+        };
         let _turn = lock(&self.copying);
         bind(&self.ctx).map_err(cuda_err("cuCtxSetCurrent"))?;
-        let dst = self.base + offset as u64;
-        // SAFETY: `dst..dst + len` lies in this arena (the caller's range),
-        // which no kernel uses while its bridge fills or reads it; `src`
-        // lives until the stream is synchronised below.
-        unsafe {
-            match src {
-                Some(bytes) => result::memcpy_htod_async(dst, bytes, self.copies.raw()),
-                None => result::memset_d8_async(dst, 0, len, self.copies.raw()),
-            }
-        }
-        .map_err(cuda_err("cuMemcpyHtoDAsync/cuMemsetD8Async"))?;
+        // SAFETY: `base + offset .. + bytes.len()` lies in this arena (the
+        // caller's range), which no kernel uses while its bridge fills or
+        // reads it; `bytes` lives until the stream is synchronised below.
+        unsafe { result::memcpy_htod_async(self.base + offset as u64, bytes, self.copies.raw()) }
+            .map_err(cuda_err("cuMemcpyHtoDAsync"))?;
         self.copies.synchronize()
     }
 
