@@ -1,7 +1,7 @@
 //! Round-trip latency through the bridge: one message in flight, payloads
 //! 8 B to 4 KiB, on the host fallback always and on CUDA when present; and,
 //! side by side, the host floor: two threads ping-ponging a counter through
-//! two cache lines (what `ringbridge compare --backend host` calls the floor).
+//! two cache lines (what `ringbridge compare --backend fallback` calls the floor).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -15,7 +15,7 @@ use ringbridge::{Backend, Bridge};
 const PAYLOADS: [usize; 5] = [8, 64, 256, 1024, 4096];
 
 fn backends() -> Vec<Backend> {
-    let mut v = vec![Backend::Host];
+    let mut v = vec![Backend::Fallback];
     let cuda = ringbridge::cuda::device_count().is_ok_and(|n| n > 0)
         && ringbridge::kernels::KERNELS_COMPILED;
     if cuda {

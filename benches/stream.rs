@@ -13,7 +13,7 @@ use ringbridge::{Backend, Bridge, StripedBridge};
 const MESSAGES: u64 = 100_000;
 
 fn backends() -> Vec<Backend> {
-    let mut v = vec![Backend::Host];
+    let mut v = vec![Backend::Fallback];
     if ringbridge::cuda::device_count().is_ok_and(|n| n > 0)
         && ringbridge::kernels::KERNELS_COMPILED
     {

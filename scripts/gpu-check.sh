@@ -159,25 +159,25 @@ if [ "$ab_only" != 1 ]; then
     step "echo-cuda-$p" 60 ./ringbridge echo --backend cuda --payload $p --messages $msgs --json
   done
   step echo-cuda-64-slots 60 ./ringbridge echo --backend cuda --payload 64 --format slots --messages $msgs --json
-  step echo-host-64 60 ./ringbridge echo --backend host --payload 64 --messages $msgs --json
+  step echo-host-64 60 ./ringbridge echo --backend fallback --payload 64 --messages $msgs --json
   step compare-cuda-256 240 ./ringbridge compare --backend cuda --payload 256 --messages 20000 --json
   step compare-cuda-4096 240 ./ringbridge compare --backend cuda --payload 4096 --messages 10000 --json
-  step compare-host-64 60 ./ringbridge compare --backend host --payload 64 --messages $msgs --json --plot "$out/compare-host-64.svg"
+  step compare-host-64 60 ./ringbridge compare --backend fallback --payload 64 --messages $msgs --json --plot "$out/compare-host-64.svg"
   # The fallback's ratio moves with where the two threads land: a few more runs.
   for k in 2 3 4 5; do
-    step "compare-host-64-$k" 30 ./ringbridge compare --backend host --payload 64 --messages $msgs --json
+    step "compare-host-64-$k" 30 ./ringbridge compare --backend fallback --payload 64 --messages $msgs --json
   done
 
   step stream-cuda-64 120 ./ringbridge stream --backend cuda --payload 64 --messages $n64 --capacity 8192 --batch 512 --json
   step stream-cuda-1k 120 ./ringbridge stream --backend cuda --payload 992 --messages $n4k --capacity 4096 --json
   step stream-cuda-4k 120 ./ringbridge stream --backend cuda --payload 4064 --messages $n4k --capacity 1024 --json
-  step stream-host-64 120 ./ringbridge stream --backend host --payload 64 --messages 20000000 --capacity 8192 --json
+  step stream-host-64 120 ./ringbridge stream --backend fallback --payload 64 --messages 20000000 --capacity 8192 --json
   # The previous build (gpu-prepare.sh's GPU_BASELINE), in the same call.
   if [ -x ringbridge-baseline ]; then
     step stream-cuda-64-baseline 120 ./ringbridge-baseline stream --backend cuda --payload 64 --messages $n64 --capacity 8192 --batch 512 --json
     step stream-cuda-4k-baseline 120 ./ringbridge-baseline stream --backend cuda --payload 4064 --messages $n4k --capacity 1024 --json
     step echo-cuda-64-baseline 60 ./ringbridge-baseline echo --backend cuda --payload 64 --messages $msgs --json
-    step compare-host-64-baseline 60 ./ringbridge-baseline compare --backend host --payload 64 --messages $msgs --json
+    step compare-host-64-baseline 60 ./ringbridge-baseline compare --backend fallback --payload 64 --messages $msgs --json
   fi
 fi
 

@@ -59,7 +59,7 @@
 //!
 //! ```
 //! use ringbridge::{AsyncBridge, Backend, Bridge};
-//! let bridge = AsyncBridge::new(Bridge::builder().backend(Backend::Host).launch()?);
+//! let bridge = AsyncBridge::new(Bridge::builder().backend(Backend::Fallback).launch()?);
 //! futures::executor::block_on(async {
 //!     assert_eq!(bridge.round_trip(b"abc").await?.payload, b"bcd");
 //!     let seq = bridge.send(&[1]).await?;
@@ -104,7 +104,7 @@ const MAX_SLEEP: Duration = Duration::from_micros(200);
 ///
 /// ```
 /// use ringbridge::{AsyncBridge, Backend, Bridge};
-/// let bridge = AsyncBridge::new(Bridge::builder().backend(Backend::Host).launch()?);
+/// let bridge = AsyncBridge::new(Bridge::builder().backend(Backend::Fallback).launch()?);
 /// let other = bridge.clone();
 /// let worker = std::thread::spawn(move || {
 ///     futures::executor::block_on(other.round_trip(&[41])).map(|r| r.payload)
@@ -147,8 +147,8 @@ impl From<Bridge> for AsyncBridge {
     ///
     /// ```
     /// use ringbridge::{AsyncBridge, Backend, Bridge};
-    /// let bridge: AsyncBridge = Bridge::builder().backend(Backend::Host).launch()?.into();
-    /// assert_eq!(bridge.bridge().backend(), Backend::Host);
+    /// let bridge: AsyncBridge = Bridge::builder().backend(Backend::Fallback).launch()?.into();
+    /// assert_eq!(bridge.bridge().backend(), Backend::Fallback);
     /// # Ok::<(), ringbridge::Error>(())
     /// ```
     fn from(bridge: Bridge) -> Self {
@@ -162,7 +162,7 @@ impl AsyncBridge {
     ///
     /// ```
     /// use ringbridge::{AsyncBridge, Backend, Bridge};
-    /// let bridge = AsyncBridge::new(Bridge::builder().backend(Backend::Host).launch()?);
+    /// let bridge = AsyncBridge::new(Bridge::builder().backend(Backend::Fallback).launch()?);
     /// let reply = futures::executor::block_on(bridge.round_trip(b"x"))?;
     /// assert_eq!(reply.payload, b"y");
     /// # Ok::<(), ringbridge::Error>(())
@@ -182,7 +182,7 @@ impl AsyncBridge {
     ///
     /// ```
     /// use ringbridge::{AsyncBridge, Backend, Bridge, Error};
-    /// let bridge = AsyncBridge::new(Bridge::builder().backend(Backend::Host).launch()?);
+    /// let bridge = AsyncBridge::new(Bridge::builder().backend(Backend::Fallback).launch()?);
     /// bridge.bridge().shutdown()?;
     /// let late = futures::executor::block_on(bridge.send(b"late"));
     /// assert!(matches!(late, Err(Error::ShutDown)));
@@ -199,7 +199,7 @@ impl AsyncBridge {
     ///
     /// ```
     /// use ringbridge::{AsyncBridge, Backend, Bridge};
-    /// let bridge = AsyncBridge::new(Bridge::builder().backend(Backend::Host).launch()?);
+    /// let bridge = AsyncBridge::new(Bridge::builder().backend(Backend::Fallback).launch()?);
     /// futures::executor::block_on(async {
     ///     let first = bridge.send(b"one").await?;
     ///     assert_eq!(bridge.send(b"two").await?, first + 1);
@@ -226,7 +226,7 @@ impl AsyncBridge {
     ///
     /// ```
     /// use ringbridge::{AsyncBridge, Backend, Bridge};
-    /// let bridge = AsyncBridge::new(Bridge::builder().backend(Backend::Host).launch()?);
+    /// let bridge = AsyncBridge::new(Bridge::builder().backend(Backend::Fallback).launch()?);
     /// let seq = bridge.bridge().send(&[41])?; // a blocking send works too
     /// let reply = futures::executor::block_on(bridge.recv())?;
     /// assert_eq!((reply.header.correlation, reply.payload), (seq, vec![42]));
@@ -254,7 +254,7 @@ impl AsyncBridge {
     ///
     /// ```
     /// use ringbridge::{AsyncBridge, Backend, Bridge};
-    /// let bridge = AsyncBridge::new(Bridge::builder().backend(Backend::Host).launch()?);
+    /// let bridge = AsyncBridge::new(Bridge::builder().backend(Backend::Fallback).launch()?);
     /// bridge.bridge().send_batch(&[[1u8], [2], [3]])?;
     /// let mut got = Vec::new();
     /// futures::executor::block_on(async {
@@ -294,7 +294,7 @@ impl AsyncBridge {
     ///
     /// ```
     /// use ringbridge::{AsyncBridge, Backend, Bridge};
-    /// let bridge = AsyncBridge::new(Bridge::builder().backend(Backend::Host).launch()?);
+    /// let bridge = AsyncBridge::new(Bridge::builder().backend(Backend::Fallback).launch()?);
     /// let requests = [[10u8], [20], [30], [40]];
     /// let replies = futures::executor::block_on(futures::future::join_all(
     ///     requests.iter().map(|r| bridge.round_trip(r)),

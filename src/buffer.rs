@@ -27,7 +27,7 @@
 //! use ringbridge::buffer::BufferInit;
 //! use ringbridge::{Backend, Bridge, Error};
 //! let bridge = Bridge::builder()
-//!     .backend(Backend::Host)
+//!     .backend(Backend::Fallback)
 //!     .buffer(BufferInit::from_pod(&[1.0f32, 2.0, 3.0])) // buffer 0
 //!     .buffer(BufferInit::zeroed(4096)) // buffer 1
 //!     .launch()?;
@@ -75,7 +75,7 @@ impl BufferInit {
     /// use ringbridge::buffer::BufferInit;
     /// use ringbridge::{Backend, Bridge};
     /// let bridge = Bridge::builder()
-    ///     .backend(Backend::Host)
+    ///     .backend(Backend::Fallback)
     ///     .buffer(BufferInit::zeroed(100))
     ///     .launch()?;
     /// bridge.shutdown()?;
@@ -95,7 +95,7 @@ impl BufferInit {
     /// use ringbridge::buffer::BufferInit;
     /// use ringbridge::{Backend, Bridge};
     /// let bridge = Bridge::builder()
-    ///     .backend(Backend::Host)
+    ///     .backend(Backend::Fallback)
     ///     .buffer(BufferInit::from_pod(&[1u64, 2, 3]))
     ///     .launch()?;
     /// bridge.shutdown()?;
@@ -112,7 +112,7 @@ impl BufferInit {
     /// use ringbridge::buffer::BufferInit;
     /// use ringbridge::{Backend, Bridge};
     /// let bridge = Bridge::builder()
-    ///     .backend(Backend::Host)
+    ///     .backend(Backend::Fallback)
     ///     .buffer(BufferInit::from_bytes(b"table".to_vec()))
     ///     .launch()?;
     /// bridge.shutdown()?;

@@ -31,7 +31,7 @@ impl std::fmt::Display for RingId {
 ///
 /// ```
 /// use ringbridge::{Backend, Bridge, Error};
-/// let bridge = Bridge::builder().backend(Backend::Host).launch()?;
+/// let bridge = Bridge::builder().backend(Backend::Fallback).launch()?;
 /// let err = bridge.send(&[0; 33]).unwrap_err();
 /// assert!(matches!(err, Error::PayloadTooLarge { len: 33, max: 32 }));
 /// assert_eq!(
@@ -257,7 +257,7 @@ pub enum Error {
 /// fn reply_len(bridge: &Bridge, payload: &[u8]) -> Result<usize> {
 ///     Ok(bridge.round_trip(payload)?.payload.len())
 /// }
-/// let bridge = Bridge::builder().backend(Backend::Host).launch()?;
+/// let bridge = Bridge::builder().backend(Backend::Fallback).launch()?;
 /// assert_eq!(reply_len(&bridge, b"four")?, 4);
 /// assert!(reply_len(&bridge, &[0; 100]).is_err());
 /// # Ok::<(), ringbridge::Error>(())

@@ -346,7 +346,7 @@ pub const STATUS_FAILED: u64 = 3;
 pub const ERR_HANDLER: u64 = 1;
 /// The kernel found a ring header or slot it could not trust.
 pub const ERR_RING_CORRUPTED: u64 = 2;
-/// A host handler panicked (fallback only).
+/// A Rust handler panicked (fallback only).
 pub const ERR_HANDLER_PANICKED: u64 = 3;
 /// The control block or a ring header had a bad magic or version.
 pub const ERR_BAD_MAGIC: u64 = 4;

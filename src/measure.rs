@@ -183,7 +183,7 @@ fn check_reply(
 ///
 /// ```
 /// use ringbridge::{Backend, Bridge, Error, measure};
-/// let bridge = Bridge::builder().backend(Backend::Host).launch()?;
+/// let bridge = Bridge::builder().backend(Backend::Fallback).launch()?;
 /// let latency = measure::round_trips(
 ///     &bridge,
 ///     200,
@@ -246,7 +246,7 @@ pub fn round_trips(
 ///
 /// ```
 /// use ringbridge::{Backend, Bridge, Error, measure};
-/// let bridge = Bridge::builder().backend(Backend::Host).launch()?;
+/// let bridge = Bridge::builder().backend(Backend::Fallback).launch()?;
 /// let rate = measure::stream(
 ///     &bridge,
 ///     10_000,

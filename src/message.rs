@@ -53,7 +53,7 @@ impl MessageEnvelope {
     ///
     /// ```
     /// use ringbridge::{Backend, Bridge};
-    /// let bridge = Bridge::builder().backend(Backend::Host).launch()?;
+    /// let bridge = Bridge::builder().backend(Backend::Fallback).launch()?;
     /// let reply = bridge.round_trip(b"hi")?;
     /// assert!(reply.is_reply() && !reply.is_error());
     /// # Ok::<(), ringbridge::Error>(())
@@ -70,7 +70,7 @@ impl MessageEnvelope {
     /// ```
     /// use ringbridge::{Backend, Bridge, Kernel};
     /// let bridge = Bridge::builder()
-    ///     .backend(Backend::Host)
+    ///     .backend(Backend::Fallback)
     ///     .kernel(Kernel::ScaleF32 { factor: 2.0 })
     ///     .launch()?;
     /// let reply = bridge.round_trip(&[1, 2, 3])?;

@@ -66,7 +66,7 @@ use std::sync::Mutex;
 ///
 /// ```
 /// use ringbridge::{Backend, Bridge, StripedBridge};
-/// let striped = StripedBridge::launch(Bridge::builder().backend(Backend::Host), 3)?;
+/// let striped = StripedBridge::launch(Bridge::builder().backend(Backend::Fallback), 3)?;
 /// assert_eq!(striped.stripes(), 3);
 /// striped.send_batch(&[b"a", b"b", b"c", b"d"])?; // stripes 0, 1, 2, 0
 /// for want in [b"b", b"c", b"d", b"e"] {
@@ -99,7 +99,7 @@ impl StripedBridge {
     ///
     /// ```
     /// use ringbridge::{Backend, Bridge, Error, StripedBridge};
-    /// let builder = Bridge::builder().backend(Backend::Host).capacity(8);
+    /// let builder = Bridge::builder().backend(Backend::Fallback).capacity(8);
     /// let striped = StripedBridge::launch(builder.clone(), 2)?;
     /// assert_eq!(striped.stripe(1).spec().capacity(), 8);
     /// let none = StripedBridge::launch(builder, 0);
@@ -126,9 +126,9 @@ impl StripedBridge {
     ///
     /// ```
     /// use ringbridge::{Backend, Bridge, StripedBridge};
-    /// let striped = StripedBridge::launch(Bridge::builder().backend(Backend::Host), 4)?;
+    /// let striped = StripedBridge::launch(Bridge::builder().backend(Backend::Fallback), 4)?;
     /// assert_eq!(striped.stripes(), 4);
-    /// assert_eq!(striped.stripe(striped.stripes() - 1).backend(), Backend::Host);
+    /// assert_eq!(striped.stripe(striped.stripes() - 1).backend(), Backend::Fallback);
     /// # Ok::<(), ringbridge::Error>(())
     /// ```
     pub fn stripes(&self) -> usize {
@@ -142,7 +142,7 @@ impl StripedBridge {
     ///
     /// ```
     /// use ringbridge::{Backend, Bridge, StripedBridge};
-    /// let striped = StripedBridge::launch(Bridge::builder().backend(Backend::Host), 2)?;
+    /// let striped = StripedBridge::launch(Bridge::builder().backend(Backend::Fallback), 2)?;
     /// std::thread::scope(|s| {
     ///     for i in 0..striped.stripes() {
     ///         let stripe = striped.stripe(i);
@@ -159,7 +159,7 @@ impl StripedBridge {
     ///
     /// ```
     /// use ringbridge::{Backend, Bridge, StripedBridge};
-    /// let builder = Bridge::builder().backend(Backend::Host).slot_size(128);
+    /// let builder = Bridge::builder().backend(Backend::Fallback).slot_size(128);
     /// let striped = StripedBridge::launch(builder, 2)?;
     /// assert_eq!(striped.max_payload(), 96);
     /// assert_eq!(striped.stripe(1).max_payload(), 96);
@@ -178,7 +178,7 @@ impl StripedBridge {
     ///
     /// ```
     /// use ringbridge::{Backend, Bridge, StripedBridge};
-    /// let striped = StripedBridge::launch(Bridge::builder().backend(Backend::Host), 2)?;
+    /// let striped = StripedBridge::launch(Bridge::builder().backend(Backend::Fallback), 2)?;
     /// for want in 0..3 {
     ///     assert_eq!(striped.send(b"m")?, want); // stripes 0, 1, 0
     /// }
@@ -214,7 +214,7 @@ impl StripedBridge {
     ///
     /// ```
     /// use ringbridge::{Backend, Bridge, Error, StripedBridge};
-    /// let striped = StripedBridge::launch(Bridge::builder().backend(Backend::Host), 2)?;
+    /// let striped = StripedBridge::launch(Bridge::builder().backend(Backend::Fallback), 2)?;
     /// assert_eq!(striped.send_batch(&[b"a", b"b", b"c"])?, 0);
     /// assert_eq!(striped.send_batch(&[b"d"])?, 3); // positions continue
     /// let err = striped.send_batch(&[vec![0u8; 1], vec![0; 33]]).unwrap_err();
@@ -260,7 +260,7 @@ impl StripedBridge {
     ///
     /// ```
     /// use ringbridge::{Backend, Bridge, StripedBridge};
-    /// let striped = StripedBridge::launch(Bridge::builder().backend(Backend::Host), 2)?;
+    /// let striped = StripedBridge::launch(Bridge::builder().backend(Backend::Fallback), 2)?;
     /// striped.send_batch(&[b"a", b"b", b"c"])?;
     /// assert_eq!(striped.next_position(), 3);
     /// # Ok::<(), ringbridge::Error>(())
@@ -280,7 +280,7 @@ impl StripedBridge {
     ///
     /// ```
     /// use ringbridge::{Backend, Bridge, StripedBridge};
-    /// let striped = StripedBridge::launch(Bridge::builder().backend(Backend::Host), 2)?;
+    /// let striped = StripedBridge::launch(Bridge::builder().backend(Backend::Fallback), 2)?;
     /// striped.send(&[10])?; // stripe 0
     /// striped.send(&[20])?; // stripe 1
     /// assert_eq!(striped.recv()?.payload, [11]);
@@ -314,7 +314,7 @@ impl StripedBridge {
     ///
     /// ```
     /// use ringbridge::{Backend, Bridge, Error, StripedBridge};
-    /// let striped = StripedBridge::launch(Bridge::builder().backend(Backend::Host), 3)?;
+    /// let striped = StripedBridge::launch(Bridge::builder().backend(Backend::Fallback), 3)?;
     /// striped.shutdown()?;
     /// assert!(matches!(striped.send(b"x"), Err(Error::ShutDown)));
     /// assert!(matches!(striped.stripe(2).try_recv(), Err(Error::ShutDown)));
@@ -371,7 +371,7 @@ mod tests {
     #[test]
     fn buffers_are_refused() {
         let builder = BridgeBuilder::default()
-            .backend(crate::Backend::Host)
+            .backend(crate::Backend::Fallback)
             .buffer(crate::buffer::BufferInit::zeroed(64));
         let err = StripedBridge::launch(builder, 2).unwrap_err();
         assert!(

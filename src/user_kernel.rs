@@ -127,7 +127,7 @@ impl UserKernel {
     }
 
     /// The CUDA image, `None` when nvcc was not found (or failed) at build
-    /// time: then the kernel runs on the host backend only.
+    /// time: then the kernel runs on the fallback backend only.
     pub fn fatbin(&self) -> Option<&'static [u8]> {
         self.fatbin
     }

@@ -50,7 +50,7 @@ use crate::layout::{ControlBlock, WAIT_BACKOFF, WAIT_LOW_POWER, WAIT_SPIN, WAIT_
 /// use ringbridge::{Backend, Bridge, WaitPolicy};
 /// assert_eq!(WaitPolicy::default(), WaitPolicy::SpinThenPark);
 /// let bridge = Bridge::builder()
-///     .backend(Backend::Host)
+///     .backend(Backend::Fallback)
 ///     .wait_policy(WaitPolicy::LowPower)
 ///     .launch()?;
 /// assert_eq!(bridge.round_trip(b"a")?.payload, b"b");
@@ -149,7 +149,7 @@ impl Doorbell {
         Self {
             memory,
             policy,
-            parks: backend == Backend::Host && policy.parks(),
+            parks: backend == Backend::Fallback && policy.parks(),
         }
     }
 

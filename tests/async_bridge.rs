@@ -17,7 +17,7 @@ fn host() -> ringbridge::BridgeBuilder {
     // Generous: the test threads, the runtimes and the serving threads
     // share a few CPUs.
     Bridge::builder()
-        .backend(Backend::Host)
+        .backend(Backend::Fallback)
         .hang_timeout(Duration::from_secs(10))
 }
 
@@ -49,7 +49,7 @@ fn poll_once<F: Future>(fut: std::pin::Pin<&mut F>) -> Poll<F::Output> {
 /// A handler that echoes unchanged, but only once `gate` is open.
 fn gated(gate: &Arc<AtomicBool>) -> Kernel {
     let gate = Arc::clone(gate);
-    Kernel::Host(common::echo_after(move || {
+    Kernel::RustHandler(common::echo_after(move || {
         // Acquire: pairs with the test's release store (nothing else to see;
         // any ordering would do for a flag).
         while !gate.load(Ordering::Acquire) {

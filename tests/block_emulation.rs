@@ -10,7 +10,7 @@ mod common;
 
 use std::sync::Mutex;
 
-use ringbridge::fallback::HostHandler;
+use ringbridge::fallback::RustHandler;
 use ringbridge::layout::KIND_ERROR;
 use ringbridge::ring::SlotFormat;
 use ringbridge::{Backend, Bridge, Kernel};
@@ -22,7 +22,7 @@ fn emulated(threads: u32) -> ringbridge::BridgeBuilder {
     // Emulated barriers are slow (futex rounds on a small machine), and a
     // turn that serves nothing beats only once per check_interval turns.
     Bridge::builder()
-        .backend(Backend::Host)
+        .backend(Backend::Fallback)
         .emulate_block(threads)
         .hang_timeout(std::time::Duration::from_secs(20))
         .shutdown_timeout(std::time::Duration::from_secs(20))
@@ -97,7 +97,7 @@ fn per_request_handlers_with_many_threads() {
     let _one = ONE_BLOCK.lock().unwrap_or_else(|e| e.into_inner());
     common::within(120, "callback, 40 threads", || {
         // Odd lengths get an error reply; the rest are reversed.
-        let reverse = HostHandler::new(|h, input, out| {
+        let reverse = RustHandler::new(|h, input, out| {
             if h.len % 2 == 1 {
                 return Err(9);
             }
@@ -109,7 +109,7 @@ fn per_request_handlers_with_many_threads() {
         let bridge = emulated(40)
             .capacity(8)
             .slot_size(256)
-            .kernel(Kernel::Host(reverse))
+            .kernel(Kernel::RustHandler(reverse))
             .launch()
             .unwrap();
         let msg = |i: u64| -> Vec<u8> { (0..i % 50).map(|k| k as u8).collect() };
@@ -127,7 +127,7 @@ fn per_request_handlers_with_many_threads() {
 
 /// A handler that sleeps `ms` milliseconds, then echoes: the emulated
 /// block's threads sleep in parallel, so a slow batch costs no CPU.
-fn sleeping_echo(ms: u64) -> HostHandler {
+fn sleeping_echo(ms: u64) -> RustHandler {
     common::echo_after(move || std::thread::sleep(std::time::Duration::from_millis(ms)))
 }
 
@@ -138,7 +138,7 @@ fn shutdown_during_a_busy_stream_slots() {
         common::shutdown_during_a_busy_stream(
             emulated(16)
                 .format(SlotFormat::Slots)
-                .kernel(Kernel::Host(sleeping_echo(5))),
+                .kernel(Kernel::RustHandler(sleeping_echo(5))),
         );
     });
 }
@@ -150,7 +150,7 @@ fn shutdown_during_a_busy_stream_lanes() {
         common::shutdown_during_a_busy_stream(
             emulated(32)
                 .format(SlotFormat::Lanes)
-                .kernel(Kernel::Host(sleeping_echo(5))),
+                .kernel(Kernel::RustHandler(sleeping_echo(5))),
         );
     });
 }

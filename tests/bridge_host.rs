@@ -7,19 +7,19 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use ringbridge::fallback::HostHandler;
+use ringbridge::fallback::RustHandler;
 use ringbridge::layout::{KIND_ERROR, KIND_REPLY};
 use ringbridge::ring::SlotFormat;
 use ringbridge::{Backend, Bridge, Error, Kernel};
 
 fn host() -> ringbridge::BridgeBuilder {
-    Bridge::builder().backend(Backend::Host)
+    Bridge::builder().backend(Backend::Fallback)
 }
 
 #[test]
 fn round_trip_echoes_payload_plus_one_and_correlation() {
     let bridge = host().capacity(4).launch().unwrap();
-    assert_eq!(bridge.backend(), Backend::Host);
+    assert_eq!(bridge.backend(), Backend::Fallback);
     for i in 0..100u32 {
         let payload = i.to_le_bytes();
         let reply = bridge.round_trip(&payload).unwrap();
@@ -147,7 +147,7 @@ fn scale_kernel_multiplies_f32_and_rejects_ragged_payloads() {
 
 #[test]
 fn custom_host_handler_runs_in_the_serve_loop() {
-    let reverse = HostHandler::new(|h, input, out| {
+    let reverse = RustHandler::new(|h, input, out| {
         if h.flags == 7 {
             return Err(42);
         }
@@ -156,7 +156,10 @@ fn custom_host_handler_runs_in_the_serve_loop() {
         }
         Ok(input.len())
     });
-    let bridge = host().kernel(Kernel::Host(reverse)).launch().unwrap();
+    let bridge = host()
+        .kernel(Kernel::RustHandler(reverse))
+        .launch()
+        .unwrap();
     assert_eq!(bridge.round_trip(b"stressed").unwrap().payload, b"desserts");
     bridge.send_with_flags(7, b"x").unwrap();
     let r = bridge.recv().unwrap();
@@ -166,14 +169,14 @@ fn custom_host_handler_runs_in_the_serve_loop() {
 
 #[test]
 fn slow_handler_still_answers_everything() {
-    let slow = HostHandler::new(|_, input, out| {
+    let slow = RustHandler::new(|_, input, out| {
         std::thread::sleep(Duration::from_millis(3));
         out[..input.len()].copy_from_slice(input);
         Ok(input.len())
     });
     let bridge = host()
         .capacity(2)
-        .kernel(Kernel::Host(slow))
+        .kernel(Kernel::RustHandler(slow))
         .launch()
         .unwrap();
     std::thread::scope(|s| {
@@ -216,7 +219,7 @@ fn shutdown_while_busy_stops_both_sides_with_errors_not_hangs() {
 fn replies_published_before_a_panic_are_delivered_then_the_panic() {
     let count = Arc::new(AtomicUsize::new(0));
     let c = Arc::clone(&count);
-    let handler = HostHandler::new(move |h, input, out| {
+    let handler = RustHandler::new(move |h, input, out| {
         c.fetch_add(1, Ordering::Relaxed);
         if h.flags == 0xDEAD {
             panic!("handler exploded on purpose");
@@ -224,7 +227,10 @@ fn replies_published_before_a_panic_are_delivered_then_the_panic() {
         out[..input.len()].copy_from_slice(input);
         Ok(input.len())
     });
-    let bridge = host().kernel(Kernel::Host(handler)).launch().unwrap();
+    let bridge = host()
+        .kernel(Kernel::RustHandler(handler))
+        .launch()
+        .unwrap();
     for i in 0..5u8 {
         bridge.send(&[i]).unwrap();
     }
@@ -251,12 +257,15 @@ fn replies_published_before_a_panic_are_delivered_then_the_panic() {
 /// request are delivered whole and in order, nothing from it on.
 #[test]
 fn a_panic_mid_batch_delivers_the_replies_before_it_and_nothing_after() {
-    let handler = HostHandler::new(|_, input, out| {
+    let handler = RustHandler::new(|_, input, out| {
         assert_ne!(input, b"boom", "handler exploded on purpose");
         out[..input.len()].copy_from_slice(input);
         Ok(input.len())
     });
-    let bridge = host().kernel(Kernel::Host(handler)).launch().unwrap();
+    let bridge = host()
+        .kernel(Kernel::RustHandler(handler))
+        .launch()
+        .unwrap();
     let batch: Vec<&[u8]> = vec![b"a", b"b", b"c", b"d", b"boom", b"e", b"f"];
     bridge.send_batch(&batch).unwrap();
     for want in [b"a", b"b", b"c", b"d"] {
@@ -274,13 +283,13 @@ fn a_panic_mid_batch_delivers_the_replies_before_it_and_nothing_after() {
 
 #[test]
 fn a_handler_that_never_returns_is_reported_as_hung_and_shutdown_times_out() {
-    let stuck = HostHandler::new(|_, _, _| {
+    let stuck = RustHandler::new(|_, _, _| {
         loop {
             std::thread::sleep(Duration::from_secs(3600));
         }
     });
     let bridge = host()
-        .kernel(Kernel::Host(stuck))
+        .kernel(Kernel::RustHandler(stuck))
         .hang_timeout(Duration::from_millis(100))
         .shutdown_timeout(Duration::from_millis(100))
         .launch()
@@ -333,7 +342,7 @@ fn bad_configurations_are_typed_errors() {
         host().kernel(custom).launch(),
         Err(Error::InvalidArgument(_))
     ));
-    let handler = Kernel::Host(HostHandler::new(|_, _, _| Ok(0)));
+    let handler = Kernel::RustHandler(RustHandler::new(|_, _, _| Ok(0)));
     assert!(matches!(
         Bridge::builder()
             .backend(Backend::Cuda)
@@ -365,7 +374,7 @@ fn scale_batches_of_mixed_lengths() {
 }
 
 /// A handler that busy-waits `us` microseconds, then echoes.
-fn spinning_echo(us: u64) -> HostHandler {
+fn spinning_echo(us: u64) -> RustHandler {
     common::echo_after(move || {
         let until = Instant::now() + Duration::from_micros(us);
         while Instant::now() < until {
@@ -382,7 +391,7 @@ fn slow_handler_stream_is_not_a_hang(format: SlotFormat) {
     let bridge = host()
         .capacity(256)
         .format(format)
-        .kernel(Kernel::Host(spinning_echo(50)))
+        .kernel(Kernel::RustHandler(spinning_echo(50)))
         .launch()
         .unwrap();
     let payload = |i: u64| i.to_le_bytes().to_vec();
@@ -414,7 +423,7 @@ fn shutdown_during_a_busy_stream_slots() {
     common::shutdown_during_a_busy_stream(
         host()
             .format(SlotFormat::Slots)
-            .kernel(Kernel::Host(spinning_echo(200))),
+            .kernel(Kernel::RustHandler(spinning_echo(200))),
     );
 }
 
@@ -424,6 +433,6 @@ fn shutdown_during_a_busy_stream_lanes() {
     common::shutdown_during_a_busy_stream(
         host()
             .format(SlotFormat::Lanes)
-            .kernel(Kernel::Host(spinning_echo(200))),
+            .kernel(Kernel::RustHandler(spinning_echo(200))),
     );
 }

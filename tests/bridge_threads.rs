@@ -8,7 +8,7 @@ use std::sync::Barrier;
 use std::time::{Duration, Instant};
 
 fn host() -> ringbridge::BridgeBuilder {
-    Bridge::builder().backend(Backend::Host)
+    Bridge::builder().backend(Backend::Fallback)
 }
 
 #[test]

@@ -7,12 +7,12 @@
 mod common;
 
 use ringbridge::buffer::{BUFFER_ALIGN, BufferInit, MAX_BUFFERS};
-use ringbridge::fallback::HostHandler;
+use ringbridge::fallback::RustHandler;
 use ringbridge::layout::BufferRef;
 use ringbridge::{Backend, Bridge, BridgeBuilder, Error, Kernel};
 
 fn host() -> BridgeBuilder {
-    Bridge::builder().backend(Backend::Host)
+    Bridge::builder().backend(Backend::Fallback)
 }
 
 #[test]
@@ -116,9 +116,9 @@ fn buffers_are_the_kernel_s_while_it_may_run() {
 /// its buffers to the host once the bridge has seen it stop.
 #[test]
 fn a_failed_kernel_s_buffers_are_readable_after_shutdown() {
-    let handler = HostHandler::new(|_, _, _| panic!("boom"));
+    let handler = RustHandler::new(|_, _, _| panic!("boom"));
     let bridge = host()
-        .kernel(Kernel::Host(handler))
+        .kernel(Kernel::RustHandler(handler))
         .buffer(BufferInit::from_bytes(vec![9; 32]))
         .launch()
         .unwrap();

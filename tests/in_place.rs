@@ -8,7 +8,7 @@ use ringbridge::{Backend, Bridge, Error};
 
 fn bridge(format: SlotFormat, capacity: usize, slot_size: usize) -> Bridge {
     Bridge::builder()
-        .backend(Backend::Host)
+        .backend(Backend::Fallback)
         .format(format)
         .capacity(capacity)
         .slot_size(slot_size)

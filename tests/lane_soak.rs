@@ -138,7 +138,7 @@ fn payload_hashes_catch_a_changed_byte() {
 #[test]
 #[cfg_attr(miri, ignore = "the fallback serve loop is C++")]
 fn lane_soak_host_short() {
-    let bridge = lanes(Backend::Host);
+    let bridge = lanes(Backend::Fallback);
     let (rate, sweeps) = soak(&bridge, 10_000);
     println!("lane soak (host): 10^4 round trips, {rate:.0} msg/s, {sweeps} cache sweeps");
     bridge.shutdown().unwrap();

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use ringbridge::backend::SharedMemory;
 use ringbridge::error::RingId;
-use ringbridge::fallback::HostHandler;
+use ringbridge::fallback::RustHandler;
 use ringbridge::layout::{
     KIND_ERROR, KIND_EVENT, KIND_NO_REPLY, KIND_REPLY, KIND_REQUEST, RING_HEADER_SIZE,
     lane_header_word, lane_tag,
@@ -24,7 +24,7 @@ use ringbridge::{Backend, Bridge, Error, Kernel};
 
 fn lanes() -> ringbridge::BridgeBuilder {
     Bridge::builder()
-        .backend(Backend::Host)
+        .backend(Backend::Fallback)
         .format(SlotFormat::Lanes)
 }
 
@@ -50,7 +50,7 @@ fn auto_is_slots_on_the_host_fallback() {
         (1024, SlotFormat::Slots, 1024),
     ] {
         let b = Bridge::builder()
-            .backend(Backend::Host)
+            .backend(Backend::Fallback)
             .capacity(2)
             .slot_size(slot)
             .launch()
@@ -65,13 +65,13 @@ fn auto_is_slots_on_the_host_fallback() {
     // `ringbridge echo --payload 64` asks for slot_size_for(64) = 128: Auto
     // keeps slots on the host fallback (lanes are the CUDA fast path).
     let b = Bridge::builder()
-        .backend(Backend::Host)
+        .backend(Backend::Fallback)
         .slot_size(RingSpec::slot_size_for(64))
         .launch()
         .unwrap();
     assert_eq!(b.format(), SlotFormat::Slots);
     let slots = Bridge::builder()
-        .backend(Backend::Host)
+        .backend(Backend::Fallback)
         .format(SlotFormat::Slots)
         .launch()
         .unwrap();
@@ -199,7 +199,7 @@ fn scale_kernel_in_lanes() {
 #[test]
 #[cfg_attr(miri, ignore = "the fallback serve loop is C++")]
 fn custom_host_handler_in_lanes() {
-    let reverse = HostHandler::new(|h, input, out| {
+    let reverse = RustHandler::new(|h, input, out| {
         if h.flags == 7 {
             return Err(42);
         }
@@ -213,7 +213,10 @@ fn custom_host_handler_in_lanes() {
         }
         Ok(input.len())
     });
-    let bridge = lanes().kernel(Kernel::Host(reverse)).launch().unwrap();
+    let bridge = lanes()
+        .kernel(Kernel::RustHandler(reverse))
+        .launch()
+        .unwrap();
     assert_eq!(bridge.format(), SlotFormat::Lanes);
     assert_eq!(bridge.round_trip(b"stressed").unwrap().payload, b"desserts");
     bridge.send_with_flags(7, b"x").unwrap();
@@ -227,14 +230,17 @@ fn custom_host_handler_in_lanes() {
 #[test]
 #[cfg_attr(miri, ignore = "the fallback serve loop is C++")]
 fn replies_before_a_panic_are_delivered_then_the_panic() {
-    let handler = HostHandler::new(|h, input, out| {
+    let handler = RustHandler::new(|h, input, out| {
         if h.flags == 0xDEAD {
             panic!("lane handler exploded on purpose");
         }
         out[..input.len()].copy_from_slice(input);
         Ok(input.len())
     });
-    let bridge = lanes().kernel(Kernel::Host(handler)).launch().unwrap();
+    let bridge = lanes()
+        .kernel(Kernel::RustHandler(handler))
+        .launch()
+        .unwrap();
     // All in one batch for the serve loop: the replies before the panic
     // still arrive, whole.
     let msgs: Vec<Vec<u8>> = (0..5u8).map(|i| vec![i; 20]).collect();
@@ -267,7 +273,7 @@ fn a_drained_ring_is_released_whole_while_the_loop_idles() {
     let bridge = lanes()
         .capacity(16)
         .hang_timeout(Duration::from_secs(60))
-        .kernel(Kernel::Host(handler))
+        .kernel(Kernel::RustHandler(handler))
         .launch()
         .unwrap();
     // 15 round trips: released at 4, 8 and 12; the last 3 only by idling.

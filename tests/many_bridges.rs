@@ -87,7 +87,7 @@ fn sixteen_bridges_stream_and_stop_one_by_one_in_a_shuffled_order() {
         let bridges: Vec<Bridge> = (0..BRIDGES)
             .map(|_| {
                 Bridge::builder()
-                    .backend(Backend::Host)
+                    .backend(Backend::Fallback)
                     .capacity(32)
                     // Generous: 17 serving threads share a few CPUs here.
                     .hang_timeout(Duration::from_secs(10))
@@ -137,12 +137,12 @@ fn the_device_ordinal_on_the_host_fallback() {
     common::within(60, "device ordinals on the fallback", || {
         for ordinal in [0, 1, 7, usize::MAX] {
             let bridge = Bridge::builder()
-                .backend(Backend::Host)
+                .backend(Backend::Fallback)
                 .device(ordinal)
                 .launch()
                 .unwrap();
-            assert_eq!(bridge.backend(), Backend::Host);
-            assert_eq!(bridge.backend_reason(), "host backend requested");
+            assert_eq!(bridge.backend(), Backend::Fallback);
+            assert_eq!(bridge.backend_reason(), "fallback backend requested");
             assert_eq!(
                 bridge.round_trip(&[ordinal as u8]).unwrap().payload,
                 [(ordinal as u8).wrapping_add(1)]
@@ -150,7 +150,7 @@ fn the_device_ordinal_on_the_host_fallback() {
             bridge.shutdown().unwrap();
         }
         let auto = Bridge::builder().device(usize::MAX).launch().unwrap();
-        assert_eq!(auto.backend(), Backend::Host);
+        assert_eq!(auto.backend(), Backend::Fallback);
         assert!(
             auto.backend_reason().starts_with("no CUDA"),
             "{}",
@@ -160,12 +160,12 @@ fn the_device_ordinal_on_the_host_fallback() {
         // Two fallbacks "on the same device" are independent bridges.
         let (a, b) = (
             Bridge::builder()
-                .backend(Backend::Host)
+                .backend(Backend::Fallback)
                 .device(3)
                 .launch()
                 .unwrap(),
             Bridge::builder()
-                .backend(Backend::Host)
+                .backend(Backend::Fallback)
                 .device(3)
                 .launch()
                 .unwrap(),

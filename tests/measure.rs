@@ -1,4 +1,4 @@
-//! `ringbridge::measure` on the host backend's echo kernel (replies are each
+//! `ringbridge::measure` on the fallback backend's echo kernel (replies are each
 //! byte + 1): checked replies, the index of a refused one, and `n == 0`.
 
 #![cfg(not(loom))]
@@ -8,7 +8,7 @@ use ringbridge::{Backend, Bridge, Error, MessageHeader};
 
 fn echo() -> Bridge {
     Bridge::builder()
-        .backend(Backend::Host)
+        .backend(Backend::Fallback)
         .capacity(64)
         .slot_size(64)
         .launch()

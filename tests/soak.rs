@@ -81,7 +81,7 @@ fn soak(backend: Backend) {
 #[test]
 #[ignore = "soak: minutes; run with --ignored"]
 fn soak_host_fallback() {
-    soak(Backend::Host);
+    soak(Backend::Fallback);
 }
 
 #[test]

@@ -10,7 +10,7 @@ use ringbridge::{Backend, Bridge, Error, StripedBridge};
 
 /// Slots of 128 bytes: payloads up to 96 bytes (the tests send up to 39).
 fn host() -> ringbridge::BridgeBuilder {
-    Bridge::builder().backend(Backend::Host).slot_size(128)
+    Bridge::builder().backend(Backend::Fallback).slot_size(128)
 }
 
 #[test]
@@ -53,13 +53,13 @@ fn one_stripe_stops_alone() {
 /// kernel, so every stripe).
 #[test]
 fn a_failing_stripe_leaves_the_others_serving() {
-    let handler = ringbridge::fallback::HostHandler::new(|_h, input, out| {
+    let handler = ringbridge::fallback::RustHandler::new(|_h, input, out| {
         assert_ne!(input, b"boom", "the handler gives up");
         out[..input.len()].copy_from_slice(input);
         Ok(input.len())
     });
     let striped =
-        StripedBridge::launch(host().kernel(ringbridge::Kernel::Host(handler)), 3).unwrap();
+        StripedBridge::launch(host().kernel(ringbridge::Kernel::RustHandler(handler)), 3).unwrap();
     let err = striped.stripe(1).round_trip(b"boom").unwrap_err();
     assert!(matches!(err, Error::HandlerPanicked(_)), "{err:?}");
     assert!(striped.stripe(1).send(b"ok").is_err());

@@ -9,7 +9,7 @@
 //! (`user-crate-target/`), so later runs rebuild only what changed. It runs
 //! with whatever nvcc this machine has: with one, the crate's test also
 //! checks that the kernel carries a fatbin; without, that it says why not —
-//! and in both cases that the host backend serves it.
+//! and in both cases that the fallback backend serves it.
 
 mod common;
 
@@ -73,14 +73,14 @@ fn check_with(builder: ringbridge::BridgeBuilder) -> String {
 }
 
 #[test]
-fn the_kernel_serves_on_the_host_backend() {
-    assert_eq!(check(Backend::Host), "host backend requested");
+fn the_kernel_serves_on_the_fallback_backend() {
+    assert_eq!(check(Backend::Fallback), "fallback backend requested");
 }
 
 #[test]
 fn the_kernel_serves_in_the_block_emulation() {
     // The handler on a block of 64 CPU threads, as a GPU block runs it.
-    assert_eq!(check_with(Bridge::builder().backend(Backend::Host).emulate_block(64)), "host backend requested");
+    assert_eq!(check_with(Bridge::builder().backend(Backend::Fallback).emulate_block(64)), "fallback backend requested");
 }
 
 #[test]

@@ -15,7 +15,7 @@ const GENEROUS: Duration = Duration::from_secs(10);
 
 fn host(policy: WaitPolicy) -> BridgeBuilder {
     Bridge::builder()
-        .backend(Backend::Host)
+        .backend(Backend::Fallback)
         .capacity(16)
         .slot_size(128)
         .wait_policy(policy)

@@ -1,6 +1,6 @@
 //! The `ringbridge` binary, run as a user would: JSON reports, files written
 //! by `--plot` / `--csv`, and clear errors (non-zero exit, no panic) for bad
-//! options. Everything here runs on the host backend or expects CUDA to be
+//! options. Everything here runs on the fallback backend or expects CUDA to be
 //! missing; nothing needs a GPU.
 
 use std::path::PathBuf;
@@ -85,8 +85,15 @@ fn info_json_has_its_keys() {
 }
 
 #[test]
-fn echo_host_json() {
-    let v = json(&["echo", "--backend", "host", "--messages", "2000", "--json"]);
+fn echo_fallback_json() {
+    let v = json(&[
+        "echo",
+        "--backend",
+        "fallback",
+        "--messages",
+        "2000",
+        "--json",
+    ]);
     has_keys(
         &v,
         &[
@@ -98,18 +105,18 @@ fn echo_host_json() {
             "msgs_per_s",
         ],
     );
-    assert_eq!(v["backend"], "host");
+    assert_eq!(v["backend"], "fallback");
     assert_eq!(v["messages"], 2000);
     assert_eq!(v["lost"], 0);
     assert!(v["p50_ns"].as_u64().unwrap() > 0);
 }
 
 #[test]
-fn stream_host_json() {
+fn stream_fallback_json() {
     let v = json(&[
         "stream",
         "--backend",
-        "host",
+        "fallback",
         "--messages",
         "100000",
         "--json",
@@ -143,7 +150,7 @@ fn stream_check_modes_run_and_report_themselves() {
             let v = json(&[
                 "stream",
                 "--backend",
-                "host",
+                "fallback",
                 "--check",
                 mode,
                 "--stripes",
@@ -169,7 +176,7 @@ fn stream_check_modes_run_and_report_themselves() {
     let v = json(&[
         "stream",
         "--backend",
-        "host",
+        "fallback",
         "--messages",
         "1000",
         "--json",
@@ -178,7 +185,7 @@ fn stream_check_modes_run_and_report_themselves() {
     let out = run(&[
         "stream",
         "--backend",
-        "host",
+        "fallback",
         "--check",
         "none",
         "--messages",
@@ -195,7 +202,7 @@ fn stream_to_several_devices_reports_each_and_the_total() {
     let v = json(&[
         "stream",
         "--backend",
-        "host",
+        "fallback",
         "--devices",
         "0,1",
         "--stripes",
@@ -217,15 +224,25 @@ fn stream_to_several_devices_reports_each_and_the_total() {
     assert_eq!(total["lost"], 0);
     assert!(total["msgs_per_s"].as_f64().unwrap() > 0.0);
     fails(
-        &["stream", "--backend", "host", "--devices", "0,0"],
+        &["stream", "--backend", "fallback", "--devices", "0,0"],
         &["listed twice"],
     );
+}
+
+/// `host`, the fallback's name before, still selects it (in any case, like
+/// every backend name; and the help says so); reports name it `fallback`.
+#[test]
+fn backend_host_is_an_alias_of_fallback() {
+    let v = json(&["echo", "--backend", "Host", "--messages", "200", "--json"]);
+    assert_eq!(v["backend"], "fallback");
+    let help = String::from_utf8_lossy(&run(&["echo", "--help"]).stdout).into_owned();
+    assert!(help.contains("`host`"), "{help}");
 }
 
 #[test]
 fn stream_bad_check_is_a_clear_error() {
     fails(
-        &["stream", "--backend", "host", "--check", "most"],
+        &["stream", "--backend", "fallback", "--check", "most"],
         &["--check", "most", "full", "header", "none"],
     );
 }
@@ -238,7 +255,7 @@ fn stream_queue_ceiling_covers_every_slot_size_up_to_4_kib() {
         let v = json(&[
             "stream",
             "--backend",
-            "host",
+            "fallback",
             "--payload",
             payload,
             "--messages",
@@ -253,7 +270,7 @@ fn stream_queue_ceiling_covers_every_slot_size_up_to_4_kib() {
     let v = json(&[
         "stream",
         "--backend",
-        "host",
+        "fallback",
         "--payload",
         "5000",
         "--messages",
@@ -268,7 +285,7 @@ fn stream_over_striped_rings() {
     let v = json(&[
         "stream",
         "--backend",
-        "host",
+        "fallback",
         "--stripes",
         "3",
         "--payload",
@@ -286,22 +303,22 @@ fn stream_over_striped_rings() {
     assert_eq!(v["lost"], 0);
     assert_eq!(v["messages"], 30_001);
     fails(
-        &["stream", "--backend", "host", "--stripes", "0"],
+        &["stream", "--backend", "fallback", "--stripes", "0"],
         &["stripes", "1 to 64"],
     );
 }
 
 #[test]
-fn compare_host_json() {
+fn compare_fallback_json() {
     let v = json(&[
         "compare",
         "--backend",
-        "host",
+        "fallback",
         "--messages",
         "2005",
         "--json",
     ]);
-    assert_eq!(v["backend"], "host");
+    assert_eq!(v["backend"], "fallback");
     assert_eq!(v["payload_bytes"], 64);
     assert_eq!(v["messages"], 2005);
     // Floor and fallback alternate in 10 rounds; 2005 does not split
@@ -338,8 +355,8 @@ fn compare_host_json() {
 }
 
 #[test]
-fn compare_host_text_table() {
-    let out = run(&["compare", "--backend", "host", "--messages", "500"]);
+fn compare_fallback_text_table() {
+    let out = run(&["compare", "--backend", "fallback", "--messages", "500"]);
     assert!(out.status.success());
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("pingpong_floor") && text.contains("ringbridge"));
@@ -348,8 +365,15 @@ fn compare_host_text_table() {
 }
 
 #[test]
-fn compare_host_fewer_messages_than_rounds() {
-    let v = json(&["compare", "--backend", "host", "--messages", "3", "--json"]);
+fn compare_fallback_fewer_messages_than_rounds() {
+    let v = json(&[
+        "compare",
+        "--backend",
+        "fallback",
+        "--messages",
+        "3",
+        "--json",
+    ]);
     assert_eq!(v["rounds"], 3);
     for r in v["results"].as_array().expect("results") {
         assert_eq!(r["samples"], 3);
@@ -451,7 +475,7 @@ fn echo_writes_plot_and_csv() {
     let v = json(&[
         "echo",
         "--backend",
-        "host",
+        "fallback",
         "--messages",
         "1500",
         "--json",
@@ -471,7 +495,7 @@ fn compare_writes_plot_and_csv() {
     json(&[
         "compare",
         "--backend",
-        "host",
+        "fallback",
         "--messages",
         "1000",
         "--json",
@@ -493,7 +517,7 @@ fn unwritable_output_is_a_clear_error() {
         &[
             "echo",
             "--backend",
-            "host",
+            "fallback",
             "--messages",
             "10",
             "--csv",
@@ -523,7 +547,15 @@ fn bad_output_paths_fail_before_anything_runs() {
         ),
         ("compare", "--csv", dir, "it is a folder"),
     ] {
-        let args = [cmd, "--backend", "host", "--messages", "1000", opt, path];
+        let args = [
+            cmd,
+            "--backend",
+            "fallback",
+            "--messages",
+            "1000",
+            opt,
+            path,
+        ];
         fails(&args, &[needle]);
         // Nothing ran: not even the banner that precedes the measurement.
         assert!(run(&args).stdout.is_empty(), "{args:?} ran before failing");
@@ -535,7 +567,7 @@ fn json_output_has_no_progress_bar() {
     let out = run(&[
         "compare",
         "--backend",
-        "host",
+        "fallback",
         "--messages",
         "200",
         "--json",
@@ -557,11 +589,11 @@ fn unknown_backend() {
 #[test]
 fn payload_larger_than_any_slot() {
     fails(
-        &["echo", "--backend", "host", "--payload", "2000000"],
+        &["echo", "--backend", "fallback", "--payload", "2000000"],
         &["payload", "does not fit"],
     );
     fails(
-        &["compare", "--backend", "host", "--payload", "2000000"],
+        &["compare", "--backend", "fallback", "--payload", "2000000"],
         &["payload", "does not fit"],
     );
 }
@@ -572,7 +604,7 @@ fn payload_larger_than_the_given_slot() {
         &[
             "echo",
             "--backend",
-            "host",
+            "fallback",
             "--payload",
             "999999",
             "--slot-size",
@@ -585,11 +617,11 @@ fn payload_larger_than_the_given_slot() {
 #[test]
 fn zero_capacity() {
     fails(
-        &["echo", "--backend", "host", "--capacity", "0"],
+        &["echo", "--backend", "fallback", "--capacity", "0"],
         &["capacity"],
     );
     fails(
-        &["compare", "--backend", "host", "--capacity", "0"],
+        &["compare", "--backend", "fallback", "--capacity", "0"],
         &["capacity"],
     );
 }
@@ -597,7 +629,7 @@ fn zero_capacity() {
 #[test]
 fn slot_size_not_a_power_of_two() {
     fails(
-        &["echo", "--backend", "host", "--slot-size", "96"],
+        &["echo", "--backend", "fallback", "--slot-size", "96"],
         &["slot size", "power of two"],
     );
 }
@@ -610,7 +642,7 @@ fn unknown_subcommand() {
 #[test]
 fn zero_messages() {
     fails(
-        &["compare", "--backend", "host", "--messages", "0"],
+        &["compare", "--backend", "fallback", "--messages", "0"],
         &["messages"],
     );
 }
@@ -633,16 +665,16 @@ fn cuda_backend_without_a_gpu() {
     );
 }
 
-/// `--image` on the host backend: a clear error that says how a user's
+/// `--image` on the fallback backend: a clear error that says how a user's
 /// kernel is measured there (its own crate's build, the library helper).
 #[test]
-fn image_on_the_host_backend_says_how_to_measure_it() {
+fn image_on_the_fallback_backend_says_how_to_measure_it() {
     let image = concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml"); // any readable file
     for cmd in ["echo", "stream"] {
         let out = run(&[
             cmd,
             "--backend",
-            "host",
+            "fallback",
             "--image",
             image,
             "--entry",
@@ -653,7 +685,7 @@ fn image_on_the_host_backend_says_how_to_measure_it() {
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(1), "{cmd}: {stderr}");
         for needle in [
-            "host backend",
+            "fallback backend",
             "ringbridge-build",
             "measure::round_trips",
             "Kernel::User",
@@ -706,7 +738,7 @@ fn image_checks_default_to_answering_the_request() {
             let v = json(&[
                 command,
                 "--backend",
-                "host",
+                "fallback",
                 "--check",
                 mode,
                 "--messages",

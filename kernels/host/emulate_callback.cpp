@@ -1,5 +1,5 @@
 // The block emulation of a handler written in Rust (ringbridge's
-// `Kernel::Host`): the callback serve loop of serve_host.h, built with
+// `Kernel::RustHandler`): the callback serve loop of serve_host.h, built with
 // RB_EMULATE_BLOCK into ringbridge's own emulation library
 // (libringbridge_callback_emulation.so, with block_emulation.cpp), which
 // the bridge loads only when asked to emulate a block.

@@ -16,7 +16,7 @@ const EMULATED: u32 = 64;
 fn both(kernel: UserKernel) -> [(&'static str, BridgeBuilder); 2] {
     let base = || {
         Bridge::builder()
-            .backend(Backend::Host)
+            .backend(Backend::Fallback)
             .kernel(Kernel::User(kernel.clone()))
             // Room for every request a test sends before it receives.
             .capacity(1024)
@@ -258,7 +258,7 @@ fn kernels_that_send_or_cooperate_run_in_the_slot_format_only() {
     for kernel in [models::models_sender(), models::models_sum()] {
         assert!(kernel.traits().needs_slots());
         let auto = Bridge::builder()
-            .backend(Backend::Host)
+            .backend(Backend::Fallback)
             .kernel(Kernel::User(kernel.clone()))
             .slot_size(64)
             .launch()
@@ -266,7 +266,7 @@ fn kernels_that_send_or_cooperate_run_in_the_slot_format_only() {
         assert_eq!(auto.format(), ringbridge::ring::SlotFormat::Slots);
         auto.shutdown().unwrap();
         let lanes = Bridge::builder()
-            .backend(Backend::Host)
+            .backend(Backend::Fallback)
             .kernel(Kernel::User(kernel))
             .slot_size(64)
             .format(ringbridge::ring::SlotFormat::Lanes)
@@ -325,7 +325,7 @@ fn every_model_compiles_to_ptx() {
 #[test]
 fn a_kernel_that_sends_cannot_be_striped() {
     let builder = Bridge::builder()
-        .backend(Backend::Host)
+        .backend(Backend::Fallback)
         .kernel(Kernel::User(models::models_sender()));
     let err = ringbridge::StripedBridge::launch(builder, 2).unwrap_err();
     assert!(
@@ -336,7 +336,7 @@ fn a_kernel_that_sends_cannot_be_striped() {
     // request keeps the round robin exact.
     let striped = ringbridge::StripedBridge::launch(
         Bridge::builder()
-            .backend(Backend::Host)
+            .backend(Backend::Fallback)
             .kernel(Kernel::User(models::models_quiet())),
         2,
     )

@@ -23,7 +23,7 @@ pub(crate) struct LaunchRequest<'a> {
     pub(crate) buffers: &'a [BufferInit],
     /// Threads per block of a built-in or user kernel, for the layout's format.
     pub(crate) block: u32,
-    /// The host backend only: run as an emulated block of this many threads.
+    /// The fallback backend only: run as an emulated block of this many threads.
     pub(crate) emulated_block: Option<u32>,
     /// The serve loop's settings written into each control block.
     pub(crate) loop_config: LoopConfig,
@@ -52,7 +52,7 @@ impl Backend {
     /// of its own and launches on CUDA).
     pub(crate) fn launcher(self) -> &'static dyn Launcher {
         match self {
-            Backend::Host => &crate::fallback::HostLauncher,
+            Backend::Fallback => &crate::fallback::FallbackLauncher,
             Backend::Cuda | Backend::Auto => &crate::cuda::CudaLauncher,
         }
     }

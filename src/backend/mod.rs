@@ -13,26 +13,27 @@ pub(crate) mod launch;
 /// Which backend runs the device half.
 ///
 /// Parsed from the names the command line takes (case-insensitive, with
-/// `gpu`, `cpu` and `fallback` as aliases) and shown by those names.
+/// `gpu` for `cuda`, and `host` (the fallback's name before) and `cpu` for
+/// `fallback`, as aliases) and shown by those names.
 ///
 /// ```
 /// use ringbridge::{Backend, Error};
 /// assert_eq!(Backend::default(), Backend::Auto);
 /// assert_eq!("GPU".parse::<Backend>()?, Backend::Cuda);
-/// assert_eq!("fallback".parse::<Backend>()?, Backend::Host);
-/// assert_eq!(Backend::Host.to_string(), "host");
+/// assert_eq!("host".parse::<Backend>()?, Backend::Fallback); // its old name
+/// assert_eq!(Backend::Fallback.to_string(), "fallback");
 /// assert!(matches!("tpu".parse::<Backend>(), Err(Error::InvalidArgument(_))));
 /// # Ok::<(), ringbridge::Error>(())
 /// ```
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub enum Backend {
-    /// CUDA when a driver, a GPU and compiled kernels are present, else Host.
+    /// CUDA when a driver, a GPU and compiled kernels are present, else Fallback.
     #[default]
     Auto,
     /// A persistent kernel on a CUDA GPU.
     Cuda,
     /// The device half's C++ code compiled for the host, on a CPU thread.
-    Host,
+    Fallback,
 }
 
 impl Backend {
@@ -41,7 +42,7 @@ impl Backend {
     /// ```
     /// use ringbridge::Backend;
     /// assert_eq!(Backend::Cuda.name(), "cuda");
-    /// for b in [Backend::Auto, Backend::Cuda, Backend::Host] {
+    /// for b in [Backend::Auto, Backend::Cuda, Backend::Fallback] {
     ///     assert_eq!(b.name().parse::<Backend>()?, b);
     /// }
     /// # Ok::<(), ringbridge::Error>(())
@@ -50,7 +51,7 @@ impl Backend {
         match self {
             Backend::Auto => "auto",
             Backend::Cuda => "cuda",
-            Backend::Host => "host",
+            Backend::Fallback => "fallback",
         }
     }
 }
@@ -67,9 +68,9 @@ impl std::str::FromStr for Backend {
         match s.to_ascii_lowercase().as_str() {
             "auto" => Ok(Backend::Auto),
             "cuda" | "gpu" => Ok(Backend::Cuda),
-            "host" | "cpu" | "fallback" => Ok(Backend::Host),
+            "fallback" | "host" | "cpu" => Ok(Backend::Fallback),
             other => Err(crate::Error::InvalidArgument(format!(
-                "unknown backend `{other}` (expected auto, cuda or host)"
+                "unknown backend `{other}` (expected auto, cuda or fallback)"
             ))),
         }
     }

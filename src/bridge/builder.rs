@@ -51,7 +51,7 @@ pub(super) fn slots_only(entry: &str, traits: HandlerTraits) -> Option<String> {
 /// ```
 /// use ringbridge::{Backend, Bridge, Kernel};
 /// let bridge = Bridge::builder()
-///     .backend(Backend::Host)
+///     .backend(Backend::Fallback)
 ///     .capacity(64)
 ///     .slot_size(64)
 ///     .kernel(Kernel::Echo)
@@ -72,7 +72,7 @@ pub struct BridgeBuilder {
     pub(super) kernel: Kernel,
     /// Threads per block of a built-in kernel; `None`: per format.
     pub(super) block: Option<u32>,
-    /// Tests only: run the host backend as an emulated block of this many threads.
+    /// Tests only: run the fallback backend as an emulated block of this many threads.
     pub(super) emulated_block: Option<u32>,
     pub(super) hang_timeout: Duration,
     pub(super) launch_timeout: Duration,
@@ -118,8 +118,8 @@ impl BridgeBuilder {
     ///
     /// ```
     /// use ringbridge::{Backend, Bridge};
-    /// let bridge = Bridge::builder().backend(Backend::Host).launch()?;
-    /// assert_eq!(bridge.backend(), Backend::Host);
+    /// let bridge = Bridge::builder().backend(Backend::Fallback).launch()?;
+    /// assert_eq!(bridge.backend(), Backend::Fallback);
     /// # Ok::<(), ringbridge::Error>(())
     /// ```
     pub fn backend(mut self, backend: Backend) -> Self {
@@ -134,7 +134,7 @@ impl BridgeBuilder {
     /// ```
     /// use ringbridge::{Backend, Bridge};
     /// let (backend, why) = Bridge::builder().device(usize::MAX).resolve_backend()?;
-    /// assert_eq!(backend, Backend::Host);
+    /// assert_eq!(backend, Backend::Fallback);
     /// assert!(why.starts_with("no CUDA"), "{why}");
     /// # Ok::<(), ringbridge::Error>(())
     /// ```
@@ -146,9 +146,9 @@ impl BridgeBuilder {
     ///
     /// ```
     /// use ringbridge::{Backend, Bridge, Error};
-    /// let bridge = Bridge::builder().backend(Backend::Host).capacity(10).launch()?;
+    /// let bridge = Bridge::builder().backend(Backend::Fallback).capacity(10).launch()?;
     /// assert_eq!(bridge.spec().capacity(), 16);
-    /// let zero = Bridge::builder().backend(Backend::Host).capacity(0).launch();
+    /// let zero = Bridge::builder().backend(Backend::Fallback).capacity(0).launch();
     /// assert!(matches!(zero, Err(Error::InvalidCapacity { requested: 0, .. })));
     /// # Ok::<(), ringbridge::Error>(())
     /// ```
@@ -166,10 +166,10 @@ impl BridgeBuilder {
     ///
     /// ```
     /// use ringbridge::{Backend, Bridge, Error};
-    /// let bridge = Bridge::builder().backend(Backend::Host).slot_size(256).launch()?;
+    /// let bridge = Bridge::builder().backend(Backend::Fallback).slot_size(256).launch()?;
     /// assert_eq!(bridge.max_payload(), 224);
     /// assert_eq!(bridge.round_trip(&[1; 224])?.payload, [2; 224]);
-    /// let odd = Bridge::builder().backend(Backend::Host).slot_size(100).launch();
+    /// let odd = Bridge::builder().backend(Backend::Fallback).slot_size(100).launch();
     /// assert!(matches!(odd, Err(Error::InvalidSlotSize { requested: 100, .. })));
     /// # Ok::<(), ringbridge::Error>(())
     /// ```
@@ -193,10 +193,10 @@ impl BridgeBuilder {
     /// ```
     /// use ringbridge::{Backend, Bridge};
     /// use ringbridge::ring::SlotFormat;
-    /// let auto = Bridge::builder().backend(Backend::Host).slot_size(128).launch()?;
+    /// let auto = Bridge::builder().backend(Backend::Fallback).slot_size(128).launch()?;
     /// assert_eq!(auto.format(), SlotFormat::Slots);
     /// let bridge = Bridge::builder()
-    ///     .backend(Backend::Host)
+    ///     .backend(Backend::Fallback)
     ///     .slot_size(128)
     ///     .format(SlotFormat::Lanes)
     ///     .launch()?;
@@ -214,7 +214,7 @@ impl BridgeBuilder {
     /// ```
     /// use ringbridge::{Backend, Bridge, Kernel};
     /// let bridge = Bridge::builder()
-    ///     .backend(Backend::Host)
+    ///     .backend(Backend::Fallback)
     ///     .kernel(Kernel::ScaleF32 { factor: 3.0 })
     ///     .launch()?;
     /// let reply = bridge.round_trip(&2.0f32.to_ne_bytes())?;
@@ -233,9 +233,9 @@ impl BridgeBuilder {
     ///
     /// ```
     /// use ringbridge::{Backend, Bridge, Error};
-    /// let bridge = Bridge::builder().backend(Backend::Host).block_size(32).launch()?;
+    /// let bridge = Bridge::builder().backend(Backend::Fallback).block_size(32).launch()?;
     /// assert_eq!(bridge.round_trip(&[5])?.payload, [6]);
-    /// let none = Bridge::builder().backend(Backend::Host).block_size(0).launch();
+    /// let none = Bridge::builder().backend(Backend::Fallback).block_size(0).launch();
     /// assert!(matches!(none, Err(Error::InvalidArgument(_))));
     /// # Ok::<(), ringbridge::Error>(())
     /// ```
@@ -244,7 +244,7 @@ impl BridgeBuilder {
         self
     }
     /// A test mode for a kernel's handler without a GPU: on
-    /// [`Backend::Host`], runs the serve loop and the handler as a block of
+    /// [`Backend::Fallback`], runs the serve loop and the handler as a block of
     /// `threads` (1 to 1024, at most the entry's bound) CPU threads that
     /// emulate a CUDA thread block (barriers, warp shuffle and votes), so
     /// the requests of one batch run concurrently, one per thread, as on the
@@ -254,14 +254,14 @@ impl BridgeBuilder {
     ///
     /// Works for the built-in kernels, a user's [`Kernel::User`] (from the
     /// emulation library ringbridge-build compiles beside its host build,
-    /// loaded on the first use) and Rust handlers ([`Kernel::Host`]). Slow:
+    /// loaded on the first use) and Rust handlers ([`Kernel::RustHandler`]). Slow:
     /// a barrier is a futex round. One emulated block runs at a time per
     /// kernel library; no stripes.
     ///
     /// ```
     /// use ringbridge::{Backend, Bridge, Kernel};
     /// let bridge = Bridge::builder()
-    ///     .backend(Backend::Host)
+    ///     .backend(Backend::Fallback)
     ///     .kernel(Kernel::Echo)
     ///     .emulate_block(64)
     ///     .launch()?;
@@ -289,11 +289,11 @@ impl BridgeBuilder {
     /// use ringbridge::{Backend, Bridge, Error};
     /// use std::time::Duration;
     /// let bridge = Bridge::builder()
-    ///     .backend(Backend::Host)
+    ///     .backend(Backend::Fallback)
     ///     .hang_timeout(Duration::from_secs(2))
     ///     .launch()?;
     /// assert_eq!(bridge.round_trip(&[0])?.payload, [1]);
-    /// let zero = Bridge::builder().backend(Backend::Host).hang_timeout(Duration::ZERO).launch();
+    /// let zero = Bridge::builder().backend(Backend::Fallback).hang_timeout(Duration::ZERO).launch();
     /// assert!(matches!(zero, Err(Error::InvalidArgument(_))));
     /// # Ok::<(), ringbridge::Error>(())
     /// ```
@@ -309,7 +309,7 @@ impl BridgeBuilder {
     /// use ringbridge::layout::STATUS_RUNNING;
     /// use std::time::Duration;
     /// let bridge = Bridge::builder()
-    ///     .backend(Backend::Host)
+    ///     .backend(Backend::Fallback)
     ///     .launch_timeout(Duration::from_secs(5))
     ///     .launch()?;
     /// // `launch` returned: the device half is serving.
@@ -334,7 +334,7 @@ impl BridgeBuilder {
     /// use ringbridge::{Backend, Bridge, Error};
     /// use std::time::Duration;
     /// let bridge = Bridge::builder()
-    ///     .backend(Backend::Host)
+    ///     .backend(Backend::Fallback)
     ///     .shutdown_timeout(Duration::from_secs(5))
     ///     .launch()?;
     /// bridge.shutdown()?; // the fallback's thread stops well within 5 s
@@ -353,7 +353,7 @@ impl BridgeBuilder {
     /// use ringbridge::{Backend, Bridge, WaitPolicy};
     /// use std::time::Duration;
     /// let bridge = Bridge::builder()
-    ///     .backend(Backend::Host)
+    ///     .backend(Backend::Fallback)
     ///     .wait_policy(WaitPolicy::SpinThenPark)
     ///     .launch()?;
     /// std::thread::sleep(Duration::from_millis(20)); // both sides park
@@ -380,14 +380,14 @@ impl BridgeBuilder {
     /// use ringbridge::buffer::BufferInit;
     /// use ringbridge::{Backend, Bridge, Error};
     /// let bridge = Bridge::builder()
-    ///     .backend(Backend::Host)
+    ///     .backend(Backend::Fallback)
     ///     .buffer(BufferInit::from_pod(&[10u32, 20]))
     ///     .launch()?;
     /// assert_eq!(bridge.buffer_count(), 1);
     /// bridge.shutdown()?;
     /// assert_eq!(bridge.download_pod::<u32>(0)?, [10, 20]);
     ///
-    /// let empty = Bridge::builder().backend(Backend::Host).buffer(BufferInit::zeroed(0)).launch();
+    /// let empty = Bridge::builder().backend(Backend::Fallback).buffer(BufferInit::zeroed(0)).launch();
     /// assert!(matches!(empty, Err(Error::InvalidArgument(_))));
     /// # Ok::<(), ringbridge::Error>(())
     /// ```
@@ -462,27 +462,27 @@ impl BridgeBuilder {
     ///
     /// ```
     /// use ringbridge::{Backend, Bridge, Error, Kernel};
-    /// let (backend, why) = Bridge::builder().backend(Backend::Host).resolve_backend()?;
-    /// assert_eq!((backend, why.as_str()), (Backend::Host, "host backend requested"));
+    /// let (backend, why) = Bridge::builder().backend(Backend::Fallback).resolve_backend()?;
+    /// assert_eq!((backend, why.as_str()), (Backend::Fallback, "fallback backend requested"));
     /// let custom = Kernel::Custom {
     ///     image: vec![0u8; 16].into(),
     ///     entry: "serve".into(),
     ///     grid: 1,
     ///     block: 32,
     /// };
-    /// let r = Bridge::builder().backend(Backend::Host).kernel(custom).resolve_backend();
+    /// let r = Bridge::builder().backend(Backend::Fallback).kernel(custom).resolve_backend();
     /// assert!(matches!(r, Err(Error::InvalidArgument(_))));
     /// # Ok::<(), ringbridge::Error>(())
     /// ```
     pub fn resolve_backend(&self) -> Result<(Backend, String)> {
         match self.backend {
-            Backend::Host if self.kernel.needs_cuda() => Err(Error::InvalidArgument(
+            Backend::Fallback if self.kernel.needs_cuda() => Err(Error::InvalidArgument(
                 "a custom kernel image needs the CUDA backend".into(),
             )),
-            Backend::Cuda if self.kernel.needs_host() => Err(Error::InvalidArgument(
-                "a Rust host handler runs on the host backend only".into(),
+            Backend::Cuda if self.kernel.needs_fallback() => Err(Error::InvalidArgument(
+                "a Rust handler runs on the fallback backend only".into(),
             )),
-            Backend::Host => Ok((Backend::Host, "host backend requested".into())),
+            Backend::Fallback => Ok((Backend::Fallback, "fallback backend requested".into())),
             Backend::Cuda => match &self.kernel {
                 Kernel::User(_) => match cuda_image_of(&self.kernel) {
                     Ok(()) => Ok((Backend::Cuda, "CUDA backend requested".into())),
@@ -493,8 +493,8 @@ impl BridgeBuilder {
             Backend::Auto => {
                 // Only the kernels that run on one backend alone decide by
                 // kind; the others (built-ins, user kernels) by the machine.
-                if self.kernel.needs_host() {
-                    return Ok((Backend::Host, "the kernel is a Rust host handler".into()));
+                if self.kernel.needs_fallback() {
+                    return Ok((Backend::Fallback, "the kernel is a Rust handler".into()));
                 }
                 if self.kernel.needs_cuda() {
                     return Ok((Backend::Cuda, "a custom kernel image needs CUDA".into()));
@@ -503,7 +503,7 @@ impl BridgeBuilder {
                     .and_then(|()| crate::cuda::device_usable(self.device))
                 {
                     Ok(()) => Ok((Backend::Cuda, format!("CUDA device {} found", self.device))),
-                    Err(why) => Ok((Backend::Host, format!("no CUDA: {why}"))),
+                    Err(why) => Ok((Backend::Fallback, format!("no CUDA: {why}"))),
                 }
             }
         }
@@ -577,7 +577,7 @@ impl BridgeBuilder {
     ///
     /// ```
     /// use ringbridge::{Backend, Bridge};
-    /// let bridge = Bridge::builder().backend(Backend::Host).launch()?;
+    /// let bridge = Bridge::builder().backend(Backend::Fallback).launch()?;
     /// assert_eq!(bridge.send(b"x")?, 0);
     /// assert_eq!(bridge.recv()?.payload, b"y");
     /// # Ok::<(), ringbridge::Error>(())

@@ -86,7 +86,7 @@ pub(crate) fn bridge() -> (Bridge, Device) {
     let (_, h2k) = layout.ring_pair(&mem, RingId::H2k);
     let (k2h, _) = layout.ring_pair(&mem, RingId::K2h);
     let builder = Bridge::builder()
-        .backend(Backend::Host)
+        .backend(Backend::Fallback)
         // No heartbeat here: never take the quiet device for a hang.
         .hang_timeout(Duration::from_secs(3600))
         // No doorbell rung by the test: never park on it.
@@ -100,7 +100,7 @@ pub(crate) fn bridge() -> (Bridge, Device) {
             buffers: Arc::new(Buffers::none()),
             args: LaunchArgs::default(),
         },
-        Backend::Host,
+        Backend::Fallback,
         "fake",
         layout.spec.max_payload(),
     );

@@ -16,8 +16,8 @@ use crate::ring::{
 use crate::wait::Doorbell;
 
 use super::builder::BridgeBuilder;
-use super::receive::{Rx, RxSide};
-use super::send::Tx;
+use super::receive::{K2hConsumer, ReceiveState};
+use super::send::H2kProducer;
 use super::watchdog::{Heartbeat, report_error};
 use super::{Bridge, BridgeState};
 
@@ -54,17 +54,17 @@ impl Bridge {
         let k2h = RingRef::new(memory.clone(), layout, RingId::K2h);
         let (tx, rx) = match layout.spec.format() {
             SlotFormat::Lanes => (
-                Tx::Lanes(LaneProducer::new(h2k)),
-                Rx::Lanes(LaneConsumer::new(k2h)),
+                H2kProducer::Lanes(LaneProducer::new(h2k)),
+                K2hConsumer::Lanes(LaneConsumer::new(k2h)),
             ),
             _ => (
-                Tx::Slots(RingProducer::new(h2k)),
-                Rx::Slots(RingConsumer::new(k2h)),
+                H2kProducer::Slots(RingProducer::new(h2k)),
+                K2hConsumer::Slots(RingConsumer::new(k2h)),
             ),
         };
         Bridge {
-            tx: Mutex::new(tx),
-            rx: Mutex::new(RxSide::new(rx)),
+            h2k: Mutex::new(tx),
+            k2h: Mutex::new(ReceiveState::new(rx)),
             state: BridgeState {
                 control,
                 engine,

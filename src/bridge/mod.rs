@@ -32,14 +32,14 @@ use std::time::Duration;
 use crate::backend::{Backend, Engine, SharedMemory};
 use crate::buffer::Buffers;
 use crate::error::{Error, Result};
-use crate::fallback::HostHandler;
+use crate::fallback::RustHandler;
 use crate::layout::LaunchArgs;
 use crate::ring::{Control, RingSpec, SlotFormat};
 use crate::user_kernel::UserKernel;
 use crate::wait::Doorbell;
 
-use receive::RxSide;
-use send::Tx;
+use receive::ReceiveState;
+use send::H2kProducer;
 use watchdog::Heartbeat;
 
 pub use builder::BridgeBuilder;
@@ -50,14 +50,14 @@ pub use stats::BridgeStats;
 ///
 /// ```
 /// use ringbridge::{Backend, Bridge, Kernel};
-/// use ringbridge::fallback::HostHandler;
-/// let reverse = HostHandler::new(|_hdr, input, out| {
+/// use ringbridge::fallback::RustHandler;
+/// let reverse = RustHandler::new(|_hdr, input, out| {
 ///     for (o, i) in out.iter_mut().zip(input.iter().rev()) { *o = *i; }
 ///     Ok(input.len())
 /// });
 /// let bridge = Bridge::builder()
-///     .backend(Backend::Host)
-///     .kernel(Kernel::Host(reverse))
+///     .backend(Backend::Fallback)
+///     .kernel(Kernel::RustHandler(reverse))
 ///     .launch()?;
 /// assert_eq!(bridge.round_trip(b"abc")?.payload, b"cba");
 /// # Ok::<(), ringbridge::Error>(())
@@ -88,8 +88,8 @@ pub enum Kernel {
         /// Threads per block.
         block: u32,
     },
-    /// A Rust handler run by the fallback's serve loop (Host backend only).
-    Host(HostHandler),
+    /// A Rust handler run by the fallback's serve loop (fallback backend only).
+    RustHandler(RustHandler),
     /// A user's C++ kernel built by `ringbridge-build` for both backends: on
     /// CUDA from its fatbin (one block per bridge, the builder's block size),
     /// on the host from its host entry. Its handler is built from
@@ -101,8 +101,8 @@ impl Kernel {
     fn needs_cuda(&self) -> bool {
         matches!(self, Kernel::Custom { .. })
     }
-    fn needs_host(&self) -> bool {
-        matches!(self, Kernel::Host(_))
+    fn needs_fallback(&self) -> bool {
+        matches!(self, Kernel::RustHandler(_))
     }
 }
 
@@ -113,7 +113,7 @@ impl Kernel {
 ///
 /// ```
 /// use ringbridge::{Backend, Bridge};
-/// let bridge = Bridge::builder().backend(Backend::Host).launch()?;
+/// let bridge = Bridge::builder().backend(Backend::Fallback).launch()?;
 /// std::thread::scope(|s| {
 ///     s.spawn(|| for i in 0..100u8 { bridge.send(&[i]).unwrap(); });
 ///     for i in 0..100u8 {
@@ -123,8 +123,8 @@ impl Kernel {
 /// # Ok::<(), ringbridge::Error>(())
 /// ```
 pub struct Bridge {
-    tx: Mutex<Tx>,
-    rx: Mutex<RxSide>,
+    h2k: Mutex<H2kProducer>,
+    k2h: Mutex<ReceiveState>,
     state: BridgeState,
 }
 
@@ -178,7 +178,7 @@ impl Bridge {
     ///
     /// ```
     /// use ringbridge::{Backend, Bridge};
-    /// let bridge = Bridge::builder().backend(Backend::Host).launch()?;
+    /// let bridge = Bridge::builder().backend(Backend::Fallback).launch()?;
     /// assert_eq!(bridge.spec().capacity(), 1024);
     /// assert_eq!(bridge.spec().slot_size(), 64);
     /// assert_eq!(bridge.max_payload(), 32);
@@ -192,8 +192,8 @@ impl Bridge {
     ///
     /// ```
     /// use ringbridge::{Backend, Bridge};
-    /// let bridge = Bridge::builder().backend(Backend::Host).launch()?;
-    /// assert_eq!(bridge.backend(), Backend::Host);
+    /// let bridge = Bridge::builder().backend(Backend::Fallback).launch()?;
+    /// assert_eq!(bridge.backend(), Backend::Fallback);
     /// assert_ne!(bridge.backend(), Backend::Auto);
     /// # Ok::<(), ringbridge::Error>(())
     /// ```
@@ -205,8 +205,8 @@ impl Bridge {
     ///
     /// ```
     /// use ringbridge::{Backend, Bridge};
-    /// let bridge = Bridge::builder().backend(Backend::Host).launch()?;
-    /// assert_eq!(bridge.backend_reason(), "host backend requested");
+    /// let bridge = Bridge::builder().backend(Backend::Fallback).launch()?;
+    /// assert_eq!(bridge.backend_reason(), "fallback backend requested");
     /// # Ok::<(), ringbridge::Error>(())
     /// ```
     pub fn backend_reason(&self) -> &str {
@@ -221,7 +221,7 @@ impl Bridge {
     /// use ringbridge::{Backend, Bridge};
     /// use ringbridge::ring::SlotFormat;
     /// let bridge = Bridge::builder()
-    ///     .backend(Backend::Host)
+    ///     .backend(Backend::Fallback)
     ///     .capacity(8)
     ///     .format(SlotFormat::Lanes)
     ///     .launch()?;
@@ -239,7 +239,7 @@ impl Bridge {
     /// ```
     /// use ringbridge::{Backend, Bridge};
     /// use ringbridge::ring::SlotFormat;
-    /// let bridge = Bridge::builder().backend(Backend::Host).launch()?;
+    /// let bridge = Bridge::builder().backend(Backend::Fallback).launch()?;
     /// assert_eq!(bridge.format(), SlotFormat::Slots); // Auto on the host fallback
     /// assert_eq!(bridge.format(), bridge.spec().format());
     /// # Ok::<(), ringbridge::Error>(())
@@ -253,7 +253,7 @@ impl Bridge {
     ///
     /// ```
     /// use ringbridge::{Backend, Bridge, Error};
-    /// let bridge = Bridge::builder().backend(Backend::Host).slot_size(128).launch()?;
+    /// let bridge = Bridge::builder().backend(Backend::Fallback).slot_size(128).launch()?;
     /// assert_eq!(bridge.max_payload(), 96);
     /// assert_eq!(bridge.round_trip(&[0; 96])?.payload.len(), 96);
     /// let err = bridge.send(&[0; 97]).unwrap_err();
@@ -288,7 +288,7 @@ impl Bridge {
     ///
     /// ```
     /// use ringbridge::{Backend, Bridge, Error};
-    /// let bridge = Bridge::builder().backend(Backend::Host).launch()?;
+    /// let bridge = Bridge::builder().backend(Backend::Fallback).launch()?;
     /// bridge.shutdown()?;
     /// bridge.shutdown()?; // idempotent
     /// assert!(matches!(bridge.round_trip(b"late"), Err(Error::ShutDown)));
@@ -340,10 +340,10 @@ impl Bridge {
     /// ```
     /// use ringbridge::buffer::BufferInit;
     /// use ringbridge::{Backend, Bridge};
-    /// let bridge = Bridge::builder().backend(Backend::Host).launch()?;
+    /// let bridge = Bridge::builder().backend(Backend::Fallback).launch()?;
     /// assert_eq!(bridge.buffer_count(), 0);
     /// let bridge = Bridge::builder()
-    ///     .backend(Backend::Host)
+    ///     .backend(Backend::Fallback)
     ///     .buffer(BufferInit::zeroed(8))
     ///     .buffer(BufferInit::zeroed(8))
     ///     .launch()?;
@@ -367,7 +367,7 @@ impl Bridge {
     /// use ringbridge::buffer::BufferInit;
     /// use ringbridge::{Backend, Bridge, Error};
     /// let bridge = Bridge::builder()
-    ///     .backend(Backend::Host)
+    ///     .backend(Backend::Fallback)
     ///     .buffer(BufferInit::from_bytes(vec![1, 2, 3]))
     ///     .launch()?;
     /// let err = bridge.download(0).unwrap_err();
@@ -392,7 +392,7 @@ impl Bridge {
     /// use ringbridge::buffer::BufferInit;
     /// use ringbridge::{Backend, Bridge, Error};
     /// let bridge = Bridge::builder()
-    ///     .backend(Backend::Host)
+    ///     .backend(Backend::Fallback)
     ///     .buffer(BufferInit::from_pod(&[1.5f64, -2.0]))
     ///     .launch()?;
     /// bridge.shutdown()?;
@@ -426,7 +426,7 @@ impl Bridge {
     /// use ringbridge::buffer::BufferInit;
     /// use ringbridge::{Backend, Bridge, Error};
     /// let bridge = Bridge::builder()
-    ///     .backend(Backend::Host)
+    ///     .backend(Backend::Fallback)
     ///     .buffer(BufferInit::zeroed(4))
     ///     .launch()?;
     /// assert!(matches!(bridge.upload(0, b"ab"), Err(Error::BufferInUse { index: 0 })));

@@ -14,25 +14,25 @@ use super::Bridge;
 use super::wait::Deadline;
 
 /// The host's K2H half, in the rings' format.
-pub(super) enum Rx {
+pub(super) enum K2hConsumer {
     Slots(RingConsumer),
     Lanes(LaneConsumer),
 }
 
-impl Rx {
+impl K2hConsumer {
     pub(super) fn read_with<R>(
         &mut self,
         f: impl FnOnce(&MessageHeader, &[u8]) -> R,
     ) -> Result<Option<R>> {
         match self {
-            Rx::Slots(c) => c.read_with(f),
-            Rx::Lanes(c) => c.read_with(f),
+            K2hConsumer::Slots(c) => c.read_with(f),
+            K2hConsumer::Lanes(c) => c.read_with(f),
         }
     }
     pub(super) fn release(&mut self) {
         match self {
-            Rx::Slots(c) => c.release(),
-            Rx::Lanes(c) => c.release(),
+            K2hConsumer::Slots(c) => c.release(),
+            K2hConsumer::Lanes(c) => c.release(),
         }
     }
     pub(super) fn try_pop_with<R>(
@@ -45,16 +45,16 @@ impl Rx {
     }
     pub(super) fn consumed(&self) -> u64 {
         match self {
-            Rx::Slots(c) => c.consumed(),
-            Rx::Lanes(c) => c.consumed(),
+            K2hConsumer::Slots(c) => c.consumed(),
+            K2hConsumer::Lanes(c) => c.consumed(),
         }
     }
 }
 
 /// The host's K2H direction: the ring half, the events a round trip set
 /// aside, and the counts of what it took.
-pub(super) struct RxSide {
-    pub(super) ring: Rx,
+pub(super) struct ReceiveState {
+    pub(super) ring: K2hConsumer,
     /// Events a round trip read while it waited for its reply, oldest
     /// first: every receive call hands these out before reading the ring.
     pub(super) set_aside: VecDeque<MessageEnvelope>,
@@ -64,8 +64,8 @@ pub(super) struct RxSide {
     pub(super) events: u64,
 }
 
-impl RxSide {
-    pub(super) fn new(ring: Rx) -> Self {
+impl ReceiveState {
+    pub(super) fn new(ring: K2hConsumer) -> Self {
         Self {
             ring,
             set_aside: VecDeque::new(),
@@ -87,7 +87,7 @@ impl RxSide {
 }
 
 /// What the next K2H message of a receive is.
-pub(super) enum Taken<R> {
+pub(super) enum Received<R> {
     /// A reply or an event, handed to the caller's closure.
     Message(R),
     /// A no-reply mark (consumed silently, counted).
@@ -100,7 +100,7 @@ impl Bridge {
         deadline: Deadline,
         f: impl FnMut(&MessageHeader, &[u8]) -> R,
     ) -> Result<R> {
-        let mut rx = lock(&self.rx);
+        let mut rx = lock(&self.k2h);
         self.recv_locked(&mut rx, deadline, f)
     }
 
@@ -109,7 +109,7 @@ impl Bridge {
     /// (no-reply marks are consumed on the way).
     pub(super) fn recv_locked<R>(
         &self,
-        rx: &mut RxSide,
+        rx: &mut ReceiveState,
         deadline: Deadline,
         mut f: impl FnMut(&MessageHeader, &[u8]) -> R,
     ) -> Result<R> {
@@ -129,14 +129,14 @@ impl Bridge {
     /// ([`BridgeState::count_received`]).
     pub(super) fn pop_message<R>(
         &self,
-        rx: &mut RxSide,
+        rx: &mut ReceiveState,
         f: &mut impl FnMut(&MessageHeader, &[u8]) -> R,
     ) -> Result<Option<R>> {
         loop {
             match self.pop_one(rx, &mut *f)? {
                 None => return Ok(None),
-                Some(Taken::NoReply) => {}
-                Some(Taken::Message(out)) => return Ok(Some(out)),
+                Some(Received::NoReply) => {}
+                Some(Received::Message(out)) => return Ok(Some(out)),
             }
         }
     }
@@ -145,23 +145,23 @@ impl Bridge {
     /// frees its slot: a reply or an event goes to `f`, a mark is counted.
     pub(super) fn pop_one<R>(
         &self,
-        rx: &mut RxSide,
+        rx: &mut ReceiveState,
         f: &mut impl FnMut(&MessageHeader, &[u8]) -> R,
-    ) -> Result<Option<Taken<R>>> {
+    ) -> Result<Option<Received<R>>> {
         let out = self.read_one(rx, false, f)?;
         rx.ring.release();
         Ok(out)
     }
 
     /// [`pop_one`](Self::pop_one) without freeing the slot (see
-    /// [`Rx::release`]); with `marks`, a no-reply mark goes to `f` too (as
-    /// a [`Taken::Message`]). A ring error kills the bridge.
+    /// [`K2hConsumer::release`]); with `marks`, a no-reply mark goes to `f` too (as
+    /// a [`Received::Message`]). A ring error kills the bridge.
     pub(super) fn read_one<R>(
         &self,
-        rx: &mut RxSide,
+        rx: &mut ReceiveState,
         marks: bool,
         f: &mut impl FnMut(&MessageHeader, &[u8]) -> R,
-    ) -> Result<Option<Taken<R>>> {
+    ) -> Result<Option<Received<R>>> {
         let got = rx.ring.read_with(|h, p| {
             let out = (h.kind != KIND_NO_REPLY || marks).then(|| f(h, p));
             (h.kind, out)
@@ -171,7 +171,7 @@ impl Bridge {
             Ok(Some((kind, out))) => {
                 rx.no_reply += u64::from(kind == KIND_NO_REPLY);
                 rx.events += u64::from(kind == KIND_EVENT);
-                Ok(Some(out.map_or(Taken::NoReply, Taken::Message)))
+                Ok(Some(out.map_or(Received::NoReply, Received::Message)))
             }
             Err(e) => {
                 rx.ring.release();
@@ -187,7 +187,7 @@ impl Bridge {
     /// no answer there yet.
     pub(super) fn pop_answer<R>(
         &self,
-        rx: &mut RxSide,
+        rx: &mut ReceiveState,
         f: &mut impl FnMut(&MessageHeader, &[u8]) -> R,
     ) -> Result<Option<R>> {
         loop {
@@ -219,7 +219,7 @@ impl Bridge {
         &self,
         mut f: impl FnMut(&MessageHeader, &[u8]) -> R,
     ) -> Result<R> {
-        let mut rx = lock(&self.rx);
+        let mut rx = lock(&self.k2h);
         let out = self.wait(Deadline::Never, "recv", || self.pop_answer(&mut rx, &mut f));
         self.state.count_received(&rx);
         out
@@ -229,7 +229,7 @@ impl Bridge {
     /// ([`Error::Empty`] when no answer is there), for the async round
     /// trips ([`crate::asynchronous`]).
     pub(crate) fn try_recv_answer(&self) -> Result<MessageEnvelope> {
-        let mut rx = lock(&self.rx);
+        let mut rx = lock(&self.k2h);
         let out = self.wait(Deadline::Now, "recv", || {
             self.pop_answer(&mut rx, &mut envelope)
         });
@@ -256,7 +256,7 @@ impl Bridge {
     ///
     /// ```
     /// use ringbridge::{Backend, Bridge};
-    /// let bridge = Bridge::builder().backend(Backend::Host).launch()?;
+    /// let bridge = Bridge::builder().backend(Backend::Fallback).launch()?;
     /// let seq = bridge.send(&[41])?;
     /// let reply = bridge.recv()?;
     /// assert_eq!((reply.header.correlation, reply.payload), (seq, vec![42]));
@@ -270,7 +270,7 @@ impl Bridge {
     ///
     /// ```
     /// use ringbridge::{Backend, Bridge, Error};
-    /// let bridge = Bridge::builder().backend(Backend::Host).launch()?;
+    /// let bridge = Bridge::builder().backend(Backend::Fallback).launch()?;
     /// assert!(matches!(bridge.try_recv(), Err(Error::Empty)));
     /// bridge.send(&[1])?;
     /// let reply = loop {
@@ -291,7 +291,7 @@ impl Bridge {
     /// ```
     /// use ringbridge::{Backend, Bridge, Error};
     /// use std::time::Duration;
-    /// let bridge = Bridge::builder().backend(Backend::Host).launch()?;
+    /// let bridge = Bridge::builder().backend(Backend::Fallback).launch()?;
     /// let err = bridge.recv_timeout(Duration::from_millis(1)).unwrap_err();
     /// assert!(matches!(err, Error::Timeout { op: "recv", .. }));
     /// bridge.send(&[9])?;
@@ -306,7 +306,7 @@ impl Bridge {
     ///
     /// ```
     /// use ringbridge::{Backend, Bridge};
-    /// let bridge = Bridge::builder().backend(Backend::Host).launch()?;
+    /// let bridge = Bridge::builder().backend(Backend::Fallback).launch()?;
     /// let seq = bridge.send(&[1, 2, 3])?;
     /// let (correlation, sum) = bridge.recv_with(|h, p| (h.correlation, p.iter().sum::<u8>()))?;
     /// assert_eq!((correlation, sum), (seq, 2 + 3 + 4));
@@ -327,7 +327,7 @@ impl Bridge {
     /// ```
     /// use ringbridge::{Backend, Bridge, Error, Kernel};
     /// let bridge = Bridge::builder()
-    ///     .backend(Backend::Host)
+    ///     .backend(Backend::Fallback)
     ///     .kernel(Kernel::ScaleF32 { factor: 0.5 })
     ///     .launch()?;
     /// bridge.send(&[0; 3])?; // not whole f32s: an error reply
@@ -337,7 +337,7 @@ impl Bridge {
     /// # Ok::<(), ringbridge::Error>(())
     /// ```
     pub fn recv_pod<T: bytemuck::AnyBitPattern + bytemuck::NoUninit>(&self) -> Result<Vec<T>> {
-        let mut rx = lock(&self.rx);
+        let mut rx = lock(&self.k2h);
         let got = self.recv_locked(&mut rx, Deadline::Never, |h, p| {
             if h.kind == KIND_EVENT {
                 // Not a reply: put back below, for the next receive.
@@ -381,7 +381,7 @@ impl Bridge {
     ///
     /// ```
     /// use ringbridge::{Backend, Bridge};
-    /// let bridge = Bridge::builder().backend(Backend::Host).launch()?;
+    /// let bridge = Bridge::builder().backend(Backend::Fallback).launch()?;
     /// bridge.send_batch(&[[1u8], [2], [3]])?;
     /// let mut got = Vec::new();
     /// while got.len() < 3 {
@@ -408,7 +408,7 @@ impl Bridge {
         if max == 0 {
             return Ok(0);
         }
-        let mut rx = lock(&self.rx);
+        let mut rx = lock(&self.k2h);
         let mut n = 0;
         while n < max {
             let Some(event) = rx.set_aside.pop_front() else {
@@ -417,12 +417,12 @@ impl Bridge {
             f(&event.header, &event.payload);
             n += 1;
         }
-        let mut pass = |rx: &mut RxSide, n: &mut usize| -> Result<()> {
+        let mut pass = |rx: &mut ReceiveState, n: &mut usize| -> Result<()> {
             while *n < max {
                 match self.read_one(rx, marks, &mut f)? {
                     None => break,
-                    Some(Taken::Message(())) => *n += 1,
-                    Some(Taken::NoReply) => {}
+                    Some(Received::Message(())) => *n += 1,
+                    Some(Received::NoReply) => {}
                 }
             }
             rx.ring.release();

@@ -3,7 +3,7 @@
 //! [`fake`] bridges.
 
 use super::builder::slots_only;
-use super::receive::{Rx, RxSide};
+use super::receive::{K2hConsumer, ReceiveState};
 use super::*;
 use crate::error::RingId;
 use crate::layout::KIND_REPLY;
@@ -285,7 +285,7 @@ fn lane_bridges_consume_no_reply_marks() {
     layout.init(&*mem);
     let (mut k2h, _) = layout.lane_pair(&mem, RingId::K2h);
     let rx = RingRef::new(mem.clone(), &layout, RingId::K2h);
-    let mut side = RxSide::new(Rx::Lanes(LaneConsumer::new(rx)));
+    let mut side = ReceiveState::new(K2hConsumer::Lanes(LaneConsumer::new(rx)));
     k2h.try_push(KIND_NO_REPLY, 0, b"").unwrap().unwrap();
     k2h.try_push(KIND_REPLY, 0, b"r").unwrap().unwrap();
     let (bridge, _dev) = fake::bridge();
@@ -326,10 +326,10 @@ fn kernels_that_send_or_cooperate_run_in_slots_only() {
     // Auto: lanes on CUDA for a small slot, unless the kernel needs slots.
     assert!(b.lanes_for(Backend::Cuda, None).unwrap());
     assert!(!b.lanes_for(Backend::Cuda, why()).unwrap());
-    assert!(!b.lanes_for(Backend::Host, None).unwrap());
+    assert!(!b.lanes_for(Backend::Fallback, None).unwrap());
     // Asked for lanes: refused for such a kernel, on either backend.
     let lanes = b.clone().format(SlotFormat::Lanes);
-    for backend in [Backend::Cuda, Backend::Host] {
+    for backend in [Backend::Cuda, Backend::Fallback] {
         assert!(lanes.lanes_for(backend, None).unwrap());
         let err = lanes.lanes_for(backend, why()).unwrap_err();
         assert!(

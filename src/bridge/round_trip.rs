@@ -8,8 +8,8 @@ use crate::message::MessageEnvelope;
 use crate::sync::lock;
 
 use super::Bridge;
-use super::receive::{RxSide, envelope};
-use super::send::Tx;
+use super::receive::{ReceiveState, envelope};
+use super::send::H2kProducer;
 use super::wait::Deadline;
 
 impl Bridge {
@@ -31,7 +31,7 @@ impl Bridge {
     ///
     /// ```
     /// use ringbridge::{Backend, Bridge, Error};
-    /// let bridge = Bridge::builder().backend(Backend::Host).launch()?;
+    /// let bridge = Bridge::builder().backend(Backend::Fallback).launch()?;
     /// let reply = bridge.round_trip(&[1, 2, 3])?;
     /// assert_eq!(reply.payload, [2, 3, 4]);
     /// bridge.send(b"unanswered")?;
@@ -45,8 +45,8 @@ impl Bridge {
         self.state.check_dead()?;
         // K2H first, for the whole round trip: no other receiver can take
         // this reply, and concurrent round trips wait here for their turn.
-        let mut rx = lock(&self.rx);
-        let outstanding = |rx: &RxSide| {
+        let mut rx = lock(&self.k2h);
+        let outstanding = |rx: &ReceiveState| {
             let sent = self.state.sent.load(Ordering::Relaxed);
             sent.saturating_sub(rx.answered())
         };
@@ -59,7 +59,7 @@ impl Bridge {
             if in_flight != 0 {
                 return Err(replies_outstanding(in_flight));
             }
-            match self.tx.try_lock() {
+            match self.h2k.try_lock() {
                 Ok(tx) => break tx,
                 Err(std::sync::TryLockError::Poisoned(p)) => break p.into_inner(),
                 Err(std::sync::TryLockError::WouldBlock) => std::thread::yield_now(),
@@ -106,8 +106,8 @@ impl Bridge {
                 }
             };
         }
-        let rx = try_hold!(self.rx);
-        let mut tx = try_hold!(self.tx);
+        let rx = try_hold!(self.k2h);
+        let mut tx = try_hold!(self.h2k);
         self.send_round_trip_request(&mut tx, &rx, payload, Deadline::Now)
             .map(Some)
     }
@@ -116,8 +116,8 @@ impl Bridge {
     /// and `consumed` cannot move): refused while replies are outstanding.
     pub(super) fn send_round_trip_request(
         &self,
-        tx: &mut Tx,
-        rx: &RxSide,
+        tx: &mut H2kProducer,
+        rx: &ReceiveState,
         payload: &[u8],
         deadline: Deadline,
     ) -> Result<u64> {

@@ -11,16 +11,16 @@ use super::Bridge;
 use super::wait::Deadline;
 
 /// The host's H2K half, in the rings' format.
-pub(super) enum Tx {
+pub(super) enum H2kProducer {
     Slots(RingProducer),
     Lanes(LaneProducer),
 }
 
-impl Tx {
+impl H2kProducer {
     pub(super) fn write(&mut self, flags: u32, payload: &[u8]) -> Result<Option<u64>> {
         match self {
-            Tx::Slots(p) => p.write(KIND_REQUEST, flags, 0, payload),
-            Tx::Lanes(p) => p.write(KIND_REQUEST, flags, payload),
+            H2kProducer::Slots(p) => p.write(KIND_REQUEST, flags, 0, payload),
+            H2kProducer::Lanes(p) => p.write(KIND_REQUEST, flags, payload),
         }
     }
     /// Writes one request in place, unpublished (see
@@ -31,21 +31,21 @@ impl Tx {
         fill: impl FnOnce(&mut [u8]) -> usize,
     ) -> Result<Option<u64>> {
         match self {
-            Tx::Slots(p) => p.write_with(KIND_REQUEST, flags, 0, fill),
-            Tx::Lanes(p) => p.stage_with(KIND_REQUEST, flags, fill),
+            H2kProducer::Slots(p) => p.write_with(KIND_REQUEST, flags, 0, fill),
+            H2kProducer::Lanes(p) => p.stage_with(KIND_REQUEST, flags, fill),
         }
     }
     /// Forgets what `write_with` wrote since the last `publish`.
     pub(super) fn discard(&mut self) {
         match self {
-            Tx::Slots(p) => p.discard(),
-            Tx::Lanes(p) => p.discard(),
+            H2kProducer::Slots(p) => p.discard(),
+            H2kProducer::Lanes(p) => p.discard(),
         }
     }
     pub(super) fn publish(&mut self) {
         match self {
-            Tx::Slots(p) => p.publish(),
-            Tx::Lanes(p) => p.publish(),
+            H2kProducer::Slots(p) => p.publish(),
+            H2kProducer::Lanes(p) => p.publish(),
         }
     }
     pub(super) fn try_push(&mut self, flags: u32, payload: &[u8]) -> Result<Option<u64>> {
@@ -55,20 +55,20 @@ impl Tx {
     }
     pub(super) fn free(&mut self, want: u64) -> Result<u64> {
         match self {
-            Tx::Slots(p) => p.free(want),
-            Tx::Lanes(p) => p.free(want),
+            H2kProducer::Slots(p) => p.free(want),
+            H2kProducer::Lanes(p) => p.free(want),
         }
     }
     pub(super) fn next_seq(&self) -> u64 {
         match self {
-            Tx::Slots(p) => p.next_seq(),
-            Tx::Lanes(p) => p.next_seq(),
+            H2kProducer::Slots(p) => p.next_seq(),
+            H2kProducer::Lanes(p) => p.next_seq(),
         }
     }
     pub(super) fn published(&self) -> u64 {
         match self {
-            Tx::Slots(p) => p.published(),
-            Tx::Lanes(p) => p.published(),
+            H2kProducer::Slots(p) => p.published(),
+            H2kProducer::Lanes(p) => p.published(),
         }
     }
 }
@@ -77,7 +77,7 @@ impl Bridge {
     pub(super) fn send_inner(&self, flags: u32, payload: &[u8], deadline: Deadline) -> Result<u64> {
         self.check_len(payload.len())?;
         self.state.check_dead()?;
-        let mut tx = lock(&self.tx);
+        let mut tx = lock(&self.h2k);
         let seq = self.wait(deadline, "send", || {
             tx.try_push(flags, payload).map_err(|e| self.state.fail(e))
         })?;
@@ -90,7 +90,7 @@ impl Bridge {
     ///
     /// ```
     /// use ringbridge::{Backend, Bridge};
-    /// let bridge = Bridge::builder().backend(Backend::Host).launch()?;
+    /// let bridge = Bridge::builder().backend(Backend::Fallback).launch()?;
     /// let first = bridge.send(b"one")?;
     /// let second = bridge.send(b"two")?;
     /// assert_eq!(second, first + 1);
@@ -108,7 +108,7 @@ impl Bridge {
     ///
     /// ```
     /// use ringbridge::{Backend, Bridge};
-    /// let bridge = Bridge::builder().backend(Backend::Host).launch()?;
+    /// let bridge = Bridge::builder().backend(Backend::Fallback).launch()?;
     /// bridge.send_with_flags(0xbeef, b"f")?;
     /// let reply = bridge.recv()?;
     /// assert_eq!((reply.header.flags, reply.payload), (0xbeef, b"g".to_vec()));
@@ -124,7 +124,7 @@ impl Bridge {
     ///
     /// ```
     /// use ringbridge::{Backend, Bridge, Error};
-    /// let bridge = Bridge::builder().backend(Backend::Host).capacity(4).launch()?;
+    /// let bridge = Bridge::builder().backend(Backend::Fallback).capacity(4).launch()?;
     /// let err = loop {
     ///     if let Err(e) = bridge.try_send(b"x") {
     ///         break e;
@@ -142,7 +142,7 @@ impl Bridge {
     /// ```
     /// use ringbridge::{Backend, Bridge, Error};
     /// use std::time::Duration;
-    /// let bridge = Bridge::builder().backend(Backend::Host).capacity(2).launch()?;
+    /// let bridge = Bridge::builder().backend(Backend::Fallback).capacity(2).launch()?;
     /// assert_eq!(bridge.send_timeout(b"a", Duration::from_secs(1))?, 0);
     /// // Receiving nothing fills both rings: then a send finds no room in time.
     /// let err = loop {
@@ -161,7 +161,7 @@ impl Bridge {
     ///
     /// ```
     /// use ringbridge::{Backend, Bridge, Kernel};
-    /// let bridge = Bridge::builder().backend(Backend::Host)
+    /// let bridge = Bridge::builder().backend(Backend::Fallback)
     ///     .kernel(Kernel::ScaleF32 { factor: 2.0 }).launch()?;
     /// bridge.send_pod(&[1.0f32, 2.5])?;
     /// assert_eq!(bridge.recv_pod::<f32>()?, vec![2.0, 5.0]);
@@ -177,7 +177,7 @@ impl Bridge {
     ///
     /// ```
     /// use ringbridge::{Backend, Bridge};
-    /// let bridge = Bridge::builder().backend(Backend::Host).launch()?;
+    /// let bridge = Bridge::builder().backend(Backend::Fallback).launch()?;
     /// bridge.send(b"0")?;
     /// assert_eq!(bridge.send_batch(&[b"1", b"2", b"3"])?, 1);
     /// let replies: Vec<_> = (0..4).map(|_| bridge.recv().map(|r| r.payload)).collect::<Result<_, _>>()?;
@@ -189,7 +189,7 @@ impl Bridge {
             self.check_len(p.as_ref().len())?;
         }
         self.state.check_dead()?;
-        let mut tx = lock(&self.tx);
+        let mut tx = lock(&self.h2k);
         let first = tx.next_seq();
         let mut next = 0;
         while next < payloads.len() {
@@ -225,7 +225,7 @@ impl Bridge {
     ///
     /// ```
     /// use ringbridge::{Backend, Bridge, Error};
-    /// let bridge = Bridge::builder().backend(Backend::Host).capacity(8).launch()?;
+    /// let bridge = Bridge::builder().backend(Backend::Fallback).capacity(8).launch()?;
     /// let mut chunk = bridge.reserve(2)?;
     /// for word in [b"ab", b"cd"] {
     ///     chunk.write_with(|buf| {
@@ -247,7 +247,7 @@ impl Bridge {
             )));
         }
         self.state.check_dead()?;
-        let mut tx = lock(&self.tx);
+        let mut tx = lock(&self.h2k);
         self.wait(Deadline::Never, "send", || {
             let free = tx.free(count as u64).map_err(|e| self.state.fail(e))?;
             Ok((free >= count as u64).then_some(()))
@@ -255,7 +255,7 @@ impl Bridge {
         let first = tx.next_seq();
         Ok(SendChunk {
             bridge: self,
-            tx,
+            h2k: tx,
             reserved: count,
             written: 0,
             first,
@@ -279,7 +279,7 @@ impl Bridge {
     ///
     /// ```
     /// use ringbridge::{Backend, Bridge, Error};
-    /// let bridge = Bridge::builder().backend(Backend::Host).launch()?;
+    /// let bridge = Bridge::builder().backend(Backend::Fallback).launch()?;
     /// let first = bridge.send_in_place(3, |i, buf| {
     ///     buf[0] = i as u8;
     ///     1
@@ -316,7 +316,7 @@ impl Bridge {
 ///
 /// ```
 /// use ringbridge::{Backend, Bridge};
-/// let bridge = Bridge::builder().backend(Backend::Host).launch()?;
+/// let bridge = Bridge::builder().backend(Backend::Fallback).launch()?;
 /// let mut chunk = bridge.reserve(4)?;
 /// assert_eq!((chunk.len(), chunk.written()), (4, 0));
 /// chunk.write_with(|buf| { buf[0] = 7; 1 })?;
@@ -330,7 +330,7 @@ impl Bridge {
 ///
 /// ```compile_fail
 /// use ringbridge::{Backend, Bridge};
-/// let bridge = Bridge::builder().backend(Backend::Host).launch().unwrap();
+/// let bridge = Bridge::builder().backend(Backend::Fallback).launch().unwrap();
 /// let mut chunk = bridge.reserve(1).unwrap();
 /// let mut kept: &mut [u8] = &mut [];
 /// chunk.write_with(|buf| { kept = buf; 0 }).unwrap();
@@ -342,7 +342,7 @@ impl Bridge {
 ///
 /// ```compile_fail
 /// use ringbridge::{Backend, Bridge};
-/// let bridge = Bridge::builder().backend(Backend::Host).launch().unwrap();
+/// let bridge = Bridge::builder().backend(Backend::Fallback).launch().unwrap();
 /// let mut chunk = bridge.reserve(1).unwrap();
 /// chunk.write_with(|_| 0).unwrap();
 /// chunk.publish().unwrap();
@@ -351,7 +351,7 @@ impl Bridge {
 #[must_use = "a chunk sends nothing unless published"]
 pub struct SendChunk<'a> {
     bridge: &'a Bridge,
-    tx: std::sync::MutexGuard<'a, Tx>,
+    h2k: std::sync::MutexGuard<'a, H2kProducer>,
     reserved: usize,
     written: usize,
     first: u64,
@@ -362,7 +362,7 @@ impl SendChunk<'_> {
     ///
     /// ```
     /// use ringbridge::{Backend, Bridge};
-    /// let bridge = Bridge::builder().backend(Backend::Host).launch()?;
+    /// let bridge = Bridge::builder().backend(Backend::Fallback).launch()?;
     /// assert_eq!(bridge.reserve(3)?.len(), 3);
     /// # Ok::<(), ringbridge::Error>(())
     /// ```
@@ -374,7 +374,7 @@ impl SendChunk<'_> {
     ///
     /// ```
     /// use ringbridge::{Backend, Bridge};
-    /// let bridge = Bridge::builder().backend(Backend::Host).launch()?;
+    /// let bridge = Bridge::builder().backend(Backend::Fallback).launch()?;
     /// let chunk = bridge.reserve(0)?;
     /// assert!(chunk.is_empty());
     /// chunk.publish()?;
@@ -389,7 +389,7 @@ impl SendChunk<'_> {
     ///
     /// ```
     /// use ringbridge::{Backend, Bridge};
-    /// let bridge = Bridge::builder().backend(Backend::Host).launch()?;
+    /// let bridge = Bridge::builder().backend(Backend::Fallback).launch()?;
     /// let mut chunk = bridge.reserve(2)?;
     /// chunk.write(b"x")?;
     /// assert_eq!(chunk.written(), 1);
@@ -404,7 +404,7 @@ impl SendChunk<'_> {
     ///
     /// ```
     /// use ringbridge::{Backend, Bridge};
-    /// let bridge = Bridge::builder().backend(Backend::Host).launch()?;
+    /// let bridge = Bridge::builder().backend(Backend::Fallback).launch()?;
     /// bridge.send(b"a")?;
     /// let mut chunk = bridge.reserve(1)?;
     /// assert_eq!(chunk.first_seq(), 1);
@@ -432,7 +432,7 @@ impl SendChunk<'_> {
     ///
     /// ```
     /// use ringbridge::{Backend, Bridge, Error};
-    /// let bridge = Bridge::builder().backend(Backend::Host).launch()?;
+    /// let bridge = Bridge::builder().backend(Backend::Fallback).launch()?;
     /// let mut chunk = bridge.reserve(1)?;
     /// let err = chunk.write_with(|buf| buf.len() + 1).unwrap_err();
     /// assert!(matches!(err, Error::PayloadTooLarge { len: 33, max: 32 }));
@@ -454,7 +454,7 @@ impl SendChunk<'_> {
         // The ring half's area may be larger than the bridge's limit (a lane
         // slot rounds up): a length beyond the limit is passed on as one
         // beyond any area, which the ring half refuses, writing nothing.
-        let written = self.tx.write_with(0, |area| {
+        let written = self.h2k.write_with(0, |area| {
             returned = fill(&mut area[..max]);
             if returned > max { usize::MAX } else { returned }
         });
@@ -481,7 +481,7 @@ impl SendChunk<'_> {
     ///
     /// ```
     /// use ringbridge::{Backend, Bridge, Error};
-    /// let bridge = Bridge::builder().backend(Backend::Host).launch()?;
+    /// let bridge = Bridge::builder().backend(Backend::Fallback).launch()?;
     /// let mut chunk = bridge.reserve(1)?;
     /// assert!(matches!(chunk.write(&[0; 33]), Err(Error::PayloadTooLarge { .. })));
     /// chunk.write(b"hi")?;
@@ -506,7 +506,7 @@ impl SendChunk<'_> {
     ///
     /// ```
     /// use ringbridge::{Backend, Bridge, Error};
-    /// let bridge = Bridge::builder().backend(Backend::Host).launch()?;
+    /// let bridge = Bridge::builder().backend(Backend::Fallback).launch()?;
     /// let mut chunk = bridge.reserve(2)?;
     /// chunk.write(b"a")?;
     /// assert!(matches!(chunk.publish(), Err(Error::InvalidArgument(_))));
@@ -526,9 +526,9 @@ impl SendChunk<'_> {
             )));
         }
         self.bridge.state.check_dead()?;
-        self.tx.publish();
+        self.h2k.publish();
         self.written = 0;
-        self.bridge.state.count_sent(&self.tx);
+        self.bridge.state.count_sent(&self.h2k);
         Ok(self.first)
     }
 
@@ -556,7 +556,7 @@ impl Drop for SendChunk<'_> {
     fn drop(&mut self) {
         // Whatever was written and not published goes: nothing of it was
         // made visible to the device half.
-        self.tx.discard();
+        self.h2k.discard();
     }
 }
 

@@ -5,15 +5,15 @@ use std::sync::atomic::Ordering;
 
 use crate::ring::KernelReport;
 
-use super::receive::RxSide;
-use super::send::Tx;
+use super::receive::ReceiveState;
+use super::send::H2kProducer;
 use super::{Bridge, BridgeState};
 
 /// Counters of a bridge.
 ///
 /// ```
 /// use ringbridge::{Backend, Bridge};
-/// let bridge = Bridge::builder().backend(Backend::Host).launch()?;
+/// let bridge = Bridge::builder().backend(Backend::Fallback).launch()?;
 /// bridge.send_batch(&[b"a", b"b"])?;
 /// bridge.recv()?;
 /// let stats = bridge.stats();
@@ -47,7 +47,7 @@ impl Bridge {
     ///
     /// ```
     /// use ringbridge::{Backend, Bridge};
-    /// let bridge = Bridge::builder().backend(Backend::Host).launch()?;
+    /// let bridge = Bridge::builder().backend(Backend::Fallback).launch()?;
     /// assert_eq!(bridge.stats().sent, 0);
     /// bridge.round_trip(b"x")?;
     /// let stats = bridge.stats();
@@ -79,13 +79,13 @@ impl Bridge {
 impl BridgeState {
     /// Copies the H2K direction's published count for [`Bridge::stats`].
     /// Called after every publish, so it also wakes a parked serve thread.
-    pub(super) fn count_sent(&self, tx: &Tx) {
+    pub(super) fn count_sent(&self, tx: &H2kProducer) {
         self.sent.store(tx.published(), Ordering::Relaxed);
         self.doorbell.wake_kernel();
     }
 
     /// Copies the K2H direction's counts for [`Bridge::stats`].
-    pub(super) fn count_received(&self, rx: &RxSide) {
+    pub(super) fn count_received(&self, rx: &ReceiveState) {
         // Relaxed: statistics (see the fields).
         self.received.store(rx.replies(), Ordering::Relaxed);
         self.no_reply.store(rx.no_reply, Ordering::Relaxed);

@@ -10,7 +10,7 @@ use crate::ring::RegionLayout;
 #[test]
 fn each_group_region_belongs_to_its_stripe() {
     let bridges = Bridge::builder()
-        .backend(Backend::Host)
+        .backend(Backend::Fallback)
         .capacity(4)
         .launch_group(3)
         .unwrap();

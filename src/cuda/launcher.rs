@@ -74,7 +74,7 @@ pub(crate) fn cuda_image(kernel: &Kernel) -> Result<CudaImage<'_>> {
             grid: None,
             block: None,
         }),
-        Kernel::Host(_) => Err(Error::InvalidArgument(
+        Kernel::RustHandler(_) => Err(Error::InvalidArgument(
             "a Rust handler runs on the host fallback only".into(),
         )),
     }

@@ -64,7 +64,7 @@ pub use reservation::{Reservation, ReservationBuilder, ReservationFree};
 ///
 /// ```
 /// if !ringbridge::cuda::driver_available() {
-///     println!("no CUDA driver here; use the host backend");
+///     println!("no CUDA driver here; use the fallback backend");
 /// }
 /// ```
 pub fn driver_available() -> bool {

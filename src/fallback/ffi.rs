@@ -3,8 +3,8 @@
 //!
 //! [`RawHandlerFn`](crate::fallback::ffi::RawHandlerFn) is the C function
 //! pointer a handler crosses as; the Rust closure type behind a
-//! [`HostHandler`](crate::fallback::HostHandler) is
-//! [`HandlerFn`](crate::fallback::HandlerFn).
+//! [`RustHandler`](crate::fallback::RustHandler) is
+//! [`RustHandlerFn`](crate::fallback::RustHandlerFn).
 
 use crate::layout::MessageHeader;
 use core::ffi::c_void;

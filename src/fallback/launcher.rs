@@ -1,4 +1,4 @@
-//! The host backend's [`Launcher`]: the fallback's memory, prepared, and
+//! The fallback backend's [`Launcher`]: the fallback's memory, prepared, and
 //! one serve thread per region.
 
 use std::sync::Arc;
@@ -14,12 +14,12 @@ use crate::error::Result;
 use crate::layout::LaunchArgs;
 use crate::ring::HostMemory;
 
-use super::{HostEngine, HostKernel};
+use super::{FallbackEngine, FallbackKernel};
 
-/// Launches on the host backend: the fallback's serve loop on CPU threads.
-pub(crate) struct HostLauncher;
+/// Launches on the fallback backend: the fallback's serve loop on CPU threads.
+pub(crate) struct FallbackLauncher;
 
-impl Launcher for HostLauncher {
+impl Launcher for FallbackLauncher {
     fn launch(
         &self,
         request: &LaunchRequest<'_>,
@@ -34,18 +34,18 @@ impl Launcher for HostLauncher {
         buffers.describe(args);
         let shared_args = Arc::new(*args);
         let kernel = || match request.kernel.clone() {
-            Kernel::Echo => HostKernel::User(crate::kernels::builtin::ringbridge_echo()),
+            Kernel::Echo => FallbackKernel::User(crate::kernels::builtin::ringbridge_echo()),
             Kernel::ScaleF32 { .. } => {
-                HostKernel::User(crate::kernels::builtin::ringbridge_scale_f32())
+                FallbackKernel::User(crate::kernels::builtin::ringbridge_scale_f32())
             }
-            Kernel::Host(h) => HostKernel::Callback(h),
-            Kernel::User(u) => HostKernel::User(u),
+            Kernel::RustHandler(h) => FallbackKernel::Callback(h),
+            Kernel::User(u) => FallbackKernel::User(u),
             Kernel::Custom { .. } => unreachable!("the bridge's builder launches it on CUDA only"),
         };
         if stripes == 1 {
             let mem = HostMemory::new(layout.total_bytes)?;
             prepare(layout, mem.words(), param, request.loop_config);
-            let engine = HostEngine::spawn(
+            let engine = FallbackEngine::spawn(
                 &mem,
                 layout,
                 kernel(),
@@ -63,7 +63,7 @@ impl Launcher for HostLauncher {
         for (block, region) in regions.iter().enumerate() {
             // Every thread gets region 0's addresses and serves region `block`,
             // exactly as block `block` of a striped launch does on the GPU.
-            match HostEngine::spawn(
+            match FallbackEngine::spawn(
                 &group,
                 layout,
                 kernel(),

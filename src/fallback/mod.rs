@@ -24,17 +24,17 @@ use crate::user_kernel::{HostEntry, UserKernel};
 pub mod ffi;
 mod launcher;
 
-pub(crate) use launcher::HostLauncher;
+pub(crate) use launcher::FallbackLauncher;
 
-/// The signature of a host handler: request header, request payload, reply
+/// The signature of a Rust handler: request header, request payload, reply
 /// buffer (the slot's payload capacity). `Ok(n)` replies with the first `n`
 /// bytes of the buffer; `Err(code)` sends an error reply carrying `code`
 /// (0 is sent as 1).
 ///
 /// ```
-/// use ringbridge::fallback::HandlerFn;
+/// use ringbridge::fallback::RustHandlerFn;
 /// use ringbridge::MessageHeader;
-/// let upper: Box<HandlerFn> = Box::new(|_hdr, input, out| {
+/// let upper: Box<RustHandlerFn> = Box::new(|_hdr, input, out| {
 ///     if input.len() > out.len() {
 ///         return Err(7);
 ///     }
@@ -46,39 +46,40 @@ pub(crate) use launcher::HostLauncher;
 /// assert_eq!(&out[..3], b"ABC");
 /// assert_eq!(upper(&MessageHeader::default(), b"too long!", &mut out), Err(7));
 /// ```
-pub type HandlerFn = dyn Fn(&MessageHeader, &[u8], &mut [u8]) -> Result<usize, u32> + Send + Sync;
+pub type RustHandlerFn =
+    dyn Fn(&MessageHeader, &[u8], &mut [u8]) -> Result<usize, u32> + Send + Sync;
 
 /// A handler written in Rust, run by the fallback's serve loop in place of a
 /// kernel's handler.
 ///
 /// ```
-/// use ringbridge::fallback::HostHandler;
+/// use ringbridge::fallback::RustHandler;
 /// use ringbridge::{Backend, Bridge, Kernel};
-/// let reverse = HostHandler::new(|_hdr, input, out| {
+/// let reverse = RustHandler::new(|_hdr, input, out| {
 ///     for (o, i) in out.iter_mut().zip(input.iter().rev()) { *o = *i; }
 ///     Ok(input.len())
 /// });
 /// let bridge = Bridge::builder()
-///     .backend(Backend::Host)
-///     .kernel(Kernel::Host(reverse))
+///     .backend(Backend::Fallback)
+///     .kernel(Kernel::RustHandler(reverse))
 ///     .launch()?;
 /// assert_eq!(bridge.round_trip(b"stressed")?.payload, b"desserts");
 /// bridge.shutdown()?;
 /// # Ok::<(), ringbridge::Error>(())
 /// ```
 #[derive(Clone)]
-pub struct HostHandler(pub(crate) Arc<HandlerFn>);
+pub struct RustHandler(pub(crate) Arc<RustHandlerFn>);
 
-impl HostHandler {
+impl RustHandler {
     /// Wraps a closure.
     ///
     /// An `Err(code)` from the closure becomes an error reply carrying
     /// `code` in its `flags`:
     ///
     /// ```
-    /// use ringbridge::fallback::HostHandler;
+    /// use ringbridge::fallback::RustHandler;
     /// use ringbridge::{Backend, Bridge, Kernel};
-    /// let handler = HostHandler::new(|hdr, input, out| {
+    /// let handler = RustHandler::new(|hdr, input, out| {
     ///     if hdr.flags == 1 {
     ///         return Err(42);
     ///     }
@@ -86,8 +87,8 @@ impl HostHandler {
     ///     Ok(input.len())
     /// });
     /// let bridge = Bridge::builder()
-    ///     .backend(Backend::Host)
-    ///     .kernel(Kernel::Host(handler))
+    ///     .backend(Backend::Fallback)
+    ///     .kernel(Kernel::RustHandler(handler))
     ///     .launch()?;
     /// assert_eq!(bridge.round_trip(b"same")?.payload, b"same");
     /// bridge.send_with_flags(1, b"fail")?;
@@ -104,24 +105,24 @@ impl HostHandler {
     }
 }
 
-impl std::fmt::Debug for HostHandler {
+impl std::fmt::Debug for RustHandler {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("HostHandler(..)")
+        f.write_str("RustHandler(..)")
     }
 }
 
 /// Which handler the fallback's serve loop runs.
-pub(crate) enum HostKernel {
+pub(crate) enum FallbackKernel {
     /// A kernel written in C++ (the built-ins and users' kernels), through
     /// the host entry its RB_KERNEL_ENTRY defines, or its emulation build.
     User(UserKernel),
     /// A handler written in Rust, called by the callback serve loop.
-    Callback(HostHandler),
+    Callback(RustHandler),
 }
 
 /// What the callback trampoline shares with the engine.
 struct CallbackCtx {
-    handler: HostHandler,
+    handler: RustHandler,
     panic: Mutex<Option<String>>,
 }
 
@@ -134,7 +135,7 @@ extern "C" fn trampoline(
     out_payload: *mut u8,
     out_capacity: u32,
 ) -> i32 {
-    // SAFETY: `ctx` is the `CallbackCtx` that `HostEngine::spawn` passed to
+    // SAFETY: `ctx` is the `CallbackCtx` that `FallbackEngine::spawn` passed to
     // the serve loop; the serving thread holds an `Arc` of it until the loop
     // returns, so it outlives every call.
     let ctx = unsafe { &*(ctx as *const CallbackCtx) };
@@ -180,12 +181,12 @@ extern "C" fn trampoline(
 }
 
 /// The fallback's serving thread.
-pub(crate) struct HostEngine {
+pub(crate) struct FallbackEngine {
     thread: Mutex<Option<JoinHandle<i32>>>,
     ctx: Option<Arc<CallbackCtx>>,
 }
 
-impl HostEngine {
+impl FallbackEngine {
     /// Starts the serve loop on a new thread. The thread owns a clone of the
     /// memory's `Arc`, so the rings outlive it even if it never returns.
     ///
@@ -200,7 +201,7 @@ impl HostEngine {
     pub(crate) fn spawn(
         mem: &Arc<HostMemory>,
         layout: &RegionLayout,
-        kernel: HostKernel,
+        kernel: FallbackKernel,
         emulated_block: Option<u32>,
         block: u32,
         args: Arc<LaunchArgs>,
@@ -215,7 +216,7 @@ impl HostEngine {
             Callback(Option<crate::emulation::CallbackEntry>),
         }
         let (run, ctx) = match kernel {
-            HostKernel::User(k) => match emulated_block {
+            FallbackKernel::User(k) => match emulated_block {
                 None => (Run::Entry(k.host_entry()), None),
                 Some(n) => {
                     let lib = k.emulation_library().ok_or_else(|| {
@@ -232,7 +233,7 @@ impl HostEngine {
                     )
                 }
             },
-            HostKernel::Callback(handler) => {
+            FallbackKernel::Callback(handler) => {
                 let emulated = match emulated_block {
                     Some(_) => Some(crate::emulation::callback_entry()?),
                     None => None,
@@ -314,7 +315,7 @@ impl HostEngine {
     }
 }
 
-impl Engine for HostEngine {
+impl Engine for FallbackEngine {
     fn poll(&self) -> Result<bool> {
         if let Some(msg) = self.panic_message() {
             return Err(Error::HandlerPanicked(msg));

@@ -247,7 +247,7 @@ pub fn describe_error(code: u64) -> &'static str {
     match code {
         ERR_HANDLER => "the handler returned a fatal error",
         ERR_RING_CORRUPTED => "the kernel found a corrupted ring",
-        ERR_HANDLER_PANICKED => "a host handler panicked",
+        ERR_HANDLER_PANICKED => "a Rust handler panicked",
         ERR_BAD_MAGIC => "bad magic or layout version in shared memory",
         _ => "unknown error code",
     }

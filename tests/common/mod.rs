@@ -199,10 +199,10 @@ pub fn echoed(p: &[u8]) -> Vec<u8> {
     p.iter().map(|b| b.wrapping_add(1)).collect()
 }
 
-/// A host handler that returns every request unchanged, once `wait()`
+/// A Rust handler that returns every request unchanged, once `wait()`
 /// returned (a test's hold on the serve loop: a gate, a slow handler).
-pub fn echo_after(wait: impl Fn() + Send + Sync + 'static) -> ringbridge::fallback::HostHandler {
-    ringbridge::fallback::HostHandler::new(move |_, input, out| {
+pub fn echo_after(wait: impl Fn() + Send + Sync + 'static) -> ringbridge::fallback::RustHandler {
+    ringbridge::fallback::RustHandler::new(move |_, input, out| {
         wait();
         out[..input.len()].copy_from_slice(input);
         Ok(input.len())

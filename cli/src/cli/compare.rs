@@ -6,7 +6,7 @@
 //!   launch + copy + synchronize; a CUDA graph of that, replayed; a
 //!   persistent kernel with the "volatile + `__threadfence_system()`"
 //!   protocol; and ringbridge's persistent kernel.
-//! - Host backend: the floor (two threads ping-ponging a counter through two
+//! - Fallback backend: the floor (two threads ping-ponging a counter through two
 //!   cache lines) and ringbridge's host fallback, alternating in rounds.
 //!
 //! Every reply is checked; a wrong one is an error (non-zero exit).
@@ -30,7 +30,7 @@ use super::spin::Spin;
 /// Name of ringbridge's own row.
 const RINGBRIDGE: &str = "ringbridge";
 /// Alternating floor/fallback rounds of a host comparison.
-const HOST_ROUNDS: u64 = 10;
+const FALLBACK_ROUNDS: u64 = 10;
 /// Name of the host floor's row.
 const FLOOR: &str = "pingpong_floor";
 /// How long the floor waits for one answer before calling the peer dead.
@@ -72,15 +72,15 @@ struct Report {
     messages: u64,
     warmup: u64,
     results: Vec<Row>,
-    /// Host backend: ringbridge fallback p50 over the floor's p50.
+    /// Fallback backend: ringbridge fallback p50 over the floor's p50.
     fallback_over_floor: Option<f64>,
-    /// Host backend: alternating floor/fallback rounds (each with its own
+    /// Fallback backend: alternating floor/fallback rounds (each with its own
     /// warm-up).
     rounds: Option<u64>,
     /// What reading the clock adds to every sample (the median of
     /// `Instant::now().elapsed()` with nothing between), in every row alike.
     clock_overhead_ns: u64,
-    /// Host backend: `fallback_over_floor` with `clock_overhead_ns` taken
+    /// Fallback backend: `fallback_over_floor` with `clock_overhead_ns` taken
     /// out of both p50s first (the ratio of the round trips themselves).
     fallback_over_floor_net: Option<f64>,
 }
@@ -97,7 +97,7 @@ pub(crate) fn run(args: &CompareArgs) -> anyhow::Result<()> {
             .resolve_backend()
             .context("cannot pick a backend")?,
         Backend::Cuda => (Backend::Cuda, "CUDA backend requested".to_string()),
-        Backend::Host => (Backend::Host, "host backend requested".to_string()),
+        Backend::Fallback => (Backend::Fallback, "fallback backend requested".to_string()),
     };
     let gpu = match backend {
         Backend::Cuda => Some(cuda_ready(b.device).context("cannot compare on the CUDA backend")?),
@@ -231,7 +231,7 @@ pub(crate) fn run(args: &CompareArgs) -> anyhow::Result<()> {
         warmup: args.warmup,
         results: rows,
         fallback_over_floor,
-        rounds: (backend != Backend::Cuda).then(|| HOST_ROUNDS.min(args.messages)),
+        rounds: (backend != Backend::Cuda).then(|| FALLBACK_ROUNDS.min(args.messages)),
         clock_overhead_ns: clock as u64,
         fallback_over_floor_net,
     };
@@ -311,7 +311,7 @@ fn clock_overhead_ns() -> u64 {
     *v.select_nth_unstable(mid).1
 }
 
-/// Host backend: the floor and the fallback in [`HOST_ROUNDS`] alternating
+/// Fallback backend: the floor and the fallback in [`FALLBACK_ROUNDS`] alternating
 /// rounds (floor, then a freshly launched fallback bridge), each with its own
 /// warm-up and its share of the messages. A VM may move its two vCPUs
 /// between cores at any moment, which changes both figures (a 150 ns floor
@@ -323,7 +323,7 @@ fn host_rounds(
     builder: &ringbridge::BridgeBuilder,
     args: &CompareArgs,
 ) -> anyhow::Result<(Vec<u64>, Vec<u64>)> {
-    let rounds = HOST_ROUNDS.min(args.messages);
+    let rounds = FALLBACK_ROUNDS.min(args.messages);
     let per_round = |r: u64| args.messages / rounds + u64::from(r < args.messages % rounds);
     let total = 2 * (rounds * args.warmup + args.messages);
     let mut bar = Progress::new("compare host", total, args.bridge.json);

@@ -16,8 +16,8 @@ use ringbridge::{Bridge, Error, WaitPolicy};
 /// Options of `ringbridge idle`.
 #[derive(Args, Debug)]
 pub(crate) struct IdleArgs {
-    /// auto, cuda or host.
-    #[arg(long, default_value = "host", value_parser = super::parse_backend)]
+    /// auto, cuda or fallback (`host` and `cpu` are accepted for fallback, `gpu` for cuda).
+    #[arg(long, default_value = "fallback", value_parser = super::parse_backend)]
     pub backend: ringbridge::Backend,
     /// Seconds of idle CPU measurement per policy.
     #[arg(long, default_value_t = 10.0)]

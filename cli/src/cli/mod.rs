@@ -55,7 +55,7 @@ enum Command {
 /// Options every bridge command shares.
 #[derive(Args, Debug, Clone)]
 pub(crate) struct BridgeArgs {
-    /// auto, cuda or host.
+    /// auto, cuda or fallback (`host` and `cpu` are accepted for fallback, `gpu` for cuda).
     #[arg(long, default_value = "auto", value_parser = parse_backend)]
     pub backend: Backend,
     /// CUDA device ordinal.
@@ -147,7 +147,7 @@ pub(crate) struct CompareArgs {
     /// Timed round trips per alternative.
     #[arg(long, default_value_t = 20_000)]
     pub messages: u64,
-    /// Untimed round trips first, per alternative (on the host backend, per
+    /// Untimed round trips first, per alternative (on the fallback backend, per
     /// round: the floor and the fallback alternate in 10 rounds).
     #[arg(long, default_value_t = 500)]
     pub warmup: u64,

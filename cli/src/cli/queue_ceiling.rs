@@ -1,5 +1,5 @@
 //! The streaming ceiling of the host fallback: the same three-thread echo
-//! pipeline as `stream --backend host` (producer -> server -> consumer, every
+//! pipeline as `stream --backend fallback` (producer -> server -> consumer, every
 //! byte + 1, every reply checked), but through two of ringbridge's
 //! [`SpscQueue`]s instead of the two rings and the C
 //! serve loop. Both run in the same process on the same cores, so the

@@ -1,5 +1,5 @@
 //! `ringbridge stream`: a producer and a consumer thread, pipelined. On the
-//! host backend with one stripe it then runs the same pipeline through two
+//! fallback backend with one stripe it then runs the same pipeline through two
 //! host SPSC queues (`queue_ceiling`), so the fallback's rate is reported
 //! next to what the host queue allows on the same cores.
 
@@ -32,7 +32,7 @@ struct Report {
     seconds: f64,
     msgs_per_s: f64,
     gbytes_per_s: f64,
-    /// Host backend, one stripe, `--check full`: the same pipeline through
+    /// Fallback backend, one stripe, `--check full`: the same pipeline through
     /// two host SPSC queues, run right after in the same process (`None`
     /// elsewhere).
     queue_ceiling: Option<QueueCeiling>,
@@ -256,7 +256,7 @@ pub(crate) fn run(args: &StreamArgs) -> anyhow::Result<()> {
     }
     let seconds = (last - started).as_secs_f64();
     let capacity = first.spec().capacity();
-    let host = first.backend() == ringbridge::Backend::Host;
+    let host = first.backend() == ringbridge::Backend::Fallback;
     striped.shutdown()?;
     let msgs_per_s = sent as f64 / seconds;
     // The ceiling runs after the bridge is shut down, so no serving thread

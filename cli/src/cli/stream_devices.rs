@@ -51,7 +51,7 @@ struct Totals {
 fn ordinals(spec: &str, backend: Backend) -> anyhow::Result<Vec<usize>> {
     if spec.trim().eq_ignore_ascii_case("all") {
         return match (backend, ringbridge::cuda::device_count()) {
-            (Backend::Host, _) => Ok(vec![0]),
+            (Backend::Fallback, _) => Ok(vec![0]),
             (_, Ok(n)) if n > 0 => Ok((0..n).collect()),
             (Backend::Auto, _) => Ok(vec![0]),
             (_, Ok(_)) => bail!("--devices all: the driver reports no CUDA device"),
@@ -226,10 +226,10 @@ mod tests {
     #[test]
     fn device_lists_parse_and_bad_ones_are_refused() {
         assert_eq!(ordinals("0,1, 3", Backend::Cuda).unwrap(), [0, 1, 3]);
-        assert_eq!(ordinals("all", Backend::Host).unwrap(), [0]);
-        assert!(ordinals("0,x", Backend::Host).is_err());
-        assert!(ordinals("1,1", Backend::Host).is_err());
-        assert!(ordinals("", Backend::Host).is_err());
+        assert_eq!(ordinals("all", Backend::Fallback).unwrap(), [0]);
+        assert!(ordinals("0,x", Backend::Fallback).is_err());
+        assert!(ordinals("1,1", Backend::Fallback).is_err());
+        assert!(ordinals("", Backend::Fallback).is_err());
         if !ringbridge::cuda::driver_available() {
             // No GPU: `all` is the fallback's one bridge under Auto, and an
             // error naming why on CUDA.

@@ -31,10 +31,10 @@ pub(crate) struct ImageArgs {
     pub grid_block: Option<u32>,
 }
 
-/// The help of the error for `--image` on the host backend.
-const HOST_HELP: &str = "a user's kernel runs on the host fallback through its own crate: \
+/// The help of the error for `--image` on the fallback backend.
+const FALLBACK_HELP: &str = "a user's kernel runs on the host fallback through its own crate: \
 build it with ringbridge-build and measure it with the library, e.g.\n    \
-let bridge = Bridge::builder().backend(Backend::Host).kernel(Kernel::User(my_kernel())).launch()?;\n    \
+let bridge = Bridge::builder().backend(Backend::Fallback).kernel(Kernel::User(my_kernel())).launch()?;\n    \
 let latency = ringbridge::measure::round_trips(&bridge, 10_000, |i, buf| fill(i, buf), |i, h, reply| check(i, h, reply))?;";
 
 impl ImageArgs {
@@ -64,10 +64,10 @@ impl ImageArgs {
         };
         let image = std::fs::read(path)
             .with_context(|| format!("cannot read the kernel image {}", path.display()))?;
-        if backend == Backend::Host {
+        if backend == Backend::Fallback {
             bail!(
-                "--image loads a CUDA kernel image, which the host backend cannot run.\n\
-                 help: {HOST_HELP}"
+                "--image loads a CUDA kernel image, which the fallback backend cannot run.\n\
+                 help: {FALLBACK_HELP}"
             );
         }
         Ok(builder.kernel(Kernel::Custom {

@@ -55,7 +55,7 @@ fn a_mixed_load_is_answered_as_a_hash_map_would() {
         threshold: 20_000,
     };
     checked_run(
-        bridge_builder(param).backend(Backend::Host),
+        bridge_builder(param).backend(Backend::Fallback),
         param,
         200_000,
         50_000,
@@ -65,7 +65,7 @@ fn a_mixed_load_is_answered_as_a_hash_map_would() {
 
 fn host_bridge(param: KvParam) -> Bridge {
     bridge_builder(param)
-        .backend(Backend::Host)
+        .backend(Backend::Fallback)
         .launch()
         .unwrap()
 }
@@ -197,7 +197,7 @@ fn an_emulated_gpu_block_serves_the_same_load() {
     };
     let builder = || {
         bridge_builder(param)
-            .backend(Backend::Host)
+            .backend(Backend::Fallback)
             .emulate_block(64)
             .hang_timeout(Duration::from_secs(20))
     };

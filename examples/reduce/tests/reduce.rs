@@ -93,7 +93,7 @@ fn check_lengths(builder: BridgeBuilder, label: &str) {
 #[test]
 fn sums_and_dot_products_of_every_length_on_the_fallback() {
     check_lengths(
-        bridge_builder(&weights()).backend(Backend::Host),
+        bridge_builder(&weights()).backend(Backend::Fallback),
         "fallback",
     );
 }
@@ -101,7 +101,7 @@ fn sums_and_dot_products_of_every_length_on_the_fallback() {
 #[test]
 fn many_requests_in_flight_are_each_answered() {
     let bridge = bridge_builder(&weights())
-        .backend(Backend::Host)
+        .backend(Backend::Fallback)
         .launch()
         .unwrap();
     let mut rng = XorShift::new(77);
@@ -140,7 +140,7 @@ fn bad_requests_get_their_error_and_the_service_goes_on() {
     // Weights for 100 elements only: a longer dot product is refused.
     let w = weights();
     let bridge = bridge_builder(&w[..100])
-        .backend(Backend::Host)
+        .backend(Backend::Fallback)
         .launch()
         .unwrap();
     let error_of = |flags: u32, payload: &[u8]| {
@@ -173,7 +173,7 @@ fn bad_requests_get_their_error_and_the_service_goes_on() {
 fn emulated_gpu_blocks_reduce_the_same() {
     for threads in [128, 37] {
         let builder = bridge_builder(&weights())
-            .backend(Backend::Host)
+            .backend(Backend::Fallback)
             .emulate_block(threads)
             .hang_timeout(Duration::from_secs(20));
         check_lengths(builder, &format!("emulated block of {threads}"));
