@@ -43,7 +43,6 @@ pub mod cuda;
 #[cfg(not(loom))]
 mod emulation;
 pub mod error;
-#[cfg(not(loom))]
 pub mod fallback;
 #[cfg(not(loom))]
 pub mod kernels;

@@ -14,12 +14,13 @@ use std::time::Duration;
 
 use ringbridge::backend::SharedMemory;
 use ringbridge::error::RingId;
+use ringbridge::fallback::HostMemory;
 use ringbridge::fallback::RustHandler;
 use ringbridge::layout::{
     KIND_ERROR, KIND_EVENT, KIND_NO_REPLY, KIND_REPLY, KIND_REQUEST, RING_HEADER_SIZE,
     lane_header_word, lane_tag,
 };
-use ringbridge::ring::{HostMemory, LANE_TORN_POLLS, RegionLayout, RingSpec, SlotFormat};
+use ringbridge::ring::{LANE_TORN_POLLS, RegionLayout, RingSpec, SlotFormat};
 use ringbridge::{Backend, Bridge, Error, Kernel};
 
 fn lanes() -> ringbridge::BridgeBuilder {

@@ -4,10 +4,11 @@
 
 use ringbridge::backend::SharedMemory;
 use ringbridge::error::RingId;
+use ringbridge::fallback::HostMemory;
 use ringbridge::layout::{
     KIND_ERROR, KIND_EVENT, KIND_NO_REPLY, KIND_REPLY, KIND_REQUEST, RING_HEADER_SIZE,
 };
-use ringbridge::ring::{HostMemory, RegionLayout, RingSpec};
+use ringbridge::ring::{RegionLayout, RingSpec};
 use ringbridge::{Error, word_of};
 use std::sync::atomic::Ordering;
 

@@ -18,7 +18,8 @@ fn model<F: Fn() + Sync + Send + 'static>(f: F) {
     builder.check(f);
 }
 use ringbridge::error::RingId;
-use ringbridge::ring::{HostMemory, RegionLayout, RingSpec, model};
+use ringbridge::fallback::HostMemory;
+use ringbridge::ring::{RegionLayout, RingSpec, model};
 
 /// Host sends `n` requests through rings of `cap` slots while the model
 /// echoes them; the host checks every reply, in order.

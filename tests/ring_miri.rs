@@ -3,8 +3,9 @@
 //! a release-mode run with many wrap-arounds.
 
 use ringbridge::error::RingId;
+use ringbridge::fallback::HostMemory;
 use ringbridge::layout::{KIND_REQUEST, MessageHeader};
-use ringbridge::ring::{HostMemory, RegionLayout, RingSpec, model};
+use ringbridge::ring::{RegionLayout, RingSpec, model};
 
 /// Sends requests 0..n of every length up to `max` through `push` (false:
 /// the ring is full, try again) while taking replies from `pop` (None:

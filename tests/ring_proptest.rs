@@ -9,8 +9,9 @@ use std::sync::atomic::Ordering;
 use proptest::prelude::*;
 use ringbridge::backend::SharedMemory;
 use ringbridge::error::RingId;
+use ringbridge::fallback::HostMemory;
 use ringbridge::layout::{KIND_REPLY, RING_HEADER_SIZE, RingHeader};
-use ringbridge::ring::{HostMemory, RegionLayout, RingSpec};
+use ringbridge::ring::{RegionLayout, RingSpec};
 use ringbridge::{Error, word_of};
 
 #[derive(Clone, Debug)]

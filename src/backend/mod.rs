@@ -85,11 +85,11 @@ impl std::str::FromStr for Backend {
 /// dropped, and that the device half addresses byte `i` of it at
 /// `device_address() + i`.
 ///
-/// [`HostMemory`](crate::ring::HostMemory), the fallback's memory, is one:
+/// [`HostMemory`](crate::fallback::HostMemory), the fallback's memory, is one:
 ///
 /// ```
 /// use ringbridge::backend::SharedMemory;
-/// use ringbridge::ring::HostMemory;
+/// use ringbridge::fallback::HostMemory;
 /// use std::sync::atomic::Ordering;
 /// let mem = HostMemory::new(4096)?;
 /// assert_eq!(SharedMemory::len_bytes(&*mem), 4096);

@@ -5,9 +5,10 @@
 use super::launch::Launched;
 use super::*;
 use crate::error::RingId;
+use crate::fallback::HostMemory;
 use crate::layout::KIND_REPLY;
 use crate::layout::{KIND_EVENT, KIND_NO_REPLY};
-use crate::ring::{HostMemory, RegionLayout, RingConsumer, RingProducer};
+use crate::ring::{RegionLayout, RingConsumer, RingProducer};
 use crate::wait::WaitPolicy;
 use std::time::Instant;
 

@@ -6,10 +6,11 @@ use super::builder::slots_only;
 use super::receive::{K2hConsumer, ReceiveState};
 use super::*;
 use crate::error::RingId;
+use crate::fallback::HostMemory;
 use crate::layout::KIND_REPLY;
 use crate::layout::{KIND_EVENT, KIND_NO_REPLY};
 use crate::message::{MessageEnvelope, MessageHeader};
-use crate::ring::{HostMemory, LaneConsumer, RegionLayout, RingRef};
+use crate::ring::{LaneConsumer, RegionLayout, RingRef};
 use crate::user_kernel::HandlerTraits;
 
 fn kinds(stats: BridgeStats) -> (u64, u64, u64, u64, u64) {

@@ -11,8 +11,8 @@ use crate::backend::launch::{
 use crate::bridge::Kernel;
 use crate::buffer::{BufferMemory, Buffers, HostBuffer};
 use crate::error::Result;
+use crate::fallback::HostMemory;
 use crate::layout::LaunchArgs;
-use crate::ring::HostMemory;
 
 use super::{FallbackEngine, FallbackKernel};
 

@@ -18,7 +18,8 @@ use crate::sync::Ordering;
 /// ```
 /// use ringbridge::error::RingId;
 /// use ringbridge::layout::KIND_REQUEST;
-/// use ringbridge::ring::{HostMemory, RegionLayout, RingSpec, model};
+/// use ringbridge::ring::{RegionLayout, RingSpec, model};
+/// use ringbridge::fallback::HostMemory;
 /// let layout = RegionLayout::new(RingSpec::new(4, 64)?)?;
 /// let mem = HostMemory::new(layout.total_bytes)?;
 /// layout.init(&*mem);
@@ -58,7 +59,8 @@ impl RingConsumer {
     /// ```
     /// # use ringbridge::error::RingId;
     /// # use ringbridge::layout::KIND_REQUEST;
-    /// # use ringbridge::ring::{HostMemory, RegionLayout, RingSpec};
+    /// # use ringbridge::ring::{RegionLayout, RingSpec};
+    /// use ringbridge::fallback::HostMemory;
     /// # let layout = RegionLayout::new(RingSpec::new(4, 64)?)?;
     /// # let mem = HostMemory::new(layout.total_bytes)?;
     /// # layout.init(&*mem);
@@ -82,7 +84,8 @@ impl RingConsumer {
     /// ```
     /// # use ringbridge::error::RingId;
     /// # use ringbridge::layout::KIND_REQUEST;
-    /// # use ringbridge::ring::{HostMemory, RegionLayout, RingSpec};
+    /// # use ringbridge::ring::{RegionLayout, RingSpec};
+    /// use ringbridge::fallback::HostMemory;
     /// # let layout = RegionLayout::new(RingSpec::new(4, 64)?)?;
     /// # let mem = HostMemory::new(layout.total_bytes)?;
     /// # layout.init(&*mem);
@@ -126,7 +129,8 @@ impl RingConsumer {
     /// ```
     /// # use ringbridge::error::RingId;
     /// # use ringbridge::layout::KIND_REQUEST;
-    /// # use ringbridge::ring::{HostMemory, RegionLayout, RingSpec};
+    /// # use ringbridge::ring::{RegionLayout, RingSpec};
+    /// use ringbridge::fallback::HostMemory;
     /// # let layout = RegionLayout::new(RingSpec::new(4, 64)?)?;
     /// # let mem = HostMemory::new(layout.total_bytes)?;
     /// # layout.init(&*mem);
@@ -184,7 +188,8 @@ impl RingConsumer {
     /// ```
     /// # use ringbridge::error::RingId;
     /// # use ringbridge::layout::KIND_REQUEST;
-    /// # use ringbridge::ring::{HostMemory, RegionLayout, RingSpec};
+    /// # use ringbridge::ring::{RegionLayout, RingSpec};
+    /// use ringbridge::fallback::HostMemory;
     /// # let layout = RegionLayout::new(RingSpec::new(1, 64)?)?;
     /// # let mem = HostMemory::new(layout.total_bytes)?;
     /// # layout.init(&*mem);
@@ -206,7 +211,8 @@ impl RingConsumer {
     /// ```
     /// # use ringbridge::error::RingId;
     /// # use ringbridge::layout::KIND_REQUEST;
-    /// # use ringbridge::ring::{HostMemory, RegionLayout, RingSpec};
+    /// # use ringbridge::ring::{RegionLayout, RingSpec};
+    /// use ringbridge::fallback::HostMemory;
     /// # let layout = RegionLayout::new(RingSpec::new(1, 64)?)?;
     /// # let mem = HostMemory::new(layout.total_bytes)?;
     /// # layout.init(&*mem);

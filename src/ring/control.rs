@@ -11,7 +11,8 @@ use crate::word_of;
 ///
 /// ```
 /// use ringbridge::layout::STATUS_LAUNCHING;
-/// use ringbridge::ring::{HostMemory, RegionLayout, RingSpec};
+/// use ringbridge::ring::{RegionLayout, RingSpec};
+/// use ringbridge::fallback::HostMemory;
 /// let layout = RegionLayout::new(RingSpec::new(4, 64)?)?;
 /// let mem = HostMemory::new(layout.total_bytes)?;
 /// layout.init(&*mem);
@@ -31,7 +32,8 @@ pub struct Control {
 ///
 /// ```
 /// use ringbridge::layout::STATUS_LAUNCHING;
-/// use ringbridge::ring::{HostMemory, KernelReport, RegionLayout, RingSpec};
+/// use ringbridge::ring::{KernelReport, RegionLayout, RingSpec};
+/// use ringbridge::fallback::HostMemory;
 /// let layout = RegionLayout::new(RingSpec::new(4, 64)?)?;
 /// let mem = HostMemory::new(layout.total_bytes)?;
 /// layout.init(&*mem);
@@ -77,7 +79,8 @@ impl Control {
     /// ```
     /// use ringbridge::error::RingId;
     /// use ringbridge::layout::KIND_REQUEST;
-    /// use ringbridge::ring::{HostMemory, RegionLayout, RingSpec, model};
+    /// use ringbridge::ring::{RegionLayout, RingSpec, model};
+    /// use ringbridge::fallback::HostMemory;
     /// let layout = RegionLayout::new(RingSpec::new(4, 64)?)?;
     /// let mem = HostMemory::new(layout.total_bytes)?;
     /// layout.init(&*mem);
@@ -101,7 +104,8 @@ impl Control {
     /// Whether the host asked the device half to stop (what the kernel polls).
     ///
     /// ```
-    /// # use ringbridge::ring::{HostMemory, RegionLayout, RingSpec};
+    /// # use ringbridge::ring::{RegionLayout, RingSpec};
+    /// use ringbridge::fallback::HostMemory;
     /// # let layout = RegionLayout::new(RingSpec::new(4, 64)?)?;
     /// # let mem = HostMemory::new(layout.total_bytes)?;
     /// # layout.init(&*mem);
@@ -127,7 +131,8 @@ impl Control {
     /// use std::sync::atomic::Ordering;
     /// use ringbridge::backend::SharedMemory;
     /// use ringbridge::layout::ControlBlock;
-    /// # use ringbridge::ring::{HostMemory, RegionLayout, RingSpec};
+    /// # use ringbridge::ring::{RegionLayout, RingSpec};
+    /// use ringbridge::fallback::HostMemory;
     /// # let layout = RegionLayout::new(RingSpec::new(4, 64)?)?;
     /// # let mem = HostMemory::new(layout.total_bytes)?;
     /// # layout.init(&*mem);
@@ -151,7 +156,8 @@ impl Control {
     /// use std::sync::atomic::Ordering;
     /// use ringbridge::backend::SharedMemory;
     /// use ringbridge::layout::ControlBlock;
-    /// # use ringbridge::ring::{HostMemory, RegionLayout, RingSpec};
+    /// # use ringbridge::ring::{RegionLayout, RingSpec};
+    /// use ringbridge::fallback::HostMemory;
     /// # let layout = RegionLayout::new(RingSpec::new(4, 64)?)?;
     /// # let mem = HostMemory::new(layout.total_bytes)?;
     /// # layout.init(&*mem);
@@ -177,7 +183,8 @@ impl Control {
     /// use ringbridge::backend::SharedMemory;
     /// use ringbridge::layout::{ControlBlock, ERR_RING_CORRUPTED, STATUS_FAILED};
     /// use ringbridge::ring::describe_error;
-    /// # use ringbridge::ring::{HostMemory, RegionLayout, RingSpec};
+    /// # use ringbridge::ring::{RegionLayout, RingSpec};
+    /// use ringbridge::fallback::HostMemory;
     /// # let layout = RegionLayout::new(RingSpec::new(4, 64)?)?;
     /// # let mem = HostMemory::new(layout.total_bytes)?;
     /// # layout.init(&*mem);
@@ -215,7 +222,8 @@ impl Control {
     /// use std::sync::atomic::Ordering;
     /// use ringbridge::backend::SharedMemory;
     /// use ringbridge::layout::ControlBlock;
-    /// # use ringbridge::ring::{HostMemory, RegionLayout, RingSpec};
+    /// # use ringbridge::ring::{RegionLayout, RingSpec};
+    /// use ringbridge::fallback::HostMemory;
     /// # let layout = RegionLayout::new(RingSpec::new(4, 64)?)?;
     /// # let mem = HostMemory::new(layout.total_bytes)?;
     /// # layout.init(&*mem);

@@ -90,7 +90,8 @@ fn lane(slot: &[AtomicU64], k: usize) -> (&AtomicU64, &AtomicU64) {
 /// ```
 /// use ringbridge::error::RingId;
 /// use ringbridge::layout::{KIND_REPLY, KIND_REQUEST};
-/// use ringbridge::ring::{HostMemory, RegionLayout, RingSpec, model};
+/// use ringbridge::ring::{RegionLayout, RingSpec, model};
+/// use ringbridge::fallback::HostMemory;
 /// let layout = RegionLayout::new(RingSpec::lanes(4, 128)?)?;
 /// let mem = HostMemory::new(layout.total_bytes)?;
 /// layout.init(&*mem);
@@ -131,7 +132,8 @@ impl LaneProducer {
     /// ```
     /// # use ringbridge::error::RingId;
     /// # use ringbridge::layout::KIND_REQUEST;
-    /// # use ringbridge::ring::{HostMemory, RegionLayout, RingSpec};
+    /// # use ringbridge::ring::{RegionLayout, RingSpec};
+    /// use ringbridge::fallback::HostMemory;
     /// # let layout = RegionLayout::new(RingSpec::lanes(4, 128)?)?;
     /// # let mem = HostMemory::new(layout.total_bytes)?;
     /// # layout.init(&*mem);
@@ -149,7 +151,8 @@ impl LaneProducer {
     /// ```
     /// # use ringbridge::error::RingId;
     /// # use ringbridge::layout::KIND_REQUEST;
-    /// # use ringbridge::ring::{HostMemory, RegionLayout, RingSpec};
+    /// # use ringbridge::ring::{RegionLayout, RingSpec};
+    /// use ringbridge::fallback::HostMemory;
     /// # let layout = RegionLayout::new(RingSpec::lanes(5, 128)?)?;
     /// # let mem = HostMemory::new(layout.total_bytes)?;
     /// # layout.init(&*mem);
@@ -167,7 +170,8 @@ impl LaneProducer {
     /// ```
     /// # use ringbridge::error::RingId;
     /// # use ringbridge::layout::KIND_REQUEST;
-    /// # use ringbridge::ring::{HostMemory, RegionLayout, RingSpec};
+    /// # use ringbridge::ring::{RegionLayout, RingSpec};
+    /// use ringbridge::fallback::HostMemory;
     /// # let layout = RegionLayout::new(RingSpec::lanes(4, 128)?)?;
     /// # let mem = HostMemory::new(layout.total_bytes)?;
     /// # layout.init(&*mem);
@@ -188,7 +192,8 @@ impl LaneProducer {
     /// ```
     /// # use ringbridge::error::RingId;
     /// # use ringbridge::layout::KIND_REQUEST;
-    /// # use ringbridge::ring::{HostMemory, RegionLayout, RingSpec};
+    /// # use ringbridge::ring::{RegionLayout, RingSpec};
+    /// use ringbridge::fallback::HostMemory;
     /// # let layout = RegionLayout::new(RingSpec::lanes(4, 128)?)?;
     /// # let mem = HostMemory::new(layout.total_bytes)?;
     /// # layout.init(&*mem);
@@ -208,7 +213,8 @@ impl LaneProducer {
     /// ```
     /// # use ringbridge::error::RingId;
     /// # use ringbridge::layout::KIND_REQUEST;
-    /// # use ringbridge::ring::{HostMemory, RegionLayout, RingSpec};
+    /// # use ringbridge::ring::{RegionLayout, RingSpec};
+    /// use ringbridge::fallback::HostMemory;
     /// # let layout = RegionLayout::new(RingSpec::lanes(4, 128)?)?;
     /// # let mem = HostMemory::new(layout.total_bytes)?;
     /// # layout.init(&*mem);
@@ -250,7 +256,8 @@ impl LaneProducer {
     /// ```
     /// # use ringbridge::error::RingId;
     /// # use ringbridge::layout::KIND_REQUEST;
-    /// # use ringbridge::ring::{HostMemory, RegionLayout, RingSpec};
+    /// # use ringbridge::ring::{RegionLayout, RingSpec};
+    /// use ringbridge::fallback::HostMemory;
     /// # let layout = RegionLayout::new(RingSpec::lanes(1, 128)?)?;
     /// # let mem = HostMemory::new(layout.total_bytes)?;
     /// # layout.init(&*mem);
@@ -333,7 +340,8 @@ impl LaneProducer {
     /// ```
     /// # use ringbridge::error::RingId;
     /// # use ringbridge::layout::KIND_REQUEST;
-    /// # use ringbridge::ring::{HostMemory, RegionLayout, RingSpec};
+    /// # use ringbridge::ring::{RegionLayout, RingSpec};
+    /// use ringbridge::fallback::HostMemory;
     /// # let layout = RegionLayout::new(RingSpec::lanes(4, 128)?)?;
     /// # let mem = HostMemory::new(layout.total_bytes)?;
     /// # layout.init(&*mem);
@@ -427,7 +435,8 @@ impl LaneProducer {
     /// ```
     /// # use ringbridge::error::RingId;
     /// # use ringbridge::layout::KIND_REQUEST;
-    /// # use ringbridge::ring::{HostMemory, RegionLayout, RingSpec};
+    /// # use ringbridge::ring::{RegionLayout, RingSpec};
+    /// use ringbridge::fallback::HostMemory;
     /// use std::mem::offset_of;
     /// use std::sync::atomic::Ordering;
     /// use ringbridge::backend::SharedMemory;
@@ -462,7 +471,8 @@ impl LaneProducer {
     /// ```
     /// # use ringbridge::error::RingId;
     /// # use ringbridge::layout::KIND_REQUEST;
-    /// # use ringbridge::ring::{HostMemory, RegionLayout, RingSpec};
+    /// # use ringbridge::ring::{RegionLayout, RingSpec};
+    /// use ringbridge::fallback::HostMemory;
     /// # let layout = RegionLayout::new(RingSpec::lanes(1, 128)?)?;
     /// # let mem = HostMemory::new(layout.total_bytes)?;
     /// # layout.init(&*mem);
@@ -486,7 +496,8 @@ impl LaneProducer {
 /// ```
 /// use ringbridge::error::RingId;
 /// use ringbridge::layout::KIND_REPLY;
-/// use ringbridge::ring::{HostMemory, RegionLayout, RingSpec};
+/// use ringbridge::ring::{RegionLayout, RingSpec};
+/// use ringbridge::fallback::HostMemory;
 /// let layout = RegionLayout::new(RingSpec::lanes(4, 64)?)?;
 /// let mem = HostMemory::new(layout.total_bytes)?;
 /// layout.init(&*mem);
@@ -527,7 +538,8 @@ impl LaneConsumer {
     /// ```
     /// # use ringbridge::error::RingId;
     /// # use ringbridge::layout::KIND_REQUEST;
-    /// # use ringbridge::ring::{HostMemory, RegionLayout, RingSpec};
+    /// # use ringbridge::ring::{RegionLayout, RingSpec};
+    /// use ringbridge::fallback::HostMemory;
     /// # let layout = RegionLayout::new(RingSpec::lanes(4, 128)?)?;
     /// # let mem = HostMemory::new(layout.total_bytes)?;
     /// # layout.init(&*mem);
@@ -596,7 +608,8 @@ impl LaneConsumer {
     /// ```
     /// # use ringbridge::error::RingId;
     /// # use ringbridge::layout::KIND_REQUEST;
-    /// # use ringbridge::ring::{HostMemory, RegionLayout, RingSpec};
+    /// # use ringbridge::ring::{RegionLayout, RingSpec};
+    /// use ringbridge::fallback::HostMemory;
     /// # let layout = RegionLayout::new(RingSpec::lanes(4, 128)?)?;
     /// # let mem = HostMemory::new(layout.total_bytes)?;
     /// # layout.init(&*mem);
@@ -662,7 +675,8 @@ impl LaneConsumer {
     /// ```
     /// # use ringbridge::error::RingId;
     /// # use ringbridge::layout::KIND_REQUEST;
-    /// # use ringbridge::ring::{HostMemory, RegionLayout, RingSpec};
+    /// # use ringbridge::ring::{RegionLayout, RingSpec};
+    /// use ringbridge::fallback::HostMemory;
     /// # let layout = RegionLayout::new(RingSpec::lanes(4, 128)?)?;
     /// # let mem = HostMemory::new(layout.total_bytes)?;
     /// # layout.init(&*mem);
@@ -696,7 +710,8 @@ impl LaneConsumer {
     /// ```
     /// # use ringbridge::error::RingId;
     /// # use ringbridge::layout::KIND_REQUEST;
-    /// # use ringbridge::ring::{HostMemory, RegionLayout, RingSpec};
+    /// # use ringbridge::ring::{RegionLayout, RingSpec};
+    /// use ringbridge::fallback::HostMemory;
     /// # let layout = RegionLayout::new(RingSpec::lanes(1, 128)?)?;
     /// # let mem = HostMemory::new(layout.total_bytes)?;
     /// # layout.init(&*mem);
@@ -718,7 +733,8 @@ impl LaneConsumer {
     /// ```
     /// # use ringbridge::error::RingId;
     /// # use ringbridge::layout::KIND_REQUEST;
-    /// # use ringbridge::ring::{HostMemory, RegionLayout, RingSpec};
+    /// # use ringbridge::ring::{RegionLayout, RingSpec};
+    /// use ringbridge::fallback::HostMemory;
     /// # let layout = RegionLayout::new(RingSpec::lanes(1, 128)?)?;
     /// # let mem = HostMemory::new(layout.total_bytes)?;
     /// # layout.init(&*mem);

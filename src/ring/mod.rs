@@ -23,15 +23,17 @@
 //! The module's files: [`SlotFormat`] (format.rs), [`RingSpec`] (spec.rs),
 //! [`RegionLayout`] (region.rs), the ring views the halves hold (ring_ref.rs,
 //! read_position.rs), the halves (producer.rs, consumer.rs, lanes.rs), the
-//! control block (control.rs), the host's memory (memory.rs) and the Rust
-//! model of the device loop (model.rs).
+//! control block (control.rs) and the Rust model of the device loop
+//! (model.rs). The ring halves run over any [`SharedMemory`]: the
+//! backends' memory, or [`HostMemory`](crate::fallback::HostMemory) in tests.
 //!
 //! [`RingProducer`] and [`RingConsumer`] are direction-neutral: the host uses
 //! a producer on H2K and a consumer on K2H; the Rust model of the device half
 //! (used by the loom and Miri tests) uses them the other way round.
 //!
 //! ```
-//! use ringbridge::ring::{HostMemory, RegionLayout, RingSpec};
+//! use ringbridge::ring::{RegionLayout, RingSpec};
+//! use ringbridge::fallback::HostMemory;
 //! use ringbridge::layout::KIND_REQUEST;
 //! use ringbridge::error::RingId;
 //!
@@ -49,7 +51,6 @@ mod consumer;
 mod control;
 mod format;
 mod lanes;
-mod memory;
 pub mod model;
 mod producer;
 mod read_position;
@@ -60,7 +61,6 @@ mod spec;
 pub use consumer::RingConsumer;
 pub use control::{Control, KernelReport, describe_error};
 pub use lanes::{LANE_TORN_POLLS, LaneConsumer, LaneProducer};
-pub use memory::HostMemory;
 pub use producer::RingProducer;
 
 use crate::backend::SharedMemory;

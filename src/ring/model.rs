@@ -15,7 +15,8 @@ use crate::layout::KIND_REPLY;
 /// ```
 /// use ringbridge::error::RingId;
 /// use ringbridge::layout::KIND_REQUEST;
-/// use ringbridge::ring::{HostMemory, RegionLayout, RingSpec, model};
+/// use ringbridge::ring::{RegionLayout, RingSpec, model};
+/// use ringbridge::fallback::HostMemory;
 /// let layout = RegionLayout::new(RingSpec::new(4, 64)?)?;
 /// let mem = HostMemory::new(layout.total_bytes)?;
 /// layout.init(&*mem);
@@ -65,7 +66,8 @@ pub fn echo_step(h2k: &mut RingConsumer, k2h: &mut RingProducer, batch: u64) -> 
 /// ```
 /// use ringbridge::error::RingId;
 /// use ringbridge::layout::KIND_REQUEST;
-/// use ringbridge::ring::{HostMemory, RegionLayout, RingSpec, model};
+/// use ringbridge::ring::{RegionLayout, RingSpec, model};
+/// use ringbridge::fallback::HostMemory;
 /// let layout = RegionLayout::new(RingSpec::new(4, 64)?)?;
 /// let mem = HostMemory::new(layout.total_bytes)?;
 /// layout.init(&*mem);
@@ -124,7 +126,8 @@ fn serve_with(
 /// ```
 /// use ringbridge::error::RingId;
 /// use ringbridge::layout::KIND_REQUEST;
-/// use ringbridge::ring::{HostMemory, RegionLayout, RingSpec, model};
+/// use ringbridge::ring::{RegionLayout, RingSpec, model};
+/// use ringbridge::fallback::HostMemory;
 /// let layout = RegionLayout::new(RingSpec::lanes(4, 64)?)?;
 /// let mem = HostMemory::new(layout.total_bytes)?;
 /// layout.init(&*mem);
@@ -163,7 +166,8 @@ pub fn lane_echo_step(h2k: &mut LaneConsumer, k2h: &mut LaneProducer, batch: u64
 /// ```
 /// use ringbridge::error::RingId;
 /// use ringbridge::layout::KIND_REQUEST;
-/// use ringbridge::ring::{HostMemory, RegionLayout, RingSpec, model};
+/// use ringbridge::ring::{RegionLayout, RingSpec, model};
+/// use ringbridge::fallback::HostMemory;
 /// let layout = RegionLayout::new(RingSpec::lanes(4, 64)?)?;
 /// let mem = HostMemory::new(layout.total_bytes)?;
 /// layout.init(&*mem);

@@ -18,7 +18,8 @@ use crate::sync::Ordering;
 /// ```
 /// use ringbridge::error::RingId;
 /// use ringbridge::layout::{KIND_REPLY, KIND_REQUEST};
-/// use ringbridge::ring::{HostMemory, RegionLayout, RingSpec, model};
+/// use ringbridge::ring::{RegionLayout, RingSpec, model};
+/// use ringbridge::fallback::HostMemory;
 /// let layout = RegionLayout::new(RingSpec::new(4, 64)?)?;
 /// let mem = HostMemory::new(layout.total_bytes)?;
 /// layout.init(&*mem);
@@ -65,7 +66,8 @@ impl RingProducer {
     /// ```
     /// # use ringbridge::error::RingId;
     /// # use ringbridge::layout::KIND_REQUEST;
-    /// # use ringbridge::ring::{HostMemory, RegionLayout, RingSpec};
+    /// # use ringbridge::ring::{RegionLayout, RingSpec};
+    /// use ringbridge::fallback::HostMemory;
     /// # let layout = RegionLayout::new(RingSpec::new(4, 64)?)?;
     /// # let mem = HostMemory::new(layout.total_bytes)?;
     /// # layout.init(&*mem);
@@ -83,7 +85,8 @@ impl RingProducer {
     /// ```
     /// # use ringbridge::error::RingId;
     /// # use ringbridge::layout::KIND_REQUEST;
-    /// # use ringbridge::ring::{HostMemory, RegionLayout, RingSpec};
+    /// # use ringbridge::ring::{RegionLayout, RingSpec};
+    /// use ringbridge::fallback::HostMemory;
     /// # let layout = RegionLayout::new(RingSpec::new(3, 64)?)?;
     /// # let mem = HostMemory::new(layout.total_bytes)?;
     /// # layout.init(&*mem);
@@ -101,7 +104,8 @@ impl RingProducer {
     /// ```
     /// # use ringbridge::error::RingId;
     /// # use ringbridge::layout::KIND_REQUEST;
-    /// # use ringbridge::ring::{HostMemory, RegionLayout, RingSpec};
+    /// # use ringbridge::ring::{RegionLayout, RingSpec};
+    /// use ringbridge::fallback::HostMemory;
     /// # let layout = RegionLayout::new(RingSpec::new(4, 64)?)?;
     /// # let mem = HostMemory::new(layout.total_bytes)?;
     /// # layout.init(&*mem);
@@ -121,7 +125,8 @@ impl RingProducer {
     /// ```
     /// # use ringbridge::error::RingId;
     /// # use ringbridge::layout::KIND_REQUEST;
-    /// # use ringbridge::ring::{HostMemory, RegionLayout, RingSpec};
+    /// # use ringbridge::ring::{RegionLayout, RingSpec};
+    /// use ringbridge::fallback::HostMemory;
     /// # let layout = RegionLayout::new(RingSpec::new(4, 64)?)?;
     /// # let mem = HostMemory::new(layout.total_bytes)?;
     /// # layout.init(&*mem);
@@ -143,7 +148,8 @@ impl RingProducer {
     /// ```
     /// # use ringbridge::error::RingId;
     /// # use ringbridge::layout::KIND_REQUEST;
-    /// # use ringbridge::ring::{HostMemory, RegionLayout, RingSpec};
+    /// # use ringbridge::ring::{RegionLayout, RingSpec};
+    /// use ringbridge::fallback::HostMemory;
     /// # let layout = RegionLayout::new(RingSpec::new(4, 64)?)?;
     /// # let mem = HostMemory::new(layout.total_bytes)?;
     /// # layout.init(&*mem);
@@ -184,7 +190,8 @@ impl RingProducer {
     /// ```
     /// # use ringbridge::error::RingId;
     /// # use ringbridge::layout::KIND_REQUEST;
-    /// # use ringbridge::ring::{HostMemory, RegionLayout, RingSpec};
+    /// # use ringbridge::ring::{RegionLayout, RingSpec};
+    /// use ringbridge::fallback::HostMemory;
     /// # let layout = RegionLayout::new(RingSpec::new(2, 64)?)?;
     /// # let mem = HostMemory::new(layout.total_bytes)?;
     /// # layout.init(&*mem);
@@ -244,7 +251,8 @@ impl RingProducer {
     /// ```
     /// # use ringbridge::error::RingId;
     /// # use ringbridge::layout::KIND_REQUEST;
-    /// # use ringbridge::ring::{HostMemory, RegionLayout, RingSpec};
+    /// # use ringbridge::ring::{RegionLayout, RingSpec};
+    /// use ringbridge::fallback::HostMemory;
     /// # use ringbridge::Error;
     /// # let layout = RegionLayout::new(RingSpec::new(2, 64)?)?;
     /// # let mem = HostMemory::new(layout.total_bytes)?;
@@ -338,7 +346,8 @@ impl RingProducer {
     /// ```
     /// # use ringbridge::error::RingId;
     /// # use ringbridge::layout::KIND_REQUEST;
-    /// # use ringbridge::ring::{HostMemory, RegionLayout, RingSpec};
+    /// # use ringbridge::ring::{RegionLayout, RingSpec};
+    /// use ringbridge::fallback::HostMemory;
     /// # let layout = RegionLayout::new(RingSpec::new(4, 64)?)?;
     /// # let mem = HostMemory::new(layout.total_bytes)?;
     /// # layout.init(&*mem);
@@ -402,7 +411,8 @@ impl RingProducer {
     /// ```
     /// # use ringbridge::error::RingId;
     /// # use ringbridge::layout::KIND_REQUEST;
-    /// # use ringbridge::ring::{HostMemory, RegionLayout, RingSpec};
+    /// # use ringbridge::ring::{RegionLayout, RingSpec};
+    /// use ringbridge::fallback::HostMemory;
     /// # let layout = RegionLayout::new(RingSpec::new(1, 64)?)?;
     /// # let mem = HostMemory::new(layout.total_bytes)?;
     /// # layout.init(&*mem);

@@ -87,7 +87,8 @@ impl RegionLayout {
     /// use std::sync::atomic::Ordering;
     /// use ringbridge::backend::SharedMemory;
     /// use ringbridge::layout::{MAGIC, RingHeader, STATUS_LAUNCHING};
-    /// use ringbridge::ring::{HostMemory, RegionLayout, RingSpec};
+    /// use ringbridge::ring::{RegionLayout, RingSpec};
+    /// use ringbridge::fallback::HostMemory;
     /// let layout = RegionLayout::new(RingSpec::new(4, 64)?)?;
     /// let mem = HostMemory::new(layout.total_bytes)?;
     /// layout.init(&*mem);
@@ -160,7 +161,8 @@ impl RegionLayout {
     /// The control block of a region in `mem`.
     ///
     /// ```
-    /// use ringbridge::ring::{HostMemory, RegionLayout, RingSpec};
+    /// use ringbridge::ring::{RegionLayout, RingSpec};
+    /// use ringbridge::fallback::HostMemory;
     /// let layout = RegionLayout::new(RingSpec::new(4, 64)?)?;
     /// let mem = HostMemory::new(layout.total_bytes)?;
     /// layout.init(&*mem);
@@ -171,7 +173,7 @@ impl RegionLayout {
     /// assert!(device.terminate_requested());
     /// # Ok::<(), ringbridge::Error>(())
     /// ```
-    pub fn control(&self, mem: &Arc<HostMemory>) -> Control {
+    pub fn control<M: SharedMemory + 'static>(&self, mem: &Arc<M>) -> Control {
         let shared = as_shared(mem);
         Control::new(shared)
     }
@@ -185,7 +187,8 @@ impl RegionLayout {
     /// use ringbridge::Error;
     /// use ringbridge::error::RingId;
     /// use ringbridge::layout::{KIND_EVENT, KIND_NO_REPLY, KIND_REPLY, KIND_REQUEST};
-    /// use ringbridge::ring::{HostMemory, RegionLayout, RingSpec};
+    /// use ringbridge::ring::{RegionLayout, RingSpec};
+    /// use ringbridge::fallback::HostMemory;
     /// let layout = RegionLayout::new(RingSpec::new(4, 64)?)?;
     /// let mem = HostMemory::new(layout.total_bytes)?;
     /// layout.init(&*mem);
@@ -203,7 +206,11 @@ impl RegionLayout {
     /// assert!(matches!(err, Error::RingCorrupted { ring: RingId::K2h, .. }));
     /// # Ok::<(), ringbridge::Error>(())
     /// ```
-    pub fn ring_pair(&self, mem: &Arc<HostMemory>, ring: RingId) -> (RingProducer, RingConsumer) {
+    pub fn ring_pair<M: SharedMemory + 'static>(
+        &self,
+        mem: &Arc<M>,
+        ring: RingId,
+    ) -> (RingProducer, RingConsumer) {
         let shared = as_shared(mem);
         let r = RingRef::new(shared, self, ring);
         (RingProducer::new(r.clone()), RingConsumer::new(r))
@@ -214,7 +221,8 @@ impl RegionLayout {
     /// ```
     /// use ringbridge::error::RingId;
     /// use ringbridge::layout::KIND_REQUEST;
-    /// use ringbridge::ring::{HostMemory, RegionLayout, RingSpec};
+    /// use ringbridge::ring::{RegionLayout, RingSpec};
+    /// use ringbridge::fallback::HostMemory;
     /// let layout = RegionLayout::new(RingSpec::lanes(4, 128)?)?;
     /// let mem = HostMemory::new(layout.total_bytes)?;
     /// layout.init(&*mem);
@@ -228,7 +236,11 @@ impl RegionLayout {
     ///
     /// # Panics
     /// When the layout's spec is not [`SlotFormat::Lanes`].
-    pub fn lane_pair(&self, mem: &Arc<HostMemory>, ring: RingId) -> (LaneProducer, LaneConsumer) {
+    pub fn lane_pair<M: SharedMemory + 'static>(
+        &self,
+        mem: &Arc<M>,
+        ring: RingId,
+    ) -> (LaneProducer, LaneConsumer) {
         assert_eq!(self.spec.format(), SlotFormat::Lanes, "not a lane layout");
         let shared = as_shared(mem);
         let r = RingRef::new(shared, self, ring);
@@ -237,7 +249,7 @@ impl RegionLayout {
 }
 
 /// `mem` as the trait object the ring halves hold.
-pub(super) fn as_shared(mem: &Arc<HostMemory>) -> Arc<dyn SharedMemory> {
+pub(super) fn as_shared<M: SharedMemory + 'static>(mem: &Arc<M>) -> Arc<dyn SharedMemory> {
     #[cfg(not(loom))]
     {
         mem.clone()
@@ -246,11 +258,11 @@ pub(super) fn as_shared(mem: &Arc<HostMemory>) -> Arc<dyn SharedMemory> {
     // unique std `Arc` of a forwarding wrapper instead.
     #[cfg(loom)]
     {
-        struct Shared(Arc<HostMemory>);
-        // SAFETY: forwards to `HostMemory`'s implementation, whose
+        struct Shared<M>(Arc<M>);
+        // SAFETY: forwards to `M`'s implementation, whose
         // guarantees (the words cover the whole region, alive as long as
         // `self`) carry over because `self` keeps the memory alive.
-        unsafe impl SharedMemory for Shared {
+        unsafe impl<M: SharedMemory> SharedMemory for Shared<M> {
             fn words(&self) -> &[AtomicU64] {
                 self.0.words()
             }

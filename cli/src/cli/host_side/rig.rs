@@ -25,10 +25,10 @@ use std::time::{Duration, Instant};
 
 use ringbridge::backend::SharedMemory;
 use ringbridge::error::RingId;
+use ringbridge::fallback::HostMemory;
 use ringbridge::layout::{KIND_REQUEST, LANE_SIZE, MESSAGE_HEADER_SIZE, RING_HEADER_SIZE};
 use ringbridge::ring::{
-    HostMemory, LaneConsumer, LaneProducer, RegionLayout, RingConsumer, RingProducer, RingSpec,
-    SlotFormat,
+    LaneConsumer, LaneProducer, RegionLayout, RingConsumer, RingProducer, RingSpec, SlotFormat,
 };
 use ringbridge::{Error, Result};
 

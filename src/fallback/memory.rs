@@ -8,7 +8,7 @@ use crate::sync::{Arc, AtomicU64};
 /// counterpart of CUDA's pinned, device-mapped memory).
 ///
 /// ```
-/// use ringbridge::ring::HostMemory;
+/// use ringbridge::fallback::HostMemory;
 /// let mem = HostMemory::new(1000).unwrap();
 /// assert_eq!(mem.len_bytes(), 1000usize.next_multiple_of(4096));
 /// ```
@@ -30,7 +30,7 @@ impl HostMemory {
     /// use std::sync::atomic::Ordering;
     /// use ringbridge::Error;
     /// use ringbridge::backend::SharedMemory;
-    /// use ringbridge::ring::HostMemory;
+    /// use ringbridge::fallback::HostMemory;
     /// let mem = HostMemory::new(0)?; // at least one page
     /// assert_eq!(mem.len_bytes(), 4096);
     /// assert!(mem.words().iter().all(|w| w.load(Ordering::Relaxed) == 0));
@@ -69,7 +69,7 @@ impl HostMemory {
     /// Bytes in the region (a whole number of pages).
     ///
     /// ```
-    /// use ringbridge::ring::HostMemory;
+    /// use ringbridge::fallback::HostMemory;
     /// assert_eq!(HostMemory::new(4096)?.len_bytes(), 4096);
     /// assert_eq!(HostMemory::new(4097)?.len_bytes(), 8192);
     /// # Ok::<(), ringbridge::Error>(())
