@@ -1,5 +1,5 @@
-//! The compiled device half: kernel images embedded at build time, the
-//! generated layout header, and the FFI to the host fallback.
+//! The built-in kernels' images, embedded at build time (the fallback's
+//! side of them, and its FFI, is in [`crate::fallback`]).
 //!
 //! `build.rs` compiles every `kernels/*.cu` with nvcc (when it finds one) into
 //! a fatbin, embedded here, and a PTX file (for inspection and tests). Without
