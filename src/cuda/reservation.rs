@@ -251,6 +251,21 @@ impl ReservationBuilder {
     /// while a kernel of this process may run (reserve before launching);
     /// [`Error::Alloc`], [`Error::InvalidImage`], [`Error::EntryNotFound`]
     /// or [`Error::Cuda`] as the allocation or loading fails.
+    ///
+    /// ```
+    /// use ringbridge::{Bridge, Error, cuda::Reservation};
+    /// // A builder that cannot launch fails the reservation, on any machine.
+    /// let bad = Reservation::builder(0).bridge(&Bridge::builder().capacity(0)).reserve();
+    /// assert!(matches!(bad, Err(Error::InvalidArgument(_))));
+    /// // Without a driver there is nothing to reserve on.
+    /// let r = Reservation::builder(0)
+    ///     .ring_bytes(1 << 20)
+    ///     .streams(2)
+    ///     .reserve();
+    /// if !ringbridge::cuda::driver_available() {
+    ///     assert!(matches!(r, Err(Error::CudaUnavailable(_))));
+    /// }
+    /// ```
     pub fn reserve(self) -> Result<Reservation> {
         if let Some(e) = self.error {
             return Err(Error::InvalidArgument(format!(
