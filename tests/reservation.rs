@@ -43,7 +43,7 @@ fn without_a_driver_a_reservation_is_cuda_unavailable() {
         return;
     }
     let err = Reservation::builder(0)
-        .bridge(&cuda())
+        .ring_bytes(4096)
         .reserve()
         .unwrap_err();
     assert!(matches!(err, Error::CudaUnavailable(_)), "{err}");
