@@ -151,6 +151,16 @@ impl std::fmt::Debug for BufferInit {
     }
 }
 
+/// Refuses a write of `len` bytes into a buffer of `bytes`.
+pub(crate) fn check_fits(len: usize, bytes: usize) -> Result<()> {
+    if len > bytes {
+        return Err(Error::InvalidArgument(format!(
+            "{len} bytes do not fit a buffer of {bytes}"
+        )));
+    }
+    Ok(())
+}
+
 /// Refuses a set of buffers the kernel cannot be given: more than
 /// [`MAX_BUFFERS`], or one of zero bytes.
 pub(crate) fn check(inits: &[BufferInit]) -> Result<()> {
@@ -249,13 +259,7 @@ impl BufferMemory for HostBuffer {
     }
 
     fn write(&self, src: &[u8]) -> Result<()> {
-        if src.len() > self.len() {
-            return Err(Error::InvalidArgument(format!(
-                "{} bytes do not fit a buffer of {}",
-                src.len(),
-                self.len()
-            )));
-        }
+        check_fits(src.len(), self.len())?;
         // SAFETY: `ptr` is valid for writes of `len()` bytes and
         // `src.len() <= len()`; `src` is a Rust slice, not this buffer. No
         // one else reads or writes the buffer during the copy (as in

@@ -112,13 +112,7 @@ impl BufferMemory for DeviceBuffer {
     }
 
     fn write(&self, src: &[u8]) -> Result<()> {
-        if src.len() > self.bytes {
-            return Err(Error::InvalidArgument(format!(
-                "{} bytes do not fit a buffer of {}",
-                src.len(),
-                self.bytes
-            )));
-        }
+        crate::buffer::check_fits(src.len(), self.bytes)?;
         bind(&self.ctx).map_err(cuda_err("cuCtxSetCurrent"))?;
         // SAFETY: as in `read`; `src.len() <= bytes`, and no kernel reads
         // or writes the buffer any more.

@@ -245,13 +245,7 @@ impl BufferMemory for ReservedBuffer {
     }
 
     fn write(&self, src: &[u8]) -> Result<()> {
-        if src.len() > self.bytes {
-            return Err(Error::InvalidArgument(format!(
-                "{} bytes do not fit a buffer of {}",
-                src.len(),
-                self.bytes
-            )));
-        }
+        crate::buffer::check_fits(src.len(), self.bytes)?;
         self.arena()?.fill(self.offset, src.len(), Some(src))
     }
 }
