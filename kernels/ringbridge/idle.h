@@ -28,8 +28,8 @@ namespace rb_detail {
    request is usually closer than that), then park on the doorbell. The
    spin is short because a futex wake-up tends to put the woken thread on
    the waker's CPU: two threads sharing a core must hand it over soon, or
-   each round trip waits out a whole spin (measured: 63 us instead of
-   0.8 us back to back with a 4096-poll spin on a loaded 2-vCPU VM).
+   each round trip waits out a whole spin (docs/perf-idle.md measures a
+   4096-poll spin doing just that).
    RB_WAIT_LOW_POWER parks after RB_HOST_LOW_POWER_SPIN polls. */
 #define RB_HOST_PARK_SPIN 256u
 #define RB_HOST_PARK_AFTER 4096u

@@ -376,12 +376,8 @@ impl RingProducer {
     /// (at most 4 KiB), for this core while the slot is free, so that the
     /// next message's stores find them here instead of waiting, ahead of
     /// the `head` store, for the core that read them a lap ago to give them
-    /// up. Measured on a 2-vCPU EPYC VM (2026-11-26), side by side: without
-    /// it (here and in the fallback's serve loop) a 64-byte fallback round
-    /// trip takes 251 instead of 180 ns with the two vCPUs close, and
-    /// 851-872 instead of 551-561 ns with them far apart; claiming up to
-    /// 4 KiB instead of 256 B took a 4 KiB round trip from 891 to 741 ns
-    /// (close) and from 3.9-4.0 to 1.9-2.1 us (far).
+    /// up. What it saves, measured: docs/performance.md ("Claiming the next
+    /// slot").
     ///
     /// Relaxed stores of 0 into one word of each line: the slot is ours
     /// (the cached `tail` says the consumer left it, and no reader looks at
