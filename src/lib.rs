@@ -14,7 +14,10 @@
 //!   engine it watches, a launcher), implemented by [`cuda`] (driver API
 //!   through cudarc) and [`fallback`] (the same device-half C++ code,
 //!   compiled for the host and run on a CPU thread; [`kernels`] holds the
-//!   compiled images).
+//!   compiled images). Each owns its memory: pinned, device-mapped memory
+//!   and device buffers on CUDA (made ahead of launches by a
+//!   [`cuda::Reservation`], so several bridges can serve at once), page-
+//!   aligned [`fallback::HostMemory`] on the fallback.
 //! - [`bridge`]: the user-facing [`Bridge`] (one file per job: builder,
 //!   launch, watchdog, waits, send, receive, round trips, stats);
 //!   [`striped`]: several of them striped by the host, for more SMs and
