@@ -5,7 +5,7 @@ use std::sync::Arc;
 use cudarc::driver::{CudaContext, result, sys};
 
 use super::context::bind;
-use super::running::{Scope, has_leaked, while_idle};
+use super::running::{Scope, free_or_leak, while_idle};
 use super::{cuda_err, describe};
 use crate::buffer::{BUFFER_ALIGN, BufferInit, BufferMemory};
 use crate::error::{Error, Result};
@@ -122,30 +122,11 @@ impl BufferMemory for DeviceBuffer {
 
 impl Drop for DeviceBuffer {
     fn drop(&mut self) {
-        if has_leaked(&self.ctx) {
-            // A kernel left running on this context may still use it, and
-            // `cuMemFree` could wait for a device that never goes idle.
-            eprintln!(
-                "ringbridge: leaking a {}-byte device buffer: a kernel is still running on its context",
-                self.bytes
-            );
-            return;
-        }
-        // Errors are ignored: after a kernel fault the context reports its
-        // sticky error from every call, and there is nothing else to do.
-        if bind(&self.ctx).is_ok() {
+        let what = format!("a {}-byte device buffer", self.bytes);
+        free_or_leak(&self.ctx, Scope::Device(self.ctx.ordinal()), &what, || {
             // SAFETY: `ptr` was returned by `cuMemAlloc` in this context and
             // is freed only here; the kernel that used it has stopped.
-            let freed = while_idle(Scope::Device(self.ctx.ordinal()), || unsafe {
-                result::free_sync(self.ptr)
-            });
-            if let Err(Error::DeviceBusy { running }) = freed {
-                eprintln!(
-                    "ringbridge: leaking a {}-byte device buffer: {running} kernel(s) of this \
-                     process may still run, and freeing would wait for them",
-                    self.bytes
-                );
-            }
-        }
+            let _ = unsafe { result::free_sync(self.ptr) };
+        });
     }
 }

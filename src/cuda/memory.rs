@@ -7,7 +7,7 @@ use std::sync::atomic::AtomicU64;
 use cudarc::driver::{CudaContext, result, sys};
 
 use super::context::bind;
-use super::running::{Scope, has_leaked, while_idle};
+use super::running::{Scope, free_or_leak, while_idle};
 use super::{cuda_err, describe};
 use crate::backend::SharedMemory;
 use crate::error::{Error, Result};
@@ -139,34 +139,14 @@ unsafe impl SharedMemory for MappedMemory {
 
 impl Drop for MappedMemory {
     fn drop(&mut self) {
-        if has_leaked(&self.ctx) {
-            // A kernel that may use this memory was left running: freeing
-            // it could hand its pages to someone else under the kernel, and
-            // `cuMemFreeHost` may wait for a device that never goes idle.
-            eprintln!(
-                "ringbridge: leaking {} bytes of mapped memory: a kernel is still running on its context",
-                self.bytes
-            );
-            return;
-        }
-        // Errors are ignored: after a kernel fault the context reports its
-        // sticky error from every call, and there is nothing else to do.
-        if bind(&self.ctx).is_ok() {
-            // Freeing page-locked memory waits for the device's running work,
-            // like pinning it: while a kernel of this process may still run
-            // (another bridge's), leak rather than wait forever.
+        // Freeing page-locked memory waits for the device's running work,
+        // like pinning it; a kernel left running on the context may still
+        // use it: either way it is leaked instead (`free_or_leak`).
+        let what = format!("{} bytes of mapped memory", self.bytes);
+        free_or_leak(&self.ctx, Scope::AllDevices, &what, || {
             // SAFETY: `host` was returned by `cuMemHostAlloc` and is freed
             // only here; nothing can use `words()` after `drop`.
-            let freed = while_idle(Scope::AllDevices, || unsafe {
-                result::free_host(self.host.as_ptr().cast())
-            });
-            if let Err(Error::DeviceBusy { running }) = freed {
-                eprintln!(
-                    "ringbridge: leaking {} bytes of mapped memory: {running} kernel(s) of this \
-                     process may still run, and freeing would wait for them",
-                    self.bytes
-                );
-            }
-        }
+            let _ = unsafe { result::free_host(self.host.as_ptr().cast()) };
+        });
     }
 }

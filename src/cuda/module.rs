@@ -6,7 +6,7 @@ use std::sync::Arc;
 use cudarc::driver::{CudaContext, DriverError, result, sys};
 
 use super::context::bind;
-use super::running::{Scope, has_leaked, while_idle};
+use super::running::{Scope, free_or_leak, while_idle};
 use super::{cuda_err, describe};
 use crate::error::{Error, Result};
 
@@ -198,21 +198,12 @@ impl KernelModule {
 
 impl Drop for KernelModule {
     fn drop(&mut self) {
-        if has_leaked(&self.ctx) || bind(&self.ctx).is_err() {
-            return;
-        }
-        // SAFETY: the module was loaded here and is unloaded once; its
-        // owners drop it only after every kernel of it stopped (a kernel
-        // left running keeps its module alive for good).
-        let unloaded = while_idle(Scope::Device(self.device), || unsafe {
-            result::module::unload(self.module)
+        let what = format!("the module of `{}`", self.entry);
+        free_or_leak(&self.ctx, Scope::Device(self.device), &what, || {
+            // SAFETY: the module was loaded here and is unloaded once; its
+            // owners drop it only after every kernel of it stopped (a kernel
+            // left running keeps its module alive for good).
+            let _ = unsafe { result::module::unload(self.module) };
         });
-        if let Err(Error::DeviceBusy { running }) = unloaded {
-            eprintln!(
-                "ringbridge: leaking the module of `{}`: {running} kernel(s) of this process \
-                 may still run on device {}, and unloading could wait for them",
-                self.entry, self.device
-            );
-        }
     }
 }

@@ -10,7 +10,7 @@ use cudarc::driver::{CudaContext, result, sys};
 
 use super::context::bind;
 use super::reservation::{Inner, REGION_ALIGN};
-use super::running::{Scope, has_leaked, while_idle};
+use super::running::{Scope, free_or_leak, has_leaked, while_idle};
 use super::stream::Stream;
 use super::{cuda_err, describe};
 use crate::backend::SharedMemory;
@@ -104,21 +104,12 @@ impl DeviceArena {
 
 impl Drop for DeviceArena {
     fn drop(&mut self) {
-        if has_leaked(&self.ctx) || bind(&self.ctx).is_err() {
-            return;
-        }
-        // SAFETY: allocated in `new`, freed once; every bridge that used it
-        // is gone (each held the reservation).
-        let freed = while_idle(Scope::Device(self.ctx.ordinal()), || unsafe {
-            result::free_sync(self.base)
+        let what = format!("{} bytes of reserved buffer memory", self.bytes);
+        free_or_leak(&self.ctx, Scope::Device(self.ctx.ordinal()), &what, || {
+            // SAFETY: allocated in `new`, freed once; every bridge that used
+            // it is gone (each held the reservation).
+            let _ = unsafe { result::free_sync(self.base) };
         });
-        if let Err(Error::DeviceBusy { running }) = freed {
-            eprintln!(
-                "ringbridge: leaking {} bytes of reserved buffer memory: {running} kernel(s) of \
-                 this process may still run on its device",
-                self.bytes
-            );
-        }
     }
 }
 

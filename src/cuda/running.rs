@@ -23,6 +23,7 @@ use std::sync::Mutex;
 
 use cudarc::driver::CudaContext;
 
+use super::context::bind;
 use crate::error::{Error, Result};
 use crate::sync::lock;
 
@@ -103,6 +104,29 @@ pub(crate) fn mark_leaked(ctx: &CudaContext) {
 /// must then be leaked, not freed (the kernel may still use it).
 pub(crate) fn has_leaked(ctx: &CudaContext) -> bool {
     lock(&LEAKED).contains(&(ctx.cu_ctx() as usize))
+}
+
+/// Frees something with `free`, a driver call on `ctx` that may wait for
+/// running work in `scope`, or leaks it with a warning naming `what`: when a
+/// kernel was left running on `ctx` (it may still use it), or while one of
+/// ours may run in `scope` (the call could wait for it forever). When `ctx`
+/// cannot be made current (after a fault every call fails) it is leaked
+/// silently: there is nothing else to do. `free`'s own errors are ignored
+/// for the same reason.
+pub(crate) fn free_or_leak(ctx: &CudaContext, scope: Scope, what: &str, free: impl FnOnce()) {
+    if has_leaked(ctx) {
+        eprintln!("ringbridge: leaking {what}: a kernel is still running on its context");
+        return;
+    }
+    if bind(ctx).is_err() {
+        return;
+    }
+    if let Err(Error::DeviceBusy { running }) = while_idle(scope, free) {
+        eprintln!(
+            "ringbridge: leaking {what}: {running} kernel(s) of this process may still run, \
+             and freeing it would wait for them"
+        );
+    }
 }
 
 #[cfg(test)]
