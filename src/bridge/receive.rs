@@ -39,9 +39,10 @@ impl K2hConsumer {
         &mut self,
         f: impl FnOnce(&MessageHeader, &[u8]) -> R,
     ) -> Result<Option<R>> {
-        let out = self.read_with(f)?;
-        self.release();
-        Ok(out)
+        match self {
+            K2hConsumer::Slots(c) => c.try_pop_with(f),
+            K2hConsumer::Lanes(c) => c.try_pop_with(f),
+        }
     }
     pub(super) fn consumed(&self) -> u64 {
         match self {

@@ -4,7 +4,7 @@ use serde::Serialize;
 
 use ringbridge::kernels;
 
-#[derive(Serialize)]
+#[derive(Clone, Serialize)]
 struct Gpu {
     ordinal: usize,
     name: String,
@@ -32,16 +32,23 @@ struct Info {
 
 pub(crate) fn run(json: bool) -> anyhow::Result<()> {
     let driver = ringbridge::cuda::driver_available();
-    let (gpu, gpu_count, gpu_error, driver_version) = match ringbridge::cuda::device_count() {
-        Ok(0) => (
-            None,
-            0,
-            Some("the driver reports no CUDA device".to_string()),
-            None,
-        ),
-        Ok(n) => match ringbridge::cuda::device_info(0) {
-            Ok(d) => (
-                Some(Gpu {
+    let (gpu_count, mut gpu_error) = match ringbridge::cuda::device_count() {
+        Ok(0) => (0, Some("the driver reports no CUDA device".to_string())),
+        Ok(n) => (n, None),
+        Err(e) => (0, Some(e.to_string())),
+    };
+    // Every device, by ordinal, each queried once; one that cannot be read
+    // is left out and its error kept (the first one) when no other error is
+    // known. Device 0 also gives the driver's version and `gpu`.
+    let mut gpus = Vec::new();
+    let mut driver_version = None;
+    for ordinal in 0..gpu_count {
+        match ringbridge::cuda::device_info(ordinal) {
+            Ok(d) => {
+                if ordinal == 0 {
+                    driver_version = Some(d.driver_version);
+                }
+                gpus.push(Gpu {
                     ordinal: d.ordinal,
                     name: d.name,
                     compute_capability: format!(
@@ -49,35 +56,17 @@ pub(crate) fn run(json: bool) -> anyhow::Result<()> {
                         d.compute_capability.0, d.compute_capability.1
                     ),
                     total_memory_bytes: d.total_memory,
-                }),
-                n,
-                None,
-                Some(d.driver_version),
-            ),
-            Err(e) => (None, n, Some(e.to_string()), None),
-        },
-        Err(e) => (None, 0, Some(e.to_string()), None),
-    };
-    // Every device, by ordinal; one that cannot be read is left out and its
-    // error kept (the first one) when no other error is known.
-    let mut gpus = Vec::new();
-    let mut gpu_error = gpu_error;
-    for ordinal in 0..gpu_count {
-        match ringbridge::cuda::device_info(ordinal) {
-            Ok(d) => gpus.push(Gpu {
-                ordinal: d.ordinal,
-                name: d.name,
-                compute_capability: format!(
-                    "{}.{}",
-                    d.compute_capability.0, d.compute_capability.1
-                ),
-                total_memory_bytes: d.total_memory,
-            }),
+                });
+            }
+            Err(e) if ordinal == 0 => {
+                gpu_error.get_or_insert_with(|| e.to_string());
+            }
             Err(e) => {
                 gpu_error.get_or_insert_with(|| format!("device {ordinal}: {e}"));
             }
         }
     }
+    let gpu = gpus.first().filter(|g| g.ordinal == 0).cloned();
     let (backend, backend_reason) = ringbridge::Bridge::builder().resolve_backend()?;
     let info = Info {
         driver,
