@@ -508,18 +508,7 @@ impl Persistent {
     /// Polls every 100 µs until the kernel returned (`Ok(true)`) or
     /// `timeout` passed (`Ok(false)`); never blocks in the driver.
     fn wait_finished(&self, timeout: Duration) -> Result<bool, Error> {
-        const POLL_INTERVAL: Duration = Duration::from_micros(100);
-        let start = Instant::now();
-        loop {
-            if self.poll()? {
-                return Ok(true);
-            }
-            let elapsed = start.elapsed();
-            if elapsed >= timeout {
-                return Ok(false);
-            }
-            std::thread::sleep(POLL_INTERVAL.min(timeout.saturating_sub(elapsed)));
-        }
+        ringbridge::backend::poll_until(timeout, || self.poll())
     }
 }
 

@@ -126,18 +126,37 @@ pub(crate) trait Engine: Send + Sync {
     /// By default polls every 100 µs and never blocks in the driver, so a
     /// hung kernel cannot hang the caller.
     fn wait_finished(&self, timeout: Duration) -> Result<bool> {
-        const POLL_INTERVAL: Duration = Duration::from_micros(100);
-        let start = std::time::Instant::now();
-        loop {
-            if self.poll()? {
-                return Ok(true);
-            }
-            let elapsed = start.elapsed();
-            if elapsed >= timeout {
-                return Ok(false);
-            }
-            std::thread::sleep(POLL_INTERVAL.min(timeout.saturating_sub(elapsed)));
+        poll_until(timeout, || self.poll())
+    }
+}
+
+/// Calls `poll` every 100 µs until it returns `Ok(true)` (then `Ok(true)`),
+/// an error (returned as is), or `timeout` has passed (`Ok(false)`; `poll`
+/// is called at least once). For waiting on a device half without ever
+/// blocking in a driver call, so a hung kernel cannot hang the caller.
+///
+/// ```
+/// use std::time::Duration;
+/// let mut calls = 0;
+/// let done = ringbridge::backend::poll_until(Duration::from_secs(5), || {
+///     calls += 1;
+///     Ok(calls == 3)
+/// });
+/// assert!(matches!(done, Ok(true)));
+/// assert!(matches!(ringbridge::backend::poll_until(Duration::ZERO, || Ok(false)), Ok(false)));
+/// ```
+pub fn poll_until(timeout: Duration, mut poll: impl FnMut() -> Result<bool>) -> Result<bool> {
+    const POLL_INTERVAL: Duration = Duration::from_micros(100);
+    let start = std::time::Instant::now();
+    loop {
+        if poll()? {
+            return Ok(true);
         }
+        let elapsed = start.elapsed();
+        if elapsed >= timeout {
+            return Ok(false);
+        }
+        std::thread::sleep(POLL_INTERVAL.min(timeout.saturating_sub(elapsed)));
     }
 }
 

@@ -5,11 +5,11 @@ use std::ffi::c_void;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use super::HostMemory;
 use super::ffi;
-use crate::backend::Engine;
+use crate::backend::{Engine, poll_until};
 use crate::error::{Error, Result};
 use crate::layout::{LaunchArgs, MessageHeader};
 use crate::ring::RegionLayout;
@@ -232,26 +232,18 @@ impl Engine for FallbackEngine {
     }
 
     fn wait_finished(&self, timeout: Duration) -> Result<bool> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            // A panic is reported by `poll`; here only "finished" matters.
-            let finished = {
-                let guard = lock(&self.thread);
-                guard.as_ref().is_none_or(|t| t.is_finished())
-            };
-            if finished {
-                if let Some(t) = lock(&self.thread).take() {
-                    // The serve loop cannot panic (handler panics are caught
-                    // in the trampoline); a join error is still not ours to
-                    // propagate as a panic.
-                    let _ = t.join();
-                }
-                return Ok(true);
+        // A panic is reported by `poll`; here only "finished" matters.
+        let finished = poll_until(timeout, || {
+            Ok(lock(&self.thread).as_ref().is_none_or(|t| t.is_finished()))
+        })?;
+        if finished {
+            if let Some(t) = lock(&self.thread).take() {
+                // The serve loop cannot panic (handler panics are caught in
+                // the trampoline); a join error is still not ours to
+                // propagate as a panic.
+                let _ = t.join();
             }
-            if Instant::now() >= deadline {
-                return Ok(false);
-            }
-            std::thread::sleep(Duration::from_micros(100));
         }
+        Ok(finished)
     }
 }
