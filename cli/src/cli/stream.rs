@@ -187,6 +187,58 @@ pub(crate) fn stream_through(
     })
 }
 
+/// What a stripe's thread streamed: (sent, wrong or lost, when its last
+/// reply was taken).
+pub(crate) type StripeResult = anyhow::Result<(u64, u64, Instant)>;
+
+/// Spawns in `s` one [`stream_through`] thread per stripe of `group`: one
+/// producer and one consumer per stripe; stripe i carries `total / n`
+/// messages, the first `total % n` stripes one more.
+pub(crate) fn spawn_stripes<'scope, 'env>(
+    s: &'scope std::thread::Scope<'scope, 'env>,
+    group: &'env StripedBridge,
+    total: u64,
+    batch: usize,
+    check: CheckMode,
+    patterns: &'env Patterns,
+    done: &'env AtomicU64,
+) -> Vec<std::thread::ScopedJoinHandle<'scope, StripeResult>> {
+    let n = group.stripes() as u64;
+    (0..group.stripes())
+        .map(|i| {
+            let count = total / n + u64::from((i as u64) < total % n);
+            let bridge = group.stripe(i);
+            s.spawn(move || stream_through(bridge, count, batch, check, patterns, done))
+        })
+        .collect()
+}
+
+/// Joins the stripes' threads and adds up what they streamed; the time is
+/// when the last reply was checked (`started` if none was), not when this
+/// thread noticed.
+pub(crate) fn join_stripes(
+    workers: Vec<std::thread::ScopedJoinHandle<'_, StripeResult>>,
+    started: Instant,
+) -> StripeResult {
+    // Every thread joined before any error is returned: a scope panics on
+    // a panicked thread left unjoined.
+    let results: Vec<StripeResult> = workers
+        .into_iter()
+        .map(|w| {
+            w.join()
+                .unwrap_or_else(|_| Err(anyhow::anyhow!("a stream thread panicked")))
+        })
+        .collect();
+    let (mut sent, mut lost, mut last) = (0, 0, started);
+    for r in results {
+        let (s, l, finished) = r?;
+        sent += s;
+        lost += l;
+        last = last.max(finished);
+    }
+    Ok((sent, lost, last))
+}
+
 pub(crate) fn run(args: &StreamArgs) -> anyhow::Result<()> {
     let b = &args.bridge;
     if args.messages == 0 || args.batch == 0 {
@@ -218,18 +270,9 @@ pub(crate) fn run(args: &StreamArgs) -> anyhow::Result<()> {
     let total = args.messages;
     let patterns = Patterns::new(size);
     let done = AtomicU64::new(0);
-    let n = args.stripes as u64;
     let started = Instant::now();
-    // One producer and one consumer thread per stripe; stripe i carries
-    // total / n messages, the first total % n stripes one more.
-    let results: Vec<anyhow::Result<(u64, u64, Instant)>> = std::thread::scope(|s| {
-        let workers: Vec<_> = (0..args.stripes)
-            .map(|i| {
-                let count = total / n + u64::from((i as u64) < total % n);
-                let (bridge, patterns, done) = (striped.stripe(i), &patterns, &done);
-                s.spawn(move || stream_through(bridge, count, args.batch, check, patterns, done))
-            })
-            .collect();
+    let (sent, lost, last) = std::thread::scope(|s| {
+        let workers = spawn_stripes(s, &striped, total, args.batch, check, &patterns, &done);
         let mut bar = super::progress::Progress::new("stream", total, b.json);
         while !workers.iter().all(|w| w.is_finished()) {
             // Relaxed: a progress count.
@@ -237,23 +280,8 @@ pub(crate) fn run(args: &StreamArgs) -> anyhow::Result<()> {
             std::thread::sleep(Duration::from_millis(50));
         }
         bar.finish();
-        workers
-            .into_iter()
-            .map(|w| {
-                w.join()
-                    .unwrap_or_else(|_| Err(anyhow::anyhow!("a stream thread panicked")))
-            })
-            .collect()
-    });
-    // Until the last reply was checked, not until this thread noticed (it
-    // looks only every 50 ms, which put up to 50 ms into the figure).
-    let (mut sent, mut lost, mut last) = (0, 0, started);
-    for r in results {
-        let (s, l, finished) = r?;
-        sent += s;
-        lost += l;
-        last = last.max(finished);
-    }
+        join_stripes(workers, started)
+    })?;
     let seconds = (last - started).as_secs_f64();
     let capacity = first.spec().capacity();
     let host = first.backend() == ringbridge::Backend::Fallback;

@@ -13,7 +13,7 @@ use ringbridge::{Backend, StripedBridge};
 use serde::Serialize;
 
 use super::StreamArgs;
-use super::stream::{Patterns, stream_through};
+use super::stream::{Patterns, StripeResult, join_stripes, spawn_stripes};
 
 #[derive(Serialize)]
 struct Report {
@@ -119,46 +119,23 @@ pub(crate) fn run(args: &StreamArgs, spec: &str) -> anyhow::Result<()> {
     // Phase three: every stripe of every device streams at once.
     let patterns = Patterns::new(b.payload);
     let done = AtomicU64::new(0);
-    let n = args.stripes as u64;
     let started = Instant::now();
-    let results: Vec<Vec<anyhow::Result<(u64, u64, Instant)>>> = std::thread::scope(|s| {
-        let workers: Vec<Vec<_>> = groups
+    let results: Vec<StripeResult> = std::thread::scope(|s| {
+        let workers: Vec<_> = groups
             .iter()
             .map(|group| {
-                (0..args.stripes)
-                    .map(|i| {
-                        let count = args.messages / n + u64::from((i as u64) < args.messages % n);
-                        let (bridge, patterns, done) = (group.stripe(i), &patterns, &done);
-                        s.spawn(move || {
-                            stream_through(bridge, count, args.batch, check, patterns, done)
-                        })
-                    })
-                    .collect()
+                spawn_stripes(s, group, args.messages, args.batch, check, &patterns, &done)
             })
             .collect();
         workers
             .into_iter()
-            .map(|stripes| {
-                stripes
-                    .into_iter()
-                    .map(|w| {
-                        w.join()
-                            .unwrap_or_else(|_| Err(anyhow::anyhow!("a stream thread panicked")))
-                    })
-                    .collect()
-            })
+            .map(|stripes| join_stripes(stripes, started))
             .collect()
     });
     let size = b.payload as f64;
     let mut rates = Vec::with_capacity(devices.len());
-    for ((&device, group), stripes) in devices.iter().zip(&groups).zip(results) {
-        let (mut sent, mut lost, mut last) = (0, 0, started);
-        for r in stripes {
-            let (s, l, finished) = r.with_context(|| format!("streaming on device {device}"))?;
-            sent += s;
-            lost += l;
-            last = last.max(finished);
-        }
+    for ((&device, group), result) in devices.iter().zip(&groups).zip(results) {
+        let (sent, lost, last) = result.with_context(|| format!("streaming on device {device}"))?;
         let seconds = (last - started).as_secs_f64();
         rates.push(DeviceRate {
             device,
