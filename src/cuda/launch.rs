@@ -75,12 +75,6 @@ impl CudaKernel {
         args: [u64; 3],
         launch_args: &LaunchArgs,
     ) -> Result<Self> {
-        if grid == 0 || block == 0 {
-            // Refused before anything is loaded (the shape check repeats it).
-            return Err(Error::InvalidArgument(format!(
-                "a launch of {grid} block(s) of {block} thread(s)"
-            )));
-        }
         let module = Arc::new(KernelModule::load(ctx, image, entry)?);
         let stream = Stream::new(ctx)?;
         Self::launch_loaded(module, stream, grid, block, args, launch_args)

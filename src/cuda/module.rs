@@ -24,7 +24,6 @@ const MAX_BLOCK: u32 = 1024;
 /// warning) otherwise.
 pub(crate) struct KernelModule {
     ctx: Arc<CudaContext>,
-    device: usize,
     module: sys::CUmodule,
     function: sys::CUfunction,
     entry: String,
@@ -113,7 +112,6 @@ impl KernelModule {
         })??;
         Ok(Self {
             ctx: Arc::clone(ctx),
-            device,
             module,
             function,
             entry: entry.to_owned(),
@@ -199,7 +197,7 @@ impl KernelModule {
 impl Drop for KernelModule {
     fn drop(&mut self) {
         let what = format!("the module of `{}`", self.entry);
-        free_or_leak(&self.ctx, Scope::Device(self.device), &what, || {
+        free_or_leak(&self.ctx, Scope::Device(self.ctx.ordinal()), &what, || {
             // SAFETY: the module was loaded here and is unloaded once; its
             // owners drop it only after every kernel of it stopped (a kernel
             // left running keeps its module alive for good).

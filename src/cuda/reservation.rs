@@ -17,12 +17,12 @@ use cudarc::driver::CudaContext;
 
 use super::context::context;
 use super::module::KernelModule;
-use super::reserved::{DeviceArena, ReservedBuffer, ReservedRegion};
+use super::reserved::{DeviceArena, ReservedBuffer, ReservedRegion, buffer_span};
 use super::stream::{Stream, StreamPool};
 use super::{MappedMemory, space::FreeSpace};
 use crate::backend::{Backend, SharedMemory, launch::group_bytes};
 use crate::bridge::{BridgeBuilder, Kernel};
-use crate::buffer::{BUFFER_ALIGN, BufferInit, BufferMemory};
+use crate::buffer::{BufferInit, BufferMemory};
 use crate::error::{Error, Result};
 use crate::sync::lock;
 
@@ -61,7 +61,7 @@ pub struct Reservation {
 impl std::fmt::Debug for Reservation {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Reservation")
-            .field("device", &self.inner.device)
+            .field("device", &self.device())
             .field("free", &self.free())
             .finish_non_exhaustive()
     }
@@ -80,7 +80,6 @@ pub struct ReservationFree {
 
 /// The shared part: dropped after every bridge that took from it.
 pub(crate) struct Inner {
-    device: usize,
     ctx: Arc<CudaContext>,
     pub(crate) rings: Option<MappedMemory>,
     pub(crate) ring_space: Mutex<FreeSpace>,
@@ -122,7 +121,7 @@ impl Reservation {
 
     /// The device it was made on.
     pub fn device(&self) -> usize {
-        self.inner.device
+        self.inner.ctx.ordinal()
     }
 
     /// What is not lent out now.
@@ -292,7 +291,6 @@ impl ReservationBuilder {
         let buffer_len = buffers.as_ref().map_or(0, DeviceArena::len);
         Ok(Reservation {
             inner: Arc::new(Inner {
-                device: self.device,
                 ctx,
                 rings,
                 ring_space: Mutex::new(FreeSpace::new(ring_len)),
@@ -325,7 +323,7 @@ fn needs(builder: &BridgeBuilder, stripes: usize) -> Result<Option<Needs>> {
     let buffer_bytes = builder
         .buffer_inits()
         .iter()
-        .map(|b| b.len().next_multiple_of(BUFFER_ALIGN))
+        .map(|b| buffer_span(b.len()))
         .sum();
     let image = super::launcher::cuda_image(builder.kernel_ref())?;
     Ok(Some(Needs {

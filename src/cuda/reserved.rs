@@ -174,8 +174,11 @@ pub(crate) struct ReservedBuffer {
     inner: Arc<Inner>,
     offset: usize,
     bytes: usize,
-    /// The range's length as taken (a multiple of [`BUFFER_ALIGN`]).
-    taken: usize,
+}
+
+/// The arena range a buffer of `bytes` takes: whole [`BUFFER_ALIGN`] units.
+pub(crate) fn buffer_span(bytes: usize) -> usize {
+    bytes.max(1).next_multiple_of(BUFFER_ALIGN)
 }
 
 impl ReservedBuffer {
@@ -193,8 +196,7 @@ impl ReservedBuffer {
             return Ok(None);
         };
         let bytes = init.len();
-        let taken = bytes.max(1).next_multiple_of(BUFFER_ALIGN);
-        let Some(offset) = lock(&inner.buffer_space).take(taken, BUFFER_ALIGN) else {
+        let Some(offset) = lock(&inner.buffer_space).take(buffer_span(bytes), BUFFER_ALIGN) else {
             return Ok(None);
         };
         // From here on, `Drop` gives the range back on every error path.
@@ -202,7 +204,6 @@ impl ReservedBuffer {
             inner: Arc::clone(inner),
             offset,
             bytes,
-            taken,
         };
         arena
             .fill(offset, bytes, init.contents())
@@ -244,7 +245,7 @@ impl BufferMemory for ReservedBuffer {
 impl Drop for ReservedBuffer {
     fn drop(&mut self) {
         if !has_leaked(self.inner.context()) {
-            lock(&self.inner.buffer_space).give(self.offset, self.taken);
+            lock(&self.inner.buffer_space).give(self.offset, buffer_span(self.bytes));
         }
     }
 }
