@@ -12,11 +12,17 @@
 // links none of it.
 #include <pthread.h>
 #include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#include <atomic>
 
 #include "host/block_emulation.h"
 
 rb_emu_block* rb_emu_the_block = nullptr;
 __thread uint32_t rb_emu_tid = 0;
+uint32_t rb_emu_block_index = 0;
 
 namespace {
 
@@ -41,11 +47,45 @@ void* run_thread(void* arg) {
 // static.
 pthread_mutex_t one_block = PTHREAD_MUTEX_INITIALIZER;
 
+// The trap hook and its cookie. Atomics, though set before any block runs,
+// so that a trapping thread reads them without a data race; the cookie is
+// stored before the hook (release) and read after it (acquire), so a hook
+// seen comes with its own cookie.
+std::atomic<void (*)(void*)> trap_hook{nullptr};
+std::atomic<void*> trap_cookie{nullptr};
+
 }  // namespace
 
+extern "C" void rb_emu_set_trap_hook(void (*hook)(void* cookie), void* cookie) {
+    trap_cookie.store(cookie, std::memory_order_relaxed);
+    trap_hook.store(hook, std::memory_order_release);
+}
+
+void rb_emu_trap() {
+    void (*hook)(void*) = trap_hook.load(std::memory_order_acquire);
+    if (hook == nullptr) {
+        // Nobody to tell: fail loudly, as a trap fails a GPU launch.
+        fputs("ringbridge block emulation: __trap() called\n", stderr);
+        abort();
+    }
+    hook(trap_cookie.load(std::memory_order_relaxed));
+    // A trapped GPU thread never runs on: park this one for good, asleep
+    // (pause() returns only after a signal handler, so loop), leaving the
+    // block's memory as the trap found it for whoever heard of it.
+    for (;;) pause();
+}
+
 int32_t rb_emu_run(uint32_t nthreads, rb_emu_thread_fn fn, void* ctl, void* h2k, void* k2h, const void* args) {
+    return rb_emu_run_block(0, nthreads, fn, ctl, h2k, k2h, args);
+}
+
+int32_t rb_emu_run_block(uint32_t block_index, uint32_t nthreads, rb_emu_thread_fn fn, void* ctl, void* h2k,
+                         void* k2h, const void* args) {
     if (fn == nullptr || nthreads == 0 || nthreads > 1024) return -1;
     pthread_mutex_lock(&one_block);
+    // Under the lock, before the threads start (pthread_create orders it
+    // before their reads): the index belongs to this block alone.
+    rb_emu_block_index = block_index;
     static rb_emu_block block;
     block.nthreads = nthreads;
     pthread_barrier_init(&block.block, nullptr, nthreads);

@@ -33,15 +33,47 @@ extern __thread uint32_t rb_emu_tid;
 /* What each emulated thread runs (a serve loop). */
 typedef int32_t (*rb_emu_thread_fn)(void* ctl, void* h2k, void* k2h, const void* args);
 
+/* The block index rb_block_index() returns in this build (default 0): the
+   block being run, set by rb_emu_run_block under the one-block lock before
+   the block's threads start. A plain global, not per thread, because every
+   emulated thread of the block reads it; one is enough because one block
+   runs at a time per loaded copy of the library (the block-shared state is
+   static too), which is why the test simulator (sim-driver) loads a copy of
+   the library per block it runs at the same time. */
+extern uint32_t rb_emu_block_index;
+
 /* Runs fn on a block of nthreads (1 to 1024) POSIX threads until every one
    returns; returns thread 0's result, or -1 for bad arguments or a thread
    that could not be created (the started ones are then left blocked). One
-   block at a time per library: a second call waits for the first. */
+   block at a time per library: a second call waits for the first. The
+   block plays block `block_index` of its launch (rb_emu_block_index), so
+   rb_select_stripe moves it to that block's region, as on a GPU. */
+int32_t rb_emu_run_block(uint32_t block_index, uint32_t nthreads, rb_emu_thread_fn fn, void* ctl, void* h2k,
+                         void* k2h, const void* args);
+
+/* rb_emu_run_block as block 0: serves the regions it is given. */
 int32_t rb_emu_run(uint32_t nthreads, rb_emu_thread_fn fn, void* ctl, void* h2k, void* k2h, const void* args);
+
+/* What __trap() does in this build (it has no host form in the fallback):
+   calls the hook set by rb_emu_set_trap_hook, if any, then parks the
+   calling thread for good, as a trapped GPU block never runs on; with no
+   hook, says so on stderr and aborts. Never returns. */
+[[noreturn]] void rb_emu_trap();
+
+/* A kernel source's __trap() (test-kernels' faults.cu) compiles to
+   rb_emu_trap() here; a function-like macro, so only a call is rewritten. */
+#define __trap() ::rb_emu_trap()
 
 /* The emulation library is built with hidden visibility: its entries say
    otherwise. */
 #define RB_EMU_EXPORT __attribute__((visibility("default")))
+
+/* Sets the function rb_emu_trap calls (with `cookie`) when an emulated
+   thread executes __trap(): the test simulator's way to hear of a trap and
+   fail the launch, rather than the process aborting. Call it before any
+   block runs (right after loading the library); a null hook restores the
+   abort. */
+extern "C" RB_EMU_EXPORT void rb_emu_set_trap_hook(void (*hook)(void* cookie), void* cookie);
 
 inline uint32_t rb_emu_thread_index() { return rb_emu_tid; }
 inline uint32_t rb_emu_block_size() { return rb_emu_the_block->nthreads; }

@@ -36,8 +36,8 @@ RB_INLINE uint32_t rb_block_size() {
 #endif
 }
 
-#if !RB_ON_GPU
-/* The host builds' block index: the fallback serves stripe b of a striped
+#if !RB_ON_GPU && !defined(RB_EMULATE_BLOCK)
+/* The host fallback's block index: the fallback serves stripe b of a striped
    group on a thread of its own that sets this first (host/fallback.cpp). */
 inline thread_local uint32_t rb_host_block_index = 0;
 #endif
@@ -45,6 +45,10 @@ inline thread_local uint32_t rb_host_block_index = 0;
 RB_INLINE uint64_t rb_block_index() {
 #if RB_ON_GPU
     return blockIdx.x + (uint64_t)gridDim.x * (blockIdx.y + (uint64_t)gridDim.y * blockIdx.z);
+#elif defined(RB_EMULATE_BLOCK)
+    /* Library-wide, not per thread: every emulated thread of the block must
+       see the index its launch set (host/block_emulation.h). */
+    return rb_emu_block_index;
 #else
     return rb_host_block_index;
 #endif

@@ -27,6 +27,14 @@
 //! e.g. `sm_90,compute_80`) overrides the targets; `RINGBRIDGE_KERNEL_DEFINES`
 //! (comma list of `NAME` or `NAME=VALUE`) defines macros for both builds.
 //!
+//! With nvcc and block emulation both on, `$OUT_DIR/<stem>.rbsim` is the
+//! simulated driver's index: which host twin runs which image. Its first
+//! line is `ringbridge-sim-index 1`; then one `image <digest> <path>` line
+//! for the fatbin and one for the PTX file, if any, where digest is
+//! [`image_digest`] of that file (16 lowercase hex digits) and path the
+//! absolute path of `lib<stem>_emulation.so` (the rest of the line). Read
+//! only by the project's test simulator (`sim-driver`).
+//!
 //! The device header `ringbridge.cuh` is found through ringbridge's
 //! `links = "ringbridge"` metadata (`DEP_RINGBRIDGE_INCLUDE`, set for the
 //! build script of a crate that depends on ringbridge), else beside this
@@ -84,7 +92,8 @@ pub struct CompiledImage {
     /// `$OUT_DIR/<stem>.ptx`, when nvcc compiled it and PTX was asked for.
     pub ptx: Option<PathBuf>,
     /// `$OUT_DIR/lib<stem>_emulation.so`, the block emulation's build of a
-    /// host source, when it was compiled.
+    /// host source, or of a CUDA-only source with entries (the test
+    /// simulator's host twin of its fatbin), when it was compiled.
     pub emulation: Option<PathBuf>,
 }
 
@@ -145,6 +154,8 @@ impl Kernels {
     /// with `RB_EMULATE_BLOCK` so a bridge can run the handler on a block of
     /// CPU threads (`BridgeBuilder::emulate_block`), as a GPU block would.
     /// The bridge loads it only when asked to; nothing of it is linked.
+    /// A CUDA-only source with `RB_KERNEL_ENTRY` lines gets one too, for the
+    /// test simulator only (its failure is a warning, never an error).
     ///
     /// ```
     /// let k = ringbridge_build::Kernels::new().block_emulation(false);
@@ -254,6 +265,9 @@ impl Kernels {
     ///   host fallback only ([`Compiled::cuda`] holds the reason).
     /// - `$OUT_DIR/<name>.rs`: one `pub fn <entry>() -> ringbridge::UserKernel`
     ///   per entry of every host-built source.
+    /// - with block emulation on: `$OUT_DIR/lib<stem>_emulation.so` per
+    ///   source with entries, and `$OUT_DIR/<stem>.rbsim` per source with a
+    ///   fatbin too (the test simulator's index, see the crate docs).
     ///
     /// ```no_run
     /// // build.rs
@@ -311,7 +325,13 @@ impl Kernels {
 
         compile_host(name, &images, &includes, &defines);
         if self.emulation {
-            for img in images.iter_mut().filter(|i| i.host) {
+            // A CUDA-only source with entries gets one too: the test
+            // simulator runs its fatbin's launches on it. Without entries
+            // (raw __global__ kernels) there is nothing it could run.
+            for img in images
+                .iter_mut()
+                .filter(|i| i.host || !i.entries.is_empty())
+            {
                 let lib = format!("{}_emulation", img.stem);
                 match emulation_library(
                     &lib,
@@ -346,6 +366,9 @@ impl Kernels {
                 "cargo:warning={name}: kernels not compiled: {why}; they run on the host fallback only"
             );
         }
+        for img in &images {
+            write_sim_index(&out_dir, img);
+        }
         let reason = cuda.as_ref().err().map(String::as_str).unwrap_or("");
         let rust_file = out_dir.join(format!("{name}.rs"));
         write_if_changed(&rust_file, generate::rust_file(&images, reason).as_bytes());
@@ -360,7 +383,8 @@ impl Kernels {
 /// Builds `$OUT_DIR/lib<lib>.so`: `sources` compiled with `RB_EMULATE_BLOCK`
 /// for the block emulation, with its runtime (`host/block_emulation.cpp`
 /// beside the header), hidden visibility but for the entries the sources
-/// export (`name__rb_emulate` of each `RB_KERNEL_ENTRY`). Loaded at run
+/// export (`name__rb_emulate` and the test simulator's `name__rb_sim_*` of
+/// each `RB_KERNEL_ENTRY`, and `rb_emu_set_trap_hook`). Loaded at run
 /// time by the bridge, never linked: its serve loops cannot mix with the
 /// fallback's. `includes` and `defines` as for the kernels; the header
 /// folder is added. Call it from a build script.
@@ -554,6 +578,53 @@ fn run_nvcc(what: &str, cmd: &mut Command) -> Result<(), String> {
     Ok(())
 }
 
+/// The digest the test simulator (`sim-driver`) knows an image by in a
+/// `.rbsim` index: FNV-1a, 64 bits, over `bytes` without its trailing zero
+/// bytes. Why trimmed: the simulator sees an image only as the pointer
+/// handed to `cuModuleLoadData`, a PTX text with its terminating NUL or a
+/// fatbin that may be padded, so it hashes up to the last non-zero byte and
+/// both sides agree whatever the padding. FNV-1a because it is tiny and
+/// written the same on both sides; no adversary is assumed.
+///
+/// ```
+/// assert_eq!(ringbridge_build::image_digest(b"a\0\0"), 0xaf63dc4c8601ec8c);
+/// ```
+pub fn image_digest(bytes: &[u8]) -> u64 {
+    let end = bytes.iter().rposition(|&b| b != 0).map_or(0, |i| i + 1);
+    bytes[..end].iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
+/// Writes `$OUT_DIR/<stem>.rbsim` (the format is in the crate docs) when
+/// the image has both a fatbin and an emulation library, and removes a
+/// stale one otherwise, so the simulator never maps an image to a library
+/// of another build.
+fn write_sim_index(out_dir: &Path, img: &CompiledImage) {
+    let index = out_dir.join(format!("{}.rbsim", img.stem));
+    let (Some(fatbin), Some(lib)) = (&img.fatbin, &img.emulation) else {
+        match std::fs::remove_file(&index) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => panic!("removing {}: {e}", index.display()),
+        }
+        return;
+    };
+    // Absolute, as the simulator runs from anywhere (OUT_DIR already is).
+    let lib = lib.canonicalize().unwrap_or_else(|_| lib.clone());
+    let mut text = String::from("ringbridge-sim-index 1\n");
+    for image in std::iter::once(fatbin).chain(&img.ptx) {
+        let bytes =
+            std::fs::read(image).unwrap_or_else(|e| panic!("reading {}: {e}", image.display()));
+        text.push_str(&format!(
+            "image {:016x} {}\n",
+            image_digest(&bytes),
+            lib.display()
+        ));
+    }
+    write_if_changed(&index, text.as_bytes());
+}
+
 fn write_if_changed(path: &Path, bytes: &[u8]) {
     if std::fs::read(path).ok().as_deref() != Some(bytes) {
         std::fs::write(path, bytes).unwrap_or_else(|e| panic!("writing {}: {e}", path.display()));
@@ -574,4 +645,22 @@ fn write_if_changed(path: &Path, bytes: &[u8]) {
 /// ```
 pub fn kernel_defines() -> Vec<(String, Option<String>)> {
     options::env_defines().unwrap_or_else(|e| panic!("ringbridge-build: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::image_digest;
+
+    #[test]
+    fn image_digest_is_fnv1a_64_without_trailing_zeros() {
+        // FNV-1a's published values: the empty input is the offset basis.
+        assert_eq!(image_digest(b""), 0xcbf2_9ce4_8422_2325);
+        assert_eq!(image_digest(b"a"), 0xaf63_dc4c_8601_ec8c);
+        assert_eq!(image_digest(b"foobar"), 0x8594_4171_f739_67e8);
+        // Trailing zeros, and only those, are trimmed.
+        assert_eq!(image_digest(b"a\0\0\0"), image_digest(b"a"));
+        assert_eq!(image_digest(b"\0\0"), image_digest(b""));
+        assert_ne!(image_digest(b"\0a"), image_digest(b"a"));
+        assert_ne!(image_digest(b"a\0b"), image_digest(b"ab"));
+    }
 }
