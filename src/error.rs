@@ -103,6 +103,28 @@ pub enum Error {
         /// Kernels launched and not yet seen finished.
         running: usize,
     },
+    /// The GPU cannot hold this launch's blocks beside the blocks of this
+    /// process's kernels already running on it. A persistent kernel's
+    /// blocks never leave their SMs, so the launch would wait, never
+    /// starting; it is refused before anything is launched.
+    #[error(
+        "device {device} cannot hold {grid} more block(s) of {block} threads: this process's \
+         running kernels already occupy {occupied_percent}% of its SMs and this launch needs \
+         {needed_percent}% (persistent blocks never make room): stop a running bridge, or \
+         launch fewer stripes or smaller blocks"
+    )]
+    DeviceFull {
+        /// The device.
+        device: usize,
+        /// Blocks of the refused launch.
+        grid: u32,
+        /// Threads per block of the refused launch.
+        block: u32,
+        /// How much of the GPU this process's running kernels occupy.
+        occupied_percent: u32,
+        /// How much the refused launch needed.
+        needed_percent: u32,
+    },
     /// A bridge launched from a [`Reservation`](crate::cuda::Reservation)
     /// needed more than it has free, while a kernel of ours runs (so it
     /// could not be allocated or loaded outside it either).

@@ -12,7 +12,7 @@ use ringbridge::ring::SlotFormat;
 use ringbridge::{Backend, Bridge, Error, Kernel, kernels};
 
 fn cuda() -> ringbridge::BridgeBuilder {
-    Bridge::builder().backend(Backend::Cuda)
+    common::patient_on_sim(Bridge::builder().backend(Backend::Cuda))
 }
 
 #[test]
@@ -22,7 +22,7 @@ fn cuda_round_trip_echo() {
     };
     let bridge = cuda().capacity(16).slot_size(128).launch().unwrap();
     assert_eq!(bridge.backend(), Backend::Cuda);
-    for i in 0..1000u64 {
+    for i in 0..common::scaled(1000) {
         let payload: Vec<u8> = (0..64).map(|k| (k as u64 * 3 + i) as u8).collect();
         let r = bridge.round_trip(&payload).unwrap();
         assert_eq!(r.header.kind, KIND_REPLY);
@@ -37,12 +37,12 @@ fn cuda_million_messages_through_tiny_rings_keep_order() {
     let Some(_gpu) = gpu_or_skip("cuda_million_messages_through_tiny_rings_keep_order") else {
         return;
     };
-    const N: u64 = 1_000_000;
+    let n = common::scaled(1_000_000);
     let bridge = cuda().capacity(4).launch().unwrap();
     std::thread::scope(|s| {
         s.spawn(|| {
             let batch: Vec<[u8; 8]> = (0..64u64).map(|i| i.to_le_bytes()).collect();
-            for base in (0..N).step_by(64) {
+            for base in (0..n).step_by(64) {
                 let msgs: Vec<[u8; 8]> = batch
                     .iter()
                     .enumerate()
@@ -52,7 +52,7 @@ fn cuda_million_messages_through_tiny_rings_keep_order() {
             }
         });
         let mut got = 0u64;
-        while got < N {
+        while got < n {
             bridge
                 .recv_batch(256, |h, p| {
                     assert_eq!(h.correlation, got, "reply out of order");
@@ -228,6 +228,7 @@ fn cuda_lanes_million_messages_every_block_size() {
         (128, 1_000_000),
         (1024, 200_000),
     ] {
+        let n = common::scaled(n);
         common::within(60, &format!("lanes, block {block}"), move || {
             lanes_stream(block, n)
         });
@@ -408,11 +409,19 @@ fn cuda_striped_group_round_robin_and_own_threads() {
     };
     common::within(300, "striped group", || {
         for stripes in [2, 3, 8] {
-            common::striped_round_robin(cuda().capacity(4).slot_size(128), stripes, 100_000);
+            common::striped_round_robin(
+                cuda().capacity(4).slot_size(128),
+                stripes,
+                common::scaled(100_000),
+            );
         }
-        common::striped_own_threads(cuda().slot_size(128), 8, 20_000);
+        common::striped_own_threads(cuda().slot_size(128), 8, common::scaled(20_000));
         // Lanes too: each block of the group serves lanes in its region.
-        common::striped_own_threads(cuda().slot_size(128).format(SlotFormat::Lanes), 4, 20_000);
+        common::striped_own_threads(
+            cuda().slot_size(128).format(SlotFormat::Lanes),
+            4,
+            common::scaled(20_000),
+        );
     });
 }
 

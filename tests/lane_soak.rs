@@ -17,7 +17,6 @@ mod common;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Instant;
 
-use common::gpu_or_skip;
 use ringbridge::ring::SlotFormat;
 use ringbridge::{Backend, Bridge};
 
@@ -146,7 +145,10 @@ fn lane_soak_host_short() {
 
 #[test]
 fn lane_soak_cuda_short() {
-    let Some(_gpu) = gpu_or_skip("lane_soak_cuda_short") else {
+    let Some(_gpu) = common::real_gpu_or_skip(
+        "lane_soak_cuda_short",
+        "lanes torn by PCIe ordering need a card",
+    ) else {
         return;
     };
     let bridge = lanes(Backend::Cuda);
@@ -158,7 +160,9 @@ fn lane_soak_cuda_short() {
 #[test]
 #[ignore = "long: RINGBRIDGE_LANE_SOAK_ROUNDS round trips on a GPU (scripts/gpu-check.sh)"]
 fn lane_soak_cuda() {
-    let Some(_gpu) = gpu_or_skip("lane_soak_cuda") else {
+    let Some(_gpu) =
+        common::real_gpu_or_skip("lane_soak_cuda", "lanes torn by PCIe ordering need a card")
+    else {
         return;
     };
     let rounds: u64 = std::env::var("RINGBRIDGE_LANE_SOAK_ROUNDS")

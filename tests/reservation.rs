@@ -14,7 +14,7 @@ use ringbridge::cuda::{Reservation, ReservationFree};
 use ringbridge::{Backend, Bridge, BridgeBuilder, Error, Kernel, StripedBridge};
 
 fn cuda() -> BridgeBuilder {
-    Bridge::builder().backend(Backend::Cuda).capacity(256)
+    common::patient_on_sim(Bridge::builder().backend(Backend::Cuda).capacity(256))
 }
 
 fn scale() -> BridgeBuilder {

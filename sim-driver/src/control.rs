@@ -12,8 +12,10 @@ pub extern "C" fn ringbridge_sim_driver_version() -> *const c_char {
     c"ringbridge simulated CUDA driver 1 (CUDA 12.8 driver API)".as_ptr()
 }
 
-/// Sets fault `key` (see [`crate::config::Faults::set`]) to `value`.
-/// Returns 0, or -1 for an unknown key or a null pointer.
+/// Sets fault `key` (see [`crate::config::Faults::set`]) to `value`, or
+/// reshapes every device: `sms`, `blocks_per_sm` (refused, -2, while a
+/// block is resident). Returns 0, or -1 for an unknown key or a null
+/// pointer.
 ///
 /// # Safety
 /// `key` is null or a NUL-terminated string.
@@ -24,10 +26,18 @@ pub unsafe extern "C" fn rbsim_set(key: *const c_char, value: u64) -> i32 {
     }
     // SAFETY: NUL-terminated by the caller's contract.
     let key = unsafe { CStr::from_ptr(key) }.to_string_lossy();
-    if world().faults.set(&key, value) {
-        0
-    } else {
-        -1
+    let mut g = world();
+    match &*key {
+        "sms" | "blocks_per_sm" => {
+            let value = value.clamp(1, 1024) as u32;
+            let (sms, per_sm) = match &*key {
+                "sms" => (value, g.machine.blocks_per_sm),
+                _ => (g.machine.sms, value.min(64)),
+            };
+            if g.reshape(sms, per_sm) { 0 } else { -2 }
+        }
+        _ if g.faults.set(&key, value) => 0,
+        _ => -1,
     }
 }
 

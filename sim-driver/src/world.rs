@@ -413,6 +413,29 @@ impl World {
         Some(i)
     }
 
+    /// Gives every device `sms` SMs of `blocks_per_sm` blocks; `false`
+    /// (nothing changed) while a block is resident anywhere.
+    pub fn reshape(&mut self, sms: u32, blocks_per_sm: u32) -> bool {
+        let busy = self
+            .devices
+            .iter()
+            .any(|d| d.sms.iter().any(|s| s.blocks > 0));
+        if busy {
+            return false;
+        }
+        self.machine.sms = sms;
+        self.machine.blocks_per_sm = blocks_per_sm;
+        for d in &mut self.devices {
+            d.sms = (0..sms)
+                .map(|_| Sm {
+                    threads: 0,
+                    blocks: 0,
+                })
+                .collect();
+        }
+        true
+    }
+
     /// Frees the SM slot of a block that returned (or whose context died).
     pub fn unplace(&mut self, device: usize, sm: usize, threads: u32) {
         let need = threads.div_ceil(32) * 32;

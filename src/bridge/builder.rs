@@ -502,7 +502,14 @@ impl BridgeBuilder {
                 match cuda_image_of(&self.kernel)
                     .and_then(|()| crate::cuda::device_usable(self.device))
                 {
-                    Ok(()) => Ok((Backend::Cuda, format!("CUDA device {} found", self.device))),
+                    Ok(()) => {
+                        let simulated = crate::cuda::driver_library().is_some_and(|l| l.simulated);
+                        let what = if simulated { " (simulated driver)" } else { "" };
+                        Ok((
+                            Backend::Cuda,
+                            format!("CUDA device {} found{what}", self.device),
+                        ))
+                    }
                     Err(why) => Ok((Backend::Fallback, format!("no CUDA: {why}"))),
                 }
             }

@@ -9,8 +9,8 @@
 //! synchronization), so pinning a second region while a persistent kernel
 //! serves the first would wait forever ([`Error::DeviceBusy`]).
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use super::CudaKernel;
@@ -24,17 +24,29 @@ use crate::word_of;
 const DRAIN: Duration = Duration::from_secs(1);
 
 /// The kernel and the memory of a striped group, dropped in that order (the
-/// field order): the kernel is stopped, or leaked with its context marked,
-/// before the memory is freed or, after such a leak, leaked too.
+/// field order): the kernel is stopped, or abandoned with its context
+/// refusing frees, before the memory is freed or, after that, leaked.
+///
+/// Made before the launch, so that every stripe's view and engine exists
+/// before any block runs: nothing that can fail is left between the launch
+/// and the bridges that stop it.
 pub(crate) struct CudaGroup {
-    kernel: CudaKernel,
+    kernel: OnceLock<CudaKernel>,
     mem: Arc<dyn SharedMemory>,
 }
 
 impl CudaGroup {
-    /// Joins a kernel to the memory it serves.
-    pub(crate) fn new(kernel: CudaKernel, mem: Arc<dyn SharedMemory>) -> Self {
-        Self { kernel, mem }
+    /// The group's memory, its kernel not launched yet.
+    pub(crate) fn new(mem: Arc<dyn SharedMemory>) -> Self {
+        Self {
+            kernel: OnceLock::new(),
+            mem,
+        }
+    }
+
+    /// Records the kernel launched over the group's memory (once).
+    pub(crate) fn launched(&self, kernel: CudaKernel) {
+        let _ = self.kernel.set(kernel);
     }
 }
 
@@ -56,7 +68,9 @@ impl Drop for CudaGroup {
         // never runs). Give the grid its moment to end; a kernel still
         // running after that is leaked by `CudaKernel`'s own drop, which
         // marks the context so that the memory is leaked, not freed.
-        let _ = self.kernel.wait_finished(DRAIN);
+        if let Some(kernel) = self.kernel.get() {
+            let _ = kernel.wait_finished(DRAIN);
+        }
     }
 }
 
@@ -89,7 +103,12 @@ impl Engine for StripeEngine {
     /// The kernel's fault or end first; else whether this stripe's block
     /// wrote its final status.
     fn poll(&self) -> Result<bool> {
-        if self.group.kernel.poll()? {
+        // Not launched: nothing runs this stripe (only before the launch
+        // returned, or after it failed).
+        let Some(kernel) = self.group.kernel.get() else {
+            return Ok(true);
+        };
+        if kernel.poll()? {
             return Ok(true);
         }
         // ACQUIRE: pairs with the block's release store of its final

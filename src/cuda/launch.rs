@@ -9,7 +9,7 @@ use cudarc::driver::{CudaContext, DriverError, result, sys};
 
 use super::context::bind;
 use super::module::KernelModule;
-use super::running::{count_launch, mark_leaked, uncount};
+use super::running::{Abandoned, abandon, count_launch, uncount};
 use super::stream::Stream;
 use super::{cuda_err, describe};
 use crate::backend::Engine;
@@ -54,6 +54,8 @@ pub(crate) struct CudaKernel {
     /// Whether this kernel is in the running count (from its launch until
     /// it is first seen finished or faulted).
     counted: AtomicBool,
+    /// The share of the GPU its blocks occupy, counted with it.
+    share: f64,
 }
 
 impl CudaKernel {
@@ -87,10 +89,15 @@ impl CudaKernel {
     /// parameter). Makes no driver call that waits for running work, so it
     /// may run beside other kernels of ours.
     ///
+    /// The grid must fit beside the blocks of this process's kernels
+    /// already running on the device: a persistent kernel's blocks never
+    /// leave their SMs, so a grid that does not fit would never start.
+    ///
     /// # Errors
     /// [`Error::InvalidArgument`] or [`Error::BlockTooLarge`] for a shape
     /// the entry or the GPU cannot run ([`KernelModule::check_shape`]);
-    /// [`Error::Cuda`] when the launch fails.
+    /// [`Error::DeviceFull`] when it does not fit beside our running
+    /// kernels; [`Error::Cuda`] when the launch fails.
     pub(crate) fn launch_loaded(
         module: Arc<KernelModule>,
         stream: Stream,
@@ -99,7 +106,9 @@ impl CudaKernel {
         args: [u64; 3],
         launch_args: &LaunchArgs,
     ) -> Result<Self> {
-        module.check_shape(grid, block)?;
+        let holds = module.check_shape(grid, block)?;
+        let share = f64::from(grid) / holds as f64;
+        let device = module.context().ordinal();
         let mut params = args;
         let mut launch_args = *launch_args;
         let mut param_ptrs: [*mut c_void; 4] = [
@@ -111,7 +120,18 @@ impl CudaKernel {
         bind(module.context()).map_err(cuda_err("cuCtxSetCurrent"))?;
         // Launched and counted under the running-count lock, so no call that
         // found the device idle is still under way once the kernel runs.
-        count_launch(module.context().ordinal(), || {
+        count_launch(device, share, |occupied| {
+            // Shares are fractions of SM capacity, each exact for its own
+            // block shape; the tolerance absorbs their rounding only.
+            if occupied + share > 1.0 + 1e-9 {
+                return Err(Error::DeviceFull {
+                    device,
+                    grid,
+                    block,
+                    occupied_percent: (occupied * 100.0).ceil() as u32,
+                    needed_percent: (share * 100.0).ceil() as u32,
+                });
+            }
             // SAFETY: the function comes from `module`, which stays loaded
             // (this kernel holds it); the stream belongs to the current
             // context; an RB_KERNEL_ENTRY takes three 8-byte pointers and an
@@ -139,6 +159,7 @@ impl CudaKernel {
             finished: AtomicBool::new(false),
             fault: OnceLock::new(),
             counted: AtomicBool::new(true),
+            share,
         })
     }
 
@@ -186,7 +207,7 @@ impl CudaKernel {
         // Relaxed: the swap alone makes this happen once; the count itself
         // is guarded by its own lock.
         if self.counted.swap(false, Ordering::Relaxed) {
-            uncount(self.ctx().ordinal());
+            uncount(self.ctx().ordinal(), self.share);
         }
     }
 }
@@ -214,18 +235,59 @@ impl Drop for CudaKernel {
             State::Finished | State::Faulted(_) => {}
             State::Running | State::Unknown(_) => {
                 eprintln!(
-                    "ringbridge: a CUDA kernel is still running while its handle is dropped; \
-                     leaking its stream, module, context and ring memory"
+                    "ringbridge: a CUDA kernel is still running (or not yet resident) while its \
+                     handle is dropped; keeping its stream, module, context and ring memory \
+                     until it is seen finished"
                 );
-                mark_leaked(self.ctx());
-                // Kept for good: the stream and module (a running kernel
-                // uses them) and one reference to the primary context
-                // (releasing the last would destroy it, waiting on the kernel).
-                std::mem::forget(self.stream.take());
-                std::mem::forget(Arc::clone(&self.module));
-                std::mem::forget(Arc::clone(self.ctx()));
+                let counted = self
+                    .counted
+                    .swap(false, Ordering::Relaxed)
+                    .then(|| (self.ctx().ordinal(), self.share));
+                if let Some(stream) = self.stream.take() {
+                    abandon(
+                        Box::new(Running {
+                            stream,
+                            module: Arc::clone(&self.module),
+                        }),
+                        counted,
+                    );
+                }
             }
         }
+    }
+}
+
+/// What an abandoned kernel keeps: its stream (where `cuStreamQuery` tells
+/// when it ends) and its module, which holds a reference to the context
+/// (releasing the last one would destroy the context, waiting for the
+/// kernel).
+struct Running {
+    stream: Stream,
+    module: Arc<KernelModule>,
+}
+
+impl Abandoned for Running {
+    fn finished(&mut self) -> bool {
+        let ctx = self.module.context();
+        // The caller's current context is put back: it may be about to make
+        // a call on another one.
+        let before = result::ctx::get_current().ok().flatten();
+        if bind(ctx).is_err() {
+            return false;
+        }
+        // SAFETY: the stream belongs to `ctx`, now current, and lives in
+        // `self`; `cuStreamQuery` never blocks.
+        let code = unsafe { sys::cuStreamQuery(self.stream.raw()) };
+        if let Some(prev) = before.filter(|&p| p != ctx.cu_ctx()) {
+            // SAFETY: `prev` was current on this thread a moment ago, and
+            // the caller that made it current keeps its context alive.
+            let _ = unsafe { result::ctx::set_current(prev) };
+        }
+        code != sys::CUresult::CUDA_ERROR_NOT_READY
+    }
+
+    fn context_key(&self) -> usize {
+        self.module.context().cu_ctx() as usize
     }
 }
 

@@ -228,11 +228,23 @@ impl Launcher for CudaLauncher {
                 "a striped group launches one block per stripe: give the custom kernel a grid of 1, not {grid}"
             )));
         }
-        // Phase one: the whole group's memory, prepared, before any kernel
-        // of it runs. Phase two: one launch of `stripes` blocks, all given
-        // region 0 (block b serves region b).
+        // Phase one: the whole group's memory, prepared, and every stripe's
+        // view and engine, before any kernel of it runs (so nothing can fail
+        // between the launch and the bridges that would stop it). Phase
+        // two: one launch of `stripes` blocks, all given region 0 (block b
+        // serves region b).
         let mem = source.rings(group_bytes(layout, stripes)?)?;
         prepare_group(layout, &*mem, stripes, param, request.loop_config)?;
+        let group = Arc::new(CudaGroup::new(Arc::clone(&mem)));
+        let regions = stripe_views(layout, &group, stripes)?;
+        let parts: Vec<ServedRegion> = regions
+            .into_iter()
+            .enumerate()
+            .map(|(b, region)| {
+                let engine = StripeEngine::new(&group, b * layout.stripe_stride())?;
+                Ok((region, Box::new(engine) as Box<dyn Engine>))
+            })
+            .collect::<Result<_>>()?;
         let stream = source.stream()?;
         let kernel = CudaKernel::launch_loaded(
             module,
@@ -242,16 +254,7 @@ impl Launcher for CudaLauncher {
             args(mem.device_address()),
             launch_args,
         )?;
-        let group = Arc::new(CudaGroup::new(kernel, mem));
-        let regions = stripe_views(layout, &group, stripes)?;
-        let parts = regions
-            .into_iter()
-            .enumerate()
-            .map(|(b, region)| {
-                let engine = StripeEngine::new(&group, b * layout.stripe_stride())?;
-                Ok((region, Box::new(engine) as Box<dyn Engine>))
-            })
-            .collect::<Result<_>>()?;
+        group.launched(kernel);
         Ok((parts, buffers))
     }
 }

@@ -37,6 +37,7 @@ use crate::error::Error;
 
 mod buffer;
 mod context;
+mod driver_library;
 mod group;
 pub(crate) mod launch;
 mod launcher;
@@ -51,6 +52,7 @@ mod stream;
 pub(crate) use buffer::DeviceBuffer;
 pub(crate) use context::context;
 pub use context::{DeviceInfo, device_count, device_info};
+pub use driver_library::{DriverLibrary, driver_library};
 pub(crate) use group::{CudaGroup, StripeEngine};
 pub(crate) use launch::CudaKernel;
 pub(crate) use launcher::{CudaLauncher, device_usable};

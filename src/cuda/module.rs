@@ -129,15 +129,17 @@ impl KernelModule {
     }
 
     /// Checks that `grid` blocks of `block` threads of this entry can run,
-    /// all at once (a block of a persistent kernel waiting for a free SM
-    /// would wait for good).
+    /// all at once, on the empty GPU (a block of a persistent kernel waiting
+    /// for a free SM would wait for good), and returns how many such blocks
+    /// the GPU holds at once: [`super::launch`] weighs that against what
+    /// this process's running kernels already occupy.
     ///
     /// # Errors
     /// [`Error::InvalidArgument`] for `grid == 0`, a block outside
     /// `1..=1024`, or a grid larger than the GPU holds at once;
     /// [`Error::BlockTooLarge`] past the entry's `__launch_bounds__`;
     /// [`Error::Cuda`] when a query fails.
-    pub(crate) fn check_shape(&self, grid: u32, block: u32) -> Result<()> {
+    pub(crate) fn check_shape(&self, grid: u32, block: u32) -> Result<u64> {
         if grid == 0 {
             return Err(Error::InvalidArgument(
                 "grid must be at least 1 block".into(),
@@ -167,30 +169,24 @@ impl KernelModule {
                 max: u32::try_from(max).unwrap_or(0),
             });
         }
-        if grid > 1 {
-            // SAFETY: `function` comes from `module`, loaded and current.
-            let per_sm = unsafe {
-                result::occupancy::max_active_block_per_multiprocessor(
-                    self.function,
-                    block as i32,
-                    0,
-                )
-            }
-            .map_err(cuda_err("cuOccupancyMaxActiveBlocksPerMultiprocessor"))?;
-            let sms = self
-                .ctx
-                .attribute(sys::CUdevice_attribute::CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT)
-                .map_err(cuda_err("cuDeviceGetAttribute"))?;
-            let fits = u64::try_from(per_sm).unwrap_or(0) * u64::try_from(sms).unwrap_or(0);
-            if u64::from(grid) > fits {
-                return Err(Error::InvalidArgument(format!(
-                    "{grid} blocks of {block} threads cannot all run at once on this GPU \
-                     ({sms} SMs, {per_sm} such block(s) each): a persistent kernel needs every \
-                     block resident"
-                )));
-            }
+        // SAFETY: `function` comes from `module`, loaded and current.
+        let per_sm = unsafe {
+            result::occupancy::max_active_block_per_multiprocessor(self.function, block as i32, 0)
         }
-        Ok(())
+        .map_err(cuda_err("cuOccupancyMaxActiveBlocksPerMultiprocessor"))?;
+        let sms = self
+            .ctx
+            .attribute(sys::CUdevice_attribute::CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT)
+            .map_err(cuda_err("cuDeviceGetAttribute"))?;
+        let fits = u64::try_from(per_sm).unwrap_or(0) * u64::try_from(sms).unwrap_or(0);
+        if u64::from(grid) > fits {
+            return Err(Error::InvalidArgument(format!(
+                "{grid} blocks of {block} threads cannot all run at once on this GPU \
+                 ({sms} SMs, {per_sm} such block(s) each): a persistent kernel needs every \
+                 block resident"
+            )));
+        }
+        Ok(fits)
     }
 }
 

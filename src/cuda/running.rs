@@ -15,9 +15,15 @@
 //!   module ([`Scope::Device`]): the work of that device's context only.
 //!
 //! Kernels are counted from their launch until first seen finished or
-//! faulted; a kernel left running when its handle was dropped stays counted
-//! for good, and its context is marked ([`mark_leaked`]) so that the memory
-//! it may still use is leaked rather than freed under it.
+//! faulted, with the share of the GPU their blocks occupy (a persistent
+//! kernel's blocks never leave their SMs, so a launch that does not fit
+//! beside them would never start: [`count_launch`] lets the launcher refuse
+//! it). A kernel left running when its handle was dropped is *abandoned*
+//! ([`abandon`]): it stays counted, and its context refuses frees (the
+//! memory it may still use is leaked rather than freed under it), until a
+//! later check sees it finished ([`reap`]): then it is uncounted and what it
+//! kept is released, so one stuck launch does not refuse every later bridge
+//! for good.
 
 use std::sync::Mutex;
 
@@ -36,21 +42,42 @@ pub(crate) enum Scope {
     Device(usize),
 }
 
+/// What runs on one device: counted kernels and the share of the GPU their
+/// blocks occupy (1.0: every SM full).
+#[derive(Clone, Copy, Default)]
+struct Load {
+    kernels: usize,
+    share: f64,
+}
+
 /// Kernels that may be running, indexed by device ordinal. The mutex is
 /// also held across every call [`while_idle`] admits and every launch
 /// ([`count_launch`]), so no launch slips between a check and the call it
 /// allowed.
-static RUNNING: Mutex<Vec<usize>> = Mutex::new(Vec::new());
+static RUNNING: Mutex<Vec<Load>> = Mutex::new(Vec::new());
 
-/// Contexts (as addresses of their `CUcontext`) on which a kernel was left
-/// running when its handle was dropped.
-static LEAKED: Mutex<Vec<usize>> = Mutex::new(Vec::new());
+/// A kernel whose handle was dropped while it may still run, with what it
+/// uses (its stream, module and a context reference), kept until it is seen
+/// finished.
+pub(crate) trait Abandoned: Send {
+    /// Whether the kernel has finished or faulted (never blocks).
+    fn finished(&mut self) -> bool;
+    /// Its context, as the address of its `CUcontext`.
+    fn context_key(&self) -> usize;
+}
+
+/// An abandoned kernel, with the device and share it is counted with
+/// (`None`: not counted any more).
+type Kept = (Box<dyn Abandoned>, Option<(usize, f64)>);
+
+/// The abandoned kernels not yet seen finished.
+static ABANDONED: Mutex<Vec<Kept>> = Mutex::new(Vec::new());
 
 /// How many counted kernels `scope` covers in `running`.
-fn covered(running: &[usize], scope: Scope) -> usize {
+fn covered(running: &[Load], scope: Scope) -> usize {
     match scope {
-        Scope::AllDevices => running.iter().sum(),
-        Scope::Device(d) => running.get(d).copied().unwrap_or(0),
+        Scope::AllDevices => running.iter().map(|l| l.kernels).sum(),
+        Scope::Device(d) => running.get(d).map_or(0, |l| l.kernels),
     }
 }
 
@@ -60,6 +87,7 @@ fn covered(running: &[usize], scope: Scope) -> usize {
 /// # Errors
 /// [`Error::DeviceBusy`] with the count of such kernels, without running `f`.
 pub(crate) fn while_idle<T>(scope: Scope, f: impl FnOnce() -> T) -> Result<T> {
+    reap();
     let running = lock(&RUNNING);
     match covered(&running, scope) {
         0 => Ok(f()),
@@ -67,43 +95,82 @@ pub(crate) fn while_idle<T>(scope: Scope, f: impl FnOnce() -> T) -> Result<T> {
     }
 }
 
-/// Runs `launch` (which starts a kernel on `device`) with checks held off,
-/// and counts the kernel if it returned `Ok`.
+/// Runs `launch` (which starts a kernel on `device` occupying `share` of
+/// the GPU) with checks held off, handing it the share this process's
+/// running kernels already occupy there, and counts the kernel if it
+/// returned `Ok`.
 pub(crate) fn count_launch<T, E>(
     device: usize,
-    launch: impl FnOnce() -> std::result::Result<T, E>,
+    share: f64,
+    launch: impl FnOnce(f64) -> std::result::Result<T, E>,
 ) -> std::result::Result<T, E> {
+    reap();
     let mut running = lock(&RUNNING);
-    let launched = launch()?;
     if running.len() <= device {
-        running.resize(device + 1, 0);
+        running.resize(device + 1, Load::default());
     }
-    running[device] += 1;
+    let launched = launch(running[device].share)?;
+    running[device].kernels += 1;
+    running[device].share += share;
     Ok(launched)
 }
 
-/// Takes one kernel on `device` out of the count (it finished or faulted).
-/// The caller makes sure this happens once per counted kernel.
-pub(crate) fn uncount(device: usize) {
+/// Takes one kernel on `device`, occupying `share`, out of the count (it
+/// finished or faulted). The caller makes sure this happens once per
+/// counted kernel.
+pub(crate) fn uncount(device: usize, share: f64) {
     let mut running = lock(&RUNNING);
-    if let Some(n) = running.get_mut(device) {
-        *n = n.saturating_sub(1);
+    if let Some(load) = running.get_mut(device) {
+        load.kernels = load.kernels.saturating_sub(1);
+        load.share = if load.kernels == 0 {
+            0.0 // no rounding left behind
+        } else {
+            (load.share - share).max(0.0)
+        };
     }
 }
 
-/// Records that a kernel was abandoned while still running on `ctx`.
-pub(crate) fn mark_leaked(ctx: &CudaContext) {
-    let key = ctx.cu_ctx() as usize;
-    let mut list = lock(&LEAKED);
-    if !list.contains(&key) {
-        list.push(key);
+/// Keeps `kernel` (counted on `counted`'s device with its share, if
+/// `Some`) until it is seen finished; its context refuses frees meanwhile.
+pub(crate) fn abandon(kernel: Box<dyn Abandoned>, counted: Option<(usize, f64)>) {
+    lock(&ABANDONED).push((kernel, counted));
+}
+
+/// Looks at every abandoned kernel once: those seen finished are uncounted
+/// and released (outside the lock: releasing frees driver objects, which
+/// checks again).
+pub(crate) fn reap() {
+    let done = {
+        let mut list = lock(&ABANDONED);
+        let mut done = Vec::new();
+        let mut i = 0;
+        while i < list.len() {
+            if list[i].0.finished() {
+                done.push(list.swap_remove(i));
+            } else {
+                i += 1;
+            }
+        }
+        done
+    };
+    for (kernel, counted) in done {
+        if let Some((device, share)) = counted {
+            uncount(device, share);
+        }
+        drop(kernel);
     }
 }
 
-/// Whether a kernel was abandoned while still running on `ctx`: its memory
-/// must then be leaked, not freed (the kernel may still use it).
+/// Whether a kernel abandoned while running on `ctx` may still run: its
+/// memory must then be leaked, not freed (the kernel may still use it).
 pub(crate) fn has_leaked(ctx: &CudaContext) -> bool {
-    lock(&LEAKED).contains(&(ctx.cu_ctx() as usize))
+    abandoned_on(ctx.cu_ctx() as usize)
+}
+
+/// [`has_leaked`] by context key.
+fn abandoned_on(key: usize) -> bool {
+    reap();
+    lock(&ABANDONED).iter().any(|(k, _)| k.context_key() == key)
 }
 
 /// Frees something with `free`, a driver call on `ctx` that may wait for
@@ -143,7 +210,17 @@ mod tests {
         const B: usize = 1001;
         assert_eq!(while_idle(Scope::Device(A), || 7).expect("idle"), 7);
 
-        count_launch(A, || Ok::<_, ()>(())).expect("counted");
+        count_launch(A, 0.25, |load| {
+            assert_eq!(load, 0.0);
+            Ok::<_, ()>(())
+        })
+        .expect("counted");
+        count_launch(A, 0.5, |load| {
+            assert_eq!(load, 0.25, "the launcher sees what already runs");
+            Ok::<_, ()>(())
+        })
+        .expect("counted");
+        uncount(A, 0.5);
         assert!(matches!(
             while_idle(Scope::Device(A), || ()),
             Err(Error::DeviceBusy { running: 1 })
@@ -155,14 +232,63 @@ mod tests {
         ));
 
         // A failed launch is not counted.
-        assert_eq!(count_launch(B, || Err::<(), _>("no")), Err("no"));
+        assert_eq!(count_launch(B, 1.0, |_| Err::<(), _>("no")), Err("no"));
         assert!(while_idle(Scope::Device(B), || ()).is_ok());
 
-        uncount(A);
+        uncount(A, 0.25);
         assert!(while_idle(Scope::Device(A), || ()).is_ok());
         // Uncounting an idle device does not wrap below zero.
-        uncount(A);
-        uncount(usize::MAX);
+        uncount(A, 0.25);
+        uncount(usize::MAX, 1.0);
         assert!(while_idle(Scope::Device(A), || ()).is_ok());
+        count_launch(A, 0.1, |load| {
+            assert_eq!(load, 0.0, "an idle device holds no share");
+            Ok::<_, ()>(())
+        })
+        .expect("counted");
+        uncount(A, 0.1);
+    }
+
+    /// An abandoned kernel keeps its device busy and its context's memory
+    /// leaked until it is seen finished; then both are released.
+    #[test]
+    fn an_abandoned_kernel_is_released_once_seen_finished() {
+        use std::sync::Arc;
+        use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+        const D: usize = 1002;
+        const KEY: usize = 0xdead_0000;
+        struct Fake(Arc<AtomicBool>, Arc<AtomicUsize>);
+        impl Abandoned for Fake {
+            fn finished(&mut self) -> bool {
+                self.0.load(Ordering::SeqCst)
+            }
+            fn context_key(&self) -> usize {
+                KEY
+            }
+        }
+        impl Drop for Fake {
+            fn drop(&mut self) {
+                self.1.fetch_add(1, Ordering::SeqCst);
+            }
+        }
+        let (done, dropped) = (
+            Arc::new(AtomicBool::new(false)),
+            Arc::new(AtomicUsize::new(0)),
+        );
+        count_launch(D, 0.5, |_| Ok::<_, ()>(())).expect("counted");
+        abandon(
+            Box::new(Fake(Arc::clone(&done), Arc::clone(&dropped))),
+            Some((D, 0.5)),
+        );
+        assert!(abandoned_on(KEY));
+        assert!(matches!(
+            while_idle(Scope::Device(D), || ()),
+            Err(Error::DeviceBusy { running: 1 })
+        ));
+        assert_eq!(dropped.load(Ordering::SeqCst), 0, "kept while it may run");
+        done.store(true, Ordering::SeqCst);
+        assert!(while_idle(Scope::Device(D), || ()).is_ok());
+        assert!(!abandoned_on(KEY));
+        assert_eq!(dropped.load(Ordering::SeqCst), 1, "released once");
     }
 }

@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod sim;
+
 /// One GPU test at a time in a process: a CUDA bridge is refused while
 /// another one's kernel serves (`Error::DeviceBusy`), and the test harness
 /// runs tests on parallel threads.
@@ -11,10 +13,43 @@ static ONE_GPU_TEST: std::sync::Mutex<()> = std::sync::Mutex::new(());
 /// While held, no other GPU test of this process runs.
 pub type GpuTurn = std::sync::MutexGuard<'static, ()>;
 
-/// Whether a usable CUDA GPU (and compiled kernels) is here: then waits for
-/// this process's GPU turn and returns it (hold it for the whole test).
-/// Prints why not and returns `None`, or fails when
-/// `RINGBRIDGE_REQUIRE_GPU=1`.
+/// Whether the CUDA driver loaded here is ringbridge's simulated one
+/// (`scripts/sim-driver.sh`), not a GPU's.
+pub fn on_simulated_driver() -> bool {
+    ringbridge::cuda::driver_library().is_some_and(|l| l.simulated)
+}
+
+/// `n` on a GPU; on the simulated driver, whose blocks are CPU threads
+/// (a 1024-thread block passes a barrier in milliseconds on a 2-core
+/// machine), a thousandth of it, at least `min(n, 20)`: the same paths
+/// (wrap-around, back-pressure, batching), fewer turns.
+pub fn scaled(n: u64) -> u64 {
+    if on_simulated_driver() {
+        (n / 1000).max(n.min(20))
+    } else {
+        n
+    }
+}
+
+/// `builder` with the hang and shutdown timeouts a block of CPU threads
+/// needs on the simulated driver (its turns take milliseconds, and an idle
+/// kernel looks at `terminate` once per check interval of turns); unchanged
+/// on a GPU.
+pub fn patient_on_sim(builder: ringbridge::BridgeBuilder) -> ringbridge::BridgeBuilder {
+    if on_simulated_driver() {
+        let long = std::time::Duration::from_secs(60);
+        builder.hang_timeout(long).shutdown_timeout(long)
+    } else {
+        builder
+    }
+}
+
+/// Whether a usable CUDA driver and device (and compiled kernels) are here:
+/// then waits for this process's GPU turn and returns it (hold it for the
+/// whole test), after printing whether the test runs on a GPU or on the
+/// simulated driver. Prints why not and returns `None`, or fails when
+/// `RINGBRIDGE_REQUIRE_GPU=1` (which also refuses the simulated driver: it
+/// asks for a card).
 pub fn gpu_or_skip(test: &str) -> Option<GpuTurn> {
     let required = std::env::var("RINGBRIDGE_REQUIRE_GPU").is_ok_and(|v| v == "1");
     let why = if !ringbridge::cuda::driver_available() {
@@ -26,6 +61,10 @@ pub fn gpu_or_skip(test: &str) -> Option<GpuTurn> {
             Err(e) => Some(e.to_string()),
         }
     };
+    let simulated = why.is_none() && on_simulated_driver();
+    if simulated && required {
+        panic!("{test}: RINGBRIDGE_REQUIRE_GPU=1 but the driver is the simulated one (no GPU)");
+    }
     match why {
         None => {
             if !ringbridge::kernels::KERNELS_COMPILED {
@@ -36,7 +75,16 @@ pub fn gpu_or_skip(test: &str) -> Option<GpuTurn> {
             }
             // A test that failed while holding it poisoned it: the lock
             // itself is still good.
-            Some(ONE_GPU_TEST.lock().unwrap_or_else(|e| e.into_inner()))
+            let turn = ONE_GPU_TEST.lock().unwrap_or_else(|e| e.into_inner());
+            eprintln!(
+                "{test}: on {}",
+                if simulated {
+                    "the simulated driver"
+                } else {
+                    "a GPU"
+                }
+            );
+            Some(turn)
         }
         Some(why) if required => panic!("{test}: RINGBRIDGE_REQUIRE_GPU=1 but {why}"),
         Some(why) => {
@@ -44,6 +92,17 @@ pub fn gpu_or_skip(test: &str) -> Option<GpuTurn> {
             None
         }
     }
+}
+
+/// Like [`gpu_or_skip`], for a test whose meaning needs a card (timings,
+/// the PCIe ordering of lanes, nvcc's code): skipped on the simulated
+/// driver, saying `why`.
+pub fn real_gpu_or_skip(test: &str, why: &str) -> Option<GpuTurn> {
+    if on_simulated_driver() && !std::env::var("RINGBRIDGE_REQUIRE_GPU").is_ok_and(|v| v == "1") {
+        eprintln!("{test}: skipped on the simulated driver: {why}");
+        return None;
+    }
+    gpu_or_skip(test)
 }
 
 /// Runs `body` in a child process of this test binary, so a CUDA fault (a

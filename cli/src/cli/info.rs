@@ -15,6 +15,9 @@ struct Gpu {
 #[derive(Serialize)]
 struct Info {
     driver: bool,
+    /// The driver library loaded, and whether it is the simulated one.
+    driver_library: Option<String>,
+    driver_simulated: bool,
     driver_version: Option<i32>,
     /// The first GPU (device 0), as before `gpus` existed.
     gpu: Option<Gpu>,
@@ -68,8 +71,11 @@ pub(crate) fn run(json: bool) -> anyhow::Result<()> {
     }
     let gpu = gpus.first().filter(|g| g.ordinal == 0).cloned();
     let (backend, backend_reason) = ringbridge::Bridge::builder().resolve_backend()?;
+    let library = ringbridge::cuda::driver_library();
     let info = Info {
         driver,
+        driver_library: library.as_ref().map(|l| l.path.display().to_string()),
+        driver_simulated: library.as_ref().is_some_and(|l| l.simulated),
         driver_version,
         gpu,
         gpus,
@@ -87,10 +93,12 @@ pub(crate) fn run(json: bool) -> anyhow::Result<()> {
         println!("{}", serde_json::to_string_pretty(&info)?);
         return Ok(());
     }
-    println!(
-        "CUDA driver:      {}",
-        if driver { "found" } else { "not found" }
-    );
+    match (&info.driver_library, info.driver_simulated) {
+        (Some(path), true) => println!("CUDA driver:      simulated ({path}), not a GPU"),
+        (Some(path), false) => println!("CUDA driver:      found ({path})"),
+        (None, _) if driver => println!("CUDA driver:      found"),
+        (None, _) => println!("CUDA driver:      not found"),
+    }
     if info.gpus.is_empty() {
         println!(
             "GPU:              none ({})",
