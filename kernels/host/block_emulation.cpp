@@ -23,6 +23,7 @@
 rb_emu_block* rb_emu_the_block = nullptr;
 __thread uint32_t rb_emu_tid = 0;
 uint32_t rb_emu_block_index = 0;
+bool rb_emu_as_gpu = false;
 
 namespace {
 

@@ -42,6 +42,12 @@ typedef int32_t (*rb_emu_thread_fn)(void* ctl, void* h2k, void* k2h, const void*
    the library per block it runs at the same time. */
 extern uint32_t rb_emu_block_index;
 
+/* Set (before its threads start) when the block runs for the test
+   simulator's GPU launch (name__rb_sim_launch): the serve loop then idles as
+   a GPU kernel does, polling with back-off and never parking, because the
+   CUDA host never wakes a parked kernel (kernels/ringbridge/idle.h). */
+extern bool rb_emu_as_gpu;
+
 /* Runs fn on a block of nthreads (1 to 1024) POSIX threads until every one
    returns; returns thread 0's result, or -1 for bad arguments or a thread
    that could not be created (the started ones are then left blocked). One

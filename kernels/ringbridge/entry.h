@@ -79,6 +79,7 @@ inline int32_t rb_sim_launch(const void* params, uint32_t params_size, uint32_t 
     if (!rb_host_regions_ok(regions[0], regions[1], regions[2])) return -1;
     rb_args args;
     memcpy(&args, p + rb_sim_args_offset, sizeof args);
+    rb_emu_as_gpu = true; /* a GPU launch: idle as the GPU build does */
     return rb_emu_run_block(block_index, nthreads, thread, regions[0], regions[1], regions[2], &args);
 }
 

@@ -149,7 +149,12 @@ RB_INLINE void rb_idle(rb_control* ctl, uint32_t& idle, bool can_park) {
 #endif
 #else
     /* RELAXED: configuration, written before the serving thread started. */
-    const uint64_t policy = rb_ld_relaxed(&ctl->wait_policy);
+    uint64_t policy = rb_ld_relaxed(&ctl->wait_policy);
+#if defined(RB_EMULATE_BLOCK)
+    /* Run for the test simulator's GPU launch: its CUDA host never wakes a
+       parked kernel, so poll with back-off (a GPU kernel keeps polling). */
+    if (rb_emu_as_gpu) policy = RB_WAIT_BACKOFF;
+#endif
     if (policy == RB_WAIT_SPIN) {
         /* idle stays 0: never backing off, terminate on check_interval. */
 #if defined(__x86_64__) || defined(__i386__)
@@ -201,6 +206,12 @@ RB_INLINE bool rb_backing_off(uint32_t idle) {
     (void)idle;
     return false;
 #else
+#if defined(RB_EMULATE_BLOCK)
+    /* The test simulator's GPU launch: an emulated turn takes barriers of
+       CPU threads (up to milliseconds), so a check every check_interval
+       turns would make a shutdown take seconds. */
+    if (rb_emu_as_gpu) return true;
+#endif
     return idle >= RB_HOST_YIELD_AFTER;
 #endif
 }

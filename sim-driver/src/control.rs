@@ -12,7 +12,7 @@ pub extern "C" fn ringbridge_sim_driver_version() -> *const c_char {
     c"ringbridge simulated CUDA driver 1 (CUDA 12.8 driver API)".as_ptr()
 }
 
-/// Sets fault `key` (see [`crate::config::Faults::set`]) to `value`, or
+/// Sets fault `key` (see `Faults::set` in `config.rs`) to `value`, or
 /// reshapes every device: `sms`, `blocks_per_sm` (refused, -2, while a
 /// block is resident). Returns 0, or -1 for an unknown key or a null
 /// pointer.

@@ -132,25 +132,37 @@ pub fn ptx_entries(text: &[u8]) -> Vec<String> {
     out
 }
 
-/// The `.rbsim` index: image digest → host twin library.
+/// The `.rbsim` index: image digest → host twin libraries. Several builds
+/// of one crate (as a dependency, with its tests, an older build) can hold
+/// the same image with twins built from different host code: the most
+/// recently built twin is the one that answers.
 #[derive(Default)]
 pub struct Index {
-    twins: HashMap<u64, PathBuf>,
+    twins: HashMap<u64, Vec<PathBuf>>,
     scanned: Vec<PathBuf>,
+}
+
+/// The most recently modified of `paths` that exists.
+fn newest(paths: &[PathBuf]) -> Option<PathBuf> {
+    paths
+        .iter()
+        .filter_map(|p| Some((std::fs::metadata(p).ok()?.modified().ok()?, p)))
+        .max_by_key(|(t, _)| *t)
+        .map(|(_, p)| p.clone())
 }
 
 impl Index {
     /// The twin of the image with `digest`, scanning `dirs` (again) when it
     /// is not known yet: a test may have built more kernels since.
     pub fn twin(&mut self, digest: u64, dirs: &[PathBuf]) -> Option<PathBuf> {
-        if let Some(p) = self.twins.get(&digest) {
-            return Some(p.clone());
+        if let Some(p) = self.twins.get(&digest).and_then(|c| newest(c)) {
+            return Some(p);
         }
         self.scanned.clear();
         for d in dirs {
             self.scan(d);
         }
-        self.twins.get(&digest).cloned()
+        self.twins.get(&digest).and_then(|c| newest(c))
     }
 
     fn scan(&mut self, dir: &Path) {
@@ -185,7 +197,11 @@ impl Index {
                 (parts.next(), parts.next(), parts.next())
             {
                 if let Ok(d) = u64::from_str_radix(hex, 16) {
-                    self.twins.insert(d, PathBuf::from(path.trim()));
+                    let list = self.twins.entry(d).or_default();
+                    let path = PathBuf::from(path.trim());
+                    if !list.contains(&path) {
+                        list.push(path);
+                    }
                 }
             }
         }
@@ -268,9 +284,20 @@ mod tests {
 
     #[test]
     fn index_lines() {
+        let dir = std::env::temp_dir().join(format!("rbsim-index-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let (old, new) = (dir.join("old lib.so"), dir.join("new.so"));
+        std::fs::write(&old, b"x").unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        std::fs::write(&new, b"y").unwrap();
         let mut ix = Index::default();
-        ix.parse("ringbridge-sim-index 1\nimage 00000000000000ff /a/lib x.so\nimage zz /b\n");
-        assert_eq!(ix.twin(0xff, &[]), Some(PathBuf::from("/a/lib x.so")));
+        ix.parse(&format!(
+            "ringbridge-sim-index 1\nimage 00000000000000ff {}\nimage zz /b\n",
+            new.display()
+        ));
+        ix.parse(&format!("ringbridge-sim-index 1\nimage 00000000000000ff {}\n", old.display()));
+        assert_eq!(ix.twin(0xff, &[]), Some(new.clone()), "the newest build answers");
+        std::fs::remove_dir_all(&dir).unwrap();
         let mut other = Index::default();
         other.parse("something else\nimage 00000000000000ff /a\n");
         assert_eq!(other.twin(0xff, &[]), None);

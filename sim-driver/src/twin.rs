@@ -145,8 +145,11 @@ impl Twin {
         // SAFETY: as in `open`; a private copy, so a library of its own.
         let lib = unsafe { libloading::Library::new(&copy) };
         let range = code_range(&copy);
-        // The mapping stays; the file is not needed any more.
-        let _ = std::fs::remove_file(&copy);
+        // The mapping stays; the file is not needed any more, unless a
+        // debugger is to read its symbols (RINGBRIDGE_SIM_KEEP_COPIES=1).
+        if std::env::var_os("RINGBRIDGE_SIM_KEEP_COPIES").is_none() {
+            let _ = std::fs::remove_file(&copy);
+        }
         let lib = lib.map_err(|e| format!("loading a copy of {}: {e}", self.path.display()))?;
         if let Some((start, end)) = range {
             RANGE[slot].0.store(start, Ordering::Relaxed);
