@@ -2,8 +2,9 @@
 # The project's whole test run, as CI runs it (.ci/run calls this script).
 # Installs the pinned nvcc (so the kernels compile and their PTX is checked),
 # then: formatting, lints and docs without warnings; unit, integration and
-# doc tests in release mode; loom model tests;
-# Miri over the queue and the ring halves.
+# doc tests in release mode; the CUDA backend's tests against the simulated
+# driver (docs/sim-driver.md); loom model tests; Miri over the queue and the
+# ring halves.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -19,6 +20,18 @@ RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps
 echo "== cargo test (release)"
 cargo test --release --workspace --all-targets
 cargo test --release --workspace --doc
+
+echo "== the CUDA backend on the simulated driver (docs/sim-driver.md)"
+# The same tests a GPU run makes (scripts/gpu-check.sh), against a driver
+# that runs each kernel's host twin, enforces implicit synchronization and
+# injects faults. A test that needs a card says so and skips.
+sim() { bash scripts/sim-driver.sh cargo test --release --quiet "$@"; }
+sim -p ringbridge --lib --test bridge_cuda --test cuda_faults --test reservation \
+    --test sim_faults --test buffers --test lane_soak
+sim -p ringbridge-model-tests --test models -- every_model_on_the_gpu
+sim -p kv-store --test kv -- the_gpu_answers_the_same_load_when_there_is_one
+sim -p reduce --test reduce -- the_gpu_reduces_the_same_when_there_is_one
+sim -p ringbridge-cli --test cli -- sim_
 
 echo "== loom model tests"
 RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR=target/loom \

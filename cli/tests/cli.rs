@@ -778,3 +778,72 @@ fn image_on_cuda_without_a_gpu() {
         &["cuda"],
     );
 }
+
+/// Whether this test process runs on ringbridge's simulated driver
+/// (scripts/sim-driver.sh); the child commands below inherit it.
+fn simulated() -> bool {
+    ringbridge::cuda::driver_library().is_some_and(|l| l.simulated)
+}
+
+/// Runs `args` with the simulated driver showing `devices` GPUs.
+fn run_with_devices(args: &[&str], devices: u32) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_ringbridge"))
+        .args(args)
+        .env("RINGBRIDGE_SIM_DEVICES", devices.to_string())
+        .output()
+        .expect("cannot run the ringbridge binary")
+}
+
+/// `info` counts 0, 1, 2 and 4 simulated GPUs and says the driver is the
+/// simulated one; with none, CUDA is unavailable for a clear reason.
+#[test]
+fn sim_info_sees_every_device_count() {
+    if !simulated() {
+        eprintln!("sim_info_sees_every_device_count: skipped: needs the simulated driver");
+        return;
+    }
+    for n in [0u32, 1, 2, 4] {
+        let out = run_with_devices(&["info", "--json"], n);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let v: Value = serde_json::from_slice(&out.stdout).expect("json");
+        assert_eq!(v["gpu_count"], n, "{v}");
+        assert_eq!(v["driver_simulated"], true);
+        if n == 0 {
+            assert!(v["gpu_error"].as_str().unwrap().contains("CUDA_ERROR_NO_DEVICE"), "{v}");
+        }
+    }
+    let out = run_with_devices(&["echo", "--backend", "cuda", "--messages", "10"], 0);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("CUDA_ERROR_NO_DEVICE"));
+}
+
+/// `stream --devices all` on two and four simulated GPUs: one bridge per
+/// device, each launched from a reservation made before any launch, all
+/// streaming at once, every reply checked, nothing lost.
+#[test]
+fn sim_stream_to_every_device() {
+    if !simulated() {
+        eprintln!("sim_stream_to_every_device: skipped: needs the simulated driver");
+        return;
+    }
+    for n in [2u32, 4] {
+        let out = run_with_devices(
+            &[
+                "stream", "--backend", "cuda", "--devices", "all", "--block", "64", "--messages",
+                "3000", "--json",
+            ],
+            n,
+        );
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{n} devices: {stderr}");
+        let v: Value = serde_json::from_slice(&out.stdout).expect("json");
+        let devices = v["devices"].as_array().expect("a list of devices");
+        assert_eq!(devices.len(), n as usize);
+        for (i, d) in devices.iter().enumerate() {
+            assert_eq!(d["device"], i);
+            assert_eq!(d["backend"], "cuda");
+            assert_eq!(d["lost"], 0);
+        }
+        assert_eq!(v["total"]["messages"], 3000 * u64::from(n));
+    }
+}

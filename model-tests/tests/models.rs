@@ -360,7 +360,15 @@ fn gpu_or_skip(test: &str, kernel: &UserKernel) -> bool {
         .kernel(Kernel::User(kernel.clone()))
         .resolve_backend()
     {
-        Ok((Backend::Cuda, _)) => true,
+        Ok((Backend::Cuda, _)) => {
+            let sim = ringbridge::cuda::driver_library().is_some_and(|l| l.simulated);
+            assert!(
+                !(sim && std::env::var("RINGBRIDGE_REQUIRE_GPU").as_deref() == Ok("1")),
+                "{test}: RINGBRIDGE_REQUIRE_GPU=1 but the driver is the simulated one"
+            );
+            println!("{test}: on {}", if sim { "the simulated driver" } else { "a GPU" });
+            true
+        }
         other => {
             let why = match other {
                 Ok((_, why)) => why,
@@ -385,12 +393,18 @@ fn every_model_on_the_gpu() {
     }
     for block in [32u32, 128, 1024] {
         let cuda = |k: UserKernel| {
-            Bridge::builder()
+            let b = Bridge::builder()
                 .backend(Backend::Cuda)
                 .kernel(Kernel::User(k))
                 .capacity(1024)
                 .slot_size(1024)
-                .block_size(block)
+                .block_size(block);
+            // The simulated driver's blocks are CPU threads: slow turns.
+            let long = Duration::from_secs(60);
+            match ringbridge::cuda::driver_library() {
+                Some(l) if l.simulated => b.hang_timeout(long).shutdown_timeout(long),
+                _ => b,
+            }
         };
         // Cooperative: the sum and the block size.
         let bridge = cuda(models::models_sum()).launch().unwrap();

@@ -32,9 +32,8 @@ pub fn scaled(n: u64) -> u64 {
 }
 
 /// `builder` with the hang and shutdown timeouts a block of CPU threads
-/// needs on the simulated driver (its turns take milliseconds, and an idle
-/// kernel looks at `terminate` once per check interval of turns); unchanged
-/// on a GPU.
+/// needs on the simulated driver (a turn of a 1024-thread block takes up to
+/// milliseconds on a small machine); unchanged on a GPU.
 pub fn patient_on_sim(builder: ringbridge::BridgeBuilder) -> ringbridge::BridgeBuilder {
     if on_simulated_driver() {
         let long = std::time::Duration::from_secs(60);

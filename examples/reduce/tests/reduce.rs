@@ -234,10 +234,21 @@ fn the_gpu_reduces_the_same_when_there_is_one() {
         println!("skipped: {why}");
         return;
     }
+    let sim = ringbridge::cuda::driver_library().is_some_and(|l| l.simulated);
+    assert!(
+        !(sim && std::env::var("RINGBRIDGE_REQUIRE_GPU").is_ok_and(|v| v == "1")),
+        "RINGBRIDGE_REQUIRE_GPU=1 but the driver is the simulated one"
+    );
+    println!("on {}", if sim { "the simulated driver" } else { "a GPU" });
     for threads in [1, 37, 256, 1024] {
-        let builder = bridge_builder(&weights())
+        let mut builder = bridge_builder(&weights())
             .backend(Backend::Cuda)
             .block_size(threads);
+        if sim {
+            // Blocks of CPU threads: turns take milliseconds.
+            let long = std::time::Duration::from_secs(60);
+            builder = builder.hang_timeout(long).shutdown_timeout(long);
+        }
         check_lengths(builder, &format!("CUDA block of {threads}"));
     }
 }
