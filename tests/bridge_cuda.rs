@@ -37,7 +37,8 @@ fn cuda_million_messages_through_tiny_rings_keep_order() {
     let Some(_gpu) = gpu_or_skip("cuda_million_messages_through_tiny_rings_keep_order") else {
         return;
     };
-    let n = common::scaled(1_000_000);
+    // Whole batches of 64: the sender sends those, the receiver counts n.
+    let n = common::scaled(1_000_000).next_multiple_of(64);
     let bridge = cuda().capacity(4).launch().unwrap();
     std::thread::scope(|s| {
         s.spawn(|| {

@@ -31,13 +31,21 @@ pub fn scaled(n: u64) -> u64 {
     }
 }
 
-/// `builder` with the hang and shutdown timeouts a block of CPU threads
-/// needs on the simulated driver (a turn of a 1024-thread block takes up to
-/// milliseconds on a small machine); unchanged on a GPU.
+/// `builder` as the simulated driver needs it, unchanged on a GPU: blocks
+/// of 64 threads (two warps: every block-parallel path, lanes included)
+/// unless the test sets its own size after this, and the hang and shutdown
+/// timeouts a block of CPU threads needs. A turn of a 1024-thread block
+/// takes milliseconds on a 2-core machine (every barrier wakes 1024
+/// threads), which is fine for a few round trips and too slow for a stream:
+/// the tests that name a block size still run 1024 there
+/// (`cuda_lanes_million_messages_every_block_size`, the examples).
 pub fn patient_on_sim(builder: ringbridge::BridgeBuilder) -> ringbridge::BridgeBuilder {
     if on_simulated_driver() {
         let long = std::time::Duration::from_secs(60);
-        builder.hang_timeout(long).shutdown_timeout(long)
+        builder
+            .block_size(64)
+            .hang_timeout(long)
+            .shutdown_timeout(long)
     } else {
         builder
     }
