@@ -804,12 +804,22 @@ fn sim_info_sees_every_device_count() {
     }
     for n in [0u32, 1, 2, 4] {
         let out = run_with_devices(&["info", "--json"], n);
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let v: Value = serde_json::from_slice(&out.stdout).expect("json");
         assert_eq!(v["gpu_count"], n, "{v}");
         assert_eq!(v["driver_simulated"], true);
         if n == 0 {
-            assert!(v["gpu_error"].as_str().unwrap().contains("CUDA_ERROR_NO_DEVICE"), "{v}");
+            assert!(
+                v["gpu_error"]
+                    .as_str()
+                    .unwrap()
+                    .contains("CUDA_ERROR_NO_DEVICE"),
+                "{v}"
+            );
         }
     }
     let out = run_with_devices(&["echo", "--backend", "cuda", "--messages", "10"], 0);
@@ -829,8 +839,16 @@ fn sim_stream_to_every_device() {
     for n in [2u32, 4] {
         let out = run_with_devices(
             &[
-                "stream", "--backend", "cuda", "--devices", "all", "--block", "64", "--messages",
-                "3000", "--json",
+                "stream",
+                "--backend",
+                "cuda",
+                "--devices",
+                "all",
+                "--block",
+                "64",
+                "--messages",
+                "3000",
+                "--json",
             ],
             n,
         );

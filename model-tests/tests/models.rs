@@ -366,7 +366,10 @@ fn gpu_or_skip(test: &str, kernel: &UserKernel) -> bool {
                 !(sim && std::env::var("RINGBRIDGE_REQUIRE_GPU").as_deref() == Ok("1")),
                 "{test}: RINGBRIDGE_REQUIRE_GPU=1 but the driver is the simulated one"
             );
-            println!("{test}: on {}", if sim { "the simulated driver" } else { "a GPU" });
+            println!(
+                "{test}: on {}",
+                if sim { "the simulated driver" } else { "a GPU" }
+            );
             true
         }
         other => {

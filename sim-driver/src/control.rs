@@ -41,10 +41,16 @@ pub unsafe extern "C" fn rbsim_set(key: *const c_char, value: u64) -> i32 {
     }
 }
 
-/// Clears every fault.
+/// Clears every fault and gives the devices back the shape the
+/// environment gave them (once no block is resident).
 #[unsafe(no_mangle)]
 pub extern "C" fn rbsim_reset() {
-    world().faults = Default::default();
+    let mut g = world();
+    g.faults = Default::default();
+    let (sms, per_sm) = g.initial_shape;
+    if (g.machine.sms, g.machine.blocks_per_sm) != (sms, per_sm) && !g.reshape(sms, per_sm) {
+        eprintln!("ringbridge-sim: rbsim_reset: blocks are resident; the devices keep their shape");
+    }
 }
 
 /// A counter: `host_allocs`, `device_allocs`, `modules`, `streams`,

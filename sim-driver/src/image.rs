@@ -295,8 +295,15 @@ mod tests {
             "ringbridge-sim-index 1\nimage 00000000000000ff {}\nimage zz /b\n",
             new.display()
         ));
-        ix.parse(&format!("ringbridge-sim-index 1\nimage 00000000000000ff {}\n", old.display()));
-        assert_eq!(ix.twin(0xff, &[]), Some(new.clone()), "the newest build answers");
+        ix.parse(&format!(
+            "ringbridge-sim-index 1\nimage 00000000000000ff {}\n",
+            old.display()
+        ));
+        assert_eq!(
+            ix.twin(0xff, &[]),
+            Some(new.clone()),
+            "the newest build answers"
+        );
         std::fs::remove_dir_all(&dir).unwrap();
         let mut other = Index::default();
         other.parse("something else\nimage 00000000000000ff /a\n");

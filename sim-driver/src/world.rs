@@ -200,6 +200,8 @@ pub struct Counters {
 
 pub struct World {
     pub machine: Machine,
+    /// `(sms, blocks_per_sm)` as the environment set them.
+    pub initial_shape: (u32, u32),
     pub faults: Faults,
     pub initialized: bool,
     pub devices: Vec<Device>,
@@ -235,6 +237,7 @@ impl World {
             })
             .collect();
         Self {
+            initial_shape: (machine.sms, machine.blocks_per_sm),
             machine,
             faults,
             initialized: false,

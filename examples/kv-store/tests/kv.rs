@@ -257,7 +257,7 @@ fn simulated() -> bool {
 fn the_gpu_answers_the_same_load_when_there_is_one() {
     let sim = simulated();
     let (ops, keyspace, threshold) = if sim {
-        (2_000, 500, 200)
+        (4_000, 1_024, 200)
     } else {
         (200_000, 50_000, 20_000)
     };
