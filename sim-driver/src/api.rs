@@ -97,38 +97,30 @@ pub unsafe extern "C" fn cuDriverGetVersion(version: *mut c_int) -> CuResult {
     SUCCESS
 }
 
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn cuGetErrorName(code: CuResult, s: *mut *const c_char) -> CuResult {
-    match error_name(code) {
-        Some(n) => {
-            out!(s, n.as_ptr());
-            SUCCESS
-        }
-        None => {
-            if !s.is_null() {
-                // SAFETY: non-null out-parameter.
-                unsafe { s.write(std::ptr::null()) };
-            }
-            INVALID_VALUE
-        }
+/// Writes `text(code)` through `s`: `cuGetErrorName` and
+/// `cuGetErrorString` (null and `INVALID_VALUE` for an unknown code).
+fn error_text(
+    code: CuResult,
+    s: *mut *const c_char,
+    text: fn(CuResult) -> Option<&'static std::ffi::CStr>,
+) -> CuResult {
+    let found = text(code);
+    out!(s, found.map_or(std::ptr::null(), |t| t.as_ptr()));
+    if found.is_some() {
+        SUCCESS
+    } else {
+        INVALID_VALUE
     }
 }
 
 #[unsafe(no_mangle)]
+pub unsafe extern "C" fn cuGetErrorName(code: CuResult, s: *mut *const c_char) -> CuResult {
+    error_text(code, s, error_name)
+}
+
+#[unsafe(no_mangle)]
 pub unsafe extern "C" fn cuGetErrorString(code: CuResult, s: *mut *const c_char) -> CuResult {
-    match error_string(code) {
-        Some(n) => {
-            out!(s, n.as_ptr());
-            SUCCESS
-        }
-        None => {
-            if !s.is_null() {
-                // SAFETY: non-null out-parameter.
-                unsafe { s.write(std::ptr::null()) };
-            }
-            INVALID_VALUE
-        }
-    }
+    error_text(code, s, error_string)
 }
 
 // ---------------------------------------------------------------- devices
