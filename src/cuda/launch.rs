@@ -293,127 +293,109 @@ impl Abandoned for Running {
 
 #[cfg(test)]
 mod tests {
-    //! These need a GPU; without one (or without a driver) they return at
-    //! once. The `#[ignore]`d ones break the process's primary context (a
-    //! fault is sticky) or leak on purpose: run each alone, e.g.
-    //! `cargo test --lib cuda::launch::tests::gpu_trap -- --ignored --exact`.
+    //! These need a CUDA driver and device: a GPU, or the simulated driver
+    //! (`scripts/sim-driver.sh`), which runs the built-in echo kernel through
+    //! its host twin. Without one (or without compiled kernels) they return
+    //! at once. Faults (trap, illegal address) are tested end to end, each
+    //! in a process of its own, by `tests/cuda_faults.rs`.
 
-    use std::sync::atomic::{AtomicU64, Ordering};
     use std::time::{Duration, Instant};
 
     use super::*;
     use crate::backend::SharedMemory;
+    use crate::backend::launch::{LoopConfig, prepare};
     use crate::cuda::{MappedMemory, context, device_count};
-
-    /// Hand-written PTX (checked with ptxas 13.0 for sm_75 and sm_90):
-    /// `rb_test_spin` writes `k2h[0] = 1`, spins until `ctl[0] != 0`, then
-    /// writes `k2h[0] = h2k[0] + 2`; `rb_test_trap` traps;
-    /// `rb_test_bad_address` stores to address 8.
-    const TEST_PTX: &str = r#"
-.version 7.0
-.target sm_75
-.address_size 64
-
-.visible .entry rb_test_spin(.param .u64 p_ctl, .param .u64 p_h2k, .param .u64 p_k2h)
-{
-	.reg .pred 	%p<2>;
-	.reg .b64 	%rd<8>;
-	ld.param.u64 	%rd1, [p_ctl];
-	ld.param.u64 	%rd2, [p_h2k];
-	ld.param.u64 	%rd3, [p_k2h];
-	cvta.to.global.u64 	%rd1, %rd1;
-	cvta.to.global.u64 	%rd2, %rd2;
-	cvta.to.global.u64 	%rd3, %rd3;
-	mov.u64 	%rd4, 1;
-	st.volatile.global.u64 	[%rd3], %rd4;
-	membar.sys;
-$L_spin:
-	ld.volatile.global.u64 	%rd5, [%rd1];
-	setp.eq.s64 	%p1, %rd5, 0;
-	@%p1 bra 	$L_spin;
-	ld.volatile.global.u64 	%rd6, [%rd2];
-	add.s64 	%rd7, %rd6, 2;
-	st.volatile.global.u64 	[%rd3], %rd7;
-	membar.sys;
-	ret;
-}
-
-.visible .entry rb_test_trap(.param .u64 p_ctl, .param .u64 p_h2k, .param .u64 p_k2h)
-{
-	trap;
-	ret;
-}
-
-.visible .entry rb_test_bad_address(.param .u64 p_ctl, .param .u64 p_h2k, .param .u64 p_k2h)
-{
-	.reg .b64 	%rd<2>;
-	mov.u64 	%rd1, 8;
-	st.volatile.global.u64 	[%rd1], %rd1;
-	ret;
-}
-"#;
-
-    /// Word indices of the three "pointers" the test kernels get.
-    const CTL: usize = 0;
-    const H2K: usize = 16;
-    const K2H: usize = 32;
+    use crate::layout::{STATUS_LAUNCHING, STATUS_RUNNING};
+    use crate::ring::{Control, RegionLayout, RingSpec};
 
     /// One GPU test at a time: a running test kernel makes every other
     /// test's pinned allocation `DeviceBusy`, and the harness runs tests on
     /// parallel threads.
     static GPU_TURN: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
-    /// The context of device 0 and this process's GPU turn (hold both for
-    /// the whole test), or `None` without a GPU.
-    fn gpu() -> Option<(Arc<CudaContext>, std::sync::MutexGuard<'static, ()>)> {
-        if crate::cuda::driver_library().is_some_and(|l| l.simulated) {
-            // Hand-written PTX has no host twin for the simulator to run;
-            // the same paths run there through tests/bridge_cuda.rs and
-            // tests/cuda_faults.rs.
-            eprintln!("skipped on the simulated driver: hand-written PTX needs a card");
-            return None;
-        }
+    /// The context of device 0, the echo kernel's image and this process's
+    /// GPU turn (hold all for the whole test), or `None` without a device
+    /// or compiled kernels.
+    fn gpu() -> Option<(
+        Arc<CudaContext>,
+        &'static [u8],
+        std::sync::MutexGuard<'static, ()>,
+    )> {
+        let image = crate::kernels::image("echo").ok()?.fatbin;
         match device_count() {
             Ok(n) if n > 0 => {
                 let turn = crate::sync::lock(&GPU_TURN);
-                Some((context(0).expect("context of device 0"), turn))
+                let simulated = crate::cuda::driver_library().is_some_and(|l| l.simulated);
+                eprintln!(
+                    "on {}",
+                    if simulated {
+                        "the simulated driver"
+                    } else {
+                        "a GPU"
+                    }
+                );
+                Some((context(0).expect("context of device 0"), image, turn))
             }
             _ => None,
         }
     }
 
-    fn args(mem: &MappedMemory) -> [u64; 3] {
-        let base = mem.device_address();
-        [base, base + 8 * H2K as u64, base + 8 * K2H as u64]
+    /// A prepared echo region in mapped memory.
+    fn region(ctx: &Arc<CudaContext>) -> (RegionLayout, Arc<MappedMemory>) {
+        let layout = RegionLayout::new(RingSpec::new(16, 128).expect("spec")).expect("layout");
+        let mem = Arc::new(MappedMemory::new(ctx, layout.total_bytes).expect("mapped memory"));
+        let config = LoopConfig {
+            check_interval: 64,
+            wait_policy: crate::WaitPolicy::default(),
+        };
+        prepare(&layout, mem.words(), 0, config);
+        (layout, mem)
     }
 
-    /// `rb_test_spin` on one block of 32 threads over `mem`.
-    fn launch_spin(ctx: &Arc<CudaContext>, mem: &MappedMemory) -> Result<CudaKernel> {
+    fn args(layout: &RegionLayout, mem: &MappedMemory) -> [u64; 3] {
+        let base = mem.device_address();
+        [
+            base,
+            base + layout.h2k_offset as u64,
+            base + layout.k2h_offset as u64,
+        ]
+    }
+
+    /// The echo kernel on one block of 32 threads over `mem`.
+    fn launch_echo(
+        ctx: &Arc<CudaContext>,
+        image: &[u8],
+        layout: &RegionLayout,
+        mem: &MappedMemory,
+    ) -> Result<CudaKernel> {
         CudaKernel::launch(
             ctx,
-            TEST_PTX.as_bytes(),
-            "rb_test_spin",
+            image,
+            crate::kernels::ECHO_ENTRY,
             1,
             32,
-            args(mem),
+            args(layout, mem),
             &LaunchArgs::default(),
         )
     }
 
-    fn wait_for(word: &AtomicU64, value: u64, timeout: Duration) -> bool {
+    /// Waits until the kernel says it serves.
+    fn wait_running(mem: &Arc<MappedMemory>) {
+        let control = Control::new(Arc::clone(mem) as Arc<dyn SharedMemory>);
         let start = Instant::now();
-        while start.elapsed() < timeout {
-            if word.load(Ordering::Acquire) == value {
-                return true;
-            }
+        while control.report().status == STATUS_LAUNCHING {
+            assert!(
+                start.elapsed() < Duration::from_secs(30),
+                "kernel never started"
+            );
             std::thread::sleep(Duration::from_micros(100));
         }
-        false
+        assert_eq!(control.report().status, STATUS_RUNNING);
     }
 
     #[test]
     fn gpu_mapped_memory() {
-        let Some((ctx, _turn)) = gpu() else { return };
+        let Some((ctx, _, _turn)) = gpu() else { return };
         let mem = MappedMemory::new(&ctx, 1000).expect("mapped memory");
         assert_eq!(mem.len_bytes(), 4096);
         assert_eq!(mem.words().len(), 512);
@@ -432,130 +414,99 @@ $L_spin:
 
     #[test]
     fn gpu_launch_rejects_bad_arguments() {
-        let Some((ctx, _turn)) = gpu() else { return };
-        let mem = MappedMemory::new(&ctx, 4096).expect("mapped memory");
-        let a = args(&mem);
-        let ptx = TEST_PTX.as_bytes();
+        let Some((ctx, image, _turn)) = gpu() else {
+            return;
+        };
+        let (layout, mem) = region(&ctx);
+        let a = args(&layout, &mem);
         let launch = |image: &[u8], entry: &str, grid, block| {
             CudaKernel::launch(&ctx, image, entry, grid, block, a, &LaunchArgs::default())
                 .map(|_| ())
         };
+        let echo = crate::kernels::ECHO_ENTRY;
         assert!(matches!(
-            launch(ptx, "rb_test_spin", 0, 32),
+            launch(image, echo, 0, 32),
             Err(Error::InvalidArgument(_))
         ));
         assert!(matches!(
-            launch(ptx, "rb_test_spin", 1, 0),
+            launch(image, echo, 1, 0),
             Err(Error::InvalidArgument(_))
         ));
         assert!(matches!(
-            launch(ptx, "rb_test_spin", 1, 1025),
+            launch(image, echo, 1, 1025),
             Err(Error::InvalidArgument(_))
         ));
         // No GPU holds a million resident blocks of 1024 threads.
         assert!(matches!(
-            launch(ptx, "rb_test_spin", 1_000_000, 1024),
+            launch(image, echo, 1_000_000, 1024),
             Err(Error::InvalidArgument(m)) if m.contains("at once")
         ));
         assert!(matches!(
-            launch(ptx, "rb\0x", 1, 32),
+            launch(image, "rb\0x", 1, 32),
             Err(Error::InvalidArgument(_))
         ));
         assert!(matches!(
-            launch(b"", "rb_test_spin", 1, 32),
+            launch(b"", echo, 1, 32),
             Err(Error::InvalidImage(_))
         ));
         assert!(matches!(
-            launch(b"this is not PTX", "rb_test_spin", 1, 32),
+            launch(b"this is not PTX", echo, 1, 32),
             Err(Error::InvalidImage(_))
         ));
         assert!(matches!(
-            launch(ptx, "no_such_kernel", 1, 32),
+            launch(image, "no_such_kernel", 1, 32),
             Err(Error::EntryNotFound { entry }) if entry == "no_such_kernel"
         ));
     }
 
     #[test]
-    fn gpu_spin_kernel_runs_and_finishes() {
-        let Some((ctx, _turn)) = gpu() else { return };
-        let mem = MappedMemory::new(&ctx, 4096).expect("mapped memory");
-        let words = mem.words();
-        let kernel = launch_spin(&ctx, &mem).expect("launch");
-        assert!(
-            wait_for(&words[K2H], 1, Duration::from_secs(10)),
-            "kernel never started"
-        );
+    fn gpu_echo_kernel_runs_and_finishes() {
+        let Some((ctx, image, _turn)) = gpu() else {
+            return;
+        };
+        let (layout, mem) = region(&ctx);
+        let kernel = launch_echo(&ctx, image, &layout, &mem).expect("launch");
+        wait_running(&mem);
         assert!(!kernel.poll().expect("poll"));
         assert!(
             !kernel
                 .wait_finished(Duration::from_millis(5))
                 .expect("wait")
         );
-        words[H2K].store(40, Ordering::Release);
-        words[CTL].store(1, Ordering::Release);
-        assert!(kernel.wait_finished(Duration::from_secs(10)).expect("wait"));
+        Control::new(Arc::clone(&mem) as Arc<dyn SharedMemory>).request_terminate();
+        assert!(kernel.wait_finished(Duration::from_secs(30)).expect("wait"));
         assert!(kernel.poll().expect("poll"));
-        assert_eq!(words[K2H].load(Ordering::Acquire), 42);
         drop(kernel);
         drop(mem);
     }
 
-    fn fault_test(entry: &str) {
-        let Some((ctx, _turn)) = gpu() else { return };
-        let mem = MappedMemory::new(&ctx, 4096).expect("mapped memory");
-        let kernel = CudaKernel::launch(
-            &ctx,
-            TEST_PTX.as_bytes(),
-            entry,
-            1,
-            1,
-            args(&mem),
-            &LaunchArgs::default(),
-        )
-        .expect("launch");
-        let err = kernel
-            .wait_finished(Duration::from_secs(10))
-            .expect_err("a fault");
-        let Error::KernelFault(what) = &err else {
-            panic!("expected KernelFault, got {err:?}");
+    /// A kernel whose handle is dropped while it runs is abandoned, not
+    /// waited for: its context refuses frees and its device new work until
+    /// it is seen finished; then both are released (once it ended, the
+    /// next check sees it).
+    #[test]
+    fn gpu_drop_while_running_abandons_until_it_ends() {
+        let Some((ctx, image, _turn)) = gpu() else {
+            return;
         };
-        assert!(what.starts_with("CUDA_ERROR_"), "{what}");
-        assert!(matches!(kernel.poll(), Err(Error::KernelFault(_))));
-        eprintln!("{entry}: {err}");
-        // Neither drop may panic or block on the broken context.
-        drop(kernel);
-        drop(mem);
-    }
-
-    #[test]
-    #[ignore = "breaks the process's CUDA context: run alone"]
-    fn gpu_trap_is_a_kernel_fault() {
-        fault_test("rb_test_trap");
-    }
-
-    #[test]
-    #[ignore = "breaks the process's CUDA context: run alone"]
-    fn gpu_bad_address_is_a_kernel_fault() {
-        fault_test("rb_test_bad_address");
-    }
-
-    #[test]
-    #[ignore = "leaks a running kernel on purpose: run alone"]
-    fn gpu_drop_while_running_leaks_instead_of_blocking() {
-        let Some((ctx, _turn)) = gpu() else { return };
-        let mem = MappedMemory::new(&ctx, 4096).expect("mapped memory");
-        let words = mem.words();
-        let kernel = launch_spin(&ctx, &mem).expect("launch");
-        assert!(
-            wait_for(&words[K2H], 1, Duration::from_secs(10)),
-            "kernel never started"
-        );
+        let (layout, mem) = region(&ctx);
+        let kernel = launch_echo(&ctx, image, &layout, &mem).expect("launch");
+        wait_running(&mem);
         let start = Instant::now();
         drop(kernel);
-        assert!(crate::cuda::running::has_leaked(&ctx));
-        words[CTL].store(1, Ordering::Release);
-        drop(mem); // leaked, not freed: the kernel may still read it
-        drop(ctx);
         assert!(start.elapsed() < Duration::from_secs(1), "a drop blocked");
+        assert!(crate::cuda::running::has_leaked(&ctx));
+        assert!(matches!(
+            MappedMemory::new(&ctx, 4096),
+            Err(Error::DeviceBusy { .. })
+        ));
+        Control::new(Arc::clone(&mem) as Arc<dyn SharedMemory>).request_terminate();
+        let start = Instant::now();
+        while crate::cuda::running::has_leaked(&ctx) {
+            assert!(start.elapsed() < Duration::from_secs(30), "never released");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        drop(MappedMemory::new(&ctx, 4096).expect("the device takes new work"));
+        drop(mem);
     }
 }
