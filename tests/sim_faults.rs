@@ -18,15 +18,18 @@ fn cuda() -> BridgeBuilder {
     common::patient_on_sim(Bridge::builder().backend(Backend::Cuda).capacity(16)).block_size(32)
 }
 
-/// The simulator and this process's GPU turn, or `None` (skipped, saying
-/// why).
-fn sim(test: &str) -> Option<(Sim, common::GpuTurn)> {
+/// This process's GPU turn and the simulator, or `None` (skipped, saying
+/// why). Bind them in this order, `let Some((_turn, sim))`: bindings drop
+/// in reverse, so the simulator's faults are reset before the next test
+/// takes the turn (the other way round, a finished test's reset could wipe
+/// the faults the next one had just set).
+fn sim(test: &str) -> Option<(common::GpuTurn, Sim)> {
     let Some(sim) = Sim::get() else {
         eprintln!("{test}: skipped: needs the simulated driver (scripts/sim-driver.sh)");
         return None;
     };
     let turn = common::gpu_or_skip(test)?;
-    Some((sim, turn))
+    Some((turn, sim))
 }
 
 /// Launches, round-trips and shuts down a bridge: the device is usable.
@@ -55,7 +58,7 @@ fn settle(sim: &Sim) {
 
 #[test]
 fn sim_out_of_memory_is_an_alloc_error_and_leaks_nothing() {
-    let Some((sim, _turn)) = sim("sim_out_of_memory_is_an_alloc_error_and_leaks_nothing") else {
+    let Some((_turn, sim)) = sim("sim_out_of_memory_is_an_alloc_error_and_leaks_nothing") else {
         return;
     };
     let before = held(&sim);
@@ -80,7 +83,7 @@ fn sim_out_of_memory_is_an_alloc_error_and_leaks_nothing() {
 
 #[test]
 fn sim_failed_launch_is_a_cuda_error_and_leaks_nothing() {
-    let Some((sim, _turn)) = sim("sim_failed_launch_is_a_cuda_error_and_leaks_nothing") else {
+    let Some((_turn, sim)) = sim("sim_failed_launch_is_a_cuda_error_and_leaks_nothing") else {
         return;
     };
     let before = held(&sim);
@@ -100,7 +103,7 @@ fn sim_failed_launch_is_a_cuda_error_and_leaks_nothing() {
 /// it without the group stopping).
 #[test]
 fn sim_failed_striped_launch_leaves_nothing_running() {
-    let Some((sim, _turn)) = sim("sim_failed_striped_launch_leaves_nothing_running") else {
+    let Some((_turn, sim)) = sim("sim_failed_striped_launch_leaves_nothing_running") else {
         return;
     };
     let before = held(&sim);
@@ -116,7 +119,7 @@ fn sim_failed_striped_launch_leaves_nothing_running() {
 
 #[test]
 fn sim_module_that_does_not_load_is_an_invalid_image() {
-    let Some((sim, _turn)) = sim("sim_module_that_does_not_load_is_an_invalid_image") else {
+    let Some((_turn, sim)) = sim("sim_module_that_does_not_load_is_an_invalid_image") else {
         return;
     };
     let before = held(&sim);
@@ -133,7 +136,7 @@ fn sim_module_that_does_not_load_is_an_invalid_image() {
 /// Blocks that become resident late (a slow start) still launch.
 #[test]
 fn sim_slow_start_still_launches() {
-    let Some((sim, _turn)) = sim("sim_slow_start_still_launches") else {
+    let Some((_turn, sim)) = sim("sim_slow_start_still_launches") else {
         return;
     };
     sim.set("start_delay_ms", 300);
@@ -149,7 +152,7 @@ fn sim_slow_start_still_launches() {
 /// running bridge stops the device takes the next one.
 #[test]
 fn sim_a_launch_that_cannot_be_resident_is_refused_and_the_next_works() {
-    let Some((sim, _turn)) =
+    let Some((_turn, sim)) =
         sim("sim_a_launch_that_cannot_be_resident_is_refused_and_the_next_works")
     else {
         return;
@@ -203,7 +206,7 @@ fn sim_a_launch_that_cannot_be_resident_is_refused_and_the_next_works() {
 /// refused for good.
 #[test]
 fn sim_a_kernel_that_never_starts_times_out_and_is_released_later() {
-    let Some((sim, _turn)) = sim("sim_a_kernel_that_never_starts_times_out_and_is_released_later")
+    let Some((_turn, sim)) = sim("sim_a_kernel_that_never_starts_times_out_and_is_released_later")
     else {
         return;
     };
