@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # Line coverage of the ringbridge library (src/) over the tests
 # scripts/test.sh runs: every workspace test without a driver, then the
-# CUDA tests against the simulated driver (docs/sim-driver.md). Doc tests
-# are not counted (cargo-llvm-cov needs nightly for them). Needs
-# cargo-llvm-cov (`cargo install cargo-llvm-cov`, `rustup component add
-# llvm-tools`). Prints the per-file table; extra arguments go to
-# `cargo llvm-cov report` (e.g. `--json --output-path cov.json`).
+# tests of scripts/sim-tests.sh against the simulated driver
+# (docs/sim-driver.md). Doc tests are not counted (cargo-llvm-cov needs
+# nightly for them). Needs cargo-llvm-cov (`cargo install cargo-llvm-cov`,
+# `rustup component add llvm-tools`). Prints the per-file table; extra
+# arguments go to the report (e.g. `--json --output-path cov.json`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo llvm-cov clean --workspace
@@ -13,15 +13,7 @@ cargo llvm-cov --no-report --release --workspace --all-targets
 cargo build --quiet --release -p ringbridge-sim-driver
 mkdir -p target/sim-driver
 ln -sf "$PWD/target/release/libringbridge_sim_driver.so" target/sim-driver/libcuda.so
-sim() {
-    LD_LIBRARY_PATH="$PWD/target/sim-driver" RINGBRIDGE_SIM_DRIVER=1 \
-        cargo llvm-cov --no-report --release "$@"
-}
-sim -p ringbridge --lib --test bridge_cuda --test cuda_faults --test reservation \
-    --test sim_faults --test buffers --test lane_soak
-sim -p ringbridge-model-tests --test models -- every_model_on_the_gpu
-sim -p kv-store --test kv -- the_gpu_answers_the_same_load_when_there_is_one
-sim -p reduce --test reduce -- the_gpu_reduces_the_same_when_there_is_one
-sim -p ringbridge-cli --test cli -- sim_
+LD_LIBRARY_PATH="$PWD/target/sim-driver" RINGBRIDGE_SIM_DRIVER=1 \
+    bash scripts/sim-tests.sh cargo llvm-cov --no-report --release
 cargo llvm-cov report --release --summary-only \
     --ignore-filename-regex '/(cli|examples|model-tests|sim-driver|ringbridge-build|test-kernels|tests|benches)/' "$@"

@@ -25,13 +25,7 @@ echo "== the CUDA backend on the simulated driver (docs/sim-driver.md)"
 # The same tests a GPU run makes (scripts/gpu-check.sh), against a driver
 # that runs each kernel's host twin, enforces implicit synchronization and
 # injects faults. A test that needs a card says so and skips.
-sim() { bash scripts/sim-driver.sh cargo test --release --quiet "$@"; }
-sim -p ringbridge --lib --test bridge_cuda --test cuda_faults --test reservation \
-    --test sim_faults --test buffers --test lane_soak
-sim -p ringbridge-model-tests --test models -- every_model_on_the_gpu
-sim -p kv-store --test kv -- the_gpu_answers_the_same_load_when_there_is_one
-sim -p reduce --test reduce -- the_gpu_reduces_the_same_when_there_is_one
-sim -p ringbridge-cli --test cli -- sim_
+bash scripts/sim-tests.sh bash scripts/sim-driver.sh cargo test --release --quiet
 
 echo "== loom model tests"
 RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR=target/loom \
