@@ -75,6 +75,13 @@ fn cuda_trap_is_an_error_not_a_hang() {
         let (err, took, good) = provoke(kernels::TRAP_ENTRY);
         assert_eq!(good, b"pl");
         assert!(matches!(err, Error::KernelFault(_)), "got {err}");
+        if common::on_simulated_driver() {
+            // The simulator's trap is the driver's "unspecified launch failure".
+            assert!(
+                err.to_string().contains("CUDA_ERROR_LAUNCH_FAILED"),
+                "got {err}"
+            );
+        }
         assert!(took < Duration::from_secs(2), "took {took:?}");
     });
 }
@@ -87,6 +94,13 @@ fn cuda_illegal_address_is_an_error_not_a_hang() {
         };
         let (err, took, _) = provoke(kernels::ILLEGAL_ADDRESS_ENTRY);
         assert!(matches!(err, Error::KernelFault(_)), "got {err}");
+        if common::on_simulated_driver() {
+            // The simulator caught the store's SIGSEGV inside the twin.
+            assert!(
+                err.to_string().contains("CUDA_ERROR_ILLEGAL_ADDRESS"),
+                "got {err}"
+            );
+        }
         assert!(took < Duration::from_secs(2), "took {took:?}");
     });
 }
