@@ -43,17 +43,6 @@ macro_rules! out {
     }};
 }
 
-/// How long `cuStreamSynchronize` waits for a kernel before calling it a
-/// wait that would never end (`RINGBRIDGE_SIM_WAIT_SECS`, default 10).
-fn horizon() -> Duration {
-    Duration::from_secs(
-        std::env::var("RINGBRIDGE_SIM_WAIT_SECS")
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(10),
-    )
-}
-
 /// A device ordinal, checked.
 fn device_of(g: &World, dev: CuDevice) -> Result<usize, CuResult> {
     if !g.initialized {
@@ -604,6 +593,13 @@ pub unsafe extern "C" fn cuModuleLoadData(module: *mut Handle, data: *const c_vo
     SUCCESS
 }
 
+/// The id of `module`, a module of context `ctx`.
+fn module_id(g: &World, module: Handle, ctx: u64) -> Result<u64, CuResult> {
+    id_of(module, TAG_MODULE)
+        .filter(|m| g.modules.get(m).is_some_and(|m| m.ctx == ctx))
+        .ok_or(INVALID_HANDLE)
+}
+
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn cuModuleGetFunction(
     f: *mut Handle,
@@ -615,11 +611,7 @@ pub unsafe extern "C" fn cuModuleGetFunction(
     if f.is_null() || name.is_null() {
         return INVALID_VALUE;
     }
-    let Some(mid) =
-        id_of(module, TAG_MODULE).filter(|m| g.modules.get(m).is_some_and(|m| m.ctx == ctx))
-    else {
-        return INVALID_HANDLE;
-    };
+    let mid = tri!(module_id(&g, module, ctx));
     // With lazy loading the entry's code is loaded here.
     tri!(g.check_idle("cuModuleGetFunction", Scope::Device(d)));
     // SAFETY: a NUL-terminated name (the caller's contract).
@@ -655,11 +647,7 @@ pub unsafe extern "C" fn cuModuleGetFunction(
 pub extern "C" fn cuModuleUnload(module: Handle) -> CuResult {
     let mut g = world();
     let (ctx, d) = tri!(g.current());
-    let Some(mid) =
-        id_of(module, TAG_MODULE).filter(|m| g.modules.get(m).is_some_and(|m| m.ctx == ctx))
-    else {
-        return INVALID_HANDLE;
-    };
+    let mid = tri!(module_id(&g, module, ctx));
     if let Some((id, l)) = g
         .launches
         .iter()
@@ -798,12 +786,13 @@ pub extern "C" fn cuStreamSynchronize(stream: Handle) -> CuResult {
     let g = world();
     let (ctx, _) = tri!(g.current());
     let id = tri!(stream_id(&g, stream, ctx));
-    let (mut g, waited) = exec::drain(g, id, horizon());
+    let horizon = g.machine.wait_horizon;
+    let (mut g, waited) = exec::drain(g, id, horizon);
     if let Err(kernel) = waited {
         return g.violation(format!(
             "cuStreamSynchronize waited {:?} for {kernel}: a persistent kernel would keep it \
              waiting forever",
-            horizon()
+            horizon
         ));
     }
     match g.contexts.get(&ctx) {

@@ -16,6 +16,8 @@
 //!   the running executable (cargo's target layout).
 //! - `RINGBRIDGE_SIM_ON_VIOLATION=error`: a call that would wait forever
 //!   returns `CUDA_ERROR_UNKNOWN` instead of aborting the process.
+//! - `RINGBRIDGE_SIM_WAIT_SECS` (default 10): how long `cuStreamSynchronize`
+//!   waits for a kernel before it calls the wait endless.
 //! - `RINGBRIDGE_SIM_FAULTS="key=value,..."`: faults for the whole
 //!   process, with the keys of [`Faults::set`].
 
@@ -37,6 +39,7 @@ pub struct Machine {
     pub pinned_bytes: usize,
     pub kernel_dirs: Option<Vec<String>>,
     pub abort_on_violation: bool,
+    pub wait_horizon: Duration,
 }
 
 fn env_u64(name: &str, default: u64) -> u64 {
@@ -66,6 +69,7 @@ impl Machine {
             }),
             abort_on_violation: std::env::var("RINGBRIDGE_SIM_ON_VIOLATION")
                 .map_or(true, |v| v != "error"),
+            wait_horizon: Duration::from_secs(env_u64("RINGBRIDGE_SIM_WAIT_SECS", 10)),
         }
     }
 }

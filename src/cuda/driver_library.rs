@@ -3,6 +3,7 @@
 //! NVIDIA's.
 
 use std::path::PathBuf;
+use std::sync::OnceLock;
 
 use super::driver_available;
 
@@ -25,8 +26,14 @@ pub struct DriverLibrary {
 }
 
 /// The driver library cudarc loads, or `None` when there is none. Never
-/// panics.
+/// panics. Found once per process (the process loads one driver library
+/// for good), then cached.
 pub fn driver_library() -> Option<DriverLibrary> {
+    static FOUND: OnceLock<Option<DriverLibrary>> = OnceLock::new();
+    FOUND.get_or_init(find).clone()
+}
+
+fn find() -> Option<DriverLibrary> {
     if !driver_available() {
         return None;
     }

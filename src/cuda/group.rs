@@ -66,8 +66,8 @@ impl Drop for CudaGroup {
         // The last stripe went away, so every block was asked to stop and
         // was seen stopped (or its bridge leaked its reference and this
         // never runs). Give the grid its moment to end; a kernel still
-        // running after that is leaked by `CudaKernel`'s own drop, which
-        // marks the context so that the memory is leaked, not freed.
+        // running after that is abandoned by `CudaKernel`'s own drop, and
+        // its context then leaks the memory rather than free it.
         if let Some(kernel) = self.kernel.get() {
             let _ = kernel.wait_finished(DRAIN);
         }

@@ -379,9 +379,14 @@ mod tests {
         )
     }
 
+    /// The control block of the region in `mem`.
+    fn control(mem: &Arc<MappedMemory>) -> Control {
+        Control::new(Arc::clone(mem) as Arc<dyn SharedMemory>)
+    }
+
     /// Waits until the kernel says it serves.
     fn wait_running(mem: &Arc<MappedMemory>) {
-        let control = Control::new(Arc::clone(mem) as Arc<dyn SharedMemory>);
+        let control = control(mem);
         let start = Instant::now();
         while control.report().status == STATUS_LAUNCHING {
             assert!(
@@ -473,7 +478,7 @@ mod tests {
                 .wait_finished(Duration::from_millis(5))
                 .expect("wait")
         );
-        Control::new(Arc::clone(&mem) as Arc<dyn SharedMemory>).request_terminate();
+        control(&mem).request_terminate();
         assert!(kernel.wait_finished(Duration::from_secs(30)).expect("wait"));
         assert!(kernel.poll().expect("poll"));
         drop(kernel);
@@ -500,7 +505,7 @@ mod tests {
             MappedMemory::new(&ctx, 4096),
             Err(Error::DeviceBusy { .. })
         ));
-        Control::new(Arc::clone(&mem) as Arc<dyn SharedMemory>).request_terminate();
+        control(&mem).request_terminate();
         let start = Instant::now();
         while crate::cuda::running::has_leaked(&ctx) {
             assert!(start.elapsed() < Duration::from_secs(30), "never released");
