@@ -137,8 +137,8 @@ pub(crate) fn abandon(kernel: Box<dyn Abandoned>, counted: Option<(usize, f64)>)
 }
 
 /// Looks at every abandoned kernel once: those seen finished are uncounted
-/// and released (outside the lock: releasing frees driver objects, which
-/// checks again).
+/// (under the lock) and released (outside it: releasing frees driver
+/// objects, which checks again).
 pub(crate) fn reap() {
     let done = {
         let mut list = lock(&ABANDONED);
@@ -146,19 +146,21 @@ pub(crate) fn reap() {
         let mut i = 0;
         while i < list.len() {
             if list[i].0.finished() {
-                done.push(list.swap_remove(i));
+                let (kernel, counted) = list.swap_remove(i);
+                // Uncounted before the list lock goes (lock order: this
+                // list, then the count), so no check sees it gone from the
+                // list but still counted.
+                if let Some((device, share)) = counted {
+                    uncount(device, share);
+                }
+                done.push(kernel);
             } else {
                 i += 1;
             }
         }
         done
     };
-    for (kernel, counted) in done {
-        if let Some((device, share)) = counted {
-            uncount(device, share);
-        }
-        drop(kernel);
-    }
+    drop(done);
 }
 
 /// Whether a kernel abandoned while running on `ctx` may still run: its
@@ -289,6 +291,12 @@ mod tests {
         done.store(true, Ordering::SeqCst);
         assert!(while_idle(Scope::Device(D), || ()).is_ok());
         assert!(!abandoned_on(KEY));
+        // Another test's check may have taken it from the list first and be
+        // releasing it on its own thread: wait for that, briefly.
+        let start = std::time::Instant::now();
+        while dropped.load(Ordering::SeqCst) == 0 && start.elapsed().as_secs() < 5 {
+            std::thread::yield_now();
+        }
         assert_eq!(dropped.load(Ordering::SeqCst), 1, "released once");
     }
 }
