@@ -4,16 +4,25 @@
 //!
 //! The doorbell is one word per side in the control block
 //! ([`ControlBlock::host_parked`], [`ControlBlock::kernel_parked`]). A
-//! waiter that has spun long enough stores 1 into its own word, fences
+//! waiter that has spun long enough sets its word's parked flag, fences
 //! (SeqCst), polls its ring once more and only then parks on the word (a
 //! futex). A publisher stores its ring counter (release), fences (SeqCst)
-//! and reads the other side's word; on 1 it swaps in 0 and wakes. The two
-//! SeqCst fences are ordered one way or the other in the single total order
-//! of SeqCst operations, and the later one's load sees the earlier side's
-//! store: either the waiter's last poll finds the message or the publisher
-//! finds the 1. The futex sleeps only while the word is 1, so a wake that
-//! came between that poll and the sleep is not lost. The serve loop's half
-//! is `rb_idle`/`rb_wake_host` in `kernels/ringbridge.cuh`.
+//! and reads the other side's word; finding the flag, it clears it and
+//! wakes. The two SeqCst fences are ordered one way or the other in the
+//! single total order of SeqCst operations, and the later one's load sees
+//! the earlier side's store: either the waiter's last poll finds the
+//! message or the publisher finds the flag. The futex sleeps only while
+//! the word still holds what the waiter saw when it announced itself, so a
+//! wake that came between that poll and the sleep is not lost.
+//!
+//! The host's word may have several waiters at once (a sender waiting for
+//! room, receivers, the async dispatcher), so it is a generation, not a
+//! bare flag: bit 0 is the flag, and the serve loop's wake clears it and
+//! advances the count above it in one step. Each waiter parks on the value
+//! it announced with; after any wake that value is gone, even when another
+//! waiter has set the flag again since (with a 0/1 word that second waiter
+//! would make the first sleep with its message waiting). The serve loop's
+//! half is `rb_idle`/`rb_wake_host` in `kernels/ringbridge/idle.h`.
 //!
 //! Every park is timed (10 ms at most) so that a parked serve thread still
 //! beats for the watchdog and a parked host call still checks it: a lost
@@ -191,7 +200,7 @@ impl Doorbell {
         Waiter {
             bell: self,
             step: 0,
-            announced: false,
+            announced: None,
             sleep: SLEEP_MIN,
         }
     }
@@ -202,9 +211,10 @@ impl Doorbell {
 pub(crate) struct Waiter<'a> {
     bell: &'a Doorbell,
     step: u32,
-    /// `host_parked` was set and fenced since the last park: the caller has
-    /// polled once more, and the next snooze may sleep.
-    announced: bool,
+    /// `host_parked` as this waiter left it when it set the flag (and
+    /// fenced) since the last park: the caller has polled once more, and
+    /// the next snooze may sleep while the word still holds this value.
+    announced: Option<u64>,
     /// Next sleep on CUDA under a parking policy.
     sleep: Duration,
 }
@@ -265,30 +275,89 @@ impl Waiter<'_> {
             self.sleep = (self.sleep * 2).min(cap);
             return;
         }
-        let word = self.bell.host_word();
-        if !self.announced {
-            // Announce, and let the caller poll once more before we park.
-            // Relaxed store, then SeqCst fence: orders the store before that
-            // poll's loads (store-load), the waiter's half of the Dekker
-            // pair with the serve loop's `rb_wake_host`.
-            word.store(1, Ordering::Relaxed);
-            fence(Ordering::SeqCst);
-            self.announced = true;
+        let Some(expected) = self.announced else {
+            self.announce();
             return;
-        }
+        };
         let timeout = budget(PARK_MAX);
+        let word = self.bell.host_word();
         // SAFETY: the word lies in the bridge's memory, which the doorbell
         // keeps alive for the call.
         unsafe {
-            crate::fallback::ffi::rb_host_doorbell_park(word.as_ptr(), timeout.as_nanos() as u64)
+            crate::fallback::ffi::rb_host_doorbell_park(
+                word.as_ptr(),
+                expected as u32,
+                timeout.as_nanos() as u64,
+            )
         };
-        // Acquire: pairs with the serve loop's release swap to 0 when it
-        // woke us, so the next poll sees the replies published before it.
+        // Acquire: pairs with the serve loop's release CAS when it woke us,
+        // so the next poll sees the replies published before it.
         word.load(Ordering::Acquire);
-        // Never cleared by us: the serve loop's swap does, at the cost of at
-        // most one needless wake when we found work without parking. Two
-        // calls (a sender and a receiver) may share the word; a clear by one
-        // could leave the other parked unseen.
-        self.announced = false;
+        // Never cleared by us: the serve loop's wake does, at the cost of
+        // at most one needless wake when we found work without parking.
+        self.announced = None;
+    }
+
+    /// Sets the parked flag of the host's doorbell (unless another waiter
+    /// has) and remembers the word's value, then lets the caller poll once
+    /// more before the next snooze parks.
+    fn announce(&mut self) {
+        let word = self.bell.host_word();
+        // Relaxed CAS, then the SeqCst fence: orders the flag before that
+        // poll's loads (store-load), the waiter's half of the Dekker pair
+        // with the serve loop's `rb_wake_host`. Waiters only ever set the
+        // flag; the loop ends once it is set, by us or another waiter.
+        let mut seen = word.load(Ordering::Relaxed);
+        while seen & 1 == 0 {
+            match word.compare_exchange_weak(seen, seen | 1, Ordering::Relaxed, Ordering::Relaxed) {
+                Ok(_) => seen |= 1,
+                Err(now) => seen = now,
+            }
+        }
+        fence(Ordering::SeqCst);
+        self.announced = Some(seen);
+    }
+
+    /// Tests: whether a park now would sleep (the word still holds what
+    /// this waiter announced with).
+    #[cfg(test)]
+    fn would_sleep(&self) -> bool {
+        self.announced == Some(self.bell.host_word().load(Ordering::SeqCst))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fallback::HostMemory;
+
+    /// Issue 23, item 3: B announces and polls (nothing yet); the serve
+    /// loop publishes and wakes (nobody is asleep); A announces; B must not
+    /// then sleep with its reply waiting. With a 0/1 word, A's announcement
+    /// put back the very value B would sleep on.
+    #[test]
+    fn a_second_waiter_cannot_swallow_the_first_ones_wake() {
+        let memory: Arc<dyn SharedMemory> = HostMemory::new(4096).unwrap();
+        let policy_word = crate::word_of!(ControlBlock, wait_policy);
+        memory.words()[policy_word].store(WAIT_SPIN_THEN_PARK, Ordering::Relaxed);
+        let bell = Doorbell::new(memory.clone(), WaitPolicy::SpinThenPark, Backend::Fallback);
+        let mut b = bell.waiter();
+        let mut a = bell.waiter();
+        b.announce();
+        assert!(b.would_sleep(), "no wake yet: B may sleep");
+        // SAFETY: the control block is the start of `memory`, alive here.
+        unsafe {
+            crate::fallback::ffi::rb_host_doorbell_wake_host(memory.words().as_ptr() as *mut _)
+        };
+        assert!(!b.would_sleep(), "woken: B must not sleep");
+        a.announce();
+        assert!(a.would_sleep(), "A announced after the wake: it may sleep");
+        assert!(!b.would_sleep(), "A's announcement must not put B back to sleep");
+        // The next wake releases A as well.
+        // SAFETY: as above.
+        unsafe {
+            crate::fallback::ffi::rb_host_doorbell_wake_host(memory.words().as_ptr() as *mut _)
+        };
+        assert!(!a.would_sleep());
     }
 }

@@ -25,16 +25,24 @@ extern "C" {
 int32_t rb_host_serve_callback(void* ctl, void* h2k, void* k2h, rb_host_handler_fn fn, void* fn_ctx, uint32_t block);
 
 // The host's side of the doorbells (src/wait.rs), the same futex the serve
-// loop uses: parks while *word is 1 (at most timeout_ns; may return early),
-// and wakes every thread parked on *word. word: a doorbell of a control block.
-void rb_host_doorbell_park(uint64_t* word, uint64_t timeout_ns);
+// loop uses: parks while *word's low half is `expected` (at most timeout_ns;
+// may return early), and wakes every thread parked on *word. word: a
+// doorbell of a control block.
+void rb_host_doorbell_park(uint64_t* word, uint32_t expected, uint64_t timeout_ns);
 void rb_host_doorbell_wake(uint64_t* word);
+// The serve loop's wake of the host's doorbell (rb_wake_host), for the
+// host-side tests of the doorbell protocol. ctl: a live control block.
+void rb_host_doorbell_wake_host(void* ctl);
 
 }  // extern "C"
 
-extern "C" void rb_host_doorbell_park(uint64_t* word, uint64_t timeout_ns) { rb_host_park_on(word, timeout_ns); }
+extern "C" void rb_host_doorbell_park(uint64_t* word, uint32_t expected, uint64_t timeout_ns) {
+    rb_host_park_while(word, expected, timeout_ns);
+}
 
 extern "C" void rb_host_doorbell_wake(uint64_t* word) { rb_host_wake_on(word); }
+
+extern "C" void rb_host_doorbell_wake_host(void* ctl) { rb_wake_host(static_cast<rb_control*>(ctl)); }
 
 extern "C" int32_t rb_host_serve_callback(void* ctl, void* h2k, void* k2h, rb_host_handler_fn fn, void* fn_ctx,
                                           uint32_t block) {

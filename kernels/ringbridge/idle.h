@@ -64,31 +64,37 @@ namespace rb_detail {
 #define RB_HOST_MAX_BATCH 64u
 
 #if !RB_ON_GPU
-/* The doorbells' futex: the low 32 bits of a 64-bit doorbell word, which
-   only ever holds 0 or 1 (so the high half stays 0 and the low half is the
-   whole value). Linux; elsewhere a "park" is a short sleep and a wake does
+/* The doorbells' futex: the low 32 bits of a 64-bit doorbell word.
+   kernel_parked only ever holds 0 or 1; host_parked holds a parked flag
+   (bit 0) and a wake generation above it, whose low 31 bits the futex
+   compares. Linux; elsewhere a "park" is a short sleep and a wake does
    nothing, which the timed parks make merely slower, never stuck. */
 #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
 #error "the doorbell futex is the low half of a 64-bit word: little-endian only"
 #endif
 
-/* Blocks while *word is 1, at most timeout_ns; returns at once if it is not
-   1 (the kernel compares atomically with going to sleep, so a wake that
-   cleared the word before this call is never lost). May return early. */
-inline void rb_host_park_on(uint64_t* word, uint64_t timeout_ns) {
+/* Blocks while *word is `expected`, at most timeout_ns; returns at once if
+   it is not (the kernel compares atomically with going to sleep, so a wake
+   that changed the word before this call is never lost). May return early. */
+inline void rb_host_park_while(uint64_t* word, uint32_t expected, uint64_t timeout_ns) {
     struct timespec ts;
 #if defined(__linux__)
     ts.tv_sec = (time_t)(timeout_ns / 1000000000ull);
     ts.tv_nsec = (long)(timeout_ns % 1000000000ull);
     /* PRIVATE: every waiter and waker is in this process. */
-    (void)syscall(SYS_futex, reinterpret_cast<uint32_t*>(word), FUTEX_WAIT_PRIVATE, 1u, &ts, nullptr, 0);
+    (void)syscall(SYS_futex, reinterpret_cast<uint32_t*>(word), FUTEX_WAIT_PRIVATE, expected, &ts, nullptr, 0);
 #else
     (void)word;
+    (void)expected;
     ts.tv_sec = 0;
     ts.tv_nsec = (long)(timeout_ns < 50000ull ? timeout_ns : 50000ull);
     nanosleep(&ts, nullptr);
 #endif
 }
+
+/* The kernel's doorbell (one waiter, the serving thread): blocks while
+   *word is 1. */
+inline void rb_host_park_on(uint64_t* word, uint64_t timeout_ns) { rb_host_park_while(word, 1u, timeout_ns); }
 
 /* Wakes every thread parked on *word. */
 inline void rb_host_wake_on(uint64_t* word) {
@@ -102,19 +108,27 @@ inline void rb_host_wake_on(uint64_t* word) {
 
 /*
  * The doorbell, the serve loop's half (the host's is in src/wait.rs). A
- * Dekker pair on each side: the waiter stores its doorbell = 1, fences
- * (SeqCst), then polls the ring once more before it parks; the publisher
- * stores its ring counter (release), fences (SeqCst), then reads the
- * doorbell. Both fences are in the one total order of SeqCst operations:
- * whichever is later, its thread's load sees the other thread's store. So
- * either the waiter's last poll sees the message, or the publisher sees 1
- * and wakes it, never neither. The waker swaps in 0 before waking, so a
- * waiter that has not yet entered the futex finds 0 and does not sleep.
+ * Dekker pair on each side: the waiter sets its doorbell's parked flag,
+ * fences (SeqCst), then polls the ring once more before it parks; the
+ * publisher stores its ring counter (release), fences (SeqCst), then reads
+ * the doorbell. Both fences are in the one total order of SeqCst
+ * operations: whichever is later, its thread's load sees the other
+ * thread's store. So either the waiter's last poll sees the message, or
+ * the publisher sees the flag and wakes it, never neither.
+ *
+ * The host's doorbell may have several waiters (a sender waiting for room,
+ * a receiver): each parks on the value it saw when it announced itself, and
+ * the waker clears the flag and advances the generation in one step. A
+ * waiter that announced before a wake then finds a new value and does not
+ * sleep, even if another waiter set the flag again after the wake (with a
+ * bare 0/1 word it would find 1 again and sleep with its message waiting).
+ * The kernel's doorbell has one waiter, the serving thread, and stays 0/1.
  */
 
 /* Thread 0, after publishing replies, freeing request slots or a final
-   status: wakes a host thread parked in a bridge call. Host fallback with a
-   parking policy only (the host parks under no other, and never on CUDA). */
+   status: wakes the host threads parked in a bridge's calls. Host fallback
+   with a parking policy only (the host parks under no other, and never on
+   CUDA). */
 RB_INLINE void rb_wake_host(rb_control* ctl) {
 #if RB_ON_GPU
     (void)ctl;
@@ -124,11 +138,19 @@ RB_INLINE void rb_wake_host(rb_control* ctl) {
     /* SEQ_CST fence: orders our earlier ring stores before the load of
        host_parked (store-load), the publisher's half of the Dekker pair. */
     __atomic_thread_fence(__ATOMIC_SEQ_CST);
-    /* RELAXED: the fence above orders it; 0 is the common case, no RMW. */
-    if (__atomic_load_n(&ctl->host_parked, __ATOMIC_RELAXED) == 0) return;
-    /* RELEASE: a host thread that reads our 0 (acquire) on waking also sees
-       the ring stores before it. Only the swap that took the 1 wakes. */
-    if (__atomic_exchange_n(&ctl->host_parked, 0, __ATOMIC_RELEASE) != 0) rb_host_wake_on(&ctl->host_parked);
+    /* RELAXED: the fence above orders it; no flag is the common case, no RMW. */
+    uint64_t seen = __atomic_load_n(&ctl->host_parked, __ATOMIC_RELAXED);
+    /* RELEASE on success: a host thread that reads the new generation
+       (acquire) on waking also sees the ring stores before it. seen + 1
+       clears the flag (bit 0) and advances the generation above it. Host
+       waiters only set the flag, never clear it, so the loop ends. */
+    while ((seen & 1u) != 0) {
+        if (__atomic_compare_exchange_n(&ctl->host_parked, &seen, seen + 1u, false, __ATOMIC_RELEASE,
+                                        __ATOMIC_RELAXED)) {
+            rb_host_wake_on(&ctl->host_parked);
+            return;
+        }
+    }
 #endif
 }
 

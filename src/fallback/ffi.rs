@@ -125,18 +125,27 @@ unsafe extern "C" {
         block: u32,
     ) -> i32;
 
-    /// Parks the calling thread while the doorbell `word` holds 1, at
-    /// most `timeout_ns` (it may return early, and returns at once when
-    /// the word is not 1). A futex on the word's low half on Linux.
+    /// Parks the calling thread while the doorbell `word`'s low half holds
+    /// `expected`, at most `timeout_ns` (it may return early, and returns
+    /// at once when the word holds something else). A futex on the word's
+    /// low half on Linux.
     ///
     /// # Safety
     /// `word` points to a doorbell word of a live control block.
-    pub(crate) fn rb_host_doorbell_park(word: *mut u64, timeout_ns: u64);
+    pub(crate) fn rb_host_doorbell_park(word: *mut u64, expected: u32, timeout_ns: u64);
 
     /// Wakes every thread parked on the doorbell `word`.
     ///
     /// # Safety
     /// As [`rb_host_doorbell_park`].
     pub(crate) fn rb_host_doorbell_wake(word: *mut u64);
+
+    /// The serve loop's wake of the host's doorbell (`rb_wake_host`), for
+    /// the tests of the doorbell protocol.
+    ///
+    /// # Safety
+    /// `ctl` points to a live control block.
+    #[cfg(test)]
+    pub(crate) fn rb_host_doorbell_wake_host(ctl: *mut c_void);
 
 }
