@@ -6,56 +6,39 @@
 //!
 //! # Design
 //!
-//! - **Polling, not blocking.** A future's `poll` makes the non-blocking
-//!   call ([`Bridge::try_send`], [`Bridge::try_recv`]); on `Full`/`Empty` it
-//!   registers its waker and returns `Pending`. A message is taken only in
-//!   the poll that returns `Ready`, so dropping a pending `send`, `recv` or
-//!   `recv_batch` future loses nothing: the reply is still there for the
-//!   next receive. Errors are the non-blocking calls', hence the blocking
-//!   ones' (`try_recv` runs the watchdog, so [`Error::KernelHung`] and its
-//!   kin surface), except `Full`/`Empty`, which mean "not yet".
-//! - **Who wakes.** A per-[`AsyncBridge`] waker thread, started when a
-//!   future first goes pending: it parks on a condvar while no waker is
-//!   registered; otherwise it waits a backoff step (yields, then sleeps
-//!   from 10 us doubling to a 200 us cap; back to the start whenever a
-//!   future completed) and wakes every registered waker. Wakes may be
-//!   spurious (the future polls again and re-registers), never missing:
-//!   whatever a future registers is woken one step later. The thread ends
-//!   when the last clone of the `AsyncBridge` is dropped.
-//! - **The receive turn.** Async receivers (`recv`, `recv_batch`,
-//!   `round_trip`) take a FIFO turn, an async lock a pending future can hold
-//!   across `.await` (a `std` guard cannot be), and hand it on when they
-//!   finish or are dropped. So async receives are served in the order they
-//!   first polled, and concurrent async round trips take turns, each getting
-//!   its own reply, as blocking ones do.
-//! - **A cancelled round trip.** A round trip dropped after its request went
-//!   out leaves its sequence number behind; the next holder of the turn
-//!   first receives that reply (the next answer in K2H, reply or no-reply
-//!   mark, since a round trip sends only with no reply outstanding; events
-//!   before it are set aside for the receives) and discards it. Should a
-//!   different reply come instead (a blocking receiver took the orphan), the
-//!   holder keeps it: a `recv` or `recv_batch` returns it, a `round_trip`
-//!   drops it and refuses with [`Error::InvalidArgument`], like the blocking
-//!   `round_trip` with a reply outstanding. Until some async receive runs,
-//!   that reply counts as outstanding (`stats().in_flight` includes it, a
-//!   blocking `round_trip` refuses, a blocking `recv` returns it).
-//! - **Events and no-reply marks** are handled as by the blocking calls
-//!   (see [`Bridge::recv`]): `recv` and `recv_batch` return events like
-//!   replies and consume no-reply marks silently; a `round_trip` sets the
-//!   events it meets aside inside the bridge, for the next receives (a
-//!   round trip dropped while pending loses none), and ends with
-//!   [`Error::NoReply`] when its request is answered with nothing.
-//! - **Order.** As for the blocking calls: sends awaited one after another
-//!   go out in that order, replies come in request order, and receives
-//!   hand them out in that order; of sends pending at once in different
-//!   tasks, whichever polls first when room appears goes first.
+//! - **Polling, not blocking.** A future's `poll` makes non-blocking calls;
+//!   when it must wait it registers its waker and returns `Pending`. A
+//!   message is taken only in the poll that returns `Ready`, so dropping a
+//!   pending `send`, `recv` or `recv_batch` loses nothing. Errors are the
+//!   blocking calls' (the watchdog runs, so [`Error::KernelHung`] and its
+//!   kin surface).
+//! - **Round trips pipeline.** Each registers its request for routing
+//!   before it publishes it, as the blocking [`Bridge::round_trip`] does;
+//!   whoever reads K2H moves the answer to it and wakes its task. Any number
+//!   may be in flight at once. One dropped after its request went out
+//!   abandons it: the answer is dropped when it comes, and costs the
+//!   others nothing.
+//! - **Who reads K2H for waiting tasks.** A per-[`AsyncBridge`] dispatcher
+//!   thread, started when a future first has to wait. While tasks wait for
+//!   answers, events or replies it holds K2H and waits on it with the
+//!   bridge's [`WaitPolicy`](crate::WaitPolicy) (parked on the doorbell on
+//!   the host fallback under the parking policies), routes what comes and
+//!   wakes the tasks it belongs to; with nobody waiting it sleeps on a
+//!   condition variable. So an idle `AsyncBridge` with pending calls costs
+//!   what an idle blocking `recv` costs. A send waiting for H2K room is
+//!   polled again every 100 us or so. The thread ends when the last clone
+//!   of the `AsyncBridge` is dropped.
+//! - **Plain receives** (`recv`, `recv_batch`) return the replies of plain
+//!   sends and the events (when nobody subscribed to them, see
+//!   [`AsyncBridge::events`]) in K2H order, as [`Bridge::recv`] does, never
+//!   a round trip's answer; no-reply marks of plain sends are consumed
+//!   silently.
 //!
-//! Mixing with blocking calls on the same bridge works, with two caveats: a
-//! poll may wait for a direction's lock that a blocking call holds (a
-//! blocking `recv` holds K2H while it waits), and a blocking receive that
-//! runs while an async round trip is pending may take that round trip's
-//! reply (the round trip then fails with [`Error::RingCorrupted`], without
-//! marking the bridge dead). Async calls among themselves need no care.
+//! Mixing with blocking calls on the same bridge is defined: every reader
+//! routes, so each answer reaches its caller whichever side reads it. One
+//! caveat: while async calls wait, the dispatcher holds K2H, so a blocking
+//! receive on another thread waits for its next message to arrive before
+//! it gets K2H (it then finds its own).
 //!
 //! ```
 //! use ringbridge::{AsyncBridge, Backend, Bridge};
@@ -69,38 +52,31 @@
 //! # Ok::<(), ringbridge::Error>(())
 //! ```
 
-use std::collections::VecDeque;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::{Arc, Condvar, Mutex, Weak};
 use std::task::{Context, Poll, Waker};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::bridge::Bridge;
-use crate::error::{Error, Result, RingId};
-use crate::layout::KIND_NO_REPLY;
+use crate::bridge::router::Wake;
+use crate::error::{Error, Result};
 use crate::message::{MessageEnvelope, MessageHeader};
 use crate::sync::lock;
 
-/// Backoff steps the waker thread only yields for before it sleeps.
-const YIELD_STEPS: u32 = 16;
-/// Its first sleep; each step after doubles it, up to [`MAX_SLEEP`].
-const MIN_SLEEP: Duration = Duration::from_micros(10);
-/// The longest it sleeps between two rounds of wakes: bounds the latency a
-/// long-waiting future sees on top of its reply's.
-const MAX_SLEEP: Duration = Duration::from_micros(200);
+/// How long the dispatcher waits on K2H before it wakes the sends waiting
+/// for H2K room (a full H2K frees no doorbell).
+const SEND_POLL: Duration = Duration::from_micros(100);
 
-/// A [`Bridge`] with async calls. Cheap to clone: clones share the bridge,
-/// its receive turn and its waker thread; the bridge shuts down when the
-/// last clone is dropped.
+/// A [`Bridge`] with async calls. Cheap to clone: clones share the bridge
+/// and its dispatcher thread; the bridge shuts down when the last clone is
+/// dropped.
 ///
 /// A wrapper rather than an extension trait on `Bridge`: the async calls
-/// need per-bridge state (the receive turn, a cancelled round trip's
-/// sequence number, the waker thread) that must live exactly as long as the
-/// bridge, and a clonable owner gives tasks a `'static` handle (what
-/// `tokio::spawn` asks for). The blocking calls stay at hand through
-/// [`bridge`](Self::bridge).
+/// need per-bridge state (the dispatcher and the wakers it serves) that
+/// must live exactly as long as the bridge, and a clonable owner gives
+/// tasks a `'static` handle (what `tokio::spawn` asks for). The blocking
+/// calls stay at hand through [`bridge`](Self::bridge).
 ///
 /// ```
 /// use ringbridge::{AsyncBridge, Backend, Bridge};
@@ -120,17 +96,15 @@ pub struct AsyncBridge {
 
 struct Shared {
     bridge: Bridge,
-    /// The receive turn and the cancelled round trip's sequence number.
-    turn: Mutex<TurnState>,
-    /// Shared with the waker thread, which must not keep the bridge alive.
-    waker: Arc<WakerThread>,
+    /// Shared with the dispatcher thread, which must not keep the bridge
+    /// alive: it holds this and a weak reference to the `Shared`.
+    dispatcher: Arc<Dispatcher>,
 }
 
 impl Drop for Shared {
     fn drop(&mut self) {
-        // The thread holds only `waker`: tell it to end. The bridge itself
-        // shuts down when the field drops, after this.
-        self.waker.close();
+        // The bridge itself shuts down when the field drops, after this.
+        self.dispatcher.close();
     }
 }
 
@@ -157,8 +131,8 @@ impl From<Bridge> for AsyncBridge {
 }
 
 impl AsyncBridge {
-    /// Wraps a launched bridge. Starts no thread yet: the waker thread
-    /// starts when a future first has to wait.
+    /// Wraps a launched bridge. Starts no thread yet: the dispatcher starts
+    /// when a future first has to wait.
     ///
     /// ```
     /// use ringbridge::{AsyncBridge, Backend, Bridge};
@@ -168,13 +142,15 @@ impl AsyncBridge {
     /// # Ok::<(), ringbridge::Error>(())
     /// ```
     pub fn new(bridge: Bridge) -> Self {
-        Self {
-            shared: Arc::new(Shared {
-                bridge,
-                turn: Mutex::new(TurnState::default()),
-                waker: Arc::new(WakerThread::default()),
+        let shared = Arc::new_cyclic(|me| Shared {
+            bridge,
+            dispatcher: Arc::new(Dispatcher {
+                shared: me.clone(),
+                state: Mutex::default(),
+                wake_up: Condvar::new(),
             }),
-        }
+        });
+        Self { shared }
     }
 
     /// The bridge, for its blocking calls, [`stats`](Bridge::stats) and
@@ -210,16 +186,28 @@ impl AsyncBridge {
     /// # Ok::<(), ringbridge::Error>(())
     /// ```
     pub fn send<'a>(&'a self, payload: &'a [u8]) -> impl Future<Output = Result<u64>> + Send + 'a {
-        Sending {
-            shared: &self.shared,
-            payload,
-            done: false,
-        }
+        let shared = &*self.shared;
+        let mut done = false;
+        std::future::poll_fn(move |cx| {
+            if done {
+                return polled_after_completion();
+            }
+            match shared.bridge.try_send(payload) {
+                Err(Error::Full) => {
+                    shared.dispatcher.wait_for_room(cx.waker());
+                    Poll::Pending
+                }
+                out => {
+                    done = true;
+                    Poll::Ready(out)
+                }
+            }
+        })
     }
 
     /// Receives one reply or event, waiting (asynchronously) for it:
-    /// [`Bridge::recv`] (events a round trip set aside first; no-reply marks
-    /// consumed silently).
+    /// [`Bridge::recv`] (no-reply marks consumed silently; round trips'
+    /// answers never returned).
     ///
     /// Dropped while pending, it has taken nothing: the reply goes to the
     /// next receive.
@@ -233,24 +221,33 @@ impl AsyncBridge {
     /// # Ok::<(), ringbridge::Error>(())
     /// ```
     pub fn recv(&self) -> impl Future<Output = Result<MessageEnvelope>> + Send + '_ {
-        Receiving {
-            shared: &self.shared,
-            turn: Turn::new(&self.shared),
-            max: 1,
-            f: ReplyInto(None),
-            done: false,
-        }
-        .map_envelope()
+        let shared = &self.shared;
+        let mut done = false;
+        std::future::poll_fn(move |cx| {
+            if done {
+                return polled_after_completion();
+            }
+            let mut got = None;
+            let mut keep = |h: &MessageHeader, p: &[u8]| {
+                got = Some(MessageEnvelope {
+                    header: *h,
+                    payload: p.to_vec(),
+                })
+            };
+            let out = poll_receive(shared, cx, 1, &mut keep);
+            out.map(|n| {
+                done = true;
+                n.map(|_| got.take().expect("one message with Ok(1)"))
+            })
+        })
     }
 
     /// Waits (asynchronously) for at least one reply, then hands up to
     /// `max` waiting replies to `f`, in order: [`Bridge::recv_batch`].
     /// Returns how many; `max == 0` returns 0 at once.
     ///
-    /// Takes the replies one by one (each frees its slot), not with one
-    /// store as the blocking call does. An error after some replies were
-    /// handed out ends the batch early; the next call returns it (a dead
-    /// bridge stays dead).
+    /// An error after some replies were handed out ends the batch early;
+    /// the next call returns it (a dead bridge stays dead).
     ///
     /// ```
     /// use ringbridge::{AsyncBridge, Backend, Bridge};
@@ -272,25 +269,19 @@ impl AsyncBridge {
     {
         Receiving {
             shared: &self.shared,
-            turn: Turn::new(&self.shared),
             max,
-            f: Each(f),
+            f,
             done: false,
         }
     }
 
-    /// Sends one request and waits (asynchronously) for its reply:
-    /// [`Bridge::round_trip`], with its errors (among them
-    /// [`Error::InvalidArgument`] while replies of plain sends are
-    /// outstanding, and [`Error::NoReply`] for a request answered with
-    /// nothing). Events met before the reply are set aside for the next
-    /// receives, as the blocking call does.
+    /// Sends one request and waits (asynchronously) for its answer:
+    /// [`Bridge::round_trip`] (a no-reply answer and an error reply are
+    /// `Ok` too; see there).
     ///
-    /// Concurrent async round trips on one bridge take turns, in the order
-    /// they first polled; each gets its own reply. Dropped before its request
-    /// went out, it has done nothing; dropped after, its reply is received
-    /// and discarded by the next async receive (see the [module
-    /// docs](self)).
+    /// Any number of async round trips may be in flight on one bridge;
+    /// each gets its own answer. Dropped before its request went out, it
+    /// has done nothing; dropped after, its answer is dropped when it comes.
     ///
     /// ```
     /// use ringbridge::{AsyncBridge, Backend, Bridge};
@@ -307,230 +298,313 @@ impl AsyncBridge {
         &'a self,
         payload: &'a [u8],
     ) -> impl Future<Output = Result<MessageEnvelope>> + Send + 'a {
+        self.round_trip_with_flags(0, payload)
+    }
+
+    /// [`round_trip`](Self::round_trip) with the request header's `flags`
+    /// word set.
+    ///
+    /// ```
+    /// use ringbridge::{AsyncBridge, Backend, Bridge};
+    /// let bridge = AsyncBridge::new(Bridge::builder().backend(Backend::Fallback).launch()?);
+    /// let reply = futures::executor::block_on(bridge.round_trip_with_flags(3, b"a"))?;
+    /// assert_eq!((reply.header.flags, reply.payload), (3, b"b".to_vec()));
+    /// # Ok::<(), ringbridge::Error>(())
+    /// ```
+    pub fn round_trip_with_flags<'a>(
+        &'a self,
+        flags: u32,
+        payload: &'a [u8],
+    ) -> impl Future<Output = Result<MessageEnvelope>> + Send + 'a {
         RoundTrip {
             shared: &self.shared,
-            turn: Turn::new(&self.shared),
+            flags,
             payload,
             sent: None,
             done: false,
         }
     }
+
+    /// Subscribes to the kernel's events (see [`Events`](crate::Events)):
+    /// an owned handle a task can keep.
+    ///
+    /// ```
+    /// use ringbridge::{AsyncBridge, Backend, Bridge, Error};
+    /// let bridge = AsyncBridge::new(Bridge::builder().backend(Backend::Fallback).launch()?);
+    /// let events = bridge.events();
+    /// bridge.bridge().shutdown()?;
+    /// assert!(matches!(futures::executor::block_on(events.recv()), Err(Error::ShutDown)));
+    /// # Ok::<(), ringbridge::Error>(())
+    /// ```
+    pub fn events(&self) -> AsyncEvents {
+        self.shared.bridge.router().subscribe();
+        AsyncEvents {
+            shared: Arc::clone(&self.shared),
+        }
+    }
+
+    /// Asks the kernel to stop and waits (asynchronously) until it has:
+    /// [`Bridge::shutdown`], run on a thread of its own so that no executor
+    /// thread blocks. Every pending call of this bridge ends with
+    /// [`Error::ShutDown`].
+    ///
+    /// ```
+    /// use ringbridge::{AsyncBridge, Backend, Bridge, Error};
+    /// let bridge = AsyncBridge::new(Bridge::builder().backend(Backend::Fallback).launch()?);
+    /// futures::executor::block_on(bridge.shutdown())?;
+    /// assert!(matches!(futures::executor::block_on(bridge.round_trip(b"x")), Err(Error::ShutDown)));
+    /// # Ok::<(), ringbridge::Error>(())
+    /// ```
+    pub fn shutdown(&self) -> impl Future<Output = Result<()>> + Send + 'static {
+        let slot: Arc<Mutex<(Option<Result<()>>, Option<Waker>)>> = Arc::default();
+        let shared = Arc::clone(&self.shared);
+        let done = Arc::clone(&slot);
+        let spawned = std::thread::Builder::new()
+            .name("ringbridge-shutdown".into())
+            .spawn(move || {
+                let out = shared.bridge.shutdown();
+                let waker = {
+                    let mut s = lock(&done);
+                    s.0 = Some(out);
+                    s.1.take()
+                };
+                // The thread's clone of the bridge goes before the wake: the
+                // caller may drop the last one right after.
+                drop(shared);
+                if let Some(w) = waker {
+                    w.wake();
+                }
+            });
+        if let Err(e) = spawned {
+            lock(&slot).0 = Some(Err(Error::InvalidArgument(format!(
+                "could not start the shutdown thread: {e}"
+            ))));
+        }
+        std::future::poll_fn(move |cx| {
+            let mut s = lock(&slot);
+            match s.0.take() {
+                Some(out) => Poll::Ready(out),
+                None => {
+                    s.1 = Some(cx.waker().clone());
+                    Poll::Pending
+                }
+            }
+        })
+    }
 }
 
-/// Registered wakers and the thread that wakes them.
-#[derive(Default)]
-struct WakerThread {
-    state: Mutex<WakerState>,
-    /// Signalled when the first waker is registered and on close.
+/// An owned subscription to an [`AsyncBridge`]'s events: see
+/// [`Events`](crate::Events) and [`AsyncBridge::events`].
+pub struct AsyncEvents {
+    shared: Arc<Shared>,
+}
+
+impl AsyncEvents {
+    /// The next event, waiting (asynchronously) for it.
+    ///
+    /// ```
+    /// use ringbridge::{AsyncBridge, Backend, Bridge};
+    /// let bridge = AsyncBridge::new(Bridge::builder().backend(Backend::Fallback).launch()?);
+    /// let events = bridge.events();
+    /// let next = events.recv(); // pending until the kernel sends one
+    /// drop(next);
+    /// # Ok::<(), ringbridge::Error>(())
+    /// ```
+    pub fn recv(&self) -> impl Future<Output = Result<MessageEnvelope>> + Send + '_ {
+        let shared = &*self.shared;
+        std::future::poll_fn(move |cx| {
+            let bridge = &shared.bridge;
+            let wake = || Wake::Task(cx.waker().clone());
+            if let Some(event) = bridge.router().take_event(Some(wake())) {
+                return Poll::Ready(Ok(event));
+            }
+            if let Err(e) = shared.read_now() {
+                // What was published before the bridge died is still handed out.
+                return Poll::Ready(bridge.router().take_event(Some(wake())).ok_or(e));
+            }
+            if let Some(event) = bridge.router().take_event(Some(wake())) {
+                return Poll::Ready(Ok(event));
+            }
+            shared.dispatcher.kick();
+            Poll::Pending
+        })
+    }
+}
+
+impl Drop for AsyncEvents {
+    fn drop(&mut self) {
+        self.shared.bridge.router().unsubscribe();
+    }
+}
+
+impl std::fmt::Debug for AsyncEvents {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AsyncEvents").finish_non_exhaustive()
+    }
+}
+
+impl Shared {
+    /// Reads K2H once if nobody else does, routing what is there: `Err`
+    /// only when the bridge is dead (or dies now).
+    fn read_now(&self) -> Result<()> {
+        match self.bridge.try_rx() {
+            Some(mut rx) => self.bridge.drain(&mut rx, false).map(drop),
+            None => self.bridge.check_alive(),
+        }
+    }
+}
+
+/// The dispatcher: the thread that reads K2H while tasks wait, and the
+/// wakers it serves.
+struct Dispatcher {
+    shared: Weak<Shared>,
+    state: Mutex<DispatchState>,
+    /// Signalled when work comes to an idle dispatcher, and on close.
     wake_up: Condvar,
-    /// Bumped by every future that completes. RELAXED: a hint that resets
-    /// the backoff (things are moving); it orders nothing.
-    progress: AtomicU64,
 }
 
 #[derive(Default)]
-struct WakerState {
-    wakers: Vec<Waker>,
+struct DispatchState {
+    /// Plain receives waiting for a message.
+    receivers: Vec<Waker>,
+    /// Sends waiting for H2K room.
+    senders: Vec<Waker>,
+    /// Round trips or event subscribers asked for a look at K2H.
+    kicked: bool,
     started: bool,
+    /// Asleep on `wake_up`.
+    idle: bool,
     closed: bool,
 }
 
-impl WakerThread {
-    /// Wakes `waker` one backoff step from now.
-    fn register(self: &Arc<Self>, waker: &Waker) {
+impl DispatchState {
+    fn has_work(&self) -> bool {
+        self.kicked || !self.receivers.is_empty() || !self.senders.is_empty()
+    }
+}
+
+fn add_waker(list: &mut Vec<Waker>, waker: &Waker) {
+    if !list.iter().any(|w| w.will_wake(waker)) {
+        list.push(waker.clone());
+    }
+}
+
+impl Dispatcher {
+    fn wait_for_room(self: &Arc<Self>, waker: &Waker) {
+        self.with_work(|s| add_waker(&mut s.senders, waker));
+    }
+
+    fn wait_for_message(self: &Arc<Self>, waker: &Waker) {
+        self.with_work(|s| add_waker(&mut s.receivers, waker));
+    }
+
+    /// A round trip or a subscriber waits: the dispatcher reads K2H while
+    /// the router says tasks wait.
+    fn kick(self: &Arc<Self>) {
+        self.with_work(|s| s.kicked = true);
+    }
+
+    fn with_work(self: &Arc<Self>, add: impl FnOnce(&mut DispatchState)) {
         let mut s = lock(&self.state);
+        add(&mut s);
         if s.closed {
             // No future outlives its `AsyncBridge`; be safe anyway.
-            waker.wake_by_ref();
+            let wakers = std::mem::take(&mut s.receivers);
+            drop(s);
+            wakers.into_iter().for_each(Waker::wake);
             return;
-        }
-        if !s.wakers.iter().any(|w| w.will_wake(waker)) {
-            s.wakers.push(waker.clone());
         }
         if !s.started {
             let me = Arc::clone(self);
             let spawned = std::thread::Builder::new()
                 .name("ringbridge-async".into())
                 .spawn(move || me.run());
-            // Without a thread, wake at once: the future polls again (a
-            // busy wait, but never a hang); the next registration retries.
             match spawned {
                 Ok(_) => s.started = true,
+                // Without a thread, wake at once: the future polls again (a
+                // busy wait, but never a hang); the next registration retries.
                 Err(_) => {
-                    let wakers = std::mem::take(&mut s.wakers);
+                    let mut wakers = std::mem::take(&mut s.receivers);
+                    wakers.append(&mut s.senders);
                     drop(s);
                     wakers.into_iter().for_each(Waker::wake);
                 }
             }
-        } else if s.wakers.len() == 1 {
+        } else if s.idle {
+            s.idle = false;
             self.wake_up.notify_one();
         }
-    }
-
-    fn completed(&self) {
-        self.progress.fetch_add(1, Ordering::Relaxed);
     }
 
     fn close(&self) {
         let wakers = {
             let mut s = lock(&self.state);
             s.closed = true;
-            std::mem::take(&mut s.wakers)
+            let mut w = std::mem::take(&mut s.receivers);
+            w.append(&mut s.senders);
+            w
         };
         self.wake_up.notify_all();
         wakers.into_iter().for_each(Waker::wake);
     }
 
     fn run(&self) {
-        let mut step = 0u32;
-        let mut seen = self.progress.load(Ordering::Relaxed);
         loop {
             {
                 let mut s = lock(&self.state);
-                while s.wakers.is_empty() && !s.closed {
-                    // Nothing pending: no busy thread. Start fast again.
-                    step = 0;
+                while !s.has_work() && !s.closed {
+                    s.idle = true;
                     s = self.wake_up.wait(s).unwrap_or_else(|e| e.into_inner());
                 }
+                s.idle = false;
                 if s.closed {
                     return;
                 }
+                s.kicked = false;
             }
-            if step < YIELD_STEPS {
-                std::thread::yield_now();
-            } else {
-                let doublings = (step - YIELD_STEPS).min(16);
-                std::thread::sleep((MIN_SLEEP * (1 << doublings)).min(MAX_SLEEP));
-            }
-            step = step.saturating_add(1);
-            let now = self.progress.load(Ordering::Relaxed);
-            if now != seen {
-                seen = now;
-                step = 0;
-            }
-            let wakers = std::mem::take(&mut lock(&self.state).wakers);
-            wakers.into_iter().for_each(Waker::wake);
-        }
-    }
-}
-
-/// The receive turn's queue, and what a cancelled round trip left behind.
-#[derive(Default)]
-struct TurnState {
-    holder: Option<u64>,
-    /// Tickets waiting, first come first served, with their wakers.
-    waiting: VecDeque<(u64, Waker)>,
-    next_ticket: u64,
-    /// Sequence number of a round trip dropped after sending: its reply is
-    /// the next in K2H, for the next holder to discard.
-    orphan: Option<u64>,
-}
-
-/// One future's place in the receive turn: none, waiting, or holding.
-/// Dropping it gives the place up and, if the turn is free, wakes the next.
-struct Turn<'a> {
-    shared: &'a Shared,
-    ticket: Option<u64>,
-    held: bool,
-}
-
-impl<'a> Turn<'a> {
-    fn new(shared: &'a Shared) -> Self {
-        Self {
-            shared,
-            ticket: None,
-            held: false,
+            let Some(shared) = self.shared.upgrade() else {
+                return;
+            };
+            self.serve(&shared);
+            // Dropped here, between turns: if it is the last reference, the
+            // bridge shuts down on this thread, and the next turn ends.
         }
     }
 
-    fn poll_acquire(&mut self, cx: &mut Context<'_>) -> Poll<()> {
-        if self.held {
-            return Poll::Ready(());
-        }
-        let mut t = lock(&self.shared.turn);
-        let me = *self.ticket.get_or_insert_with(|| {
-            t.next_ticket += 1;
-            t.next_ticket
-        });
-        let front = t.waiting.front().map(|(id, _)| *id);
-        if t.holder.is_none() && front.is_none_or(|id| id == me) {
-            if front == Some(me) {
-                t.waiting.pop_front();
-            }
-            t.holder = Some(me);
-            self.held = true;
-            return Poll::Ready(());
-        }
-        match t.waiting.iter_mut().find(|(id, _)| *id == me) {
-            Some((_, w)) => w.clone_from(cx.waker()),
-            None => t.waiting.push_back((me, cx.waker().clone())),
-        }
-        Poll::Pending
-    }
-
-    /// Gives the place up; `orphan`: the sequence number of a request whose
-    /// reply nobody will take, for the next holder to discard.
-    fn release(&mut self, orphan: Option<u64>) {
-        let Some(me) = self.ticket.take() else {
-            return;
-        };
-        let mut t = lock(&self.shared.turn);
-        if std::mem::take(&mut self.held) {
-            t.holder = None;
-            if orphan.is_some() {
-                t.orphan = orphan;
-            }
+    /// One turn: reads K2H while tasks wait (or until sends waiting for
+    /// room are due a look), then wakes whom it concerns.
+    fn serve(&self, shared: &Shared) {
+        let bridge = &shared.bridge;
+        let router = bridge.router();
+        let needs_reading = || router.tasks_waiting() || !lock(&self.state).receivers.is_empty();
+        let mut result = Ok(0);
+        if needs_reading() {
+            let started = Instant::now();
+            result = bridge.dispatch(|| {
+                let s = lock(&self.state);
+                s.closed
+                    || (!s.senders.is_empty() && started.elapsed() >= SEND_POLL)
+                    || (!router.tasks_waiting() && s.receivers.is_empty())
+            });
         } else {
-            t.waiting.retain(|(id, _)| *id != me);
+            // Only sends wait: a look at H2K every step.
+            std::thread::sleep(SEND_POLL);
         }
-        let next = t.waiting.front().filter(|_| t.holder.is_none());
-        let next = next.map(|(_, w)| w.clone());
-        // Woken outside the lock: a waker may run executor code.
-        drop(t);
-        if let Some(next) = next {
-            next.wake();
-        }
-    }
-}
-
-impl Drop for Turn<'_> {
-    fn drop(&mut self) {
-        self.release(None);
-    }
-}
-
-impl Shared {
-    /// For the turn's holder: receives and discards a cancelled round trip's
-    /// reply, if one is due. `Ready(Ok(Some(r)))`: the reply that came is not
-    /// that one (a blocking receiver took it): the holder keeps `r`.
-    fn poll_orphan(&self, cx: &mut Context<'_>) -> Poll<Result<Option<MessageEnvelope>>> {
-        // Only the holder reads or clears it, and a holder sets it only as it
-        // lets go: stable while we hold the turn.
-        let Some(seq) = lock(&self.turn).orphan else {
-            return Poll::Ready(Ok(None));
+        let wakers = {
+            let mut s = lock(&self.state);
+            let mut w = std::mem::take(&mut s.senders);
+            w.append(&mut s.receivers);
+            w
         };
-        match self.bridge.try_recv_answer() {
-            Ok(answer) => {
-                lock(&self.turn).orphan = None;
-                // Another request's no-reply mark is counted already, and
-                // nobody would receive it: dropped as well.
-                let keep = answer.header.correlation != seq && answer.header.kind != KIND_NO_REPLY;
-                Poll::Ready(Ok(keep.then_some(answer)))
-            }
-            Err(Error::Empty) => {
-                self.waker.register(cx.waker());
-                Poll::Pending
-            }
-            Err(e) => Poll::Ready(Err(e)),
+        wakers.into_iter().for_each(Waker::wake);
+        if result.is_err() {
+            // Dead: every waiter was woken to meet the error; wait for new
+            // work rather than spin on the error.
+            router.wake_all();
+            let mut s = lock(&self.state);
+            s.kicked = false;
         }
     }
-}
-
-/// [`AsyncBridge::send`]'s future.
-struct Sending<'a> {
-    shared: &'a Shared,
-    payload: &'a [u8],
-    done: bool,
 }
 
 /// What a future polled again after it completed returns (instead of
@@ -541,63 +615,18 @@ fn polled_after_completion<T>() -> Poll<Result<T>> {
     )))
 }
 
-impl Future for Sending<'_> {
-    type Output = Result<u64>;
-
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<u64>> {
-        if self.done {
-            return polled_after_completion();
-        }
-        match self.shared.bridge.try_send(self.payload) {
-            Err(Error::Full) => {
-                self.shared.waker.register(cx.waker());
-                Poll::Pending
-            }
-            out => {
-                self.done = true;
-                self.shared.waker.completed();
-                Poll::Ready(out)
-            }
-        }
-    }
-}
-
-/// What a [`Receiving`] does with each reply.
-trait Sink {
-    fn take(&mut self, reply: MessageEnvelope);
-}
-
-/// Keeps the one reply of a `recv`.
-struct ReplyInto(Option<MessageEnvelope>);
-
-impl Sink for ReplyInto {
-    fn take(&mut self, reply: MessageEnvelope) {
-        self.0 = Some(reply);
-    }
-}
-
-/// Hands each reply of a `recv_batch` to the caller's closure.
-struct Each<F>(F);
-
-impl<F: FnMut(&MessageHeader, &[u8])> Sink for Each<F> {
-    fn take(&mut self, reply: MessageEnvelope) {
-        (self.0)(&reply.header, &reply.payload)
-    }
-}
-
-/// [`AsyncBridge::recv`]'s and [`AsyncBridge::recv_batch`]'s future.
-struct Receiving<'a, S> {
-    shared: &'a Shared,
-    turn: Turn<'a>,
+/// [`AsyncBridge::recv_batch`]'s future.
+struct Receiving<'a, F> {
+    shared: &'a Arc<Shared>,
     max: usize,
-    f: S,
+    f: F,
     done: bool,
 }
 
 // Nothing in it is pinned: the closure is only ever called through `&mut`.
-impl<S> Unpin for Receiving<'_, S> {}
+impl<F> Unpin for Receiving<'_, F> {}
 
-impl<S: Sink> Future for Receiving<'_, S> {
+impl<F: FnMut(&MessageHeader, &[u8])> Future for Receiving<'_, F> {
     type Output = Result<usize>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<usize>> {
@@ -609,63 +638,37 @@ impl<S: Sink> Future for Receiving<'_, S> {
             this.done = true;
             return Poll::Ready(Ok(0));
         }
-        if this.turn.poll_acquire(cx).is_pending() {
-            return Poll::Pending;
-        }
-        let mut n = 0;
-        match this.shared.poll_orphan(cx) {
-            Poll::Pending => return Poll::Pending,
-            Poll::Ready(Err(e)) => return this.finish(Err(e)),
-            Poll::Ready(Ok(Some(reply))) => {
-                this.f.take(reply);
-                n = 1;
-            }
-            Poll::Ready(Ok(None)) => {}
-        }
-        while n < this.max {
-            match this.shared.bridge.try_recv() {
-                Ok(reply) => {
-                    this.f.take(reply);
-                    n += 1;
-                }
-                Err(Error::Empty) if n == 0 => {
-                    this.shared.waker.register(cx.waker());
-                    return Poll::Pending;
-                }
-                // The next call reports an error (a dead bridge stays dead).
-                Err(_) if n > 0 => break,
-                Err(e) => return this.finish(Err(e)),
-            }
-        }
-        this.finish(Ok(n))
+        let out = poll_receive(this.shared, cx, this.max, &mut this.f);
+        this.done = out.is_ready();
+        out
     }
 }
 
-impl<S> Receiving<'_, S> {
-    fn finish<T>(&mut self, out: Result<T>) -> Poll<Result<T>> {
-        self.done = true;
-        self.turn.release(None);
-        self.shared.waker.completed();
-        Poll::Ready(out)
+/// One poll of a plain receive: up to `max` messages to `f`, or `Pending`
+/// with the waker registered with the dispatcher.
+fn poll_receive(
+    shared: &Arc<Shared>,
+    cx: &mut Context<'_>,
+    max: usize,
+    f: &mut dyn FnMut(&MessageHeader, &[u8]),
+) -> Poll<Result<usize>> {
+    let bridge = &shared.bridge;
+    if let Some(mut rx) = bridge.try_rx() {
+        match bridge.recv_now(&mut rx, max, f) {
+            Ok(0) => {}
+            out => return Poll::Ready(out),
+        }
     }
-}
-
-impl<'a> Receiving<'a, ReplyInto> {
-    /// The `recv` future: one reply, as an envelope.
-    fn map_envelope(mut self) -> impl Future<Output = Result<MessageEnvelope>> + Send + 'a {
-        std::future::poll_fn(move |cx| {
-            Pin::new(&mut self).poll(cx).map(|n| {
-                // `Ok` only with the reply kept: a second `Ready` is an error.
-                n.map(|_| self.f.0.take().expect("a reply with Ok(1)"))
-            })
-        })
-    }
+    // Whoever reads K2H now sets our message aside; the dispatcher wakes
+    // us after its turn.
+    shared.dispatcher.wait_for_message(cx.waker());
+    Poll::Pending
 }
 
 /// [`AsyncBridge::round_trip`]'s future.
 struct RoundTrip<'a> {
-    shared: &'a Shared,
-    turn: Turn<'a>,
+    shared: &'a Arc<Shared>,
+    flags: u32,
     payload: &'a [u8],
     /// The request's sequence number, once sent.
     sent: Option<u64>,
@@ -680,66 +683,40 @@ impl Future for RoundTrip<'_> {
         if this.done {
             return polled_after_completion();
         }
-        let bridge = &this.shared.bridge;
-        let max = bridge.max_payload();
-        if this.payload.len() > max {
-            let len = this.payload.len();
-            return this.finish(Err(Error::PayloadTooLarge { len, max }));
-        }
-        if this.turn.poll_acquire(cx).is_pending() {
-            return Poll::Pending;
-        }
+        let shared = this.shared;
+        let bridge = &shared.bridge;
+        let router = bridge.router();
         let seq = match this.sent {
             Some(seq) => seq,
             None => {
-                match this.shared.poll_orphan(cx) {
-                    Poll::Pending => return Poll::Pending,
-                    Poll::Ready(Err(e)) => return this.finish(Err(e)),
-                    Poll::Ready(Ok(Some(other))) => {
-                        return this.finish(Err(Error::InvalidArgument(format!(
-                            "round_trip found reply {} outstanding (taken and dropped); \
-                             do not receive elsewhere while async round trips run",
-                            other.header.correlation
-                        ))));
-                    }
-                    Poll::Ready(Ok(None)) => {}
-                }
-                match bridge.try_start_round_trip(this.payload) {
+                let wake = Wake::Task(cx.waker().clone());
+                match bridge.try_send_registered(this.flags, this.payload, wake) {
                     Ok(Some(seq)) => {
                         this.sent = Some(seq);
                         seq
                     }
-                    // A direction busy, or no room: try again next step.
+                    // H2K busy, or no room: try again next step.
                     Ok(None) | Err(Error::Full) => {
-                        this.shared.waker.register(cx.waker());
+                        shared.dispatcher.wait_for_room(cx.waker());
                         return Poll::Pending;
                     }
                     Err(e) => return this.finish(Err(e)),
                 }
             }
         };
-        // The next answer, the events before it set aside in the bridge (a
-        // dropped future loses none of them).
-        match bridge.try_recv_answer() {
-            Ok(answer)
-                if answer.header.correlation == seq && answer.header.kind == KIND_NO_REPLY =>
-            {
-                this.finish(Err(Error::NoReply { seq }))
-            }
-            Ok(reply) if reply.header.correlation == seq => this.finish(Ok(reply)),
-            Ok(reply) => this.finish(Err(Error::RingCorrupted {
-                ring: RingId::K2h,
-                what: format!(
-                    "reply answers request {} instead of {seq} (another receiver took it?)",
-                    reply.header.correlation
-                ),
-            })),
-            Err(Error::Empty) => {
-                this.shared.waker.register(cx.waker());
-                Poll::Pending
-            }
-            Err(e) => this.finish(Err(e)),
+        if let Some(answer) = router.take(seq, Some(cx.waker())) {
+            return this.finish(Ok(answer));
         }
+        // Nobody reading K2H: look ourselves (no thread hop on a quick answer).
+        let read = shared.read_now();
+        if let Some(answer) = router.take(seq, Some(cx.waker())) {
+            return this.finish(Ok(answer));
+        }
+        if let Err(e) = read {
+            return this.finish(Err(e));
+        }
+        shared.dispatcher.kick();
+        Poll::Pending
     }
 }
 
@@ -747,16 +724,15 @@ impl RoundTrip<'_> {
     fn finish(&mut self, out: Result<MessageEnvelope>) -> Poll<Result<MessageEnvelope>> {
         self.done = true;
         self.sent = None;
-        self.turn.release(None);
-        self.shared.waker.completed();
         Poll::Ready(out)
     }
 }
 
 impl Drop for RoundTrip<'_> {
     fn drop(&mut self) {
-        // Sent and not answered: the reply is the next in K2H; whoever
-        // holds the turn next discards it.
-        self.turn.release(self.sent.take());
+        // Sent and not answered: the answer is dropped when it comes.
+        if let Some(seq) = self.sent.take() {
+            self.shared.bridge.router().abandon(seq);
+        }
     }
 }

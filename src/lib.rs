@@ -67,7 +67,7 @@ pub mod wait;
 pub use asynchronous::AsyncBridge;
 pub use backend::Backend;
 #[cfg(not(loom))]
-pub use bridge::{Bridge, BridgeBuilder, BridgeStats, Kernel, SendChunk};
+pub use bridge::{Bridge, BridgeBuilder, BridgeStats, Events, Kernel, SendChunk};
 #[cfg(not(loom))]
 pub use buffer::BufferInit;
 pub use error::{Error, Result};

@@ -1,7 +1,7 @@
 //! Messages: a fixed [`MessageHeader`] and a payload.
 
 pub use crate::layout::MessageHeader;
-use crate::layout::{KIND_ERROR, KIND_EVENT, KIND_REPLY, KIND_REQUEST};
+use crate::layout::{KIND_ERROR, KIND_EVENT, KIND_NO_REPLY, KIND_REPLY, KIND_REQUEST};
 
 /// A message with its header: the element type of the seed's queue, and what
 /// the bridge hands back for a reply or an event (a message the kernel sent
@@ -80,6 +80,23 @@ impl MessageEnvelope {
     /// ```
     pub fn is_error(&self) -> bool {
         self.header.kind == KIND_ERROR
+    }
+
+    /// Whether this is a no-reply answer: the handler answered the request
+    /// (`header.correlation`) with nothing (`RB_NO_REPLY`). Only a round
+    /// trip returns these ([`Bridge::round_trip`](crate::Bridge::round_trip));
+    /// the plain receive calls consume them silently.
+    ///
+    /// ```
+    /// use ringbridge::MessageEnvelope;
+    /// use ringbridge::layout::KIND_NO_REPLY;
+    /// use ringbridge::message::MessageHeader;
+    /// let header = MessageHeader { correlation: 5, kind: KIND_NO_REPLY, ..Default::default() };
+    /// let answer = MessageEnvelope { header, payload: vec![] };
+    /// assert!(answer.is_no_reply() && !answer.is_reply() && !answer.is_error());
+    /// ```
+    pub fn is_no_reply(&self) -> bool {
+        self.header.kind == KIND_NO_REPLY
     }
 
     /// Whether this is an event: a message the kernel sent on its own

@@ -87,6 +87,7 @@ impl Bridge {
                 no_reply: AtomicU64::new(0),
                 events: AtomicU64::new(0),
                 doorbell,
+                router: Default::default(),
             },
         }
     }

@@ -10,9 +10,11 @@
 //! ([`BridgeStats`]).
 
 mod builder;
+mod events;
 mod launch;
 mod receive;
 mod round_trip;
+pub(crate) mod router;
 mod send;
 mod stats;
 mod wait;
@@ -43,6 +45,7 @@ use send::H2kProducer;
 use watchdog::Heartbeat;
 
 pub use builder::BridgeBuilder;
+pub use events::Events;
 pub use send::SendChunk;
 pub use stats::BridgeStats;
 
@@ -171,6 +174,8 @@ struct BridgeState {
     events: AtomicU64,
     /// The wait policy, and the doorbells of a parking host fallback.
     doorbell: Doorbell,
+    /// Who waits for which answer or event ([`router`]).
+    router: router::Router,
 }
 
 impl Bridge {

@@ -1,7 +1,11 @@
-//! The receiving paths: K2H's host half, the events a round trip set
-//! aside, and the no-reply marks the receive calls consume.
+//! The receiving paths: K2H's host half, the messages a round trip's
+//! reading set aside for the receive calls, and the no-reply marks the
+//! receive calls consume. Every read routes what belongs to a round trip
+//! or an event subscriber to it first ([`super::router`]).
 
 use std::collections::VecDeque;
+use std::ops::{Deref, DerefMut};
+use std::sync::MutexGuard;
 use std::time::Duration;
 
 use crate::error::{Error, Result};
@@ -11,6 +15,7 @@ use crate::ring::{LaneConsumer, RingConsumer};
 use crate::sync::lock;
 
 use super::Bridge;
+use super::router::Routed;
 use super::wait::Deadline;
 
 /// The host's K2H half, in the rings' format.
@@ -54,10 +59,11 @@ impl K2hConsumer {
 
 /// The host's K2H direction: the ring half, the events a round trip set
 /// aside, and the counts of what it took.
-pub(super) struct ReceiveState {
+pub(crate) struct ReceiveState {
     pub(super) ring: K2hConsumer,
-    /// Events a round trip read while it waited for its reply, oldest
-    /// first: every receive call hands these out before reading the ring.
+    /// Replies and events nobody routed away that a round trip (or a
+    /// sender reclaiming room) read while it waited, oldest first: every
+    /// receive call hands these out before reading the ring.
     pub(super) set_aside: VecDeque<MessageEnvelope>,
     /// No-reply marks taken from the ring.
     pub(super) no_reply: u64,
@@ -93,16 +99,165 @@ pub(super) enum Received<R> {
     Message(R),
     /// A no-reply mark (consumed silently, counted).
     NoReply,
+    /// Routed to a round trip or an event subscriber.
+    Routed,
+}
+
+/// The K2H direction, held: whoever holds it reads the ring for everyone.
+/// Letting go hands it to the first round trip asleep waiting for it.
+pub(crate) struct RxGuard<'a> {
+    guard: Option<MutexGuard<'a, ReceiveState>>,
+    bridge: &'a Bridge,
+}
+
+impl Deref for RxGuard<'_> {
+    type Target = ReceiveState;
+    fn deref(&self) -> &ReceiveState {
+        self.guard.as_ref().expect("held until dropped")
+    }
+}
+
+impl DerefMut for RxGuard<'_> {
+    fn deref_mut(&mut self) -> &mut ReceiveState {
+        self.guard.as_mut().expect("held until dropped")
+    }
+}
+
+impl Drop for RxGuard<'_> {
+    fn drop(&mut self) {
+        drop(self.guard.take());
+        self.bridge.state.router.hand_over();
+    }
 }
 
 impl Bridge {
+    /// Holds K2H, waiting for it.
+    pub(super) fn rx(&self) -> RxGuard<'_> {
+        RxGuard {
+            guard: Some(lock(&self.k2h)),
+            bridge: self,
+        }
+    }
+
+    /// Holds K2H if nobody else does.
+    pub(crate) fn try_rx(&self) -> Option<RxGuard<'_>> {
+        let guard = match self.k2h.try_lock() {
+            Ok(g) => g,
+            Err(std::sync::TryLockError::Poisoned(p)) => p.into_inner(),
+            Err(std::sync::TryLockError::WouldBlock) => return None,
+        };
+        Some(RxGuard {
+            guard: Some(guard),
+            bridge: self,
+        })
+    }
+
     pub(super) fn recv_inner<R>(
         &self,
         deadline: Deadline,
         f: impl FnMut(&MessageHeader, &[u8]) -> R,
     ) -> Result<R> {
-        let mut rx = lock(&self.k2h);
+        let mut rx = self.rx();
         self.recv_locked(&mut rx, deadline, f)
+    }
+
+    /// Reads everything K2H holds now, routing answers and subscribed
+    /// events away and setting the rest aside for the receive calls (no-reply
+    /// marks of plain sends are counted and dropped). With `one_plain`, stops
+    /// after setting one message aside (a sender reclaiming room must not
+    /// read a ring nobody receives from into memory). Returns how many
+    /// messages it took.
+    pub(crate) fn drain(&self, rx: &mut ReceiveState, one_plain: bool) -> Result<usize> {
+        let mut n = 0;
+        let out = loop {
+            match self.read_one(rx, false, &mut envelope) {
+                Ok(None) => break Ok(n),
+                Ok(Some(got)) => {
+                    n += 1;
+                    if let Received::Message(m) = got {
+                        rx.set_aside.push_back(m);
+                        if one_plain {
+                            break Ok(n);
+                        }
+                    }
+                }
+                Err(e) => break Err(e),
+            }
+        };
+        rx.ring.release();
+        self.state.count_received(rx);
+        out
+    }
+
+    /// For the async dispatcher ([`crate::asynchronous`]): holds K2H and
+    /// reads it, routing as [`drain`](Self::drain) does, waiting with the
+    /// bridge's policy until it took something or `stop` says to.
+    pub(crate) fn dispatch(&self, stop: impl Fn() -> bool) -> Result<usize> {
+        let mut rx = self.rx();
+        self.wait(Deadline::Never, "recv", || {
+            let n = self.drain(&mut rx, false)?;
+            Ok((n > 0 || stop()).then_some(n))
+        })
+    }
+
+    /// Without waiting: hands up to `max` messages (set aside first, then
+    /// the ring's) to `f`, as [`recv_batch`](Self::recv_batch) does.
+    /// `Ok(0)`: nothing there; `Err`: the bridge is dead and nothing is left.
+    pub(crate) fn recv_now(
+        &self,
+        rx: &mut ReceiveState,
+        max: usize,
+        f: &mut dyn FnMut(&MessageHeader, &[u8]),
+    ) -> Result<usize> {
+        let mut n = 0;
+        while n < max {
+            let Some(m) = rx.set_aside.pop_front() else {
+                break;
+            };
+            f(&m.header, &m.payload);
+            n += 1;
+        }
+        let out = self.wait(Deadline::Now, "recv", || {
+            while n < max {
+                match self.read_one(rx, false, &mut |h: &MessageHeader, p: &[u8]| f(h, p))? {
+                    None => break,
+                    Some(Received::Message(())) => n += 1,
+                    Some(Received::NoReply | Received::Routed) => {}
+                }
+            }
+            Ok((n > 0).then_some(n))
+        });
+        rx.ring.release();
+        self.state.count_received(rx);
+        match out {
+            Err(Error::Empty) => Ok(0),
+            Err(_) if n > 0 => Ok(n),
+            other => other,
+        }
+    }
+
+    /// `Ok` unless the bridge is dead; runs the watchdog if it is due.
+    pub(crate) fn check_alive(&self) -> Result<()> {
+        self.state.check(std::time::Instant::now())
+    }
+
+    /// The routing table, for the async calls.
+    pub(crate) fn router(&self) -> &super::router::Router {
+        &self.state.router
+    }
+
+    /// For a sender waiting for H2K room: if nobody reads K2H and nothing is
+    /// set aside yet, frees the K2H slots of no-reply marks and routed
+    /// answers (the kernel stalls on a full K2H, and with it H2K), stopping
+    /// at the first message a receive call must hand out.
+    pub(super) fn reclaim_room(&self) -> Result<()> {
+        let Some(mut rx) = self.try_rx() else {
+            return Ok(());
+        };
+        if rx.set_aside.is_empty() {
+            self.drain(&mut rx, true)?;
+        }
+        Ok(())
     }
 
     /// [`recv_inner`](Self::recv_inner) with the K2H direction already held:
@@ -136,7 +291,7 @@ impl Bridge {
         loop {
             match self.pop_one(rx, &mut *f)? {
                 None => return Ok(None),
-                Some(Received::NoReply) => {}
+                Some(Received::NoReply | Received::Routed) => {}
                 Some(Received::Message(out)) => return Ok(Some(out)),
             }
         }
@@ -163,8 +318,12 @@ impl Bridge {
         marks: bool,
         f: &mut impl FnMut(&MessageHeader, &[u8]) -> R,
     ) -> Result<Option<Received<R>>> {
+        let router = &self.state.router;
         let got = rx.ring.read_with(|h, p| {
-            let out = (h.kind != KIND_NO_REPLY || marks).then(|| f(h, p));
+            if router.route(h, p) == Routed::Away {
+                return (h.kind, Some(Received::Routed));
+            }
+            let out = (h.kind != KIND_NO_REPLY || marks).then(|| Received::Message(f(h, p)));
             (h.kind, out)
         });
         match got {
@@ -172,7 +331,7 @@ impl Bridge {
             Ok(Some((kind, out))) => {
                 rx.no_reply += u64::from(kind == KIND_NO_REPLY);
                 rx.events += u64::from(kind == KIND_EVENT);
-                Ok(Some(out.map_or(Received::NoReply, Received::Message)))
+                Ok(Some(out.unwrap_or(Received::NoReply)))
             }
             Err(e) => {
                 rx.ring.release();
@@ -220,20 +379,8 @@ impl Bridge {
         &self,
         mut f: impl FnMut(&MessageHeader, &[u8]) -> R,
     ) -> Result<R> {
-        let mut rx = lock(&self.k2h);
+        let mut rx = self.rx();
         let out = self.wait(Deadline::Never, "recv", || self.pop_answer(&mut rx, &mut f));
-        self.state.count_received(&rx);
-        out
-    }
-
-    /// [`recv_answer`](Self::recv_answer) without waiting, as an envelope
-    /// ([`Error::Empty`] when no answer is there), for the async round
-    /// trips ([`crate::asynchronous`]).
-    pub(crate) fn try_recv_answer(&self) -> Result<MessageEnvelope> {
-        let mut rx = lock(&self.k2h);
-        let out = self.wait(Deadline::Now, "recv", || {
-            self.pop_answer(&mut rx, &mut envelope)
-        });
         self.state.count_received(&rx);
         out
     }
@@ -338,7 +485,7 @@ impl Bridge {
     /// # Ok::<(), ringbridge::Error>(())
     /// ```
     pub fn recv_pod<T: bytemuck::AnyBitPattern + bytemuck::NoUninit>(&self) -> Result<Vec<T>> {
-        let mut rx = lock(&self.k2h);
+        let mut rx = self.rx();
         let got = self.recv_locked(&mut rx, Deadline::Never, |h, p| {
             if h.kind == KIND_EVENT {
                 // Not a reply: put back below, for the next receive.
@@ -409,7 +556,7 @@ impl Bridge {
         if max == 0 {
             return Ok(0);
         }
-        let mut rx = lock(&self.k2h);
+        let mut rx = self.rx();
         let mut n = 0;
         while n < max {
             let Some(event) = rx.set_aside.pop_front() else {
@@ -423,7 +570,7 @@ impl Bridge {
                 match self.read_one(rx, marks, &mut f)? {
                     None => break,
                     Some(Received::Message(())) => *n += 1,
-                    Some(Received::NoReply) => {}
+                    Some(Received::NoReply | Received::Routed) => {}
                 }
             }
             rx.ring.release();

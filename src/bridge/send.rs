@@ -78,10 +78,32 @@ impl Bridge {
         self.check_len(payload.len())?;
         self.state.check_dead()?;
         let mut tx = lock(&self.h2k);
+        self.push_waiting(&mut tx, flags, payload, deadline)
+    }
+
+    /// Publishes one request, waiting for room until `deadline`. While it
+    /// waits it reclaims the K2H slots of no-reply marks and routed answers
+    /// now and then ([`Bridge::reclaim_room`]): a sender of one-way requests
+    /// needs no receiver to make progress.
+    pub(super) fn push_waiting(
+        &self,
+        tx: &mut H2kProducer,
+        flags: u32,
+        payload: &[u8],
+        deadline: Deadline,
+    ) -> Result<u64> {
+        let mut tries = 0u32;
         let seq = self.wait(deadline, "send", || {
-            tx.try_push(flags, payload).map_err(|e| self.state.fail(e))
+            let pushed = tx.try_push(flags, payload).map_err(|e| self.state.fail(e))?;
+            if pushed.is_none() {
+                tries = tries.wrapping_add(1);
+                if tries % 64 == 1 {
+                    self.reclaim_room()?;
+                }
+            }
+            Ok(pushed)
         })?;
-        self.state.count_sent(&tx);
+        self.state.count_sent(tx);
         Ok(seq)
     }
 

@@ -40,6 +40,10 @@ impl BridgeState {
         // Release/Acquire pair with `check_dead`: a thread that sees the flag
         // also finds the error in the mutex (the mutex orders it anyway).
         self.is_dead.store(true, Ordering::Release);
+        drop(dead);
+        // Every caller waiting for an answer or an event looks once more
+        // (what was published is still handed out) and meets the error.
+        self.router.wake_all();
         first
     }
 

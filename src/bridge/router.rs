@@ -1,0 +1,306 @@
+//! Who waits for which answer: the routing table behind pipelined round
+//! trips and event subscriptions.
+//!
+//! Any number of callers may have round trips in flight. Each registers its
+//! request's sequence number here *before* the request is published, so
+//! whoever reads K2H next (a round trip waiting for its own answer, a
+//! receive call, or the async dispatcher) moves every answer it meets into
+//! the entry of the caller it belongs to and wakes that caller. Answers
+//! nobody registered for (replies to plain `send`s) and events nobody
+//! subscribed to are left to the receive calls, in K2H order.
+//!
+//! Only one caller reads K2H at a time (the bridge's K2H lock); the others
+//! sleep until their answer is routed to them or the reader lets go, when
+//! the first sleeper is handed the lock ([`Router::hand_over`]). A caller
+//! that gives up (a timeout, a dropped future) marks its entry abandoned:
+//! its answer, when it comes, is dropped and costs nobody anything.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::task::Waker;
+use std::thread::Thread;
+
+use crate::layout::KIND_EVENT;
+use crate::message::{MessageEnvelope, MessageHeader};
+use crate::sync::lock;
+
+/// How a waiting caller is woken.
+#[derive(Clone)]
+pub(crate) enum Wake {
+    /// A blocking caller, parked.
+    Thread(Thread),
+    /// An async caller's task.
+    Task(Waker),
+}
+
+impl Wake {
+    pub(crate) fn current_thread() -> Self {
+        Wake::Thread(std::thread::current())
+    }
+
+    fn wake(self) {
+        match self {
+            Wake::Thread(t) => t.unpark(),
+            Wake::Task(w) => w.wake(),
+        }
+    }
+
+    fn same_as(&self, other: &Wake) -> bool {
+        match (self, other) {
+            (Wake::Thread(a), Wake::Thread(b)) => a.id() == b.id(),
+            (Wake::Task(a), Wake::Task(b)) => a.will_wake(b),
+            _ => false,
+        }
+    }
+
+    fn is_task(&self) -> bool {
+        matches!(self, Wake::Task(_))
+    }
+}
+
+struct Entry {
+    answer: Option<MessageEnvelope>,
+    wake: Wake,
+}
+
+#[derive(Default)]
+struct Routes {
+    entries: HashMap<u64, Entry>,
+    /// Requests whose callers gave up: their answers are dropped.
+    abandoned: HashSet<u64>,
+    /// Async callers among `entries` still without an answer: while there
+    /// are any, the async dispatcher reads K2H for them.
+    tasks_waiting: usize,
+    /// Events for the subscribers, oldest first, and who waits for them.
+    events: VecDeque<MessageEnvelope>,
+    subscribers: usize,
+    event_waiters: Vec<Wake>,
+    /// Blocking callers parked until K2H is free or their answer comes.
+    sleepers: VecDeque<Thread>,
+}
+
+/// The routing table of one bridge.
+#[derive(Default)]
+pub(crate) struct Router {
+    routes: Mutex<Routes>,
+    /// Entries, abandoned entries and subscribers: while 0 there is nothing
+    /// to route and the read path skips the lock. A caller counts itself
+    /// before its request is published (H2K's release store); the kernel
+    /// reads the request (acquire) before it publishes the answer (release),
+    /// which the reader reads (acquire) before it loads this count: so the
+    /// reader of an answer always sees its caller counted. Relaxed is then
+    /// enough for the count itself.
+    routed: AtomicUsize,
+    /// `sleepers.len()`, readable without the lock (a hint: the lock decides).
+    sleeping: AtomicUsize,
+}
+
+/// Where [`Router::route`] put a K2H message.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum Routed {
+    /// To a waiting caller, a subscriber, or dropped (its caller gave up).
+    Away,
+    /// Nobody claims it: for the receive calls.
+    Plain,
+}
+
+impl Router {
+    /// Registers a caller for the answer to request `seq`, before the
+    /// request is published.
+    pub(crate) fn register(&self, seq: u64, wake: Wake) {
+        let mut r = lock(&self.routes);
+        r.tasks_waiting += usize::from(wake.is_task());
+        r.entries.insert(seq, Entry { answer: None, wake });
+        self.routed.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Forgets a registration whose request was never published.
+    pub(crate) fn unregister(&self, seq: u64) {
+        let mut r = lock(&self.routes);
+        if let Some(e) = r.entries.remove(&seq) {
+            r.tasks_waiting -= usize::from(e.answer.is_none() && e.wake.is_task());
+            self.routed.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+
+    /// The caller of `seq` gives up: an answer already routed is dropped,
+    /// one still to come will be.
+    pub(crate) fn abandon(&self, seq: u64) {
+        let mut r = lock(&self.routes);
+        if let Some(e) = r.entries.remove(&seq) {
+            if e.answer.is_none() {
+                r.tasks_waiting -= usize::from(e.wake.is_task());
+                r.abandoned.insert(seq);
+            } else {
+                self.routed.fetch_sub(1, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// The answer to `seq`, if it came (the entry is gone then); else
+    /// `wake` replaces the caller's waker.
+    pub(crate) fn take(&self, seq: u64, wake: Option<&Waker>) -> Option<MessageEnvelope> {
+        let mut r = lock(&self.routes);
+        let entry = r.entries.get_mut(&seq)?;
+        if entry.answer.is_none() {
+            if let Some(w) = wake {
+                match &mut entry.wake {
+                    Wake::Task(old) => old.clone_from(w),
+                    other => *other = Wake::Task(w.clone()),
+                }
+            }
+            return None;
+        }
+        let answer = r.entries.remove(&seq).and_then(|e| e.answer);
+        self.routed.fetch_sub(1, Ordering::Relaxed);
+        answer
+    }
+
+    /// Whether the answer to `seq` has been routed to its entry.
+    pub(crate) fn has_answer(&self, seq: u64) -> bool {
+        lock(&self.routes)
+            .entries
+            .get(&seq)
+            .is_some_and(|e| e.answer.is_some())
+    }
+
+    /// Routes one K2H message: an answer to its registered caller (woken),
+    /// or dropped if that caller gave up; an event to the subscribers, if
+    /// any. `Plain`: nobody claims it.
+    pub(crate) fn route(&self, h: &MessageHeader, p: &[u8]) -> Routed {
+        if self.routed.load(Ordering::Relaxed) == 0 {
+            return Routed::Plain;
+        }
+        let mut r = lock(&self.routes);
+        let wake = if h.kind == KIND_EVENT {
+            if r.subscribers == 0 {
+                return Routed::Plain;
+            }
+            r.events.push_back(envelope(h, p));
+            std::mem::take(&mut r.event_waiters)
+        } else if let Some(entry) = r.entries.get_mut(&h.correlation) {
+            if entry.answer.is_some() {
+                // A second answer to one request: the reader's checks
+                // report it; never overwrite the first.
+                return Routed::Plain;
+            }
+            entry.answer = Some(envelope(h, p));
+            let wake = entry.wake.clone();
+            r.tasks_waiting -= usize::from(wake.is_task());
+            vec![wake]
+        } else if r.abandoned.remove(&h.correlation) {
+            self.routed.fetch_sub(1, Ordering::Relaxed);
+            Vec::new()
+        } else {
+            return Routed::Plain;
+        };
+        // Woken outside the lock: a waker may run executor code.
+        drop(r);
+        wake.into_iter().for_each(Wake::wake);
+        Routed::Away
+    }
+
+    /// Whether async callers wait for answers (the dispatcher reads K2H
+    /// for them while they do).
+    pub(crate) fn tasks_waiting(&self) -> bool {
+        if self.routed.load(Ordering::Relaxed) == 0 {
+            return false;
+        }
+        let r = lock(&self.routes);
+        r.tasks_waiting != 0 || r.event_waiters.iter().any(Wake::is_task)
+    }
+
+    /// Parks the calling thread as a sleeper until its answer is routed,
+    /// K2H is handed to it, or `timeout` passes (whichever is first; it may
+    /// also wake early). `still_needed` is checked once registered: `false`
+    /// returns at once (the answer came, or K2H is free).
+    pub(crate) fn sleep(&self, timeout: std::time::Duration, still_needed: impl FnOnce() -> bool) {
+        let me = std::thread::current();
+        {
+            let mut r = lock(&self.routes);
+            r.sleepers.push_back(me.clone());
+            self.sleeping.fetch_add(1, Ordering::Relaxed);
+        }
+        // Registered first, checked second: a reader that lets go after our
+        // check finds us among the sleepers and hands K2H over.
+        if still_needed() {
+            std::thread::park_timeout(timeout);
+        }
+        let mut r = lock(&self.routes);
+        if let Some(i) = r.sleepers.iter().position(|t| t.id() == me.id()) {
+            r.sleepers.remove(i);
+            self.sleeping.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+
+    /// After a reader let go of K2H: wakes the first sleeper, which takes
+    /// over reading for everyone still waiting.
+    pub(crate) fn hand_over(&self) {
+        if self.sleeping.load(Ordering::Relaxed) == 0 {
+            return;
+        }
+        let next = lock(&self.routes).sleepers.front().cloned();
+        if let Some(t) = next {
+            t.unpark();
+        }
+    }
+
+    /// The bridge died or shut down: wakes every waiting caller, which then
+    /// reads K2H once more (what the kernel published before it stopped is
+    /// still handed out) and meets the error.
+    pub(crate) fn wake_all(&self) {
+        let wakes: Vec<Wake> = {
+            let mut r = lock(&self.routes);
+            let mut wakes: Vec<Wake> = r.entries.values().map(|e| e.wake.clone()).collect();
+            wakes.append(&mut r.event_waiters);
+            wakes.extend(r.sleepers.iter().cloned().map(Wake::Thread));
+            wakes
+        };
+        wakes.into_iter().for_each(Wake::wake);
+    }
+
+    /// Whether an event waits for the subscribers.
+    pub(crate) fn has_event(&self) -> bool {
+        !lock(&self.routes).events.is_empty()
+    }
+
+    /// A new event subscriber.
+    pub(crate) fn subscribe(&self) {
+        lock(&self.routes).subscribers += 1;
+        self.routed.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A subscriber is gone; with the last one, the events not yet taken
+    /// are dropped and later ones go to the receive calls again.
+    pub(crate) fn unsubscribe(&self) {
+        let mut r = lock(&self.routes);
+        r.subscribers -= 1;
+        if r.subscribers == 0 {
+            r.events.clear();
+        }
+        self.routed.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    /// The oldest event not yet taken by a subscriber; else registers
+    /// `wake` for the next one.
+    pub(crate) fn take_event(&self, wake: Option<Wake>) -> Option<MessageEnvelope> {
+        let mut r = lock(&self.routes);
+        let event = r.events.pop_front();
+        if event.is_none() {
+            if let Some(w) = wake {
+                if !r.event_waiters.iter().any(|old| old.same_as(&w)) {
+                    r.event_waiters.push(w);
+                }
+            }
+        }
+        event
+    }
+}
+
+fn envelope(h: &MessageHeader, p: &[u8]) -> MessageEnvelope {
+    MessageEnvelope {
+        header: *h,
+        payload: p.to_vec(),
+    }
+}
