@@ -447,10 +447,12 @@ impl Shared {
     /// Reads K2H once if nobody else does, routing what is there: `Err`
     /// only when the bridge is dead (or dies now).
     fn read_now(&self) -> Result<()> {
-        match self.bridge.try_rx() {
-            Some(mut rx) => self.bridge.drain(&mut rx, false).map(drop),
-            None => self.bridge.check_alive(),
+        if let Some(mut rx) = self.bridge.try_rx() {
+            if self.bridge.drain(&mut rx, false)? > 0 {
+                return Ok(());
+            }
         }
+        self.bridge.check_alive()
     }
 }
 

@@ -352,7 +352,10 @@ mod tests {
         assert!(!b.would_sleep(), "woken: B must not sleep");
         a.announce();
         assert!(a.would_sleep(), "A announced after the wake: it may sleep");
-        assert!(!b.would_sleep(), "A's announcement must not put B back to sleep");
+        assert!(
+            !b.would_sleep(),
+            "A's announcement must not put B back to sleep"
+        );
         // The next wake releases A as well.
         // SAFETY: as above.
         unsafe {

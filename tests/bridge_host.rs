@@ -58,9 +58,10 @@ fn million_messages_through_tiny_rings_keep_order() {
 #[test]
 fn backpressure_in_both_directions_loses_nothing() {
     let bridge = host().capacity(4).launch().unwrap();
-    // Nobody receives: the kernel fills K2H (4), then H2K fills (4).
+    // Nobody receives: the kernel fills K2H (4), then H2K fills (4); a
+    // waiting sender reclaiming room sets one reply aside, no more.
     let sent = common::fill_both_rings(&bridge);
-    assert_eq!(sent, 8, "4 slots in H2K plus 4 in K2H");
+    assert_eq!(sent, 9, "4 slots in H2K plus 4 in K2H plus 1 set aside");
     assert!(matches!(
         bridge.send_timeout(b"x", Duration::from_millis(10)),
         Err(Error::Timeout { op: "send", .. })
@@ -353,19 +354,19 @@ fn bad_configurations_are_typed_errors() {
     assert!("tpu".parse::<Backend>().is_err());
 }
 
+/// Issue 28, item 3: a round trip beside unanswered plain sends gets its
+/// own reply; the plain replies stay for `recv`, in order.
 #[test]
-fn round_trip_refuses_to_run_with_replies_outstanding() {
+fn round_trip_beside_unanswered_sends_gets_its_own_reply() {
     let bridge = host().launch().unwrap();
-    bridge.send(b"a").unwrap();
-    // Wait until the reply is there, so the refusal cannot race it.
-    let r = bridge.recv_timeout(Duration::from_secs(5));
-    assert!(r.is_ok());
-    bridge.send(b"b").unwrap();
-    assert!(matches!(
-        bridge.round_trip(b"c"),
-        Err(Error::InvalidArgument(_))
-    ));
-    assert_eq!(bridge.recv().unwrap().payload, b"c");
+    let a = bridge.send(b"a").unwrap();
+    let b = bridge.send(b"b").unwrap();
+    assert_eq!(bridge.round_trip(b"c").unwrap().payload, b"d");
+    let r = bridge.recv().unwrap();
+    assert_eq!((r.header.correlation, r.payload), (a, b"b".to_vec()));
+    let r = bridge.recv().unwrap();
+    assert_eq!((r.header.correlation, r.payload), (b, b"c".to_vec()));
+    assert!(matches!(bridge.try_recv(), Err(Error::Empty)));
 }
 
 #[test]

@@ -95,10 +95,9 @@ fn concurrent_round_trips_each_get_their_own_reply() {
 }
 
 #[test]
-fn round_trip_beside_a_sender_fails_without_killing_the_bridge() {
+fn round_trips_beside_a_sender_each_get_their_own_reply() {
     common::within(60, "round trips beside sends", || {
         let bridge = host().launch().unwrap();
-        let mut refused = 0u64;
         std::thread::scope(|s| {
             s.spawn(|| {
                 // 2,000 fit the two rings: nobody receives until the end.
@@ -110,13 +109,12 @@ fn round_trip_beside_a_sender_fails_without_killing_the_bridge() {
             for _ in 0..2_000 {
                 match bridge.round_trip(b"rt") {
                     Ok(r) => assert_eq!(r.payload, b"su"),
-                    Err(Error::InvalidArgument(_)) => refused += 1,
                     Err(e) => panic!("a round trip beside sends failed with {e}"),
                 }
             }
         });
-        // Whatever was refused, nothing died and nothing was lost: the
-        // plain sends' replies are all still there, in order.
+        // Nothing died and nothing was lost: the plain sends' replies are
+        // all still there, in order.
         let stats = bridge.stats();
         let mut plain = 0u32;
         while bridge.stats().in_flight > 0 {
@@ -124,10 +122,7 @@ fn round_trip_beside_a_sender_fails_without_killing_the_bridge() {
             assert_eq!(r.payload, common::echoed(&plain.to_le_bytes()));
             plain += 1;
         }
-        assert_eq!(
-            plain, 2_000,
-            "stats before draining: {stats:?} ({refused} refused)"
-        );
+        assert_eq!(plain, 2_000, "stats before draining: {stats:?}");
         assert_eq!(bridge.round_trip(&[7]).unwrap().payload, [8]);
     });
 }

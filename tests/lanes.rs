@@ -159,8 +159,9 @@ fn messages_through_capacity_two_keep_order() {
 fn backpressure_in_both_directions_loses_nothing() {
     let bridge = lanes().capacity(4).launch().unwrap();
     let sent = common::fill_both_rings(&bridge);
-    // K2H full (4 replies) and H2K full (4 requests): no more, no fewer.
-    assert_eq!(sent, 8);
+    // K2H full (4 replies) and H2K full (4 requests), plus the one reply a
+    // waiting sender sets aside when it reclaims room: no more, no fewer.
+    assert_eq!(sent, 9);
     for i in 0..sent {
         let r = bridge.recv().unwrap();
         assert_eq!(r.header.correlation, i);

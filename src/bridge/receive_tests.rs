@@ -101,7 +101,10 @@ fn a_round_trip_sets_events_aside_for_the_next_receives() {
         // It reads what K2H holds, so the event after its reply may be
         // taken (and set aside) too.
         let stats = kinds(bridge.stats());
-        assert!(stats == (1, 1, 0, 2, 0) || stats == (1, 1, 0, 3, 0), "{stats:?}");
+        assert!(
+            stats == (1, 1, 0, 2, 0) || stats == (1, 1, 0, 3, 0),
+            "{stats:?}"
+        );
         // Still set aside: a second round trip adds nothing before them.
         assert_eq!(bridge.round_trip(b"y").unwrap().payload, b"second");
     });
@@ -220,7 +223,10 @@ fn events_reach_the_subscriber_while_round_trips_run() {
         assert_eq!(events.recv().unwrap().payload, b"a");
         bridge.send(b"y").unwrap();
         assert_eq!(bridge.recv().unwrap().payload, b"plain");
-        assert_eq!(events.recv_timeout(Duration::from_secs(5)).unwrap().payload, b"b");
+        assert_eq!(
+            events.recv_timeout(Duration::from_secs(5)).unwrap().payload,
+            b"b"
+        );
     });
     assert!(matches!(events.try_recv(), Err(Error::Empty)));
     drop(events);

@@ -94,7 +94,9 @@ impl Bridge {
     ) -> Result<u64> {
         let mut tries = 0u32;
         let seq = self.wait(deadline, "send", || {
-            let pushed = tx.try_push(flags, payload).map_err(|e| self.state.fail(e))?;
+            let pushed = tx
+                .try_push(flags, payload)
+                .map_err(|e| self.state.fail(e))?;
             if pushed.is_none() {
                 tries = tries.wrapping_add(1);
                 if tries % 64 == 1 {
