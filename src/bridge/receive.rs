@@ -319,8 +319,9 @@ impl Bridge {
         f: &mut impl FnMut(&MessageHeader, &[u8]) -> R,
     ) -> Result<Option<Received<R>>> {
         let router = &self.state.router;
+        let mut wakes = Vec::new();
         let got = rx.ring.read_with(|h, p| {
-            if router.route(h, p) == Routed::Away {
+            if router.route(h, p, &mut wakes) == Routed::Away {
                 return (h.kind, Some(Received::Routed));
             }
             let out = (h.kind != KIND_NO_REPLY || marks).then(|| Received::Message(f(h, p)));
@@ -331,6 +332,13 @@ impl Bridge {
             Ok(Some((kind, out))) => {
                 rx.no_reply += u64::from(kind == KIND_NO_REPLY);
                 rx.events += u64::from(kind == KIND_EVENT);
+                if !wakes.is_empty() {
+                    // Freed and counted before the callers wake (outside
+                    // the router's lock: a waker may run executor code).
+                    rx.ring.release();
+                    self.state.count_received(rx);
+                    wakes.into_iter().for_each(super::router::Wake::wake);
+                }
                 Ok(Some(out.unwrap_or(Received::NoReply)))
             }
             Err(e) => {

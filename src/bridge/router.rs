@@ -39,7 +39,7 @@ impl Wake {
         Wake::Thread(std::thread::current())
     }
 
-    fn wake(self) {
+    pub(crate) fn wake(self) {
         match self {
             Wake::Thread(t) => t.unpark(),
             Wake::Task(w) => w.wake(),
@@ -165,10 +165,12 @@ impl Router {
             .is_some_and(|e| e.answer.is_some())
     }
 
-    /// Routes one K2H message: an answer to its registered caller (woken),
-    /// or dropped if that caller gave up; an event to the subscribers, if
-    /// any. `Plain`: nobody claims it.
-    pub(crate) fn route(&self, h: &MessageHeader, p: &[u8]) -> Routed {
+    /// Routes one K2H message: an answer to its registered caller, or
+    /// dropped if that caller gave up; an event to the subscribers, if any.
+    /// `Plain`: nobody claims it. Whom to wake goes to `wakes`: the reader
+    /// wakes them once it has freed the slot and counted the message, so a
+    /// woken caller finds the bridge's counts up to date.
+    pub(crate) fn route(&self, h: &MessageHeader, p: &[u8], wakes: &mut Vec<Wake>) -> Routed {
         if self.routed.load(Ordering::Relaxed) == 0 {
             return Routed::Plain;
         }
@@ -195,9 +197,7 @@ impl Router {
         } else {
             return Routed::Plain;
         };
-        // Woken outside the lock: a waker may run executor code.
-        drop(r);
-        wake.into_iter().for_each(Wake::wake);
+        wakes.extend(wake);
         Routed::Away
     }
 
