@@ -356,7 +356,7 @@ impl AsyncBridge {
     /// # Ok::<(), ringbridge::Error>(())
     /// ```
     pub fn shutdown(&self) -> impl Future<Output = Result<()>> + Send + 'static {
-        let slot: Arc<Mutex<(Option<Result<()>>, Option<Waker>)>> = Arc::default();
+        let slot: Arc<Mutex<ShutdownSlot>> = Arc::default();
         let shared = Arc::clone(&self.shared);
         let done = Arc::clone(&slot);
         let spawned = std::thread::Builder::new()
@@ -392,6 +392,9 @@ impl AsyncBridge {
         })
     }
 }
+
+/// What the shutdown thread hands its future: the outcome, and whom to wake.
+type ShutdownSlot = (Option<Result<()>>, Option<Waker>);
 
 /// An owned subscription to an [`AsyncBridge`]'s events: see
 /// [`Events`](crate::Events) and [`AsyncBridge::events`].

@@ -240,13 +240,13 @@ pub enum Error {
     /// The bridge was shut down (or failed) and cannot be used any more.
     #[error("the bridge is shut down")]
     ShutDown,
-    /// A [`round_trip`](crate::Bridge::round_trip) whose request the
+    /// A measurement ([`crate::measure`]) whose request the
     /// kernel's handler answered with nothing (a
     /// [`KIND_NO_REPLY`](crate::layout::KIND_NO_REPLY) mark). The bridge
     /// stays usable: the request counts as answered.
     #[error(
         "the kernel's handler answered request {seq} with nothing (no reply); \
-         send one-way requests with `send`, not `round_trip`"
+         a measurement needs a reply to every request"
     )]
     NoReply {
         /// The request's sequence number.

@@ -295,7 +295,15 @@ impl Kernels {
             println!("cargo:rerun-if-env-changed={var}");
         }
         println!("cargo:rerun-if-changed={}", header_dir.display());
+        // Only real inputs: a folder under OUT_DIR is this build script's
+        // own output (a generated header), rewritten by every run; naming it
+        // would rebuild the crate, and every crate that depends on it, on
+        // every `cargo build`.
+        let generated = std::env::var_os("OUT_DIR").map(PathBuf::from);
         for dir in &self.includes {
+            if generated.as_ref().is_some_and(|out| dir.starts_with(out)) {
+                continue;
+            }
             println!("cargo:rerun-if-changed={}", dir.display());
         }
         let mut defines = kernel_defines();

@@ -1,0 +1,14 @@
+//! The service on the fallback, with a short load: every answer checked.
+
+use kv_service::{Store, load, serve};
+use ringbridge::Backend;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_answer_is_right_through_http_and_the_bridge() {
+    for store in [Store::Bridge, Store::Mutex] {
+        let server = serve(store, Backend::Fallback).await.unwrap();
+        let report = load(server.addr, 32, 4_000, 11).await.unwrap();
+        assert_eq!(report.requests, 4_000, "{}", store.name());
+        server.stop().await.unwrap();
+    }
+}
