@@ -20,6 +20,8 @@ RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps
 echo "== cargo test (release)"
 cargo test --release --workspace --all-targets
 cargo test --release --workspace --doc
+# The optional serde feature: the report types serialize.
+cargo test --release --features serde --test serde
 
 echo "== the CUDA backend on the simulated driver (docs/sim-driver.md)"
 # The same tests a GPU run makes (scripts/gpu-check.sh), against a driver

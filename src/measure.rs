@@ -70,6 +70,7 @@ pub fn warmup_rounds(n: u64) -> u64 {
 /// ));
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub struct Latency {
     /// How many round trips were timed (warm-up excluded).
     pub samples: u64,
@@ -132,6 +133,7 @@ impl Latency {
 /// assert_eq!(r.msgs_per_s * r.seconds, r.messages as f64);
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub struct Rate {
     /// Messages sent, each answered and checked.
     pub messages: u64,

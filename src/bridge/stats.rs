@@ -22,6 +22,7 @@ use super::{Bridge, BridgeState};
 /// # Ok::<(), ringbridge::Error>(())
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub struct BridgeStats {
     /// Requests published to H2K.
     pub sent: u64,

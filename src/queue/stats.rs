@@ -39,6 +39,7 @@ use crate::sync::{AtomicU64, Ordering};
 /// );
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default, Hash)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub struct QueueStats {
     /// Items enqueued since creation or the last reset.
     pub enqueued: u64,

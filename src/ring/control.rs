@@ -50,6 +50,7 @@ pub struct Control {
 /// # Ok::<(), ringbridge::Error>(())
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub struct KernelReport {
     /// `STATUS_*`.
     pub status: u64,

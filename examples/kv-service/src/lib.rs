@@ -12,6 +12,8 @@
 //! | `PUT /kv/{key}` with a decimal body | `204` (the kernel's PUT answers with nothing) |
 //! | `GET /kv/{key}` | `200` with the decimal value, or `404` |
 
+pub mod pipeline;
+
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -157,6 +159,9 @@ pub struct LoadReport {
     pub p99: Duration,
     /// See `p50`.
     pub p999: Duration,
+    /// Context switches of the whole process (server and load generator)
+    /// per request.
+    pub switches: f64,
 }
 
 impl LoadReport {
@@ -178,6 +183,7 @@ pub async fn load(
     seed: u64,
 ) -> anyhow::Result<LoadReport> {
     let per_caller = requests / callers as u64;
+    let switches = pipeline::context_switches();
     let started = Instant::now();
     let mut tasks = Vec::new();
     for c in 0..callers {
@@ -188,6 +194,7 @@ pub async fn load(
         latencies.extend(t.await??);
     }
     let elapsed = started.elapsed();
+    let switches = (pipeline::context_switches() - switches) as f64 / latencies.len() as f64;
     latencies.sort_unstable();
     let pct = |p: f64| latencies[((latencies.len() - 1) as f64 * p) as usize];
     Ok(LoadReport {
@@ -196,6 +203,7 @@ pub async fn load(
         p50: pct(0.50),
         p99: pct(0.99),
         p999: pct(0.999),
+        switches,
     })
 }
 

@@ -1,13 +1,18 @@
 //! Serves the kv-store kernel over HTTP and loads it, beside the same
-//! server over a `Mutex<HashMap>`, interleaved: see README.md.
-//!
-//! `kv-service [--requests N] [--callers 64,256] [--rounds R] [--backend fallback|cuda|auto]`
+//! server over a `Mutex<HashMap>`; and round trips from many callers
+//! without HTTP, beside a hand-written dispatcher. Variants interleaved,
+//! every answer checked: see README.md.
 
 use anyhow::{Context, bail};
+use kv_service::pipeline::{self, VARIANTS};
 use kv_service::{Store, load, serve};
-use ringbridge::Backend;
+use ringbridge::{AsyncBridge, Backend};
+
+const USAGE: &str = "kv-service [http|pipeline|all] [--requests N] [--callers 64,256] [--rounds R] \
+                     [--backend fallback|cuda|auto]";
 
 fn main() -> anyhow::Result<()> {
+    let mut mode = "all".to_string();
     let mut requests = 200_000u64;
     let mut callers = vec![64usize, 256];
     let mut rounds = 1;
@@ -16,6 +21,7 @@ fn main() -> anyhow::Result<()> {
     while let Some(a) = args.next() {
         let mut value = || args.next().with_context(|| format!("{a} needs a value"));
         match a.as_str() {
+            "http" | "pipeline" | "all" => mode = a.clone(),
             "--requests" => requests = value()?.parse()?,
             "--rounds" => rounds = value()?.parse()?,
             "--callers" => {
@@ -26,35 +32,65 @@ fn main() -> anyhow::Result<()> {
             }
             "--backend" => backend = value()?.parse().map_err(anyhow::Error::msg)?,
             "-h" | "--help" => {
-                println!(
-                    "kv-service [--requests N] [--callers 64,256] [--rounds R] [--backend fallback|cuda|auto]"
-                );
+                println!("{USAGE}");
                 return Ok(());
             }
-            other => bail!("unknown argument {other:?} (try --help)"),
+            other => bail!("unknown argument {other:?}; usage: {USAGE}"),
         }
     }
-    let runtime = tokio::runtime::Runtime::new()?;
-    runtime.block_on(async {
-        println!("| variant | callers | req/s | p50 | p99 | p99.9 |");
-        println!("|---|---|---|---|---|---|");
+    anyhow::ensure!(callers.iter().all(|&n| n > 0), "--callers: at least 1");
+    println!("load average before: {}", load_average());
+    if mode != "http" {
+        let bridge = AsyncBridge::new(pipeline::filled_bridge(backend)?);
+        println!("backend: {:?}", bridge.bridge().backend());
+        println!("| round trips, no HTTP | callers | req/s | ctx switches/req |");
+        println!("|---|---|---|---|");
         for _ in 0..rounds {
             for &n in &callers {
-                for store in [Store::Bridge, Store::Mutex] {
-                    let server = serve(store, backend).await?;
-                    let r = load(server.addr, n, requests, 7).await?;
-                    server.stop().await?;
-                    println!(
-                        "| {} | {n} | {:.0} | {:?} | {:?} | {:?} |",
-                        store.name(),
-                        r.rate(),
-                        r.p50,
-                        r.p99,
-                        r.p999
-                    );
+                let per_caller = (requests / n as u64).max(1);
+                for (i, name) in VARIANTS.iter().enumerate() {
+                    let r = pipeline::run(&bridge, i, n, per_caller)?;
+                    println!("| {name} | {n} | {:.0} | {:.2} |", r.rate, r.switches);
                 }
             }
         }
-        Ok(())
-    })
+        bridge.bridge().shutdown()?;
+    }
+    if mode != "pipeline" {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()?;
+        runtime.block_on(async {
+            println!("| HTTP variant | callers | req/s | p50 | p99 | p99.9 | ctx switches/req |");
+            println!("|---|---|---|---|---|---|---|");
+            for _ in 0..rounds {
+                for &n in &callers {
+                    for store in [Store::Bridge, Store::Mutex] {
+                        let server = serve(store, backend).await?;
+                        let r = load(server.addr, n, requests, 7).await?;
+                        server.stop().await?;
+                        println!(
+                            "| {} | {n} | {:.0} | {:?} | {:?} | {:?} | {:.2} |",
+                            store.name(),
+                            r.rate(),
+                            r.p50,
+                            r.p99,
+                            r.p999,
+                            r.switches
+                        );
+                    }
+                }
+            }
+            anyhow::Ok(())
+        })?;
+    }
+    println!("load average after: {}", load_average());
+    Ok(())
+}
+
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|_| "unknown".into())
 }

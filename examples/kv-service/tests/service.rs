@@ -12,3 +12,16 @@ async fn every_answer_is_right_through_http_and_the_bridge() {
         server.stop().await.unwrap();
     }
 }
+
+/// Every variant of the no-HTTP comparison, briefly: each checks every answer.
+#[test]
+fn the_pipeline_variants_check_every_answer() {
+    let bridge = ringbridge::AsyncBridge::new(
+        kv_service::pipeline::filled_bridge(Backend::Fallback).unwrap(),
+    );
+    for which in 0..kv_service::pipeline::VARIANTS.len() {
+        let run = kv_service::pipeline::run(&bridge, which, 16, 100).unwrap();
+        assert!(run.rate > 0.0);
+    }
+    bridge.bridge().shutdown().unwrap();
+}
