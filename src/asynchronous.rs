@@ -54,6 +54,7 @@
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, Weak};
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
@@ -146,6 +147,10 @@ impl AsyncBridge {
             bridge,
             dispatcher: Arc::new(Dispatcher {
                 shared: me.clone(),
+                busy: AtomicBool::new(false),
+                has_receivers: AtomicBool::new(false),
+                has_senders: AtomicBool::new(false),
+                closed: AtomicBool::new(false),
                 state: Mutex::default(),
                 wake_up: Condvar::new(),
             }),
@@ -455,7 +460,8 @@ impl Shared {
                 return Ok(());
             }
         }
-        self.bridge.check_alive()
+        // Only the flag: the dispatcher runs the watchdog while tasks wait.
+        self.bridge.check_dead()
     }
 }
 
@@ -463,6 +469,17 @@ impl Shared {
 /// wakers it serves.
 struct Dispatcher {
     shared: Weak<Shared>,
+    /// Serving a turn, not asleep on `wake_up`: a round trip that raised
+    /// the router's task demand need not kick it. SeqCst: see
+    /// `Router::task_demand`.
+    busy: AtomicBool,
+    /// Mirrors of `state`'s lists and flag, for the checks made while the
+    /// dispatcher waits on K2H (no lock per poll). Relaxed: hints; every
+    /// decision they feed is looked at again under the lock, or within one
+    /// poll of the wait.
+    has_receivers: AtomicBool,
+    has_senders: AtomicBool,
+    closed: AtomicBool,
     state: Mutex<DispatchState>,
     /// Signalled when work comes to an idle dispatcher, and on close.
     wake_up: Condvar,
@@ -503,15 +520,23 @@ impl Dispatcher {
         self.with_work(|s| add_waker(&mut s.receivers, waker));
     }
 
-    /// A round trip or a subscriber waits: the dispatcher reads K2H while
-    /// the router says tasks wait.
+    /// A round trip or a subscriber waits (the router's task demand is
+    /// raised): a busy dispatcher looks at the demand before it sleeps, an
+    /// idle one is woken.
     fn kick(self: &Arc<Self>) {
+        if self.busy.load(Ordering::SeqCst) {
+            return;
+        }
         self.with_work(|s| s.kicked = true);
     }
 
     fn with_work(self: &Arc<Self>, add: impl FnOnce(&mut DispatchState)) {
         let mut s = lock(&self.state);
         add(&mut s);
+        self.has_senders
+            .store(!s.senders.is_empty(), Ordering::Relaxed);
+        self.has_receivers
+            .store(!s.receivers.is_empty(), Ordering::Relaxed);
         if s.closed {
             // No future outlives its `AsyncBridge`; be safe anyway.
             let wakers = std::mem::take(&mut s.receivers);
@@ -542,6 +567,7 @@ impl Dispatcher {
     }
 
     fn close(&self) {
+        self.closed.store(true, Ordering::Relaxed);
         let wakers = {
             let mut s = lock(&self.state);
             s.closed = true;
@@ -557,14 +583,24 @@ impl Dispatcher {
         loop {
             {
                 let mut s = lock(&self.state);
-                while !s.has_work() && !s.closed {
+                loop {
+                    if s.closed {
+                        return;
+                    }
+                    if s.has_work() {
+                        break;
+                    }
+                    // Going to sleep: say so, then look at the router's
+                    // demand once more (see `busy`).
+                    self.busy.store(false, Ordering::SeqCst);
+                    if self.demand() {
+                        break;
+                    }
                     s.idle = true;
                     s = self.wake_up.wait(s).unwrap_or_else(|e| e.into_inner());
                 }
+                self.busy.store(true, Ordering::SeqCst);
                 s.idle = false;
-                if s.closed {
-                    return;
-                }
                 s.kicked = false;
             }
             let Some(shared) = self.shared.upgrade() else {
@@ -576,20 +612,30 @@ impl Dispatcher {
         }
     }
 
+    /// Whether tasks wait for answers or events of a live bridge.
+    fn demand(&self) -> bool {
+        self.shared
+            .upgrade()
+            .is_some_and(|s| s.bridge.router().tasks_waiting() && s.bridge.check_dead().is_ok())
+    }
+
     /// One turn: reads K2H while tasks wait (or until sends waiting for
     /// room are due a look), then wakes whom it concerns.
     fn serve(&self, shared: &Shared) {
         let bridge = &shared.bridge;
         let router = bridge.router();
-        let needs_reading = || router.tasks_waiting() || !lock(&self.state).receivers.is_empty();
+        let receivers = || self.has_receivers.load(Ordering::Relaxed);
         let mut result = Ok(0);
-        if needs_reading() {
+        if router.tasks_waiting() || receivers() {
             let started = Instant::now();
+            let mut polls = 0u32;
             result = bridge.dispatch(|| {
-                let s = lock(&self.state);
-                s.closed
-                    || (!s.senders.is_empty() && started.elapsed() >= SEND_POLL)
-                    || (!router.tasks_waiting() && s.receivers.is_empty())
+                polls = polls.wrapping_add(1);
+                self.closed.load(Ordering::Relaxed)
+                    || (!router.tasks_waiting() && !receivers())
+                    || (self.has_senders.load(Ordering::Relaxed)
+                        && polls % 64 == 0
+                        && started.elapsed() >= SEND_POLL)
             });
         } else {
             // Only sends wait: a look at H2K every step.
@@ -599,6 +645,8 @@ impl Dispatcher {
             let mut s = lock(&self.state);
             let mut w = std::mem::take(&mut s.senders);
             w.append(&mut s.receivers);
+            self.has_senders.store(false, Ordering::Relaxed);
+            self.has_receivers.store(false, Ordering::Relaxed);
             w
         };
         wakers.into_iter().for_each(Waker::wake);
@@ -700,8 +748,14 @@ impl Future for RoundTrip<'_> {
                         this.sent = Some(seq);
                         seq
                     }
-                    // H2K busy, or no room: try again next step.
-                    Ok(None) | Err(Error::Full) => {
+                    // Another caller is publishing (briefly): poll again
+                    // at the executor's next turn.
+                    Ok(None) => {
+                        cx.waker().wake_by_ref();
+                        return Poll::Pending;
+                    }
+                    // No room: the dispatcher looks again for us.
+                    Err(Error::Full) => {
                         shared.dispatcher.wait_for_room(cx.waker());
                         return Poll::Pending;
                     }

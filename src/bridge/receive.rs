@@ -192,10 +192,16 @@ impl Bridge {
     /// For the async dispatcher ([`crate::asynchronous`]): holds K2H and
     /// reads it, routing as [`drain`](Self::drain) does, waiting with the
     /// bridge's policy until it took something or `stop` says to.
-    pub(crate) fn dispatch(&self, stop: impl Fn() -> bool) -> Result<usize> {
-        let mut rx = self.rx();
+    ///
+    /// It holds K2H only while it reads: between two looks a task's own
+    /// poll may read K2H instead (routing from an executor's thread wakes
+    /// the tasks there, without a hop through this one).
+    pub(crate) fn dispatch(&self, mut stop: impl FnMut() -> bool) -> Result<usize> {
         self.wait(Deadline::Never, "recv", || {
-            let n = self.drain(&mut rx, false)?;
+            let n = match self.try_rx() {
+                Some(mut rx) => self.drain(&mut rx, false)?,
+                None => 0,
+            };
             Ok((n > 0 || stop()).then_some(n))
         })
     }
@@ -236,9 +242,10 @@ impl Bridge {
         }
     }
 
-    /// `Ok` unless the bridge is dead; runs the watchdog if it is due.
-    pub(crate) fn check_alive(&self) -> Result<()> {
-        self.state.check(std::time::Instant::now())
+    /// `Ok` unless the bridge is known to be dead (the flag only: the
+    /// watchdog runs in the waits).
+    pub(crate) fn check_dead(&self) -> Result<()> {
+        self.state.check_dead()
     }
 
     /// The routing table, for the async calls.

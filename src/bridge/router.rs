@@ -94,6 +94,12 @@ pub(crate) struct Router {
     routed: AtomicUsize,
     /// `sleepers.len()`, readable without the lock (a hint: the lock decides).
     sleeping: AtomicUsize,
+    /// Async callers waiting for an answer or an event: `tasks_waiting` plus
+    /// the tasks among `event_waiters`, stored under the lock after every
+    /// change. SeqCst: the async dispatcher clears its busy flag and then
+    /// reads this; a task raises this and then reads the flag. One of the
+    /// two sees the other, so a waiting task is never left unread.
+    task_demand: AtomicUsize,
 }
 
 /// Where [`Router::route`] put a K2H message.
@@ -113,6 +119,7 @@ impl Router {
         r.tasks_waiting += usize::from(wake.is_task());
         r.entries.insert(seq, Entry { answer: None, wake });
         self.routed.fetch_add(1, Ordering::Relaxed);
+        self.publish_demand(&r);
     }
 
     /// Forgets a registration whose request was never published.
@@ -121,6 +128,7 @@ impl Router {
         if let Some(e) = r.entries.remove(&seq) {
             r.tasks_waiting -= usize::from(e.answer.is_none() && e.wake.is_task());
             self.routed.fetch_sub(1, Ordering::Relaxed);
+            self.publish_demand(&r);
         }
     }
 
@@ -132,6 +140,7 @@ impl Router {
             if e.answer.is_none() {
                 r.tasks_waiting -= usize::from(e.wake.is_task());
                 r.abandoned.insert(seq);
+                self.publish_demand(&r);
             } else {
                 self.routed.fetch_sub(1, Ordering::Relaxed);
             }
@@ -180,7 +189,9 @@ impl Router {
                 return Routed::Plain;
             }
             r.events.push_back(envelope(h, p));
-            std::mem::take(&mut r.event_waiters)
+            let woken = std::mem::take(&mut r.event_waiters);
+            self.publish_demand(&r);
+            woken
         } else if let Some(entry) = r.entries.get_mut(&h.correlation) {
             if entry.answer.is_some() {
                 // A second answer to one request: the reader's checks
@@ -190,6 +201,7 @@ impl Router {
             entry.answer = Some(envelope(h, p));
             let wake = entry.wake.clone();
             r.tasks_waiting -= usize::from(wake.is_task());
+            self.publish_demand(&r);
             vec![wake]
         } else if r.abandoned.remove(&h.correlation) {
             self.routed.fetch_sub(1, Ordering::Relaxed);
@@ -204,11 +216,13 @@ impl Router {
     /// Whether async callers wait for answers (the dispatcher reads K2H
     /// for them while they do).
     pub(crate) fn tasks_waiting(&self) -> bool {
-        if self.routed.load(Ordering::Relaxed) == 0 {
-            return false;
-        }
-        let r = lock(&self.routes);
-        r.tasks_waiting != 0 || r.event_waiters.iter().any(Wake::is_task)
+        self.task_demand.load(Ordering::SeqCst) != 0
+    }
+
+    fn publish_demand(&self, r: &Routes) {
+        let events = r.event_waiters.iter().filter(|w| w.is_task()).count();
+        self.task_demand
+            .store(r.tasks_waiting + events, Ordering::SeqCst);
     }
 
     /// Parks the calling thread as a sleeper until its answer is routed,
@@ -291,6 +305,7 @@ impl Router {
             if let Some(w) = wake {
                 if !r.event_waiters.iter().any(|old| old.same_as(&w)) {
                     r.event_waiters.push(w);
+                    self.publish_demand(&r);
                 }
             }
         }
