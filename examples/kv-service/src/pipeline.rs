@@ -225,15 +225,13 @@ fn threads_dispatcher(bridge: &Bridge, callers: usize, per_caller: u64) -> anyho
         let sender = {
             let routes = Arc::clone(&routes);
             s.spawn(move || {
-                let mut next = bridge.stats().sent;
-                for (req, reply) in requests {
+                for (next, (req, reply)) in (bridge.stats().sent..).zip(requests) {
                     routes.lock().unwrap().insert(next, reply);
                     let seq = bridge.send(&req)?;
                     anyhow::ensure!(
                         seq == next,
                         "the only sender saw sequence {seq}, not {next}"
                     );
-                    next += 1;
                 }
                 anyhow::Ok(())
             })
