@@ -104,6 +104,15 @@ for ex in kv-store reduce; do
   grep -E '^test result|FAILED|panicked|skipped' "$r/test-example-$ex.log" | head -6 | tee -a "$summary"
 done
 
+# Round trips from 64 and 256 concurrent callers on CUDA (issue 28): the
+# pipelined calls beside a hand-written dispatcher, then the HTTP service.
+if [ "$ab_only" != 1 ] && [ -x example-kv-service ]; then
+  step kv-service-pipeline 90 ./example-kv-service pipeline --backend cuda --requests 200000 --callers 64,256
+  grep -E '^\| ' "$r/kv-service-pipeline.log" | sed 's/^/kv-service: /' | tee -a "$summary"
+  step kv-service-http 90 ./example-kv-service http --backend cuda --requests 100000 --callers 64
+  grep -E '^\| ' "$r/kv-service-http.log" | sed 's/^/kv-service: /' | tee -a "$summary"
+fi
+
 # Every handler model on the GPU (model-tests/), never run on one yet.
 if [ "$ab_only" != 1 ] && [ -x test-models ]; then
   # The GPU test only: the others emulate a block, whose library stays here.

@@ -107,6 +107,10 @@ for line in sys.stdin:
         print("copied test-example-" + sys.argv[1])
 ' "$ex"
 done
+# The HTTP service example (examples/kv-service): its binary only; it
+# measures round trips from many callers on CUDA (gpu-check.sh).
+cargo build --release -p kv-service
+cp target/release/kv-service .gpu/example-kv-service
 # The handler models' tests (model-tests/): their GPU test, and the rest.
 cargo test --release -p ringbridge-model-tests --no-run --message-format=json 2>/dev/null |
     python3 -c '

@@ -20,7 +20,8 @@ namespace rb_detail {
  *
  *   static constexpr bool rb_chunkwise = true;
  *   // 0: reply with len = in.len, flags = in.flags, chunks mapped by chunk();
- *   // > 0: error reply with that code; < 0: fatal (as operator()).
+ *   // > 0: error reply with that code; RB_NO_REPLY: answered with nothing;
+ *   // other < 0: fatal (as operator()).
  *   RB_DEVICE int admit(const rb_msg_header& in, uint32_t out_capacity) const;
  *   RB_DEVICE rb_vec16 chunk(rb_vec16 v) const;
  *

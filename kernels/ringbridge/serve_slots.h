@@ -56,9 +56,11 @@ RB_INLINE uint32_t rb_log2(uint64_t x) {
 }
 
 /* Whether request state (len, rc) stops the kernel: a corrupted header, a
-   fatal admit(), or a reply that would not fit a K2H slot. */
+   fatal admit() (any negative code but RB_NO_REPLY, which answers the
+   request with nothing, as for every other model), or a reply that would
+   not fit a K2H slot. */
 RB_INLINE bool rb_chunkwise_fatal(uint32_t len, int32_t rc, uint32_t out_cap) {
-    return len == RB_LEN_CORRUPT || rc < 0 || (rc == 0 && len > out_cap);
+    return len == RB_LEN_CORRUPT || (rc < 0 && rc != RB_NO_REPLY) || (rc == 0 && len > out_cap);
 }
 
 /*
@@ -153,9 +155,11 @@ RB_INLINE uint32_t rb_serve_chunkwise_batch(rb_ring* h2k, rb_ring* k2h, const Ha
                 rb_msg_header o;
                 o.seq = out_base + m;
                 o.correlation = in_base + m;
-                o.kind = rc == 0 ? RB_KIND_REPLY : RB_KIND_ERROR;
+                /* rc: 0 a reply, RB_NO_REPLY the no-reply mark, > 0 an error
+                   reply (the fatal codes were excluded above). */
+                o.kind = rc == 0 ? RB_KIND_REPLY : rc == RB_NO_REPLY ? RB_KIND_NO_REPLY : RB_KIND_ERROR;
                 o.len = rc == 0 ? len : 0u;
-                o.flags = rc == 0 ? cs.flags[m] : (uint32_t)rc;
+                o.flags = rc == 0 ? cs.flags[m] : rc == RB_NO_REPLY ? 0u : (uint32_t)rc;
                 o.reserved = 0;
                 rb_store_header(out, &o);
             } else if (rc == 0) {

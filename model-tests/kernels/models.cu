@@ -114,3 +114,27 @@ struct sum_handler {
     }
 };
 RB_KERNEL_ENTRY(models_sum, sum_handler)
+
+// Chunkwise, every kind of answer (issue 23, item 2), chosen by the
+// request's flags: 1 answers with nothing, 2 with error reply 9, 3 is fatal
+// (code -5); any other gets its payload back, every byte plus one.
+struct chunk_answers_handler {
+    static constexpr bool rb_chunkwise = true;
+    RB_DEVICE explicit chunk_answers_handler(uint64_t) {}
+    RB_DEVICE int admit(const rb_msg_header& in, uint32_t) const {
+        switch (in.flags) {
+            case 1: return RB_NO_REPLY;
+            case 2: return 9;
+            case 3: return -5;
+            default: return 0;
+        }
+    }
+    RB_DEVICE rb_vec16 chunk(rb_vec16 v) const {
+        uint8_t b[16];
+        memcpy(b, &v, 16);
+        for (int i = 0; i < 16; ++i) b[i] = (uint8_t)(b[i] + 1u);
+        memcpy(&v, b, 16);
+        return v;
+    }
+};
+RB_KERNEL_ENTRY(models_chunk_answers, chunk_answers_handler)

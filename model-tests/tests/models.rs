@@ -306,6 +306,7 @@ fn every_model_compiles_to_ptx() {
         "models_quiet",
         "models_sender",
         "models_sum",
+        "models_chunk_answers",
     ] {
         let body = entry_body(&ptx, entry);
         assert!(
@@ -451,5 +452,47 @@ fn every_model_on_the_gpu() {
             }
         }
         bridge.shutdown().unwrap();
+    }
+}
+
+/// Issue 23, item 2: a chunkwise handler's every answer (reply, error reply,
+/// `RB_NO_REPLY`, fatal code) gets the same outcome on the fallback (one
+/// request at a time) and in the block emulation (the block-parallel path a
+/// GPU runs); the PTX check above covers the GPU build.
+#[test]
+fn a_chunkwise_handler_answers_alike_on_every_path() {
+    let kernel = models::models_chunk_answers();
+    assert!(kernel.traits().chunkwise);
+    for (mode, builder) in both(kernel) {
+        let bridge = builder.launch().unwrap();
+        let reply = bridge.round_trip_with_flags(0, &[1, 2, 3]).unwrap();
+        assert!(reply.is_reply(), "{mode}: {reply:?}");
+        assert_eq!(reply.payload, [2, 3, 4], "{mode}");
+        let none = bridge.round_trip_with_flags(1, &[1, 2, 3]).unwrap();
+        assert!(none.is_no_reply(), "{mode}: {none:?}");
+        let error = bridge.round_trip_with_flags(2, &[1]).unwrap();
+        assert!(
+            error.is_error() && error.header.flags == 9,
+            "{mode}: {error:?}"
+        );
+        // Plain sends of every kind, then the receive calls: the marks are
+        // consumed silently, the rest arrive in order.
+        for flags in [0, 1, 2, 1, 0] {
+            bridge.send_with_flags(flags, &[7]).unwrap();
+        }
+        let kinds: Vec<bool> = (0..3)
+            .map(|_| {
+                bridge
+                    .recv_timeout(Duration::from_secs(10))
+                    .unwrap()
+                    .is_error()
+            })
+            .collect();
+        assert_eq!(kinds, [false, true, false], "{mode}");
+        let fatal = bridge.round_trip_with_flags(3, &[1]).unwrap_err();
+        assert!(
+            matches!(fatal, ringbridge::Error::KernelFailed { .. }),
+            "{mode}: {fatal}"
+        );
     }
 }
