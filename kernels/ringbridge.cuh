@@ -49,6 +49,12 @@
  *      They reach the host as messages of kind RB_KIND_EVENT, after the
  *      batch's replies, numbered from 0 in `correlation`. Handlers that
  *      cooperate or send run in the slot format only.
+ *      The budget: the n requests of a batch share n * rb_max_sends K2H
+ *      slots (one request may use another's share); the idle hook may send
+ *      rb_max_sends per call; batches shrink so that their replies and that
+ *      budget fit in K2H, so K2H needs at least 1 + rb_max_sends slots (the
+ *      host refuses a smaller capacity before launch). send.send() returns
+ *      false when the budget is spent: the message is not sent.
  *
  * EXAMPLE
  *     #include "ringbridge.cuh"
@@ -132,8 +138,8 @@ using rb_detail::rb_block;
      if (!send.send(0, &count, sizeof count)) return 2; */
 using rb_detail::rb_sender;
 
-/* The calling thread's index in its block and the block's size (1 and 0 on
-   the fallback's one thread). */
+/* The calling thread's index in its block and the block's size (index 0
+   and size 1 on the fallback's one thread). */
 using rb_detail::rb_block_size;
 using rb_detail::rb_thread_index;
 

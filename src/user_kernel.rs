@@ -35,6 +35,9 @@ pub struct HandlerTraits {
     pub sends: bool,
     /// Element-wise over 16-byte chunks.
     pub chunkwise: bool,
+    /// The messages one request may send (`rb_max_sends`; capped at
+    /// 65,535): K2H needs room for a reply and these, `1 + max_sends` slots.
+    pub max_sends: u32,
 }
 
 impl HandlerTraits {
@@ -43,6 +46,7 @@ impl HandlerTraits {
             cooperative: bits & TRAIT_COOPERATIVE != 0,
             sends: bits & TRAIT_SENDS != 0,
             chunkwise: bits & TRAIT_CHUNKWISE != 0,
+            max_sends: bits >> 16,
         }
     }
 

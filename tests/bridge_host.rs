@@ -437,3 +437,20 @@ fn shutdown_during_a_busy_stream_lanes() {
             .kernel(Kernel::RustHandler(spinning_echo(200))),
     );
 }
+
+/// Issue 23, item 7: a `recv_with` closure that panics leaves the message
+/// where it was (documented on `recv_with`): the next receive delivers it,
+/// once, and the bridge goes on.
+#[test]
+fn a_panicking_receive_closure_leaves_the_message_for_the_next_receive() {
+    let bridge = host().launch().unwrap();
+    let seq = bridge.send(b"a").unwrap();
+    let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        bridge.recv_with(|_, _| -> () { panic!("the caller's closure") })
+    }));
+    assert!(caught.is_err());
+    let r = bridge.recv_timeout(Duration::from_secs(5)).unwrap();
+    assert_eq!((r.header.correlation, r.payload), (seq, b"b".to_vec()));
+    assert!(matches!(bridge.try_recv(), Err(Error::Empty)));
+    assert_eq!(bridge.round_trip(b"c").unwrap().payload, b"d");
+}

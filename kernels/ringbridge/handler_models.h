@@ -246,7 +246,10 @@ template <class H>
 constexpr uint32_t rb_traits_of() {
     return (rb_chunkwise_of<H>::value ? (uint32_t)RB_TRAIT_CHUNKWISE : 0u) |
            (rb_cooperative_of<H>::value ? (uint32_t)RB_TRAIT_COOPERATIVE : 0u) |
-           (rb_sends_of<H>::value ? (uint32_t)RB_TRAIT_SENDS : 0u);
+           (rb_sends_of<H>::value ? (uint32_t)RB_TRAIT_SENDS : 0u) |
+           /* rb_max_sends in the high half (capped), so the host can check
+              K2H's room for a request's sends before launch. */
+           ((rb_max_sends_of<H>::value < 0xffffu ? rb_max_sends_of<H>::value : 0xffffu) << 16);
 }
 
 }  // namespace rb_detail

@@ -496,3 +496,32 @@ fn a_chunkwise_handler_answers_alike_on_every_path() {
         );
     }
 }
+
+/// Issue 23, item 7: a handler's `rb_max_sends` that K2H cannot hold beside
+/// a reply is refused before launch, naming the limit (it used to fail at
+/// launch as "bad magic or layout version").
+#[test]
+fn a_capacity_too_small_for_the_handlers_sends_is_refused_before_launch() {
+    let kernel = models::models_sender();
+    assert_eq!(kernel.traits().max_sends, 1);
+    let err = Bridge::builder()
+        .backend(Backend::Fallback)
+        .kernel(Kernel::User(kernel.clone()))
+        .capacity(1)
+        .launch()
+        .unwrap_err();
+    let text = err.to_string();
+    assert!(
+        matches!(err, ringbridge::Error::InvalidArgument(_))
+            && text.contains("rb_max_sends")
+            && text.contains("at least 2, not 1"),
+        "{text}"
+    );
+    let ok = Bridge::builder()
+        .backend(Backend::Fallback)
+        .kernel(Kernel::User(kernel))
+        .capacity(2)
+        .launch()
+        .unwrap();
+    assert_eq!(ok.round_trip(&[1]).unwrap().payload, 1u32.to_le_bytes());
+}

@@ -682,6 +682,18 @@ impl BridgeBuilder {
                 "the block emulation runs one block at a time: no stripes".into(),
             ));
         }
+        if let Kernel::User(u) = &self.kernel {
+            let sends = u.traits().max_sends;
+            if self.capacity <= sends as usize {
+                return Err(Error::InvalidArgument(format!(
+                    "kernel {} may send {sends} messages per request (rb_max_sends), and K2H \
+                     needs room for a reply and those: a capacity of at least {}, not {}",
+                    u.entry(),
+                    u64::from(sends) + 1,
+                    self.capacity
+                )));
+            }
+        }
         let (backend, reason) = self.resolve_backend()?;
         let (spec, max_payload) = self.resolve_spec(backend)?;
         Ok(Plan {

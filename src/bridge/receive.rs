@@ -467,6 +467,10 @@ impl Bridge {
 
     /// Receives one reply and hands it to `f` without allocating.
     ///
+    /// Should `f` panic, the message is not consumed: the next receive
+    /// delivers it again (in [`recv_batch`](Self::recv_batch), the messages
+    /// handed out before it stay consumed).
+    ///
     /// ```
     /// use ringbridge::{Backend, Bridge};
     /// let bridge = Bridge::builder().backend(Backend::Fallback).launch()?;

@@ -122,9 +122,11 @@ unsafe impl SharedMemory for MappedMemory {
         // SAFETY: `AtomicU64` has the size and alignment of `u64`; the memory
         // is 128-byte (so 8-byte) aligned, `bytes` long (a multiple of 8),
         // initialised (zeroed in `new`), and valid for as long as `self`
-        // lives. The host only ever touches it through these atomics, so the
-        // shared slice never aliases a `&mut`; what the device writes
-        // concurrently is seen as atomic loads, never as a data race in Rust.
+        // lives. The host touches it through these atomics, except for the
+        // `&mut [u8]` `RingProducer::write_with` makes over an H2K slot the
+        // protocol gives to the host alone (its SAFETY comment; see
+        // docs/architecture.md, "Shared memory is not trusted"); what the
+        // device writes concurrently is seen as atomic loads.
         unsafe { std::slice::from_raw_parts(self.host.as_ptr(), self.bytes / 8) }
     }
 
