@@ -30,7 +30,8 @@ pub const VARIANTS: [&str; 4] = [
     "hand dispatcher (threads)",
 ];
 
-/// A bridge serving the kv-store kernel, its first [`KEYS`] keys filled.
+/// A bridge serving the kv-store kernel, its first 1024 keys filled (key k
+/// holds 3k).
 pub fn filled_bridge(backend: Backend) -> anyhow::Result<Bridge> {
     let bridge = kv_store::bridge_builder(KvParam {
         capacity: 1 << 16,
