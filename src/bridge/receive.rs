@@ -6,6 +6,7 @@
 use std::collections::VecDeque;
 use std::ops::{Deref, DerefMut};
 use std::sync::MutexGuard;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use crate::error::{Error, Result};
@@ -186,6 +187,9 @@ impl Bridge {
         };
         rx.ring.release();
         self.state.count_received(rx);
+        if n > 0 {
+            self.state.reads.fetch_add(1, Ordering::Relaxed);
+        }
         out
     }
 
@@ -196,11 +200,22 @@ impl Bridge {
     /// It holds K2H only while it reads: between two looks a task's own
     /// poll may read K2H instead (routing from an executor's thread wakes
     /// the tasks there, without a hop through this one).
+    ///
+    /// While others' reads keep taking messages it does not read at all:
+    /// it reads once a look finds that nobody took anything since the last.
     pub(crate) fn dispatch(&self, mut stop: impl FnMut() -> bool) -> Result<usize> {
+        let reads = &self.state.reads;
+        let mut seen = reads.load(Ordering::Relaxed);
         self.wait(Deadline::Never, "recv", || {
-            let n = match self.try_rx() {
-                Some(mut rx) => self.drain(&mut rx, false)?,
-                None => 0,
+            let now = reads.load(Ordering::Relaxed);
+            let n = if now != seen {
+                seen = now;
+                0
+            } else {
+                match self.try_rx() {
+                    Some(mut rx) => self.drain(&mut rx, false)?,
+                    None => 0,
+                }
             };
             Ok((n > 0 || stop()).then_some(n))
         })
