@@ -52,6 +52,14 @@ fn roundtrip(c: &mut Criterion) {
                     })
                 },
             );
+            // The same through `round_trip` (registered for routing, so
+            // that concurrent callers pipeline): what the routing costs one
+            // caller.
+            group.bench_with_input(
+                BenchmarkId::new(format!("{}_round_trip", backend.name()), payload),
+                &data,
+                |b, data| b.iter(|| bridge.round_trip(data).expect("round trip")),
+            );
             bridge.shutdown().expect("shutdown");
         }
     }

@@ -82,6 +82,7 @@ impl Bridge {
                 is_dead: AtomicBool::new(false),
                 stopped: AtomicBool::new(false),
                 stopping: AtomicBool::new(false),
+                leaked: AtomicBool::new(false),
                 sent: AtomicU64::new(0),
                 received: AtomicU64::new(0),
                 no_reply: AtomicU64::new(0),

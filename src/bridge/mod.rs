@@ -162,6 +162,8 @@ struct BridgeState {
     stopped: AtomicBool,
     /// `shutdown` asked the kernel to stop: its exit is no failure.
     stopping: AtomicBool,
+    /// A shutdown gave up on the kernel and leaked its memory: once.
+    leaked: AtomicBool,
     /// Requests published and replies released, copied out of the two
     /// directions after each change so that [`Bridge::stats`] never waits
     /// for a direction's lock (a `recv` holds it for its whole wait).
@@ -319,22 +321,32 @@ impl Bridge {
         // timed wake-up.
         self.state.doorbell.wake_kernel();
         let timeout = self.state.shutdown_timeout;
-        // A fault while stopping still means the kernel no longer runs.
-        let stopped = self.state.engine.wait_finished(timeout).unwrap_or(true);
+        // A fault while stopping still means the kernel no longer runs. A
+        // kernel already given up on is not waited for again.
+        let wait = if self.state.leaked.load(Ordering::Relaxed) {
+            Duration::ZERO
+        } else {
+            timeout
+        };
+        let stopped = self.state.engine.wait_finished(wait).unwrap_or(true);
         if stopped {
             self.state.stopped.store(true, Ordering::Release);
             self.state.fail(Error::ShutDown);
             Ok(())
         } else {
             self.state.fail(Error::ShutDown);
-            // Never free memory a kernel may still touch: leak one reference
-            // to the rings and one to the buffers.
-            std::mem::forget(Arc::clone(&self.state.memory));
-            std::mem::forget(Arc::clone(&self.state.buffers));
-            eprintln!(
-                "ringbridge: the kernel did not stop within {timeout:?}; its ring memory and \
-                 buffers are leaked"
-            );
+            // Relaxed: only this bridge's own shutdown calls read it, and a
+            // second one must not leak (or warn) again.
+            if !self.state.leaked.swap(true, Ordering::Relaxed) {
+                // Never free memory a kernel may still touch: leak one
+                // reference to the rings and one to the buffers.
+                std::mem::forget(Arc::clone(&self.state.memory));
+                std::mem::forget(Arc::clone(&self.state.buffers));
+                eprintln!(
+                    "ringbridge: the kernel did not stop within {timeout:?}; its ring memory \
+                     and buffers are leaked"
+                );
+            }
             Err(Error::Timeout {
                 op: "shutdown",
                 after: timeout,

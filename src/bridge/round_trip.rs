@@ -197,9 +197,13 @@ impl Bridge {
                 return Ok(found);
             }
             if let Some(mut rx) = self.try_rx() {
+                // While we hold K2H nobody else routes: after the first look,
+                // only a read that took something can have brought ours.
+                let mut first = true;
                 return self.wait(deadline, "recv", || {
-                    self.drain(&mut rx, false)?;
-                    Ok(take())
+                    let took = self.drain(&mut rx, false)?;
+                    let look = std::mem::take(&mut first) || took > 0;
+                    Ok(if look { take() } else { None })
                 });
             }
             let nap = match deadline {

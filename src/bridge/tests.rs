@@ -41,3 +41,44 @@ fn each_group_region_belongs_to_its_stripe() {
         assert_eq!(bridges[i].round_trip(b"y").unwrap().payload, b"z");
     }
 }
+
+/// Issue 23, item 7: a kernel that does not stop is reported, and its
+/// memory leaked, once per bridge: a second `shutdown` (the one `drop`
+/// makes) neither waits again nor leaks (or warns) a second time.
+#[test]
+fn a_kernel_that_does_not_stop_is_leaked_once() {
+    use std::sync::Arc as StdArc;
+    use std::sync::atomic::AtomicBool;
+    let gate = StdArc::new(AtomicBool::new(false));
+    let open = StdArc::clone(&gate);
+    let stuck = RustHandler::new(move |_, input, out| {
+        // Acquire: pairs with the release below; only the flag matters.
+        while !open.load(Ordering::Acquire) {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        out[..input.len()].copy_from_slice(input);
+        Ok(input.len())
+    });
+    let bridge = Bridge::builder()
+        .backend(Backend::Fallback)
+        .kernel(Kernel::RustHandler(stuck))
+        .shutdown_timeout(Duration::from_millis(50))
+        .launch()
+        .unwrap();
+    bridge.send(b"x").unwrap();
+    std::thread::sleep(Duration::from_millis(20)); // the handler is stuck
+    let refs = || Arc::strong_count(&bridge.state.memory);
+    let before = refs();
+    assert!(matches!(
+        bridge.shutdown(),
+        Err(Error::Timeout { op: "shutdown", .. })
+    ));
+    assert_eq!(refs(), before + 1, "one reference leaked");
+    assert!(matches!(
+        bridge.shutdown(),
+        Err(Error::Timeout { op: "shutdown", .. })
+    ));
+    assert_eq!(refs(), before + 1, "leaked once, not twice");
+    // Release: lets the serving thread finish (the leak stays a leak).
+    gate.store(true, Ordering::Release);
+}
