@@ -47,6 +47,7 @@ pub mod cuda;
 mod emulation;
 pub mod error;
 pub mod fallback;
+mod kernel;
 #[cfg(not(loom))]
 pub mod kernels;
 pub mod layout;

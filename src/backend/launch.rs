@@ -6,9 +6,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::backend::{Backend, Engine, SharedMemory, StripeMemory};
-use crate::bridge::Kernel;
 use crate::buffer::{BufferInit, Buffers};
 use crate::error::{Error, Result};
+use crate::kernel::Kernel;
 use crate::layout::LaunchArgs;
 use crate::ring::{Control, RegionLayout};
 use crate::wait::WaitPolicy;

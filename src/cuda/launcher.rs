@@ -11,9 +11,9 @@ use crate::backend::launch::{
     stripe_views,
 };
 use crate::backend::{Engine, SharedMemory};
-use crate::bridge::Kernel;
 use crate::buffer::{BufferMemory, Buffers};
 use crate::error::{Error, Result};
+use crate::kernel::Kernel;
 use crate::layout::LaunchArgs;
 
 use super::module::KernelModule;

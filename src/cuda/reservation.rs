@@ -17,18 +17,17 @@ use cudarc::driver::CudaContext;
 
 use super::context::context;
 use super::module::KernelModule;
-use super::reserved::{DeviceArena, ReservedBuffer, ReservedRegion, buffer_span};
+use super::reserved::{
+    DeviceArena, Inner, REGION_ALIGN, ReservedBuffer, ReservedRegion, buffer_span,
+};
 use super::stream::{Stream, StreamPool};
 use super::{MappedMemory, space::FreeSpace};
 use crate::backend::{Backend, SharedMemory, launch::group_bytes};
-use crate::bridge::{BridgeBuilder, Kernel};
+use crate::bridge::BridgeBuilder;
 use crate::buffer::{BufferInit, BufferMemory};
 use crate::error::{Error, Result};
+use crate::kernel::Kernel;
 use crate::sync::lock;
-
-/// Alignment of each ring region in the arena: a page, as a region of its
-/// own would have.
-pub(crate) const REGION_ALIGN: usize = 4096;
 
 /// Memory, modules and streams on one GPU, prepared before any launch for
 /// bridges launched later, possibly while others run.
@@ -77,21 +76,6 @@ pub struct ReservationFree {
     /// Streams.
     pub streams: usize,
 }
-
-/// The shared part: dropped after every bridge that took from it.
-pub(crate) struct Inner {
-    ctx: Arc<CudaContext>,
-    pub(crate) rings: Option<MappedMemory>,
-    pub(crate) ring_space: Mutex<FreeSpace>,
-    pub(crate) buffers: Option<DeviceArena>,
-    pub(crate) buffer_space: Mutex<FreeSpace>,
-    streams: Arc<StreamPool>,
-    /// Loaded entry points with the image bytes and name they came from.
-    modules: Mutex<Vec<Loaded>>,
-}
-
-/// A loaded entry point: the image's bytes, the entry's name, the module.
-type Loaded = (Arc<[u8]>, String, Arc<KernelModule>);
 
 /// Sizes a [`Reservation`], then makes it ([`Self::reserve`]).
 #[derive(Clone, Debug)]
@@ -332,10 +316,4 @@ fn needs(builder: &BridgeBuilder, stripes: usize) -> Result<Option<Needs>> {
         image: image.bytes.into(),
         entry: image.entry.to_owned(),
     }))
-}
-
-impl Inner {
-    pub(crate) fn context(&self) -> &Arc<CudaContext> {
-        &self.ctx
-    }
 }

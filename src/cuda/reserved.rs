@@ -1,5 +1,7 @@
-//! The shares of a [`super::Reservation`] that bridges hold: a range of its
+//! What a [`super::Reservation`] holds ([`Inner`], shared with every bridge
+//! taken from it) and the shares of it that bridges hold: a range of its
 //! ring arena, a range of its buffer arena, and the buffer arena itself.
+//! Below `reservation.rs`, which sizes and makes them.
 //! Taking and giving back a share is bookkeeping only (no driver call that
 //! waits), so either may happen while kernels of ours run.
 
@@ -8,15 +10,42 @@ use std::sync::{Arc, Mutex};
 
 use cudarc::driver::{CudaContext, result, sys};
 
+use super::MappedMemory;
 use super::context::bind;
-use super::reservation::{Inner, REGION_ALIGN};
+use super::module::KernelModule;
 use super::running::{Scope, free_or_leak, has_leaked, while_idle};
-use super::stream::Stream;
+use super::space::FreeSpace;
+use super::stream::{Stream, StreamPool};
 use super::{cuda_err, describe};
 use crate::backend::SharedMemory;
 use crate::buffer::{BUFFER_ALIGN, BufferInit, BufferMemory};
 use crate::error::{Error, Result};
 use crate::sync::lock;
+
+/// Alignment of each ring region in the arena: a page, as a region of its
+/// own would have.
+pub(crate) const REGION_ALIGN: usize = 4096;
+
+/// The shared part: dropped after every bridge that took from it.
+pub(crate) struct Inner {
+    pub(crate) ctx: Arc<CudaContext>,
+    pub(crate) rings: Option<MappedMemory>,
+    pub(crate) ring_space: Mutex<FreeSpace>,
+    pub(crate) buffers: Option<DeviceArena>,
+    pub(crate) buffer_space: Mutex<FreeSpace>,
+    pub(crate) streams: Arc<StreamPool>,
+    /// Loaded entry points with the image bytes and name they came from.
+    pub(crate) modules: Mutex<Vec<Loaded>>,
+}
+
+/// A loaded entry point: the image's bytes, the entry's name, the module.
+pub(crate) type Loaded = (Arc<[u8]>, String, Arc<KernelModule>);
+
+impl Inner {
+    pub(crate) fn context(&self) -> &Arc<CudaContext> {
+        &self.ctx
+    }
+}
 
 /// One `cuMemAlloc` of a reservation's buffers, with a stream of its own for
 /// the copies in and out of them, freed with the reservation.

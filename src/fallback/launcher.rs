@@ -8,10 +8,10 @@ use crate::backend::launch::{
     LaunchRequest, Launcher, ServedRegion, group_bytes, param_word, prepare, prepare_group,
     stripe_views, terminate_all,
 };
-use crate::bridge::Kernel;
 use crate::buffer::{BufferMemory, Buffers, HostBuffer};
 use crate::error::Result;
 use crate::fallback::HostMemory;
+use crate::kernel::Kernel;
 use crate::layout::LaunchArgs;
 
 use super::{FallbackEngine, FallbackKernel};

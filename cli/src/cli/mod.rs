@@ -12,6 +12,7 @@ mod queue_ceiling;
 mod spin;
 mod stream;
 mod stream_devices;
+mod stream_through;
 mod user_image;
 
 use std::path::PathBuf;

@@ -12,7 +12,7 @@ use anyhow::bail;
 use ringbridge::{Producer, SpscQueue};
 
 use super::spin::Spin;
-use super::stream::Patterns;
+use super::stream_through::Patterns;
 
 /// Largest payload the ceiling carries (messages are whole 64-bit words).
 pub(crate) const MAX_PAYLOAD: usize = 4096;

@@ -13,7 +13,7 @@ use ringbridge::{Backend, StripedBridge};
 use serde::Serialize;
 
 use super::StreamArgs;
-use super::stream::{Patterns, StripeResult, join_stripes, spawn_stripes};
+use super::stream_through::{Patterns, StripeResult, join_stripes, spawn_stripes};
 
 #[derive(Serialize)]
 struct Report {
