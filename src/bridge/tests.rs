@@ -51,7 +51,7 @@ fn a_kernel_that_does_not_stop_is_leaked_once() {
     use std::sync::atomic::AtomicBool;
     let gate = StdArc::new(AtomicBool::new(false));
     let open = StdArc::clone(&gate);
-    let stuck = RustHandler::new(move |_, input, out| {
+    let stuck = crate::fallback::RustHandler::new(move |_, input, out| {
         // Acquire: pairs with the release below; only the flag matters.
         while !open.load(Ordering::Acquire) {
             std::thread::sleep(Duration::from_millis(1));
