@@ -14,14 +14,22 @@ namespace rb_detail {
    1, at most the free K2H slots; none free: not called) and publishes what
    it sent. RELEASE of the K2H head: the messages are this thread's own
    plain stores, before the release in program order. Returns a final status
-   when the K2H ring is corrupted, else 0. */
+   when the K2H ring is corrupted, else 0. `busy`: whether the loop must not
+   idle yet: the hook sent something (it may have more), or K2H had no room
+   for it (the host frees room without ringing the kernel's doorbell). A
+   kernel with messages to send is not idle. */
 template <class Handler>
 RB_INLINE uint32_t rb_idle_hook(rb_control* ctl, rb_ring* k2h, Handler& handler, rb_block_state& sh,
                                 uint64_t& k2h_tail, uint64_t& k2h_head, uint64_t k2h_cap, uint64_t h2k_tail,
-                                uint64_t& beat, uint64_t& events) {
+                                uint64_t& beat, uint64_t& events, bool& busy) {
     uint64_t room = 0;
+    busy = false;
     const uint32_t stop = rb_k2h_room(ctl, k2h, k2h_tail, k2h_head, k2h_cap, h2k_tail, beat, room);
-    if (stop != 0 || room == 0) return stop;
+    if (stop != 0) return stop;
+    if (room == 0) {
+        busy = true;
+        return 0;
+    }
     constexpr uint64_t per_turn = rb_max_sends_of<Handler>::value > 0 ? rb_max_sends_of<Handler>::value : 1u;
     /* sh.sent is free: the other threads wait at the barrier for the batch. */
     sh.sent = 0;
@@ -34,6 +42,7 @@ RB_INLINE uint32_t rb_idle_hook(rb_control* ctl, rb_ring* k2h, Handler& handler,
         rb_st_release(&k2h->head, k2h_head);
         events += sent;
         rb_wake_host(ctl);
+        busy = true;
     }
     return 0;
 }
@@ -184,10 +193,21 @@ RB_INLINE int rb_serve(rb_control* ctl, rb_ring* h2k, rb_ring* k2h, Handler& han
                     h2k_head = head;
                     avail = head - h2k_tail;
                     if (avail == 0) {
+                        bool hook_busy = false;
                         if constexpr (rb_has_idle<Handler>::value) {
                             stop = rb_idle_hook(ctl, k2h, handler, sh, k2h_tail, k2h_head, k2h_cap, h2k_tail, beat,
-                                                events);
+                                                events, hook_busy);
                             if (stop != 0) break;
+                        }
+                        if (hook_busy) {
+                            /* It sent: call it again at once. No room: wait
+                               for the host to free some, never parking. */
+                            if (k2h_head - k2h_tail >= k2h_cap) {
+                                rb_idle(ctl, idle, false);
+                            } else {
+                                idle = 0;
+                            }
+                            continue;
                         }
                         rb_idle(ctl, idle, true);
                         continue;

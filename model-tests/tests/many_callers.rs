@@ -123,3 +123,29 @@ fn events_reach_a_subscriber_while_round_trips_run() {
         bridge.shutdown().unwrap();
     }
 }
+
+/// Issue 23, item 4: messages the idle hook has to send drain at the rate
+/// the rings allow under every wait policy: a kernel with sends pending is
+/// not idle (under `LowPower` 996 of them used to take about a second). A
+/// generous bound: 1,000 events well under a second (a few milliseconds
+/// here under `Spin`).
+#[test]
+fn the_idle_hooks_messages_drain_under_every_policy() {
+    for policy in ringbridge::WaitPolicy::ALL {
+        for (mode, builder) in both(models::models_sender().with_param(1000u64)) {
+            let bridge = builder.capacity(64).wait_policy(policy).launch().unwrap();
+            let events = bridge.events();
+            let start = std::time::Instant::now();
+            for i in 0..1000u64 {
+                let e = events.recv_timeout(Duration::from_secs(10)).unwrap();
+                assert_eq!(e.event_seq(), Some(i), "{mode} {policy:?}");
+            }
+            let took = start.elapsed();
+            assert!(
+                took < Duration::from_millis(400),
+                "{mode} {policy:?}: 1,000 idle-hook messages took {took:?}"
+            );
+            bridge.shutdown().unwrap();
+        }
+    }
+}
