@@ -81,6 +81,7 @@
 #define RB_ERR_RING_CORRUPTED 2ull
 #define RB_ERR_HANDLER_PANICKED 3ull
 #define RB_ERR_BAD_MAGIC 4ull
+#define RB_ERR_PARAM_SIZE 5ull
 #define RB_BAD_CONTROL 1ull
 #define RB_BAD_CHECK_INTERVAL 2ull
 #define RB_BAD_H2K 3ull

@@ -237,6 +237,20 @@ pub enum Error {
         /// What was wrong.
         what: String,
     },
+    /// The kernel's handler reads a typed launch parameter
+    /// (`rb_launch::param<T>()`) of `expected` bytes, and the launch gave
+    /// `given` (set it with [`UserKernel::with_param`](crate::UserKernel::with_param)
+    /// of the same type). Refused at launch, before any request is served.
+    #[error(
+        "the kernel reads a {expected}-byte parameter, but the launch gave {given} bytes; \
+         pass the kernel's parameter type to `with_param`"
+    )]
+    ParamSize {
+        /// `sizeof` the type the handler reads.
+        expected: u64,
+        /// Bytes the host sent.
+        given: u64,
+    },
     /// The bridge was shut down (or failed) and cannot be used any more.
     #[error("the bridge is shut down")]
     ShutDown,

@@ -350,6 +350,10 @@ pub const ERR_RING_CORRUPTED: u64 = 2;
 pub const ERR_HANDLER_PANICKED: u64 = 3;
 /// The control block or a ring header had a bad magic or version.
 pub const ERR_BAD_MAGIC: u64 = 4;
+/// The handler read a typed launch parameter (`rb_launch::param<T>()`) of
+/// another size than the host sent: `error_detail` is
+/// `(size_of T) << 32 | bytes sent`.
+pub const ERR_PARAM_SIZE: u64 = 5;
 
 /// `error_detail` of [`ERR_BAD_MAGIC`]: the control block's magic or version.
 pub const BAD_CONTROL: u64 = 1;
@@ -557,6 +561,7 @@ pub fn c_constants() -> Vec<(&'static str, u64)> {
         ("RB_ERR_RING_CORRUPTED", ERR_RING_CORRUPTED),
         ("RB_ERR_HANDLER_PANICKED", ERR_HANDLER_PANICKED),
         ("RB_ERR_BAD_MAGIC", ERR_BAD_MAGIC),
+        ("RB_ERR_PARAM_SIZE", ERR_PARAM_SIZE),
         ("RB_BAD_CONTROL", BAD_CONTROL),
         ("RB_BAD_CHECK_INTERVAL", BAD_CHECK_INTERVAL),
         ("RB_BAD_H2K", BAD_H2K),

@@ -33,8 +33,9 @@
 #define RB_KERNEL_ENTRY_BOUNDED(name, HandlerType, threads)                                          \
     extern "C" __global__ void __launch_bounds__(threads)                                            \
         name(::rb_detail::rb_control* ctl, ::rb_detail::rb_ring* h2k, ::rb_detail::rb_ring* k2h, const __grid_constant__ ::rb_detail::rb_args args) {    \
-        HandlerType handler = ::rb_detail::rb_make_handler<HandlerType>(args);                                    \
-        (void)::rb_detail::rb_serve(ctl, h2k, k2h, handler);                                                      \
+        uint64_t param_error = 0;                                                                     \
+        HandlerType handler = ::rb_detail::rb_make_handler<HandlerType>(args, param_error);                       \
+        (void)::rb_detail::rb_serve(ctl, h2k, k2h, handler, param_error);                                         \
     }
 #elif defined(RB_EMULATE_BLOCK)
 namespace rb_detail {
@@ -112,9 +113,10 @@ inline int32_t rb_sim_launch(const void* params, uint32_t params_size, uint32_t 
  */
 #define RB_KERNEL_ENTRY_BOUNDED(name, HandlerType, threads)                                          \
     static int32_t name##__rb_emulated_thread(void* ctl, void* h2k, void* k2h, const void* args) {   \
-        HandlerType handler = ::rb_detail::rb_make_handler<HandlerType>(*static_cast<const ::rb_detail::rb_args*>(args));      \
+        uint64_t param_error = 0;                                                                     \
+        HandlerType handler = ::rb_detail::rb_make_handler<HandlerType>(*static_cast<const ::rb_detail::rb_args*>(args), param_error); \
         return ::rb_detail::rb_serve(static_cast<::rb_detail::rb_control*>(ctl), static_cast<::rb_detail::rb_ring*>(h2k),                   \
-                        static_cast<::rb_detail::rb_ring*>(k2h), handler);                                        \
+                        static_cast<::rb_detail::rb_ring*>(k2h), handler, param_error);                           \
     }                                                                                                \
     extern "C" RB_EMU_EXPORT int32_t name##__rb_emulate(void* ctl, void* h2k, void* k2h, const void* args, \
                                                         uint32_t nthreads) {                         \
@@ -152,9 +154,10 @@ inline int32_t rb_sim_launch(const void* params, uint32_t params_size, uint32_t 
     extern "C" int32_t name##__rb_host(void* ctl, void* h2k, void* k2h, uint32_t block, const void* args) { \
         if (!::rb_detail::rb_host_regions_ok(ctl, h2k, k2h) || args == nullptr) return -1;                       \
         ::rb_detail::rb_host_block_index = block;                                                                 \
-        HandlerType handler = ::rb_detail::rb_make_handler<HandlerType>(*static_cast<const ::rb_detail::rb_args*>(args));      \
+        uint64_t param_error = 0;                                                                     \
+        HandlerType handler = ::rb_detail::rb_make_handler<HandlerType>(*static_cast<const ::rb_detail::rb_args*>(args), param_error); \
         return ::rb_detail::rb_serve(static_cast<::rb_detail::rb_control*>(ctl), static_cast<::rb_detail::rb_ring*>(h2k),                   \
-                        static_cast<::rb_detail::rb_ring*>(k2h), handler);                                        \
+                        static_cast<::rb_detail::rb_ring*>(k2h), handler, param_error);                           \
     }                                                                                                \
     extern "C" uint32_t name##__rb_traits(void) { return ::rb_detail::rb_traits_of<HandlerType>(); }
 #endif

@@ -208,12 +208,20 @@ RB_INLINE int rb_handle_cooperative(H& h, rb_block& block, const rb_msg_header& 
  */
 struct rb_launch {
     const rb_args* args;
-    /* The parameter as a T (the host sent sizeof(T) bytes or fewer, zero
-       padded). */
+    /* Where param<T>() notes a T whose size is not the parameter's (the
+       serve loop then fails the launch with RB_ERR_PARAM_SIZE). */
+    uint32_t* param_mismatch = nullptr;
+    /* The parameter as a T. The host must have sent exactly sizeof(T)
+       bytes (UserKernel::with_param of the same type): any other size
+       fails the launch, naming both sizes, instead of reading a T that was
+       zero padded or cut off. */
     template <class T>
     RB_DEVICE const T& param() const {
         static_assert(sizeof(T) <= RB_MAX_PARAM_SIZE, "parameter larger than RB_MAX_PARAM_SIZE");
         static_assert(alignof(T) <= 16, "parameter aligned beyond 16 bytes");
+        if (args->param_size != (uint32_t)sizeof(T) && param_mismatch != nullptr) {
+            *param_mismatch = (uint32_t)sizeof(T);
+        }
         return *reinterpret_cast<const T*>(args->param);
     }
     /* Bytes of the parameter the host set. */
@@ -230,11 +238,18 @@ struct rb_launch {
 };
 
 /* Builds a handler from the launch: `H(const rb_launch&)` when it has that
-   constructor, else `H(uint64_t)` from the parameter's first 8 bytes. */
+   constructor, else `H(uint64_t)` from the parameter's first 8 bytes.
+   `param_error`: 0, or the RB_ERR_PARAM_SIZE detail when the handler read
+   a typed parameter of another size than the host sent ((its size << 32) |
+   the size sent), for rb_serve to fail the launch with. */
 template <class H>
-RB_DEVICE H rb_make_handler(const rb_args& args) {
+RB_DEVICE H rb_make_handler(const rb_args& args, uint64_t& param_error) {
+    param_error = 0;
     if constexpr (std::is_constructible<H, const rb_launch&>::value) {
-        return H(rb_launch{&args});
+        uint32_t wanted = 0;
+        H h(rb_launch{&args, &wanted});
+        if (wanted != 0) param_error = ((uint64_t)wanted << 32) | (uint64_t)args.param_size;
+        return h;
     } else {
         return H(*reinterpret_cast<const uint64_t*>(args.param));
     }

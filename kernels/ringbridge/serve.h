@@ -68,7 +68,7 @@ RB_INLINE uint32_t rb_idle_hook(rb_control* ctl, rb_ring* k2h, Handler& handler,
  * failing request, publishes the replies before it.
  */
 template <class Handler>
-RB_INLINE int rb_serve(rb_control* ctl, rb_ring* h2k, rb_ring* k2h, Handler& handler) {
+RB_INLINE int rb_serve(rb_control* ctl, rb_ring* h2k, rb_ring* k2h, Handler& handler, uint64_t param_error = 0) {
     if (!rb_select_stripe(ctl, h2k, k2h)) return (int)RB_STATUS_LAUNCHING;
     const uint32_t tid = rb_thread_index();
     const uint32_t nthreads = rb_block_size();
@@ -137,6 +137,10 @@ RB_INLINE int rb_serve(rb_control* ctl, rb_ring* h2k, rb_ring* k2h, Handler& han
         }
         if (bad != 0) {
             start_failed = (uint32_t)rb_finish(ctl, RB_STATUS_FAILED, RB_ERR_BAD_MAGIC, bad);
+        } else if (param_error != 0) {
+            /* The handler read a typed parameter of another size than the
+               host sent (rb_make_handler): refused before serving. */
+            start_failed = (uint32_t)rb_finish(ctl, RB_STATUS_FAILED, RB_ERR_PARAM_SIZE, param_error);
         } else {
             checks.mask = interval - 1;
             checks.checked_ns = rb_clock_ns();

@@ -525,3 +525,29 @@ fn a_capacity_too_small_for_the_handlers_sends_is_refused_before_launch() {
         .unwrap();
     assert_eq!(ok.round_trip(&[1]).unwrap().payload, 1u32.to_le_bytes());
 }
+
+/// Issue 23, item 7: a typed parameter of the wrong size (or none) is
+/// refused at launch with both sizes, on every path, instead of being read
+/// zero padded or cut off.
+#[test]
+fn a_parameter_of_the_wrong_size_is_refused_at_launch() {
+    let want = size_of::<models::TableParam>() as u64;
+    for given in [0usize, 8, want as usize + 1] {
+        let kernel = models::models_param()
+            .try_with_param_bytes(&vec![1u8; given])
+            .unwrap();
+        for (mode, builder) in both(kernel) {
+            let err = builder.launch().unwrap_err();
+            assert!(
+                matches!(err, ringbridge::Error::ParamSize { expected, given: g }
+                    if expected == want && g == given as u64),
+                "{mode}, {given} bytes: {err:?}"
+            );
+            let text = err.to_string();
+            assert!(
+                text.contains(&format!("{want}-byte")) && text.contains(&format!("{given} bytes")),
+                "{text}"
+            );
+        }
+    }
+}

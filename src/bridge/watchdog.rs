@@ -5,7 +5,7 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
-use crate::layout::{STATUS_FAILED, STATUS_STOPPED};
+use crate::layout::{ERR_PARAM_SIZE, STATUS_FAILED, STATUS_STOPPED};
 use crate::ring::{KernelReport, describe_error};
 use crate::sync::lock;
 
@@ -93,7 +93,12 @@ impl BridgeState {
 
 /// The error a stopped kernel's report gives: its failure, or an exit.
 pub(super) fn report_error(report: &KernelReport) -> Error {
-    if report.status == STATUS_FAILED {
+    if report.status == STATUS_FAILED && report.error_code == ERR_PARAM_SIZE {
+        Error::ParamSize {
+            expected: report.error_detail >> 32,
+            given: report.error_detail & 0xffff_ffff,
+        }
+    } else if report.status == STATUS_FAILED {
         Error::KernelFailed {
             code: report.error_code,
             detail: report.error_detail,

@@ -2,7 +2,8 @@
 
 use crate::backend::SharedMemory;
 use crate::layout::{
-    ControlBlock, ERR_BAD_MAGIC, ERR_HANDLER, ERR_HANDLER_PANICKED, ERR_RING_CORRUPTED,
+    ControlBlock, ERR_BAD_MAGIC, ERR_HANDLER, ERR_HANDLER_PANICKED, ERR_PARAM_SIZE,
+    ERR_RING_CORRUPTED,
 };
 use crate::sync::{Arc, AtomicU64, Ordering};
 use crate::word_of;
@@ -258,6 +259,7 @@ pub fn describe_error(code: u64) -> &'static str {
         ERR_RING_CORRUPTED => "the kernel found a corrupted ring",
         ERR_HANDLER_PANICKED => "a Rust handler panicked",
         ERR_BAD_MAGIC => "bad magic or layout version in shared memory",
+        ERR_PARAM_SIZE => "the handler's typed parameter has another size than the one sent",
         _ => "unknown error code",
     }
 }
