@@ -115,8 +115,11 @@ using rb_detail::rb_vec16;
 
 /* What a handler is built from: l.param<T>() is the typed parameter the
    host set with UserKernel::with_param (a trivially copyable struct of at
-   most RB_MAX_PARAM_SIZE bytes, zero padded, read through the constant bank
-   on CUDA); l.buffer<T>(i) is bridge-owned buffer i (device memory on CUDA,
+   most RB_MAX_PARAM_SIZE bytes, read through the constant bank on CUDA);
+   the host must send exactly sizeof(T) bytes, or the launch fails with
+   Error::ParamSize naming both sizes. l.param_size() is the number of
+   bytes the host sent (0 without with_param), for a handler that reads
+   the raw bytes itself. l.buffer<T>(i) is bridge-owned buffer i (device memory on CUDA,
    host memory on the fallback; nullptr when there is none), of
    l.buffer_bytes(i) bytes. Both stay valid for the kernel's lifetime.
      explicit my_handler(const rb_launch& l) : table(l.buffer<uint64_t>(0)) {} */
