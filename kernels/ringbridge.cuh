@@ -38,7 +38,7 @@
  *   3. Block-cooperative: every thread of the block calls it for each
  *      request, one request at a time; thread 0's code and `out` count.
  *        static constexpr bool rb_cooperative = true;
- *        static constexpr uint32_t rb_scratch_bytes = 4096;  // shared scratch, <= 48 KiB
+ *        static constexpr uint32_t rb_scratch_bytes = 4096;  // shared scratch, <= RB_MAX_SCRATCH_BYTES
  *        RB_DEVICE int operator()(rb_block& b, const rb_msg_header& in, const uint8_t* in_payload,
  *                                 rb_msg_header& out, uint8_t* out_payload, uint32_t out_capacity);
  *   4. Own messages: a per-request or cooperative handler may take a last
@@ -131,6 +131,10 @@ using rb_detail::rb_launch;
    aligned, reused by the next request).
      partial[b.thread()] = mine; b.sync(); if (b.thread() == 0) ... */
 using rb_detail::rb_block;
+/* The largest rb_scratch_bytes: 48 KiB of static shared memory less the
+   serve loop's own (a few dozen bytes); a larger one fails to compile with
+   a static_assert naming it. */
+#define RB_MAX_SCRATCH_BYTES (::rb_detail::rb_max_scratch_bytes)
 
 /* Where a handler's own messages go: send.send(flags, payload, len) writes
    an RB_KIND_EVENT message (len at most the K2H slot's payload) and returns

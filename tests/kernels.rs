@@ -514,3 +514,72 @@ fn gpu_idle_nanosleep_is_a_compile_time_switch() {
         "RB_GPU_IDLE_NANOSLEEP_MAX=2000 emits no nanosleep"
     );
 }
+
+/// Issue 23, item 7: the largest scratch a cooperative handler may declare
+/// (`RB_MAX_SCRATCH_BYTES`) compiles all the way through ptxas, whose
+/// shared-memory limit it shares with the serve loop's own state, and one
+/// byte more fails on the header's `static_assert` (not on ptxas's own
+/// message).
+#[test]
+fn the_scratch_limit_is_exact() {
+    if compiled_or_skip("the_scratch_limit_is_exact").is_none() {
+        return;
+    }
+    let Some(nvcc) = find_nvcc() else {
+        assert!(
+            std::env::var("RINGBRIDGE_REQUIRE_NVCC").as_deref() != Ok("1"),
+            "RINGBRIDGE_REQUIRE_NVCC=1 but no nvcc found"
+        );
+        println!("the_scratch_limit_is_exact: skipped: no nvcc");
+        return;
+    };
+    let kernels_dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("kernels");
+    let dir = std::env::temp_dir().join(format!("ringbridge-scratch-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let source = dir.join("coop.cu");
+    std::fs::write(
+        &source,
+        r#"#include "ringbridge.cuh"
+struct coop_handler {
+    static constexpr bool rb_cooperative = true;
+    static constexpr uint32_t rb_scratch_bytes = SCRATCH;
+    RB_DEVICE explicit coop_handler(uint64_t) {}
+    RB_DEVICE int operator()(rb_block& b, const rb_msg_header& in, const uint8_t* in_payload,
+                             rb_msg_header& out, uint8_t* out_payload, uint32_t) {
+        uint8_t* s = b.scratch<uint8_t>();
+        s[b.thread()] = in.len > 0 ? in_payload[0] : 0;
+        b.sync();
+        if (b.thread() == 0) { out_payload[0] = s[SCRATCH - 1]; out.len = 1; }
+        return 0;
+    }
+};
+RB_KERNEL_ENTRY(coop, coop_handler)
+"#,
+    )
+    .unwrap();
+    let compile = |scratch: &str| {
+        std::process::Command::new(&nvcc)
+            .args(["-std=c++17", "-O3", "-cubin", "-arch=sm_80"])
+            .arg(format!("-DSCRATCH={scratch}"))
+            .arg(format!("-I{}", kernels_dir.display()))
+            .arg("-o")
+            .arg(dir.join("coop.cubin"))
+            .arg(&source)
+            .output()
+            .expect("running nvcc")
+    };
+    let at_limit = compile("RB_MAX_SCRATCH_BYTES");
+    assert!(
+        at_limit.status.success(),
+        "the largest scratch fails: {}",
+        String::from_utf8_lossy(&at_limit.stderr)
+    );
+    let over = compile("(RB_MAX_SCRATCH_BYTES + 1)");
+    let stderr = String::from_utf8_lossy(&over.stderr);
+    assert!(!over.status.success(), "one byte more compiles");
+    assert!(
+        stderr.contains("RB_MAX_SCRATCH_BYTES") && !stderr.contains("too much shared data"),
+        "{stderr}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -159,6 +159,12 @@ struct rb_block_state {
     uint32_t sent;         /* the handlers' own messages in this batch (rb_sender) */
     uint64_t events;       /* event number of the batch's first own message */
 };
+
+/* The largest rb_scratch_bytes of a cooperative handler: the block's static
+   shared memory (48 KiB) holds the scratch, rounded up to 16 bytes, and the
+   serve loop's rb_block_state; a cooperative handler compiles no other
+   (it runs in the slot format only). Checked by serve_slots.h. */
+constexpr uint32_t rb_max_scratch_bytes = (uint32_t)((48u * 1024u - sizeof(rb_block_state)) & ~(size_t)15u);
 #define RB_NO_FATAL 0xFFFFFFFFu
 
 

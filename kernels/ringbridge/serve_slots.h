@@ -216,7 +216,10 @@ template <class Handler>
 RB_INLINE uint32_t rb_serve_cooperative_batch(rb_ring* h2k, rb_ring* k2h, Handler& handler, rb_block_state& sh,
                                               uint32_t n, uint64_t* code, uint64_t* detail) {
     constexpr uint32_t scratch_bytes = rb_scratch_of<Handler>::value;
-    static_assert(scratch_bytes <= 48u * 1024u, "rb_scratch_bytes: at most 48 KiB of static shared memory");
+    /* Exact: what ptxas counts (the 16-byte aligned scratch beside the
+       loop's own state) against the 48 KiB of static shared memory. */
+    static_assert(scratch_bytes <= rb_max_scratch_bytes,
+                  "rb_scratch_bytes: at most RB_MAX_SCRATCH_BYTES (48 KiB less the serve loop's own shared state)");
     struct alignas(16) scratch_memory {
         uint8_t bytes[scratch_bytes > 0 ? scratch_bytes : 16u];
     };
