@@ -10,6 +10,7 @@
 // bridge loads only when asked to emulate a block: the serve loop's
 // instantiations there never mix with the fallback's, and a user's build
 // links none of it.
+#include <errno.h>
 #include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -37,11 +38,37 @@ struct job {
     int32_t status;
 };
 
+// The start gate: every thread of a block waits here until all of them
+// exist (GO) or one could not be created (ABANDON: the started ones return
+// without serving, so the block can be joined and the lock released).
+enum gate_state { GATE_WAIT, GATE_GO, GATE_ABANDON };
+pthread_mutex_t gate_lock = PTHREAD_MUTEX_INITIALIZER;
+pthread_cond_t gate_open = PTHREAD_COND_INITIALIZER;
+gate_state gate = GATE_WAIT;
+
+void set_gate(gate_state to) {
+    pthread_mutex_lock(&gate_lock);
+    gate = to;
+    pthread_cond_broadcast(&gate_open);
+    pthread_mutex_unlock(&gate_lock);
+}
+
 void* run_thread(void* arg) {
     job* j = static_cast<job*>(arg);
     rb_emu_tid = j->tid;
-    j->status = j->fn(j->ctl, j->h2k, j->k2h, j->args);
+    pthread_mutex_lock(&gate_lock);
+    while (gate == GATE_WAIT) pthread_cond_wait(&gate_open, &gate_lock);
+    const bool go = gate == GATE_GO;
+    pthread_mutex_unlock(&gate_lock);
+    if (go) j->status = j->fn(j->ctl, j->h2k, j->k2h, j->args);
     return nullptr;
+}
+
+// Tests: RINGBRIDGE_EMU_FAIL_THREAD=k makes the creation of thread k fail
+// as if pthread_create had (no thread can be made otherwise on demand).
+uint32_t failing_thread() {
+    const char* v = getenv("RINGBRIDGE_EMU_FAIL_THREAD");
+    return v == nullptr ? UINT32_MAX : (uint32_t)strtoul(v, nullptr, 10);
 }
 
 // One emulated block at a time in this library: the block-shared state is
@@ -96,24 +123,26 @@ int32_t rb_emu_run_block(uint32_t block_index, uint32_t nthreads, rb_emu_thread_
 
     static job jobs[1024];
     static pthread_t threads[1024];
+    set_gate(GATE_WAIT);
+    const uint32_t fail_at = failing_thread();
     uint32_t started = 0;
     for (; started < nthreads; ++started) {
         jobs[started] = job{fn, ctl, h2k, k2h, args, started, -1};
         pthread_attr_t attr;
         pthread_attr_init(&attr);
         pthread_attr_setstacksize(&attr, 256 * 1024);
-        const int rc = pthread_create(&threads[started], &attr, run_thread, &jobs[started]);
+        const int rc =
+            started == fail_at ? EAGAIN : pthread_create(&threads[started], &attr, run_thread, &jobs[started]);
         pthread_attr_destroy(&attr);
         if (rc != 0) break;
     }
-    if (started != nthreads) {
-        // The block cannot run short-handed: the started threads wait at
-        // their first barrier for threads that will never come. Leave them
-        // (and the lock) behind and report the failure; tests only.
-        return -1;
-    }
-    for (uint32_t t = 0; t < nthreads; ++t) pthread_join(threads[t], nullptr);
-    const int32_t status = jobs[0].status;
+    // The block cannot run short-handed: if a thread could not be made, the
+    // started ones leave the gate without serving; either way all are joined
+    // and the lock released, so later blocks of this library still run.
+    const bool whole = started == nthreads;
+    set_gate(whole ? GATE_GO : GATE_ABANDON);
+    for (uint32_t t = 0; t < started; ++t) pthread_join(threads[t], nullptr);
+    const int32_t status = whole ? jobs[0].status : -1;
     pthread_barrier_destroy(&block.block);
     for (uint32_t w = 0; w < full_warps; ++w) pthread_barrier_destroy(&block.warp[w]);
     rb_emu_the_block = nullptr;
