@@ -123,7 +123,9 @@ struct BridgeState {
 }
 
 impl Bridge {
-    /// A builder with the defaults: Auto backend, device 0, 1024 slots of 64 bytes, echo kernel.
+    /// A builder with the defaults: Auto backend, device 0, 1024 slots of
+    /// 64 bytes (payloads of up to 32 bytes: set [`slot_size`](BridgeBuilder::slot_size)
+    /// for larger ones), echo kernel.
     ///
     /// ```
     /// use ringbridge::{Backend, Bridge};

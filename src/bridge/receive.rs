@@ -88,6 +88,24 @@ impl ReceiveState {
         self.ring.consumed() - self.events
     }
 
+    /// Hands up to `max` of the messages set aside to `f`, oldest first;
+    /// returns how many.
+    pub(super) fn hand_out_set_aside(
+        &mut self,
+        max: usize,
+        mut f: impl FnMut(&MessageHeader, &[u8]),
+    ) -> usize {
+        let mut n = 0;
+        while n < max {
+            let Some(m) = self.set_aside.pop_front() else {
+                break;
+            };
+            f(&m.header, &m.payload);
+            n += 1;
+        }
+        n
+    }
+
     /// Replies (results and error replies) taken so far.
     pub(super) fn replies(&self) -> u64 {
         self.answered() - self.no_reply
@@ -230,14 +248,7 @@ impl Bridge {
         max: usize,
         f: &mut dyn FnMut(&MessageHeader, &[u8]),
     ) -> Result<usize> {
-        let mut n = 0;
-        while n < max {
-            let Some(m) = rx.set_aside.pop_front() else {
-                break;
-            };
-            f(&m.header, &m.payload);
-            n += 1;
-        }
+        let mut n = rx.hand_out_set_aside(max, &mut *f);
         let out = self.wait(Deadline::Now, "recv", || {
             while n < max {
                 match self.read_one(rx, false, &mut |h: &MessageHeader, p: &[u8]| f(h, p))? {
@@ -591,14 +602,7 @@ impl Bridge {
             return Ok(0);
         }
         let mut rx = self.rx();
-        let mut n = 0;
-        while n < max {
-            let Some(event) = rx.set_aside.pop_front() else {
-                break;
-            };
-            f(&event.header, &event.payload);
-            n += 1;
-        }
+        let mut n = rx.hand_out_set_aside(max, &mut f);
         let mut pass = |rx: &mut ReceiveState, n: &mut usize| -> Result<()> {
             while *n < max {
                 match self.read_one(rx, marks, &mut f)? {
