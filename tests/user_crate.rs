@@ -148,5 +148,19 @@ fn a_crate_outside_the_repository_builds_and_runs_its_own_kernel() {
         text.contains("test result: ok. 4 passed"),
         "the user crate's four tests did not all run:\n{text}"
     );
+    // Issue 28, item 6: built again with nothing changed, the dependent
+    // crate compiles nothing, ringbridge least of all (its build script
+    // once named a folder it writes itself in `rerun-if-changed`).
+    let (ok, again) = common::output_of(
+        Command::new(env!("CARGO"))
+            .args(["test", "--offline", "--no-run"])
+            .current_dir(&work)
+            .env("CARGO_TARGET_DIR", target_dir().join("user-crate-target")),
+    );
+    assert!(ok, "the second build failed:\n{again}");
+    assert!(
+        !again.contains("Compiling"),
+        "a build with nothing changed recompiled:\n{again}"
+    );
     let _ = std::fs::remove_dir_all(&work);
 }
