@@ -64,8 +64,13 @@ pub(crate) struct ReceiveState {
     pub(super) ring: K2hConsumer,
     /// Replies and events nobody routed away that a round trip (or a
     /// sender reclaiming room) read while it waited, oldest first: every
-    /// receive call hands these out before reading the ring.
-    pub(super) set_aside: VecDeque<MessageEnvelope>,
+    /// receive call hands these out before reading the ring. Only through
+    /// `set_aside`, `put_back` and `take_set_aside`, which keep
+    /// `held_replies`.
+    set_aside: VecDeque<MessageEnvelope>,
+    /// The replies among `set_aside`: taken from the ring but not yet
+    /// received by anyone, so not counted as received.
+    held_replies: u64,
     /// No-reply marks taken from the ring.
     pub(super) no_reply: u64,
     /// Events taken from the ring (handed out or set aside).
@@ -77,6 +82,7 @@ impl ReceiveState {
         Self {
             ring,
             set_aside: VecDeque::new(),
+            held_replies: 0,
             no_reply: 0,
             events: 0,
         }
@@ -97,7 +103,7 @@ impl ReceiveState {
     ) -> usize {
         let mut n = 0;
         while n < max {
-            let Some(m) = self.set_aside.pop_front() else {
+            let Some(m) = self.take_set_aside() else {
                 break;
             };
             f(&m.header, &m.payload);
@@ -106,9 +112,34 @@ impl ReceiveState {
         n
     }
 
-    /// Replies (results and error replies) taken so far.
+    /// Sets a message aside for the receive calls, after the others.
+    pub(super) fn set_aside(&mut self, m: MessageEnvelope) {
+        self.held_replies += u64::from(m.header.kind != KIND_EVENT);
+        self.set_aside.push_back(m);
+    }
+
+    /// Puts a message back in front of those set aside (it was the next).
+    pub(super) fn put_back(&mut self, m: MessageEnvelope) {
+        self.held_replies += u64::from(m.header.kind != KIND_EVENT);
+        self.set_aside.push_front(m);
+    }
+
+    /// The oldest message set aside.
+    pub(super) fn take_set_aside(&mut self) -> Option<MessageEnvelope> {
+        let m = self.set_aside.pop_front()?;
+        self.held_replies -= u64::from(m.header.kind != KIND_EVENT);
+        Some(m)
+    }
+
+    /// Whether nothing is set aside.
+    pub(super) fn nothing_set_aside(&self) -> bool {
+        self.set_aside.is_empty()
+    }
+
+    /// Replies (results and error replies) received so far: taken from the
+    /// ring, and not held among the messages set aside.
     pub(super) fn replies(&self) -> u64 {
-        self.answered() - self.no_reply
+        self.answered() - self.no_reply - self.held_replies
     }
 }
 
@@ -194,7 +225,7 @@ impl Bridge {
                 Ok(Some(got)) => {
                     n += 1;
                     if let Received::Message(m) = got {
-                        rx.set_aside.push_back(m);
+                        rx.set_aside(m);
                         if one_plain {
                             break Ok(n);
                         }
@@ -287,7 +318,7 @@ impl Bridge {
         let Some(mut rx) = self.try_rx() else {
             return Ok(());
         };
-        if rx.set_aside.is_empty() {
+        if rx.nothing_set_aside() {
             self.drain(&mut rx, true)?;
         }
         Ok(())
@@ -302,8 +333,9 @@ impl Bridge {
         deadline: Deadline,
         mut f: impl FnMut(&MessageHeader, &[u8]) -> R,
     ) -> Result<R> {
-        if let Some(event) = rx.set_aside.pop_front() {
-            return Ok(f(&event.header, &event.payload));
+        if let Some(held) = rx.take_set_aside() {
+            self.state.count_received(rx);
+            return Ok(f(&held.header, &held.payload));
         }
         // Replies already published are handed out even after the kernel
         // stopped or died: the watchdog only runs when the ring is empty.
@@ -403,7 +435,7 @@ impl Bridge {
                 None => return Ok(None),
                 Some(Err(event)) => {
                     rx.events += 1;
-                    rx.set_aside.push_back(event);
+                    rx.set_aside(event);
                 }
                 Some(Ok((mark, out))) => {
                     rx.no_reply += u64::from(mark);
@@ -560,7 +592,7 @@ impl Bridge {
                 );
                 // Still holding K2H: nothing came between, so putting it
                 // back in front keeps K2H order.
-                rx.set_aside.push_front(event);
+                rx.put_back(event);
                 Err(Error::InvalidArgument(what))
             }
         }

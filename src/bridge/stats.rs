@@ -26,7 +26,10 @@ use super::{Bridge, BridgeState};
 pub struct BridgeStats {
     /// Requests published to H2K.
     pub sent: u64,
-    /// Replies (results and error replies) taken from K2H.
+    /// Replies (results and error replies) taken from K2H and received:
+    /// routed to their round trip, or handed out by a receive call. A reply
+    /// to a plain send that a round trip read and set aside for the
+    /// receive calls counts once it is handed out.
     pub received: u64,
     /// Requests the kernel's handler answered with nothing: the
     /// [`KIND_NO_REPLY`](crate::layout::KIND_NO_REPLY) marks the receive
@@ -37,7 +40,8 @@ pub struct BridgeStats {
     /// [`round_trip`](Bridge::round_trip). Events answer no request: they
     /// do not change `in_flight`.
     pub events: u64,
-    /// Requests not answered yet: `sent - received - no_reply`.
+    /// Requests whose answer is still to be received:
+    /// `sent - received - no_reply`.
     pub in_flight: u64,
     /// What the kernel last reported (counters as of its last heartbeat).
     pub kernel: KernelReport,
