@@ -57,7 +57,7 @@ use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, Weak};
 use std::task::{Context, Poll, Waker};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::bridge::Bridge;
 use crate::bridge::router::Wake;
@@ -627,15 +627,17 @@ impl Dispatcher {
         let receivers = || self.has_receivers.load(Ordering::Relaxed);
         let mut result = Ok(0);
         if router.tasks_waiting() || receivers() {
-            let started = Instant::now();
-            let mut polls = 0u32;
-            result = bridge.dispatch(|| {
-                polls = polls.wrapping_add(1);
+            // Sends waiting for room get a look every SEND_POLL: no
+            // doorbell says when H2K frees up.
+            // (A send that starts waiting after this turn began is looked
+            // at when the wait next wakes: a park lasts 10 ms at most.)
+            let senders = || self.has_senders.load(Ordering::Relaxed);
+            let patience = senders().then_some(SEND_POLL);
+            let started = std::time::Instant::now();
+            result = bridge.dispatch(patience, receivers, || {
                 self.closed.load(Ordering::Relaxed)
                     || (!router.tasks_waiting() && !receivers())
-                    || (self.has_senders.load(Ordering::Relaxed)
-                        && polls % 64 == 0
-                        && started.elapsed() >= SEND_POLL)
+                    || (senders() && started.elapsed() >= SEND_POLL)
             });
         } else {
             // Only sends wait: a look at H2K every step.

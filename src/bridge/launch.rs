@@ -87,7 +87,6 @@ impl Bridge {
                 received: AtomicU64::new(0),
                 no_reply: AtomicU64::new(0),
                 events: AtomicU64::new(0),
-                reads: AtomicU64::new(0),
                 doorbell,
                 router: Default::default(),
             },

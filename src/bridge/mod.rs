@@ -113,9 +113,6 @@ struct BridgeState {
     /// RELAXED: statistics.
     no_reply: AtomicU64,
     events: AtomicU64,
-    /// Reads of K2H that took something, by anyone: the async dispatcher
-    /// leaves K2H to the tasks while this moves. RELAXED: a hint.
-    reads: AtomicU64,
     /// The wait policy, and the doorbells of a parking host fallback.
     doorbell: Doorbell,
     /// Who waits for which answer or event ([`router`]).

@@ -6,7 +6,6 @@
 use std::collections::VecDeque;
 use std::ops::{Deref, DerefMut};
 use std::sync::MutexGuard;
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use crate::error::{Error, Result};
@@ -236,9 +235,6 @@ impl Bridge {
         };
         rx.ring.release();
         self.state.count_received(rx);
-        if n > 0 {
-            self.state.reads.fetch_add(1, Ordering::Relaxed);
-        }
         out
     }
 
@@ -248,26 +244,36 @@ impl Bridge {
     ///
     /// It holds K2H only while it reads: between two looks a task's own
     /// poll may read K2H instead (routing from an executor's thread wakes
-    /// the tasks there, without a hop through this one).
+    /// the tasks there, without a hop through this one). Gives up after
+    /// `patience` (`Ok(0)`), if given.
     ///
-    /// While others' reads keep taking messages it does not read at all:
-    /// it reads once a look finds that nobody took anything since the last.
-    pub(crate) fn dispatch(&self, mut stop: impl FnMut() -> bool) -> Result<usize> {
-        let reads = &self.state.reads;
-        let mut seen = reads.load(Ordering::Relaxed);
-        self.wait(Deadline::Never, "recv", || {
-            let now = reads.load(Ordering::Relaxed);
-            let n = if now != seen {
-                seen = now;
-                0
-            } else {
-                match self.try_rx() {
-                    Some(mut rx) => self.drain(&mut rx, false)?,
-                    None => 0,
+    /// `plain_waiting`: whether receive calls wait (async ones, which this
+    /// wakes): then a message someone else set aside for them (a sender
+    /// reclaiming room does) ends the wait too, as one it took would.
+    pub(crate) fn dispatch(
+        &self,
+        patience: Option<Duration>,
+        plain_waiting: impl Fn() -> bool,
+        mut stop: impl FnMut() -> bool,
+    ) -> Result<usize> {
+        let deadline = patience.map_or(Deadline::Never, Deadline::after);
+        let out = self.wait(deadline, "recv", || {
+            let n = match self.try_rx() {
+                Some(mut rx) => {
+                    let n = self.drain(&mut rx, false)?;
+                    if n == 0 && !rx.nothing_set_aside() && plain_waiting() {
+                        return Ok(Some(0));
+                    }
+                    n
                 }
+                None => 0,
             };
             Ok((n > 0 || stop()).then_some(n))
-        })
+        });
+        match out {
+            Err(Error::Timeout { .. }) => Ok(0),
+            other => other,
+        }
     }
 
     /// Without waiting: hands up to `max` messages (set aside first, then

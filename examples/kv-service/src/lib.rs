@@ -26,7 +26,7 @@ use axum::routing::get;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
 use kv_store::{ERR_NOT_FOUND, KvParam, OP_GET, OP_PUT, request};
-use ringbridge::{AsyncBridge, Backend};
+use ringbridge::{AsyncBridge, Backend, WaitPolicy};
 use tokio::net::TcpListener;
 use tokio::sync::Mutex;
 
@@ -76,16 +76,27 @@ impl Server {
 }
 
 /// Starts a server on 127.0.0.1 (a free port) over `store`; the bridge on
-/// `backend` with a table of 2^20 entries.
-pub async fn serve(store: Store, backend: Backend) -> anyhow::Result<Server> {
+/// `backend` with a table of 2^20 entries, waiting with `policy`.
+///
+/// The example uses [`WaitPolicy::LowPower`] by default: on the host
+/// fallback the kernel's half is a thread of this process, and on a machine
+/// with few cores a serve thread that spins between requests
+/// (`SpinThenPark` spins and yields for about a millisecond) takes CPU the
+/// HTTP server needs. On CUDA the policy only sets how the host's calls
+/// wait.
+pub async fn serve(store: Store, backend: Backend, policy: WaitPolicy) -> anyhow::Result<Server> {
     let (table, bridge) = match store {
         Store::Bridge => {
             let param = KvParam {
                 capacity: 1 << 20,
                 threshold: 1 << 19,
             };
-            let bridge =
-                AsyncBridge::new(kv_store::bridge_builder(param).backend(backend).launch()?);
+            let bridge = AsyncBridge::new(
+                kv_store::bridge_builder(param)
+                    .backend(backend)
+                    .wait_policy(policy)
+                    .launch()?,
+            );
             (Table::Bridge(bridge.clone()), Some(bridge))
         }
         Store::Mutex => (Table::Mutex(Arc::default()), None),

@@ -6,10 +6,10 @@
 use anyhow::{Context, bail};
 use kv_service::pipeline::{self, VARIANTS};
 use kv_service::{Store, load, serve};
-use ringbridge::{AsyncBridge, Backend};
+use ringbridge::{AsyncBridge, Backend, WaitPolicy};
 
 const USAGE: &str = "kv-service [http|pipeline|all] [--requests N] [--callers 64,256] [--rounds R] \
-                     [--backend fallback|cuda|auto]";
+                     [--backend fallback|cuda|auto] [--policy spin|backoff|spin-then-park|low-power]";
 
 fn main() -> anyhow::Result<()> {
     let mut mode = "all".to_string();
@@ -17,6 +17,7 @@ fn main() -> anyhow::Result<()> {
     let mut callers = vec![64usize, 256];
     let mut rounds = 1;
     let mut backend = Backend::Auto;
+    let mut policy = WaitPolicy::LowPower;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         let mut value = || args.next().with_context(|| format!("{a} needs a value"));
@@ -31,6 +32,13 @@ fn main() -> anyhow::Result<()> {
                     .collect::<Result<_, _>>()?
             }
             "--backend" => backend = value()?.parse().map_err(anyhow::Error::msg)?,
+            "--policy" => {
+                let name = value()?;
+                policy = *WaitPolicy::ALL
+                    .iter()
+                    .find(|p| p.name() == name)
+                    .with_context(|| format!("unknown wait policy {name:?}; usage: {USAGE}"))?;
+            }
             "-h" | "--help" => {
                 println!("{USAGE}");
                 return Ok(());
@@ -40,8 +48,9 @@ fn main() -> anyhow::Result<()> {
     }
     anyhow::ensure!(callers.iter().all(|&n| n > 0), "--callers: at least 1");
     println!("load average before: {}", load_average());
+    println!("wait policy: {}", policy.name());
     if mode != "http" {
-        let bridge = AsyncBridge::new(pipeline::filled_bridge(backend)?);
+        let bridge = AsyncBridge::new(pipeline::filled_bridge(backend, policy)?);
         println!("backend: {:?}", bridge.bridge().backend());
         println!("| round trips, no HTTP | callers | req/s | ctx switches/req |");
         println!("|---|---|---|---|");
@@ -67,7 +76,7 @@ fn main() -> anyhow::Result<()> {
             for _ in 0..rounds {
                 for &n in &callers {
                     for store in [Store::Bridge, Store::Mutex] {
-                        let server = serve(store, backend).await?;
+                        let server = serve(store, backend, policy).await?;
                         let r = load(server.addr, n, requests, 7).await?;
                         server.stop().await?;
                         println!(

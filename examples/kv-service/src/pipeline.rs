@@ -32,12 +32,13 @@ pub const VARIANTS: [&str; 4] = [
 
 /// A bridge serving the kv-store kernel, its first 1024 keys filled (key k
 /// holds 3k).
-pub fn filled_bridge(backend: Backend) -> anyhow::Result<Bridge> {
+pub fn filled_bridge(backend: Backend, policy: ringbridge::WaitPolicy) -> anyhow::Result<Bridge> {
     let bridge = kv_store::bridge_builder(KvParam {
         capacity: 1 << 16,
         threshold: 1 << 15,
     })
     .backend(backend)
+    .wait_policy(policy)
     .launch()?;
     for k in 1..=KEYS {
         bridge.round_trip(&request(OP_PUT, k, 3 * k))?;
@@ -55,28 +56,17 @@ fn key_of(caller: usize, i: u64) -> u64 {
     1 + (caller as u64 * 7919 + i * 31) % KEYS
 }
 
-/// Context switches of this process so far (every thread's, voluntary and
-/// not), from /proc; 0 where there is none.
+/// Context switches of this process so far, every thread's (those that
+/// ended included), voluntary and not.
 pub fn context_switches() -> u64 {
-    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
-        return 0;
+    // SAFETY: getrusage only writes the struct we hand it, which lives on
+    // this stack frame; an all-zero rusage is a valid value to start from.
+    let usage = unsafe {
+        let mut usage: libc::rusage = std::mem::zeroed();
+        libc::getrusage(libc::RUSAGE_SELF, &mut usage);
+        usage
     };
-    let mut total = 0;
-    for t in tasks.flatten() {
-        let Ok(status) = std::fs::read_to_string(t.path().join("status")) else {
-            continue;
-        };
-        for line in status.lines() {
-            if line.contains("ctxt_switches:") {
-                total += line
-                    .split_whitespace()
-                    .last()
-                    .and_then(|n| n.parse::<u64>().ok())
-                    .unwrap_or(0);
-            }
-        }
-    }
-    total
+    (usage.ru_nvcsw + usage.ru_nivcsw) as u64
 }
 
 /// Runs variant `which` of [`VARIANTS`]: `callers` callers, `per_caller`
