@@ -474,6 +474,20 @@ fn find_nvcc() -> Option<std::path::PathBuf> {
     roots.chain(on_path).chain(fixed).find(|p| p.is_file())
 }
 
+/// nvcc for a test that compiles a kernel variant itself; `None` (the test
+/// says it skipped) without one, a failure under `RINGBRIDGE_REQUIRE_NVCC=1`.
+fn nvcc_or_skip(test: &str) -> Option<std::path::PathBuf> {
+    let nvcc = find_nvcc();
+    if nvcc.is_none() {
+        assert!(
+            std::env::var("RINGBRIDGE_REQUIRE_NVCC").as_deref() != Ok("1"),
+            "{test}: RINGBRIDGE_REQUIRE_NVCC=1 but no nvcc found"
+        );
+        println!("{test}: skipped: no nvcc");
+    }
+    nvcc
+}
+
 /// The GPU's idle switch (`RB_GPU_IDLE_NANOSLEEP_MAX`, kernels/ringbridge.cuh):
 /// the default build spins (no `nanosleep` in the serve loop), and a build
 /// with a cap emits `nanosleep`. Compiles echo.cu to PTX once (a few seconds).
@@ -487,12 +501,7 @@ fn gpu_idle_nanosleep_is_a_compile_time_switch() {
         !default.contains("nanosleep"),
         "the default GPU serve loop spins"
     );
-    let Some(nvcc) = find_nvcc() else {
-        assert!(
-            std::env::var("RINGBRIDGE_REQUIRE_NVCC").as_deref() != Ok("1"),
-            "RINGBRIDGE_REQUIRE_NVCC=1 but no nvcc found for the nanosleep variant"
-        );
-        println!("gpu_idle_nanosleep_is_a_compile_time_switch: skipped: no nvcc");
+    let Some(nvcc) = nvcc_or_skip("gpu_idle_nanosleep_is_a_compile_time_switch") else {
         return;
     };
     let kernels_dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("kernels");
@@ -525,12 +534,7 @@ fn the_scratch_limit_is_exact() {
     if compiled_or_skip("the_scratch_limit_is_exact").is_none() {
         return;
     }
-    let Some(nvcc) = find_nvcc() else {
-        assert!(
-            std::env::var("RINGBRIDGE_REQUIRE_NVCC").as_deref() != Ok("1"),
-            "RINGBRIDGE_REQUIRE_NVCC=1 but no nvcc found"
-        );
-        println!("the_scratch_limit_is_exact: skipped: no nvcc");
+    let Some(nvcc) = nvcc_or_skip("the_scratch_limit_is_exact") else {
         return;
     };
     let kernels_dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("kernels");
