@@ -78,9 +78,11 @@ fn cuda_backpressure_and_every_slot_size() {
         .is_ok()
     {
         sent += 1;
-        assert!(sent <= 8, "more in flight than the two rings hold");
+        // The two rings (4 + 4), plus the one reply a waiting sender sets
+        // aside when it reclaims room.
+        assert!(sent <= 9, "more in flight than the two rings hold");
     }
-    assert_eq!(sent, 8);
+    assert_eq!(sent, 9);
     for i in 0..sent {
         assert_eq!(bridge.recv().unwrap().header.correlation, i);
     }
@@ -310,9 +312,11 @@ fn cuda_lanes_backpressure_scale_and_custom_image() {
         .is_ok()
     {
         sent += 1;
-        assert!(sent <= 8, "more in flight than the two rings hold");
+        // The two rings (4 + 4), plus the one reply a waiting sender sets
+        // aside when it reclaims room.
+        assert!(sent <= 9, "more in flight than the two rings hold");
     }
-    assert_eq!(sent, 8);
+    assert_eq!(sent, 9);
     for i in 0..sent {
         assert_eq!(bridge.recv().unwrap().header.correlation, i);
     }
