@@ -47,6 +47,7 @@ pub mod cuda;
 mod emulation;
 pub mod error;
 pub mod fallback;
+#[cfg(not(loom))]
 mod kernel;
 #[cfg(not(loom))]
 pub mod kernels;
