@@ -23,6 +23,8 @@ use std::thread::Thread;
 
 use crate::layout::KIND_EVENT;
 use crate::message::{MessageEnvelope, MessageHeader};
+
+use super::receive::envelope;
 use crate::sync::lock;
 
 /// How a waiting caller is woken.
@@ -310,12 +312,5 @@ impl Router {
             }
         }
         event
-    }
-}
-
-fn envelope(h: &MessageHeader, p: &[u8]) -> MessageEnvelope {
-    MessageEnvelope {
-        header: *h,
-        payload: p.to_vec(),
     }
 }
