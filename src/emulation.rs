@@ -6,14 +6,24 @@
 //! ringbridge-build compiles each kernel source a third time with
 //! `RB_EMULATE_BLOCK` into `lib<stem>_emulation.so` (see
 //! `kernels/host/block_emulation.cpp`); ringbridge's own build does the same
-//! for Rust handlers. They are loaded here, once per process, and never
-//! unloaded (threads of an emulated block may outlive any handle).
+//! for Rust handlers. They are loaded here and never unloaded (threads of an
+//! emulated block may outlive any handle).
+//!
+//! The emulation keeps a block's shared state in the library's statics, so
+//! one loaded copy runs one block at a time. A bridge therefore *leases* a
+//! copy for its block ([`Lease`]) and gives it back when the block returns;
+//! a bridge that finds every copy busy (another bridge's block runs, or
+//! hung for good: a handler that never returns keeps its block, and its
+//! copy, for the rest of the process) loads a private copy of the file,
+//! with statics of its own. So a hung block costs the threads it runs on,
+//! never the next bridge's launch.
 //!
 //! [`BridgeBuilder::emulate_block`]: crate::BridgeBuilder::emulate_block
 
 use std::collections::HashMap;
 use std::ffi::c_void;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use crate::error::{Error, Result};
 use crate::fallback::ffi::RawHandlerFn;
@@ -42,16 +52,53 @@ pub(crate) type CallbackEntry = unsafe extern "C" fn(
     nthreads: u32,
 ) -> i32;
 
-/// The loaded libraries, by path; leaked, so their code stays mapped.
-static LOADED: Mutex<Option<HashMap<&'static str, &'static libloading::Library>>> =
-    Mutex::new(None);
+/// One loaded copy of an emulation library; leaked, so its code stays
+/// mapped whatever threads still run in it.
+type Copy = &'static libloading::Library;
 
-fn library(path: &'static str) -> Result<&'static libloading::Library> {
-    let mut loaded = lock(&LOADED);
-    let map = loaded.get_or_insert_with(HashMap::new);
-    if let Some(lib) = map.get(path) {
-        return Ok(lib);
+/// The copies no block runs in, by library path.
+static FREE: Mutex<Option<HashMap<&'static str, Vec<Copy>>>> = Mutex::new(None);
+
+/// Copies made so far in this process (names the next private copy).
+static COPIES: AtomicUsize = AtomicUsize::new(0);
+
+/// A copy of one emulation library, lent to one block: given back to the
+/// free list when dropped, which the serve thread does once its block has
+/// returned (never, for a block that hangs).
+pub(crate) struct Lease {
+    path: &'static str,
+    copy: Copy,
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        lock(&FREE)
+            .get_or_insert_with(HashMap::new)
+            .entry(self.path)
+            .or_default()
+            .push(self.copy);
     }
+}
+
+/// A copy of the library at `path` that no block runs in: a free one, else
+/// the library itself the first time, else a private copy of its file.
+fn lease(path: &'static str) -> Result<Lease> {
+    let mut free = lock(&FREE);
+    let free = free.get_or_insert_with(HashMap::new);
+    if let Some(copy) = free.get_mut(path).and_then(Vec::pop) {
+        return Ok(Lease { path, copy });
+    }
+    let first = !free.contains_key(path);
+    free.entry(path).or_default();
+    let copy = if first {
+        load(path)?
+    } else {
+        load_private_copy(path)?
+    };
+    Ok(Lease { path, copy })
+}
+
+fn load(path: &str) -> Result<Copy> {
     // SAFETY: the library is ringbridge-build's emulation build of a kernel
     // source: loading it runs only its C++ static initialisers (none that
     // touch anything outside it), and it is never unloaded.
@@ -61,35 +108,59 @@ fn library(path: &'static str) -> Result<&'static libloading::Library> {
              crate; a binary moved to another machine cannot emulate a block)"
         ))
     })?;
-    let lib: &'static libloading::Library = Box::leak(Box::new(lib));
-    map.insert(path, lib);
-    Ok(lib)
+    Ok(Box::leak(Box::new(lib)))
 }
 
-/// The emulation entry of kernel `entry` in the library at `path`.
-pub(crate) fn kernel_entry(path: &'static str, entry: &str) -> Result<KernelEntry> {
-    let lib = library(path)?;
+/// Loads the file at `path` once more under a name of its own (the dynamic
+/// loader hands out one instance per file name), then removes the name:
+/// the mapping stays.
+fn load_private_copy(path: &str) -> Result<Copy> {
+    let n = COPIES.fetch_add(1, Ordering::Relaxed);
+    let file = std::path::Path::new(path)
+        .file_name()
+        .map_or_else(|| "emulation.so".into(), |f| f.to_string_lossy());
+    let copy = std::env::temp_dir().join(format!(
+        "ringbridge-emulation-{}-{n}-{file}",
+        std::process::id()
+    ));
+    std::fs::copy(path, &copy).map_err(|e| {
+        Error::InvalidArgument(format!(
+            "cannot copy the block emulation library {path} to {} for a second block \
+             (one copy runs one block at a time): {e}",
+            copy.display()
+        ))
+    })?;
+    let loaded = load(&copy.to_string_lossy());
+    let _ = std::fs::remove_file(&copy);
+    loaded
+}
+
+/// The emulation entry of kernel `entry` in a copy of the library at
+/// `path`, with the lease that keeps the copy to this block.
+pub(crate) fn kernel_entry(path: &'static str, entry: &str) -> Result<(KernelEntry, Lease)> {
+    let lease = lease(path)?;
     let name = format!("{entry}__rb_emulate");
     // SAFETY: `name__rb_emulate` is defined by RB_KERNEL_ENTRY in the
-    // emulation build with exactly the `KernelEntry` signature; the library
+    // emulation build with exactly the `KernelEntry` signature; the copy
     // is never unloaded, so the pointer stays valid.
-    let f = unsafe { lib.get::<KernelEntry>(name.as_bytes()) }
+    let f = unsafe { lease.copy.get::<KernelEntry>(name.as_bytes()) }
         .map_err(|e| Error::InvalidArgument(format!("{path} has no entry {name}: {e}")))?;
-    Ok(*f)
+    Ok((*f, lease))
 }
 
-/// The emulation entry for Rust handlers.
-pub(crate) fn callback_entry() -> Result<CallbackEntry> {
+/// The emulation entry for Rust handlers, in a copy of its library, with
+/// the lease that keeps the copy to this block.
+pub(crate) fn callback_entry() -> Result<(CallbackEntry, Lease)> {
     let path = crate::kernels::CALLBACK_EMULATION.ok_or_else(|| {
         Error::InvalidArgument(
             "the block emulation of Rust handlers was not built (see the build's warnings)".into(),
         )
     })?;
-    let lib = library(path)?;
+    let lease = lease(path)?;
     // SAFETY: rb_emulate_callback (kernels/host/emulate_callback.cpp) has
-    // exactly the `CallbackEntry` signature; the library is never unloaded.
-    let f = unsafe { lib.get::<CallbackEntry>(b"rb_emulate_callback") }.map_err(|e| {
+    // exactly the `CallbackEntry` signature; the copy is never unloaded.
+    let f = unsafe { lease.copy.get::<CallbackEntry>(b"rb_emulate_callback") }.map_err(|e| {
         Error::InvalidArgument(format!("{path} has no entry rb_emulate_callback: {e}"))
     })?;
-    Ok(*f)
+    Ok((*f, lease))
 }

@@ -15,7 +15,8 @@ use ringbridge::layout::KIND_ERROR;
 use ringbridge::ring::SlotFormat;
 use ringbridge::{Backend, Bridge, Kernel};
 
-/// One emulated block runs at a time in a process.
+/// One emulated block at a time (each bridge could run in its own copy of
+/// the library, but blocks of threads side by side crowd a 2-core machine).
 static ONE_BLOCK: Mutex<()> = Mutex::new(());
 
 fn emulated(threads: u32) -> ringbridge::BridgeBuilder {

@@ -38,8 +38,9 @@ typedef int32_t (*rb_emu_thread_fn)(void* ctl, void* h2k, void* k2h, const void*
    the block's threads start. A plain global, not per thread, because every
    emulated thread of the block reads it; one is enough because one block
    runs at a time per loaded copy of the library (the block-shared state is
-   static too), which is why the test simulator (sim-driver) loads a copy of
-   the library per block it runs at the same time. */
+   static too), which is why the bridge (src/emulation.rs) and the test
+   simulator (sim-driver) load a copy of the library per block that runs at
+   the same time, or that hung for good. */
 extern uint32_t rb_emu_block_index;
 
 /* Set (before its threads start) when the block runs for the test

@@ -122,6 +122,10 @@ impl FallbackEngine {
             Emulated(crate::emulation::KernelEntry, u32),
             Callback(Option<crate::emulation::CallbackEntry>),
         }
+        // The emulation library's copy this block runs in: the thread drops
+        // it when the block returns (never, if it hangs: see
+        // crate::emulation).
+        let mut lease = None;
         let (run, ctx) = match kernel {
             FallbackKernel::User(k) => match emulated_block {
                 None => (Run::Entry(k.host_entry()), None),
@@ -134,15 +138,18 @@ impl FallbackEngine {
                             k.entry()
                         ))
                     })?;
-                    (
-                        Run::Emulated(crate::emulation::kernel_entry(lib, k.entry())?, n),
-                        None,
-                    )
+                    let (entry, leased) = crate::emulation::kernel_entry(lib, k.entry())?;
+                    lease = Some(leased);
+                    (Run::Emulated(entry, n), None)
                 }
             },
             FallbackKernel::Callback(handler) => {
                 let emulated = match emulated_block {
-                    Some(_) => Some(crate::emulation::callback_entry()?),
+                    Some(_) => {
+                        let (entry, leased) = crate::emulation::callback_entry()?;
+                        lease = Some(leased);
+                        Some(entry)
+                    }
                     None => None,
                 };
                 let ctx = Arc::new(CallbackCtx {
@@ -202,6 +209,7 @@ impl FallbackEngine {
                         }
                     }
                 };
+                drop(lease);
                 drop(thread_ctx);
                 drop(args);
                 drop(mem);
