@@ -191,13 +191,34 @@ impl AsyncBridge {
     /// # Ok::<(), ringbridge::Error>(())
     /// ```
     pub fn send<'a>(&'a self, payload: &'a [u8]) -> impl Future<Output = Result<u64>> + Send + 'a {
+        self.send_with_flags(0, payload)
+    }
+
+    /// [`send`](Self::send) with the request header's `flags` word set (an
+    /// opcode, say).
+    ///
+    /// ```
+    /// use ringbridge::{AsyncBridge, Backend, Bridge};
+    /// let bridge = AsyncBridge::new(Bridge::builder().backend(Backend::Fallback).launch()?);
+    /// futures::executor::block_on(async {
+    ///     bridge.send_with_flags(9, b"a").await?;
+    ///     assert_eq!(bridge.recv().await?.header.flags, 9); // the echo kernel echoes the flags
+    ///     Ok::<(), ringbridge::Error>(())
+    /// })?;
+    /// # Ok::<(), ringbridge::Error>(())
+    /// ```
+    pub fn send_with_flags<'a>(
+        &'a self,
+        flags: u32,
+        payload: &'a [u8],
+    ) -> impl Future<Output = Result<u64>> + Send + 'a {
         let shared = &*self.shared;
         let mut done = false;
         std::future::poll_fn(move |cx| {
             if done {
                 return polled_after_completion();
             }
-            match shared.bridge.try_send(payload) {
+            match shared.bridge.try_send_with_flags(flags, payload) {
                 Err(Error::Full) => {
                     shared.dispatcher.wait_for_room(cx.waker());
                     Poll::Pending

@@ -207,6 +207,33 @@ fn check_reply(
 pub fn round_trips(
     bridge: &Bridge,
     n: u64,
+    payload: impl FnMut(u64, &mut [u8]) -> usize,
+    check: impl FnMut(u64, &MessageHeader, &[u8]) -> Result<(), String>,
+) -> Result<Latency> {
+    round_trips_with_flags(bridge, n, |_| 0, payload, check)
+}
+
+/// [`round_trips`] whose requests carry a `flags` word (an opcode, say):
+/// message `i` carries `flags(i)`.
+///
+/// ```
+/// use ringbridge::{Backend, Bridge, measure};
+/// let bridge = Bridge::builder().backend(Backend::Fallback).launch()?;
+/// let latency = measure::round_trips_with_flags(
+///     &bridge,
+///     100,
+///     |i| (i % 3) as u32,
+///     |_, buf| { buf[0] = 1; 1 },
+///     // The built-in echo kernel echoes the flags.
+///     |i, h, _| if h.flags == (i % 3) as u32 { Ok(()) } else { Err(format!("flags {}", h.flags)) },
+/// )?;
+/// assert_eq!(latency.samples, 100 - measure::warmup_rounds(100));
+/// # Ok::<(), ringbridge::Error>(())
+/// ```
+pub fn round_trips_with_flags(
+    bridge: &Bridge,
+    n: u64,
+    mut flags: impl FnMut(u64) -> u32,
     mut payload: impl FnMut(u64, &mut [u8]) -> usize,
     mut check: impl FnMut(u64, &MessageHeader, &[u8]) -> Result<(), String>,
 ) -> Result<Latency> {
@@ -220,7 +247,9 @@ pub fn round_trips(
     let mut samples = Vec::with_capacity((n - warmup) as usize);
     for i in 0..n {
         let t0 = Instant::now();
-        let seq = bridge.send_in_place(1, |_, buf| payload(i, buf))?;
+        let mut chunk = bridge.reserve(1)?;
+        let seq = chunk.write_with_flags(flags(i), |buf| payload(i, buf))?;
+        chunk.publish()?;
         // The next answer; events before it are set aside in the bridge.
         let checked = bridge.recv_answer(|h, p| {
             if h.kind == KIND_NO_REPLY && h.correlation == seq {

@@ -187,9 +187,22 @@ impl StripedBridge {
     /// # Ok::<(), ringbridge::Error>(())
     /// ```
     pub fn send(&self, payload: &[u8]) -> Result<u64> {
+        self.send_with_flags(0, payload)
+    }
+
+    /// [`send`](Self::send) with the request header's `flags` word set.
+    ///
+    /// ```
+    /// use ringbridge::{Backend, Bridge, StripedBridge};
+    /// let striped = StripedBridge::launch(Bridge::builder().backend(Backend::Fallback), 2)?;
+    /// striped.send_with_flags(6, b"m")?;
+    /// assert_eq!(striped.recv()?.header.flags, 6); // the echo kernel echoes the flags
+    /// # Ok::<(), ringbridge::Error>(())
+    /// ```
+    pub fn send_with_flags(&self, flags: u32, payload: &[u8]) -> Result<u64> {
         let mut next = lock(&self.send_next);
         let n = self.stripes.len() as u64;
-        self.stripes[(*next % n) as usize].send(payload)?;
+        self.stripes[(*next % n) as usize].send_with_flags(flags, payload)?;
         *next += 1;
         Ok(*next - 1)
     }

@@ -188,3 +188,51 @@ fn outstanding_replies_are_refused_before_sending() {
         3
     );
 }
+
+/// Every sending path can set the header's `flags` (an opcode): the echo
+/// kernel echoes them, so each reply shows what its request carried.
+#[test]
+fn flags_reach_the_kernel_on_every_sending_path() {
+    let bridge = echo();
+    // measure::round_trips_with_flags: request i carries flags i % 5.
+    let mut seen = Vec::new();
+    measure::round_trips_with_flags(
+        &bridge,
+        20,
+        |i| (i % 5) as u32,
+        fill,
+        |i, h, p| {
+            seen.push(h.flags);
+            is_echo(i, h, p)
+        },
+    )
+    .unwrap();
+    assert_eq!(seen, (0..20).map(|i| i % 5).collect::<Vec<u32>>());
+
+    // A chunk written in place.
+    let mut chunk = bridge.reserve(2).unwrap();
+    chunk.write_with_flags(11, |buf| fill(0, buf)).unwrap();
+    chunk.write_with(|buf| fill(1, buf)).unwrap();
+    chunk.publish().unwrap();
+    assert_eq!(bridge.recv().unwrap().header.flags, 11);
+    assert_eq!(bridge.recv().unwrap().header.flags, 0);
+
+    // A timed round trip.
+    let reply = bridge
+        .round_trip_timeout_with_flags(12, b"t", std::time::Duration::from_secs(5))
+        .unwrap();
+    assert_eq!((reply.header.flags, reply.payload), (12, b"u".to_vec()));
+
+    // The async bridge's plain send.
+    let bridge = ringbridge::AsyncBridge::new(bridge);
+    futures::executor::block_on(async {
+        bridge.send_with_flags(13, b"a").await.unwrap();
+        assert_eq!(bridge.recv().await.unwrap().header.flags, 13);
+    });
+
+    // A striped bridge's round-robin send.
+    let striped =
+        ringbridge::StripedBridge::launch(Bridge::builder().backend(Backend::Fallback), 2).unwrap();
+    striped.send_with_flags(14, b"s").unwrap();
+    assert_eq!(striped.stripe(0).recv().unwrap().header.flags, 14);
+}

@@ -102,6 +102,26 @@ impl Bridge {
         self.call(0, payload, Deadline::after(timeout))
     }
 
+    /// [`round_trip_timeout`](Self::round_trip_timeout) with the request
+    /// header's `flags` word set.
+    ///
+    /// ```
+    /// use ringbridge::{Backend, Bridge};
+    /// use std::time::Duration;
+    /// let bridge = Bridge::builder().backend(Backend::Fallback).launch()?;
+    /// let reply = bridge.round_trip_timeout_with_flags(2, b"a", Duration::from_secs(5))?;
+    /// assert_eq!((reply.header.flags, reply.payload), (2, b"b".to_vec()));
+    /// # Ok::<(), ringbridge::Error>(())
+    /// ```
+    pub fn round_trip_timeout_with_flags(
+        &self,
+        flags: u32,
+        payload: &[u8],
+        timeout: Duration,
+    ) -> Result<MessageEnvelope> {
+        self.call(flags, payload, Deadline::after(timeout))
+    }
+
     fn call(&self, flags: u32, payload: &[u8], deadline: Deadline) -> Result<MessageEnvelope> {
         self.check_len(payload.len())?;
         self.state.check_dead()?;

@@ -161,6 +161,12 @@ impl Bridge {
         self.send_inner(0, payload, Deadline::Now)
     }
 
+    /// [`try_send`](Self::try_send) with the header's `flags` set (the
+    /// async send's way in).
+    pub(crate) fn try_send_with_flags(&self, flags: u32, payload: &[u8]) -> Result<u64> {
+        self.send_inner(flags, payload, Deadline::Now)
+    }
+
     /// Sends, waiting at most `timeout` for room.
     ///
     /// ```
@@ -467,6 +473,30 @@ impl SendChunk<'_> {
     /// # Ok::<(), ringbridge::Error>(())
     /// ```
     pub fn write_with(&mut self, fill: impl FnOnce(&mut [u8]) -> usize) -> Result<u64> {
+        self.write_with_flags(0, fill)
+    }
+
+    /// [`write_with`](Self::write_with) with the request header's `flags`
+    /// word set (an opcode, say): the way to send a batch of flagged
+    /// requests.
+    ///
+    /// ```
+    /// use ringbridge::{Backend, Bridge};
+    /// let bridge = Bridge::builder().backend(Backend::Fallback).launch()?;
+    /// let mut chunk = bridge.reserve(2)?;
+    /// for flags in [4, 5] {
+    ///     chunk.write_with_flags(flags, |buf| { buf[0] = 1; 1 })?;
+    /// }
+    /// chunk.publish()?;
+    /// assert_eq!(bridge.recv()?.header.flags, 4); // the echo kernel echoes the flags
+    /// assert_eq!(bridge.recv()?.header.flags, 5);
+    /// # Ok::<(), ringbridge::Error>(())
+    /// ```
+    pub fn write_with_flags(
+        &mut self,
+        flags: u32,
+        fill: impl FnOnce(&mut [u8]) -> usize,
+    ) -> Result<u64> {
         if self.written == self.reserved {
             return Err(Error::InvalidArgument(format!(
                 "all {} requests of the chunk are written",
@@ -478,7 +508,7 @@ impl SendChunk<'_> {
         // The ring half's area may be larger than the bridge's limit (a lane
         // slot rounds up): a length beyond the limit is passed on as one
         // beyond any area, which the ring half refuses, writing nothing.
-        let written = self.h2k.write_with(0, |area| {
+        let written = self.h2k.write_with(flags, |area| {
             returned = fill(&mut area[..max]);
             if returned > max { usize::MAX } else { returned }
         });
