@@ -20,9 +20,11 @@
 //!    and `RINGBRIDGE_CUDA_ARCHS` / `RINGBRIDGE_KERNEL_DEFINES`: see the
 //!    crate docs of `ringbridge-build`.
 //! 4. Writes `$OUT_DIR/kernel_images.rs`, included by `src/kernels.rs`.
-//! 5. Publishes the header folder (`kernels/`) as `links` metadata: the build
-//!    script of a crate depending on ringbridge reads it as
-//!    `DEP_RINGBRIDGE_INCLUDE` (how `ringbridge-build` finds the header).
+//! 5. Publishes the header folder (`kernels/`, shipped in this package) as
+//!    `links` metadata: the build script of a crate depending on ringbridge
+//!    reads it as `DEP_RINGBRIDGE_INCLUDE` (how `ringbridge-build` finds the
+//!    headers), so a user's kernels compile against the headers of the very
+//!    ringbridge they link. Steps 2 and 3 name the same folder.
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -99,6 +101,7 @@ fn main() {
         &[kernels_dir.join("host/emulate_callback.cpp")],
         std::slice::from_ref(&out_dir),
         &defines,
+        Some(&kernels_dir),
     )
     .map_err(|why| println!("cargo:warning=ringbridge: no block emulation of Rust handlers: {why}"))
     .ok();
@@ -113,7 +116,10 @@ fn main() {
         })
         .unwrap_or_default();
     sources.sort();
-    let mut kernels = ringbridge_build::Kernels::new().include(&out_dir).ptx(true);
+    let mut kernels = ringbridge_build::Kernels::new()
+        .headers(&kernels_dir)
+        .include(&out_dir)
+        .ptx(true);
     for src in &sources {
         kernels = if BOTH_BACKENDS.iter().any(|b| src.ends_with(b)) {
             kernels.source(src)

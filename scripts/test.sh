@@ -23,6 +23,27 @@ cargo test --release --workspace --doc
 # The optional serde feature: the report types serialize.
 cargo test --release --features serde --test serde
 
+echo "== the published crates: packages, oldest toolchain"
+# Both crates package and build from their packages (tests/packaged_crate.rs
+# builds a user's crate against them; this verifies each package's own
+# build, in dependency order, in a target folder of its own so that no
+# earlier build of the same version is taken for it).
+# (cargo's "ignoring test ... not included" lines are left out of the log
+# shown: the packages leave the tests out on purpose, see Cargo.toml.)
+rm -rf target/publish-dry-run
+mkdir -p target/publish-dry-run
+if ! cargo publish --dry-run --allow-dirty --target-dir target/publish-dry-run \
+    -p ringbridge-build -p ringbridge >target/publish-dry-run/log 2>&1; then
+    grep -v "^warning: ignoring" target/publish-dry-run/log
+    echo "cargo publish --dry-run failed" >&2
+    exit 1
+fi
+grep -E "Packaged|Uploading" target/publish-dry-run/log
+# rust-version (Cargo.toml) is the toolchain this builds them with.
+msrv=$(sed -n 's/^rust-version = "\(.*\)"/\1/p' Cargo.toml)
+rustup toolchain install "$msrv" --profile minimal >/dev/null 2>&1 || true
+CARGO_TARGET_DIR=target/msrv cargo +"$msrv" build --locked -p ringbridge -p ringbridge-build
+
 echo "== the CUDA backend on the simulated driver (docs/sim-driver.md)"
 # The same tests a GPU run makes (scripts/gpu-check.sh), against a driver
 # that runs each kernel's host twin, enforces implicit synchronization and

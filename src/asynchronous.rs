@@ -476,10 +476,10 @@ impl Shared {
     /// Reads K2H once if nobody else does, routing what is there: `Err`
     /// only when the bridge is dead (or dies now).
     fn read_now(&self) -> Result<()> {
-        if let Some(mut rx) = self.bridge.try_rx() {
-            if self.bridge.drain(&mut rx, false)? > 0 {
-                return Ok(());
-            }
+        if let Some(mut rx) = self.bridge.try_rx()
+            && self.bridge.drain(&mut rx, false)? > 0
+        {
+            return Ok(());
         }
         // Only the flag: the dispatcher runs the watchdog while tasks wait.
         self.bridge.check_dead()

@@ -4,8 +4,9 @@
 //! No nvcc is not a build error: the image is then missing and
 //! `NOT_COMPILED_REASON` says why.
 //!
-//! This crate does not depend on ringbridge (it is a dev-dependency of it):
-//! ringbridge-build finds `ringbridge.cuh` in the repository's `kernels/`.
+//! This crate does not depend on ringbridge (it is a dev-dependency of it),
+//! so no `DEP_RINGBRIDGE_INCLUDE` reaches it: it names the repository's
+//! `kernels/` itself (it is never published, only built in the repository).
 
 use std::fmt::Write as _;
 use std::path::PathBuf;
@@ -14,6 +15,7 @@ fn main() {
     println!("cargo:rerun-if-changed=build.rs");
     let out_dir = PathBuf::from(std::env::var_os("OUT_DIR").expect("OUT_DIR"));
     let compiled = ringbridge_build::Kernels::new()
+        .headers("../kernels")
         .cuda_only_source("kernels/faults.cu")
         .ptx(true)
         .compile("ringbridge_test_kernels");

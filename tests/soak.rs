@@ -50,7 +50,7 @@ fn soak(backend: Backend) {
                     let want = got.to_le_bytes().map(|b| b.wrapping_add(1));
                     assert_eq!(p, want);
                     got += 1;
-                    if got % WINDOW == 0 {
+                    if got.is_multiple_of(WINDOW) {
                         rates.push(WINDOW as f64 / window_start.elapsed().as_secs_f64());
                         window_start = Instant::now();
                     }

@@ -611,7 +611,7 @@ fn volatile_fence_loop(
         // reply's sequence, so the reply bytes checked below are this one's.
         while words[REPLY_SEQ].load(Ordering::Acquire) != seq {
             spins = spins.wrapping_add(1);
-            if spins % 4096 == 0 {
+            if spins.is_multiple_of(4096) {
                 if kernel.poll()? {
                     return Err(Error::KernelExited.into());
                 }

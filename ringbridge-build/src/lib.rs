@@ -35,10 +35,16 @@
 //! absolute path of `lib<stem>_emulation.so` (the rest of the line). Read
 //! only by the project's test simulator (`sim-driver`).
 //!
-//! The device header `ringbridge.cuh` is found through ringbridge's
-//! `links = "ringbridge"` metadata (`DEP_RINGBRIDGE_INCLUDE`, set for the
-//! build script of a crate that depends on ringbridge), else beside this
-//! crate in the ringbridge repository (`../kernels`): see [`header_dir`].
+//! The device header `ringbridge.cuh` ships with the `ringbridge` crate
+//! (its `kernels/` folder) and is found through ringbridge's
+//! `links = "ringbridge"` metadata: `DEP_RINGBRIDGE_INCLUDE`, set for the
+//! build script of every crate that depends on ringbridge, names that
+//! folder in whatever copy of ringbridge cargo built (a registry download,
+//! a git checkout, a path). So a user's build compiles against the very
+//! headers of the ringbridge it links, and never looks for them by a path
+//! relative to this crate. A build script that does not depend on
+//! ringbridge (ringbridge's own) names the folder with
+//! [`Kernels::headers`]: see [`header_dir`].
 #![warn(missing_docs)]
 
 mod generate;
@@ -51,11 +57,11 @@ use std::process::Command;
 pub use options::DEFAULT_ARCHS;
 
 /// The folder holding `ringbridge.cuh`, `ringbridge_layout.h` and
-/// `handlers.h`: `$DEP_RINGBRIDGE_INCLUDE` when set (ringbridge's build
-/// script publishes it to the build scripts of the crates that depend on
-/// it), else the `kernels/` folder of the ringbridge repository this crate
-/// was built from. Panics when neither holds `ringbridge.cuh`: nothing can
-/// be compiled without it.
+/// `handlers.h`: `$DEP_RINGBRIDGE_INCLUDE`, which ringbridge's build script
+/// publishes to the build scripts of the crates that depend on it (the
+/// `kernels/` folder of that ringbridge package). Panics, saying what to
+/// do, when it is not set or holds no `ringbridge.cuh`: nothing can be
+/// compiled without it.
 ///
 /// ```no_run
 /// // In a build script of a crate that depends on ringbridge:
@@ -63,13 +69,27 @@ pub use options::DEFAULT_ARCHS;
 /// assert!(dir.join("ringbridge.cuh").is_file());
 /// ```
 pub fn header_dir() -> PathBuf {
-    let from_dep = std::env::var_os("DEP_RINGBRIDGE_INCLUDE").map(PathBuf::from);
-    let beside = Path::new(env!("CARGO_MANIFEST_DIR")).join("../kernels");
-    let dir = from_dep.unwrap_or(beside);
+    headers_or(None)
+}
+
+/// `explicit` when given (it must hold `ringbridge.cuh`), else
+/// [`header_dir`].
+fn headers_or(explicit: Option<&Path>) -> PathBuf {
+    let dir = match explicit {
+        Some(dir) => dir.to_path_buf(),
+        None => match std::env::var_os("DEP_RINGBRIDGE_INCLUDE") {
+            Some(dir) => PathBuf::from(dir),
+            None => panic!(
+                "ringbridge-build: DEP_RINGBRIDGE_INCLUDE is not set, so the device headers \
+                 (ringbridge.cuh) cannot be found: add `ringbridge` to [dependencies] (its \
+                 build script publishes the folder to yours), or name the folder with \
+                 Kernels::headers"
+            ),
+        },
+    };
     assert!(
         dir.join("ringbridge.cuh").is_file(),
-        "ringbridge-build: no ringbridge.cuh in {} (depend on ringbridge, whose build script \
-         sets DEP_RINGBRIDGE_INCLUDE)",
+        "ringbridge-build: no ringbridge.cuh in {}",
         dir.display()
     );
     dir.canonicalize().unwrap_or(dir)
@@ -126,6 +146,7 @@ pub struct Compiled {
 /// ```
 #[derive(Clone, Debug, Default)]
 pub struct Kernels {
+    headers: Option<PathBuf>,
     sources: Vec<(PathBuf, bool)>,
     defines: Vec<(String, Option<String>)>,
     includes: Vec<PathBuf>,
@@ -211,6 +232,20 @@ impl Kernels {
         self
     }
 
+    /// The folder of ringbridge's device headers (`ringbridge.cuh` and the
+    /// rest), instead of [`header_dir`]'s `$DEP_RINGBRIDGE_INCLUDE`: for a
+    /// build script that does not depend on ringbridge, ringbridge's own
+    /// among them. A crate that depends on ringbridge needs no call.
+    ///
+    /// ```
+    /// let k = ringbridge_build::Kernels::new().headers("kernels");
+    /// # let _ = k;
+    /// ```
+    pub fn headers(mut self, dir: impl AsRef<Path>) -> Self {
+        self.headers = Some(dir.as_ref().to_path_buf());
+        self
+    }
+
     /// Adds an include folder for both compilers, searched before
     /// [`header_dir`] (in the order added).
     ///
@@ -282,7 +317,7 @@ impl Kernels {
         let crate_dir = std::env::var_os("CARGO_MANIFEST_DIR")
             .map(PathBuf::from)
             .unwrap_or_else(|| PathBuf::from("."));
-        let header_dir = header_dir();
+        let header_dir = headers_or(self.headers.as_deref());
         let toolchain_root = header_dir
             .parent()
             .map(Path::to_path_buf)
@@ -309,7 +344,7 @@ impl Kernels {
         let mut defines = kernel_defines();
         defines.extend(self.defines.iter().cloned());
         let mut includes = self.includes.clone();
-        includes.push(header_dir);
+        includes.push(header_dir.clone());
 
         let mut images = Vec::new();
         for (source, host) in &self.sources {
@@ -344,8 +379,9 @@ impl Kernels {
                 match emulation_library(
                     &lib,
                     std::slice::from_ref(&img.source),
-                    &includes,
+                    &self.includes,
                     &defines,
+                    Some(&header_dir),
                 ) {
                     Ok(path) => img.emulation = Some(path),
                     Err(why) => println!(
@@ -395,7 +431,8 @@ impl Kernels {
 /// each `RB_KERNEL_ENTRY`, and `rb_emu_set_trap_hook`). Loaded at run
 /// time by the bridge, never linked: its serve loops cannot mix with the
 /// fallback's. `includes` and `defines` as for the kernels; the header
-/// folder is added. Call it from a build script.
+/// folder (`headers`, or [`header_dir`] when `None`, as with
+/// [`Kernels::headers`]) is added. Call it from a build script.
 ///
 /// ```no_run
 /// let so = ringbridge_build::emulation_library(
@@ -403,6 +440,7 @@ impl Kernels {
 ///     &["kernels/host/emulate_callback.cpp".into()],
 ///     &[],
 ///     &[],
+///     Some(std::path::Path::new("kernels")),
 /// )
 /// .expect("emulation library");
 /// assert!(so.is_file());
@@ -412,10 +450,11 @@ pub fn emulation_library(
     sources: &[PathBuf],
     includes: &[PathBuf],
     defines: &[(String, Option<String>)],
+    headers: Option<&Path>,
 ) -> Result<PathBuf, String> {
     let out_dir =
         PathBuf::from(std::env::var_os("OUT_DIR").ok_or("OUT_DIR: run from a build script")?);
-    let header_dir = header_dir();
+    let header_dir = headers_or(headers);
     let out = out_dir.join(format!("lib{lib}.so"));
     let compiler = cc::Build::new()
         .cpp(true)

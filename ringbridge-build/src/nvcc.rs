@@ -49,19 +49,27 @@ pub(crate) fn find_nvcc(toolchain_root: &Path, crate_dir: &Path) -> Result<PathB
         return Ok(p);
     }
     tried.push("nvcc on PATH".into());
-    for p in [
-        PathBuf::from("/usr/local/cuda/bin/nvcc"),
-        toolchain_root.join(TOOLCHAIN_NVCC),
-    ] {
+    // The checkout's own nvcc exists only in a ringbridge repository (a
+    // package has no .toolchain/): searched and named there only.
+    let checkout = toolchain_root.join("scripts/install-nvcc.sh").is_file();
+    let mut fixed = vec![PathBuf::from("/usr/local/cuda/bin/nvcc")];
+    if checkout {
+        fixed.push(toolchain_root.join(TOOLCHAIN_NVCC));
+    }
+    for p in fixed {
         if p.is_file() {
             return Ok(p);
         }
         tried.push(p.display().to_string());
     }
     watch_for_nvcc(toolchain_root, crate_dir);
+    let how = if checkout {
+        "scripts/install-nvcc.sh installs it"
+    } else {
+        "put nvcc on PATH, or set NVCC or CUDA_HOME"
+    };
     Err(format!(
-        "nvcc not found (tried {}; scripts/install-nvcc.sh installs it, and the next build \
-         compiles the kernels)",
+        "nvcc not found (tried {}; {how}, and the next build compiles the kernels)",
         tried.join(", ")
     ))
 }

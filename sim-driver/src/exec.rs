@@ -79,10 +79,8 @@ fn run_kernel(mut g: Guard, launch: u64) -> Guard {
             }
             let started = g.launches[&launch].launched;
             let ready = !g.faults.stall && started.elapsed() >= g.faults.start_delay;
-            if ready {
-                if let Some(sm) = g.place(device, threads) {
-                    break sm;
-                }
+            if ready && let Some(sm) = g.place(device, threads) {
+                break sm;
             }
             g = wait(g, POLL);
         };

@@ -195,13 +195,12 @@ impl Index {
             let mut parts = line.splitn(3, ' ');
             if let (Some("image"), Some(hex), Some(path)) =
                 (parts.next(), parts.next(), parts.next())
+                && let Ok(d) = u64::from_str_radix(hex, 16)
             {
-                if let Ok(d) = u64::from_str_radix(hex, 16) {
-                    let list = self.twins.entry(d).or_default();
-                    let path = PathBuf::from(path.trim());
-                    if !list.contains(&path) {
-                        list.push(path);
-                    }
+                let list = self.twins.entry(d).or_default();
+                let path = PathBuf::from(path.trim());
+                if !list.contains(&path) {
+                    list.push(path);
                 }
             }
         }

@@ -288,10 +288,10 @@ impl World {
             l.fault = code;
         }
         let ctx = l.ctx;
-        if let Some(c) = self.contexts.get_mut(&ctx) {
-            if c.sticky == 0 {
-                c.sticky = code;
-            }
+        if let Some(c) = self.contexts.get_mut(&ctx)
+            && c.sticky == 0
+        {
+            c.sticky = code;
         }
     }
 
@@ -354,15 +354,16 @@ impl World {
     /// `[addr, addr + len)`, as the device of `ctx` sees it.
     pub fn device_range(&self, addr: usize, len: usize) -> Result<(), CuResult> {
         let end = addr.checked_add(len).ok_or(INVALID_VALUE)?;
-        if let Some((&start, a)) = self.device_allocs.range(..=addr).next_back() {
-            if end <= start + a.len {
-                return Ok(());
-            }
+        if let Some((&start, a)) = self.device_allocs.range(..=addr).next_back()
+            && end <= start + a.len
+        {
+            return Ok(());
         }
-        if let Some((&start, a)) = self.host_allocs.range(..=addr).next_back() {
-            if a.flags & MEMHOSTALLOC_DEVICEMAP != 0 && end <= start + a.len {
-                return Ok(());
-            }
+        if let Some((&start, a)) = self.host_allocs.range(..=addr).next_back()
+            && a.flags & MEMHOSTALLOC_DEVICEMAP != 0
+            && end <= start + a.len
+        {
+            return Ok(());
         }
         Err(INVALID_VALUE)
     }

@@ -191,7 +191,7 @@ impl<M: SharedMemory> StripeMemory<M> {
         let len = bytes.div_ceil(8);
         let end = start.and_then(|s| s.checked_add(len * 8));
         match (start, end) {
-            (Some(start), Some(end)) if stride % line == 0 && end <= group.len_bytes() => {
+            (Some(start), Some(end)) if stride.is_multiple_of(line) && end <= group.len_bytes() => {
                 Ok(Self {
                     group: std::sync::Arc::clone(group),
                     first: start / 8,

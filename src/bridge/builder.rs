@@ -435,15 +435,15 @@ impl BridgeBuilder {
     /// Why a [`StripedBridge`](crate::StripedBridge) cannot run this
     /// configuration, if it cannot.
     pub(crate) fn striping_refusal(&self) -> Option<String> {
-        if let Kernel::User(u) = &self.kernel {
-            if u.traits().sends {
-                return Some(format!(
-                    "kernel {} sends messages of its own, and a kernel that sends messages \
+        if let Kernel::User(u) = &self.kernel
+            && u.traits().sends
+        {
+            return Some(format!(
+                "kernel {} sends messages of its own, and a kernel that sends messages \
                      of its own cannot be striped: its events would break the stripes' \
                      round-robin order; use a Bridge",
-                    u.entry()
-                ));
-            }
+                u.entry()
+            ));
         }
         if !self.buffers.is_empty() {
             return Some(

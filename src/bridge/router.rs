@@ -303,13 +303,12 @@ impl Router {
     pub(crate) fn take_event(&self, wake: Option<Wake>) -> Option<MessageEnvelope> {
         let mut r = lock(&self.routes);
         let event = r.events.pop_front();
-        if event.is_none() {
-            if let Some(w) = wake {
-                if !r.event_waiters.iter().any(|old| old.same_as(&w)) {
-                    r.event_waiters.push(w);
-                    self.publish_demand(&r);
-                }
-            }
+        if event.is_none()
+            && let Some(w) = wake
+            && !r.event_waiters.iter().any(|old| old.same_as(&w))
+        {
+            r.event_waiters.push(w);
+            self.publish_demand(&r);
         }
         event
     }

@@ -48,10 +48,10 @@ impl BridgeState {
     }
 
     pub(super) fn check_dead(&self) -> Result<()> {
-        if self.is_dead.load(Ordering::Acquire) {
-            if let Some(e) = lock(&self.dead).clone() {
-                return Err(e);
-            }
+        if self.is_dead.load(Ordering::Acquire)
+            && let Some(e) = lock(&self.dead).clone()
+        {
+            return Err(e);
         }
         Ok(())
     }

@@ -87,7 +87,7 @@ impl StripeEngine {
     /// into the group.
     pub(crate) fn new(group: &Arc<CudaGroup>, offset: usize) -> Result<Self> {
         let status = offset / 8 + word_of!(ControlBlock, status);
-        if offset % 8 != 0 || status >= group.words().len() {
+        if !offset.is_multiple_of(8) || status >= group.words().len() {
             return Err(Error::InvalidArgument(format!(
                 "no control block at byte {offset} of the group"
             )));

@@ -110,10 +110,10 @@ impl Source<'_> {
     }
 
     fn rings(&self, bytes: usize) -> Result<Arc<dyn SharedMemory>> {
-        if let Some(r) = self.reservation {
-            if let Some(region) = r.rings(bytes) {
-                return Ok(Arc::new(region));
-            }
+        if let Some(r) = self.reservation
+            && let Some(region) = r.rings(bytes)
+        {
+            return Ok(Arc::new(region));
         }
         let available = self.reservation.map_or(0, |r| r.free().ring_bytes);
         Ok(Arc::new(MappedMemory::new(&self.ctx, bytes).map_err(
@@ -126,10 +126,10 @@ impl Source<'_> {
         index: usize,
         init: &crate::buffer::BufferInit,
     ) -> Result<Box<dyn BufferMemory>> {
-        if let Some(r) = self.reservation {
-            if let Some(buffer) = r.buffer(index, init)? {
-                return Ok(buffer);
-            }
+        if let Some(r) = self.reservation
+            && let Some(buffer) = r.buffer(index, init)?
+        {
+            return Ok(buffer);
         }
         let available = self.reservation.map_or(0, |r| r.free().buffer_bytes);
         Ok(Box::new(
@@ -142,10 +142,10 @@ impl Source<'_> {
     }
 
     fn module(&self, image: &CudaImage<'_>) -> Result<Arc<KernelModule>> {
-        if let Some(r) = self.reservation {
-            if let Some(module) = r.module(image.bytes, image.entry) {
-                return Ok(module);
-            }
+        if let Some(r) = self.reservation
+            && let Some(module) = r.module(image.bytes, image.entry)
+        {
+            return Ok(module);
         }
         let module = Arc::new(
             KernelModule::load(&self.ctx, image.bytes, image.entry).map_err(self.exhausted(
@@ -179,14 +179,14 @@ impl Launcher for CudaLauncher {
         let image = cuda_image(request.kernel)?;
         let grid = image.grid.unwrap_or(1);
         let block = image.block.unwrap_or(request.block);
-        if let Some(r) = request.reservation {
-            if r.device() != request.device {
-                return Err(Error::InvalidArgument(format!(
-                    "the bridge is for device {} but its reservation is on device {}",
-                    request.device,
-                    r.device()
-                )));
-            }
+        if let Some(r) = request.reservation
+            && r.device() != request.device
+        {
+            return Err(Error::InvalidArgument(format!(
+                "the bridge is for device {} but its reservation is on device {}",
+                request.device,
+                r.device()
+            )));
         }
         let source = Source {
             ctx: match request.reservation {

@@ -87,7 +87,7 @@ impl MappedMemory {
             bytes: rounded,
             device: 0,
         };
-        if (host.as_ptr() as usize) % LINE != 0 {
+        if !(host.as_ptr() as usize).is_multiple_of(LINE) {
             return Err(alloc_err(format!(
                 "cuMemHostAlloc returned {:p}, which is not {LINE}-byte aligned",
                 host.as_ptr()
@@ -103,7 +103,7 @@ impl MappedMemory {
         unsafe { sys::cuMemHostGetDevicePointer_v2(&raw mut device, raw, 0) }
             .result()
             .map_err(cuda_err("cuMemHostGetDevicePointer_v2"))?;
-        if device % LINE as u64 != 0 {
+        if !device.is_multiple_of(LINE as u64) {
             return Err(alloc_err(format!(
                 "device address {device:#x} is not {LINE}-byte aligned"
             )));

@@ -244,13 +244,11 @@ impl Engine for FallbackEngine {
         let finished = poll_until(timeout, || {
             Ok(lock(&self.thread).as_ref().is_none_or(|t| t.is_finished()))
         })?;
-        if finished {
-            if let Some(t) = lock(&self.thread).take() {
-                // The serve loop cannot panic (handler panics are caught in
-                // the trampoline); a join error is still not ours to
-                // propagate as a panic.
-                let _ = t.join();
-            }
+        if finished && let Some(t) = lock(&self.thread).take() {
+            // The serve loop cannot panic (handler panics are caught in
+            // the trampoline); a join error is still not ours to
+            // propagate as a panic.
+            let _ = t.join();
         }
         Ok(finished)
     }

@@ -107,7 +107,7 @@ fn serve_with(
         served += n;
         if n == 0 {
             idle += 1;
-            if idle % check_interval.max(1) == 0 && control.terminate_requested() {
+            if idle.is_multiple_of(check_interval.max(1)) && control.terminate_requested() {
                 return Ok(served);
             }
             crate::sync::spin_hint();

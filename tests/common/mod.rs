@@ -170,7 +170,7 @@ pub fn scale_batches_of_mixed_lengths(builder: ringbridge::BridgeBuilder) {
         |i| payloads[i as usize].clone(),
         |i, h, p| {
             let req = &payloads[i as usize];
-            if req.len() % 4 != 0 {
+            if !req.len().is_multiple_of(4) {
                 assert_eq!(
                     (h.kind, h.flags, p.len()),
                     (KIND_ERROR, 1, 0),

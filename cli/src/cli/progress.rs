@@ -52,7 +52,7 @@ impl Progress {
     pub(crate) fn set(&mut self, done: u64) {
         let Some(bar) = &self.bar else { return };
         self.calls = self.calls.wrapping_add(1);
-        if self.calls % 64 == 0 || done >= self.total {
+        if self.calls.is_multiple_of(64) || done >= self.total {
             bar.set_position(done.min(self.total));
         }
     }

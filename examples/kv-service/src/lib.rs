@@ -237,7 +237,7 @@ async fn caller(
     let mut latencies = Vec::with_capacity(requests as usize);
     for _ in 0..requests {
         let key = id * KEYS_PER_CALLER + 1 + rng.next_u64() % KEYS_PER_CALLER;
-        let put = rng.next_u64() % 2 == 0;
+        let put = rng.next_u64().is_multiple_of(2);
         let uri = format!("/kv/{key}");
         let builder = hyper::Request::builder()
             .uri(uri)
