@@ -83,6 +83,59 @@ fn one_way_requests_need_no_receiver() {
     bridge.shutdown().unwrap();
 }
 
+/// The same for the batch paths: `send_batch`, and `reserve` with
+/// in-place writes, reclaim the slots of no-reply marks while they wait for
+/// room (found by the race-check workload: both waited forever once K2H
+/// held nothing but marks). On both backends, far past both rings' room.
+#[test]
+fn one_way_batches_need_no_receiver() {
+    for (mode, builder) in both(models::models_quiet()) {
+        let bridge = builder.capacity(64).launch().unwrap();
+        let batch: Vec<[u8; 2]> = (0..32u8).map(|i| [0, i]).collect();
+        common_deadline(60, mode, || {
+            for _ in 0..200 {
+                bridge.send_batch(&batch).unwrap();
+                let mut chunk = bridge.reserve(32).unwrap();
+                for i in 0..32u8 {
+                    chunk
+                        .write_with(|buf| {
+                            buf[..2].copy_from_slice(&[0, i]);
+                            2
+                        })
+                        .unwrap();
+                }
+                chunk.publish().unwrap();
+            }
+        });
+        let payload = [1, 2, 3];
+        assert_eq!(
+            bridge.round_trip(&payload).unwrap().payload,
+            payload,
+            "{mode}"
+        );
+        assert_eq!(bridge.stats().sent, 200 * 64 + 1, "{mode}");
+        bridge.shutdown().unwrap();
+    }
+}
+
+/// Runs `f`, failing (instead of hanging the test run) if it takes more
+/// than `secs` seconds.
+fn common_deadline(secs: u64, what: &str, f: impl FnOnce() + Send) {
+    let (done, wait) = std::sync::mpsc::channel();
+    std::thread::scope(|s| {
+        s.spawn(move || {
+            f();
+            let _ = done.send(());
+        });
+        if let Err(std::sync::mpsc::RecvTimeoutError::Timeout) =
+            wait.recv_timeout(Duration::from_secs(secs))
+        {
+            eprintln!("{what}: still waiting after {secs} s: a hang");
+            std::process::exit(1);
+        }
+    });
+}
+
 /// Events reach a subscriber while round trips run, and only the
 /// subscriber: every event once, every reply to its caller.
 #[test]

@@ -81,10 +81,32 @@ impl Bridge {
         self.push_waiting(&mut tx, flags, payload, deadline)
     }
 
-    /// Publishes one request, waiting for room until `deadline`. While it
-    /// waits it reclaims the K2H slots of no-reply marks and routed answers
-    /// now and then ([`Bridge::reclaim_room`]): a sender of one-way requests
-    /// needs no receiver to make progress.
+    /// Waits until `deadline` for `attempt` to find room in H2K (`Some`).
+    /// While it waits it reclaims the K2H slots of no-reply marks and routed
+    /// answers now and then ([`Bridge::reclaim_room`]): the kernel stops
+    /// taking requests while K2H is full, so a sender of one-way requests
+    /// needs this, not a receiver, to make progress. Every sending path
+    /// that waits for room waits here.
+    fn wait_for_room<T>(
+        &self,
+        deadline: Deadline,
+        mut attempt: impl FnMut() -> Result<Option<T>>,
+    ) -> Result<T> {
+        let mut tries = 0u32;
+        self.wait(deadline, "send", || {
+            let done = attempt()?;
+            if done.is_none() {
+                tries = tries.wrapping_add(1);
+                if tries % 64 == 1 {
+                    self.reclaim_room()?;
+                }
+            }
+            Ok(done)
+        })
+    }
+
+    /// Publishes one request, waiting for room until `deadline`
+    /// ([`wait_for_room`](Self::wait_for_room)).
     pub(super) fn push_waiting(
         &self,
         tx: &mut H2kProducer,
@@ -92,18 +114,8 @@ impl Bridge {
         payload: &[u8],
         deadline: Deadline,
     ) -> Result<u64> {
-        let mut tries = 0u32;
-        let seq = self.wait(deadline, "send", || {
-            let pushed = tx
-                .try_push(flags, payload)
-                .map_err(|e| self.state.fail(e))?;
-            if pushed.is_none() {
-                tries = tries.wrapping_add(1);
-                if tries % 64 == 1 {
-                    self.reclaim_room()?;
-                }
-            }
-            Ok(pushed)
+        let seq = self.wait_for_room(deadline, || {
+            tx.try_push(flags, payload).map_err(|e| self.state.fail(e))
         })?;
         self.state.count_sent(tx);
         Ok(seq)
@@ -223,7 +235,7 @@ impl Bridge {
         let first = tx.next_seq();
         let mut next = 0;
         while next < payloads.len() {
-            self.wait(Deadline::Never, "send", || {
+            self.wait_for_room(Deadline::Never, || {
                 let mut wrote = 0;
                 while next < payloads.len() {
                     match tx.write(0, payloads[next].as_ref()) {
@@ -278,7 +290,7 @@ impl Bridge {
         }
         self.state.check_dead()?;
         let mut tx = lock(&self.h2k);
-        self.wait(Deadline::Never, "send", || {
+        self.wait_for_room(Deadline::Never, || {
             let free = tx.free(count as u64).map_err(|e| self.state.fail(e))?;
             Ok((free >= count as u64).then_some(()))
         })?;
