@@ -57,7 +57,7 @@ pub(crate) type CallbackEntry = unsafe extern "C" fn(
 type Copy = &'static libloading::Library;
 
 /// The copies no block runs in, by library path.
-static FREE: Mutex<Option<HashMap<&'static str, Vec<Copy>>>> = Mutex::new(None);
+static FREE: Mutex<Option<HashMap<String, Vec<Copy>>>> = Mutex::new(None);
 
 /// Copies made so far in this process (names the next private copy).
 static COPIES: AtomicUsize = AtomicUsize::new(0);
@@ -66,7 +66,7 @@ static COPIES: AtomicUsize = AtomicUsize::new(0);
 /// free list when dropped, which the serve thread does once its block has
 /// returned (never, for a block that hangs).
 pub(crate) struct Lease {
-    path: &'static str,
+    path: String,
     copy: Copy,
 }
 
@@ -74,7 +74,7 @@ impl Drop for Lease {
     fn drop(&mut self) {
         lock(&FREE)
             .get_or_insert_with(HashMap::new)
-            .entry(self.path)
+            .entry(std::mem::take(&mut self.path))
             .or_default()
             .push(self.copy);
     }
@@ -82,20 +82,26 @@ impl Drop for Lease {
 
 /// A copy of the library at `path` that no block runs in: a free one, else
 /// the library itself the first time, else a private copy of its file.
-fn lease(path: &'static str) -> Result<Lease> {
+fn lease(path: &str) -> Result<Lease> {
     let mut free = lock(&FREE);
     let free = free.get_or_insert_with(HashMap::new);
     if let Some(copy) = free.get_mut(path).and_then(Vec::pop) {
-        return Ok(Lease { path, copy });
+        return Ok(Lease {
+            path: path.to_owned(),
+            copy,
+        });
     }
     let first = !free.contains_key(path);
-    free.entry(path).or_default();
+    free.entry(path.to_owned()).or_default();
     let copy = if first {
         load(path)?
     } else {
         load_private_copy(path)?
     };
-    Ok(Lease { path, copy })
+    Ok(Lease {
+        path: path.to_owned(),
+        copy,
+    })
 }
 
 fn load(path: &str) -> Result<Copy> {
@@ -137,7 +143,7 @@ fn load_private_copy(path: &str) -> Result<Copy> {
 
 /// The emulation entry of kernel `entry` in a copy of the library at
 /// `path`, with the lease that keeps the copy to this block.
-pub(crate) fn kernel_entry(path: &'static str, entry: &str) -> Result<(KernelEntry, Lease)> {
+pub(crate) fn kernel_entry(path: &str, entry: &str) -> Result<(KernelEntry, Lease)> {
     let lease = lease(path)?;
     let name = format!("{entry}__rb_emulate");
     // SAFETY: `name__rb_emulate` is defined by RB_KERNEL_ENTRY in the

@@ -56,6 +56,8 @@ pub mod layout;
 pub mod measure;
 pub mod message;
 pub mod queue;
+#[cfg(not(loom))]
+pub mod race_check;
 pub mod ring;
 #[cfg(not(loom))]
 pub mod striped;

@@ -2,8 +2,9 @@
 //! repository: writes a small crate into a temporary folder (path
 //! dependencies on ringbridge and ringbridge-build, a build script calling
 //! `ringbridge_build::Kernels`, `kernels/double.cu` with its own handler, and
-//! a test launching it through a `Bridge`), then runs `cargo test --offline`
-//! there and asserts it passes.
+//! tests launching it through a `Bridge`, one of them race-checked with the
+//! one line `ringbridge::race_check` asks for), then runs
+//! `cargo test --offline` there and asserts it passes.
 //!
 //! Its target folder persists under this crate's target folder
 //! (`user-crate-target/`), so later runs rebuild only what changed. It runs
@@ -21,6 +22,7 @@ const BUILD_RS: &str = r#"fn main() {
     assert!(std::env::var_os("DEP_RINGBRIDGE_INCLUDE").is_some());
     ringbridge_build::Kernels::new()
         .source("kernels/double.cu")
+        .race_check(true)
         .compile("double_kernels");
 }
 "#;
@@ -81,6 +83,13 @@ fn the_kernel_serves_on_the_fallback_backend() {
 fn the_kernel_serves_in_the_block_emulation() {
     // The handler on a block of 64 CPU threads, as a GPU block runs it.
     assert_eq!(check_with(Bridge::builder().backend(Backend::Fallback).emulate_block(64)), "fallback backend requested");
+}
+
+#[test]
+fn the_kernel_has_no_races_between_the_requests_of_a_batch() {
+    // Runs again in a child under ThreadSanitizer, the emulation race-checked.
+    if ringbridge::race_check::rerun_under_tsan() { return; }
+    check_with(Bridge::builder().backend(Backend::Fallback).emulate_block(64));
 }
 
 #[test]
@@ -145,8 +154,8 @@ fn a_crate_outside_the_repository_builds_and_runs_its_own_kernel() {
     );
     assert!(ok, "the user crate's tests failed:\n{text}");
     assert!(
-        text.contains("test result: ok. 4 passed"),
-        "the user crate's four tests did not all run:\n{text}"
+        text.contains("test result: ok. 5 passed"),
+        "the user crate's five tests did not all run:\n{text}"
     );
     // Issue 28, item 6: built again with nothing changed, the dependent
     // crate compiles nothing, ringbridge least of all (its build script

@@ -82,15 +82,33 @@ int32_t rb_emu_run(uint32_t nthreads, rb_emu_thread_fn fn, void* ctl, void* h2k,
    abort. */
 extern "C" RB_EMU_EXPORT void rb_emu_set_trap_hook(void (*hook)(void* cookie), void* cookie);
 
+/* Schedule shaking, in the race-check build only (RB_EMU_SHAKE, runtime in
+   kernels/host/race_check.cpp): at each shake point the calling thread may
+   yield or sleep a few microseconds, as a generator seeded from
+   RINGBRIDGE_SHAKE_SEED (or a printed random seed) decides, so orders
+   that a 2-core machine rarely runs become common. The points: before each
+   handler call, each barrier and warp exchange, and each atomic operation
+   of the race-check build (ThreadSanitizer's atomic entry points). Nothing
+   in other builds. */
+#if defined(RB_EMU_SHAKE)
+void rb_emu_shake();
+#else
+inline void rb_emu_shake() {}
+#endif
+
 inline uint32_t rb_emu_thread_index() { return rb_emu_tid; }
 inline uint32_t rb_emu_block_size() { return rb_emu_the_block->nthreads; }
-inline void rb_emu_block_sync() { pthread_barrier_wait(&rb_emu_the_block->block); }
+inline void rb_emu_block_sync() {
+    rb_emu_shake();
+    pthread_barrier_wait(&rb_emu_the_block->block);
+}
 
 /* Every lane of the calling (full) warp posts v; returns the 32 values'
    `lane`-th, after which the slots may be reused. */
 inline uint64_t rb_emu_warp_exchange(uint64_t v, uint32_t lane) {
     rb_emu_block* b = rb_emu_the_block;
     const uint32_t w = rb_emu_tid / RB_EMU_WARP;
+    rb_emu_shake();
     b->slot[w][rb_emu_tid % RB_EMU_WARP] = v;
     pthread_barrier_wait(&b->warp[w]); /* every lane has posted */
     const uint64_t r = b->slot[w][lane];
@@ -105,6 +123,7 @@ inline uint64_t rb_emu_warp_shfl(uint64_t v, uint32_t src) { return rb_emu_warp_
 inline uint32_t rb_emu_warp_count(bool p) {
     rb_emu_block* b = rb_emu_the_block;
     const uint32_t w = rb_emu_tid / RB_EMU_WARP;
+    rb_emu_shake();
     b->slot[w][rb_emu_tid % RB_EMU_WARP] = p ? 1u : 0u;
     pthread_barrier_wait(&b->warp[w]);
     uint32_t n = 0;

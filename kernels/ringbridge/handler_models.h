@@ -171,6 +171,7 @@ struct rb_block {
 template <class H>
 RB_INLINE int rb_handle(H& h, const rb_msg_header& in, const uint8_t* in_payload, rb_msg_header& out,
                         uint8_t* out_payload, uint32_t out_capacity, rb_sender& sender) {
+    RB_SHAKE_POINT();
     if constexpr (rb_chunkwise_of<H>::value) {
         (void)sender;
         return rb_chunkwise_call(h, in, in_payload, out, out_payload, out_capacity);
@@ -188,6 +189,7 @@ template <class H>
 RB_INLINE int rb_handle_cooperative(H& h, rb_block& block, const rb_msg_header& in, const uint8_t* in_payload,
                                     rb_msg_header& out, uint8_t* out_payload, uint32_t out_capacity,
                                     rb_sender& sender) {
+    RB_SHAKE_POINT();
     if constexpr (std::is_invocable<H&, rb_block&, const rb_msg_header&, const uint8_t*, rb_msg_header&, uint8_t*,
                                     uint32_t, rb_sender&>::value) {
         return h(block, in, in_payload, out, out_payload, out_capacity, sender);

@@ -40,6 +40,9 @@
 /* One copy shared by every thread: one emulated block runs at a time. */
 #define RB_BLOCK_SHARED static
 #include "host/block_emulation.h"
+/* Where the race-check build shakes the schedule (before each handler
+   call; the barriers shake themselves): nothing in other builds. */
+#define RB_SHAKE_POINT() ::rb_emu_shake()
 #else
 /* A plain C++ compiler: the host fallback, one thread = one block. */
 #define RB_ON_GPU 0
@@ -56,6 +59,10 @@
 #define RB_INLINE inline __attribute__((always_inline))
 /* A local of the (only) thread of the block. */
 #define RB_BLOCK_SHARED
+#endif
+
+#ifndef RB_SHAKE_POINT
+#define RB_SHAKE_POINT() ((void)0)
 #endif
 
 #endif /* RINGBRIDGE_DETAIL_TARGET_H */

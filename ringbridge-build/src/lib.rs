@@ -153,6 +153,7 @@ pub struct Kernels {
     archs: Option<Vec<String>>,
     ptx: bool,
     emulation: bool,
+    race_check: bool,
 }
 
 impl Kernels {
@@ -184,6 +185,23 @@ impl Kernels {
     /// ```
     pub fn block_emulation(mut self, on: bool) -> Self {
         self.emulation = on;
+        self
+    }
+
+    /// Whether to build each host source's race-check library too
+    /// (default off): `$OUT_DIR/lib<stem>_racecheck.so`, the block
+    /// emulation built once more with ThreadSanitizer and schedule shaking,
+    /// which a test run through `ringbridge::race_check` uses instead of
+    /// the plain emulation library, so a data race between the emulated
+    /// threads of a batch is reported with both source lines. Costs one
+    /// more host compile per source, only when on.
+    ///
+    /// ```
+    /// let k = ringbridge_build::Kernels::new().race_check(true);
+    /// # let _ = k;
+    /// ```
+    pub fn race_check(mut self, on: bool) -> Self {
+        self.race_check = on;
         self
     }
 
@@ -389,6 +407,24 @@ impl Kernels {
                         img.source.display()
                     ),
                 }
+                if self.race_check && img.host {
+                    // Beside the emulation library, named after it: the
+                    // bridge finds it from that path.
+                    let lib = format!("{}_racecheck", img.stem);
+                    if let Err(why) = build_emulation(
+                        &lib,
+                        std::slice::from_ref(&img.source),
+                        &self.includes,
+                        &defines,
+                        Some(&header_dir),
+                        true,
+                    ) {
+                        println!(
+                            "cargo:warning={name}: no race-check library for {}: {why}",
+                            img.source.display()
+                        );
+                    }
+                }
             }
         }
         let fallback_archs: Vec<String> = match &self.archs {
@@ -452,6 +488,20 @@ pub fn emulation_library(
     defines: &[(String, Option<String>)],
     headers: Option<&Path>,
 ) -> Result<PathBuf, String> {
+    build_emulation(lib, sources, includes, defines, headers, false)
+}
+
+/// [`emulation_library`], or with `race_check` its ThreadSanitizer build:
+/// `-fsanitize=thread`, debug lines for the reports, and schedule shaking
+/// (`RB_EMU_SHAKE`, with `host/race_check.cpp`).
+fn build_emulation(
+    lib: &str,
+    sources: &[PathBuf],
+    includes: &[PathBuf],
+    defines: &[(String, Option<String>)],
+    headers: Option<&Path>,
+    race_check: bool,
+) -> Result<PathBuf, String> {
     let out_dir =
         PathBuf::from(std::env::var_os("OUT_DIR").ok_or("OUT_DIR: run from a build script")?);
     let header_dir = headers_or(headers);
@@ -461,9 +511,14 @@ pub fn emulation_library(
         .try_get_compiler()
         .map_err(|e| format!("no host C++ compiler: {e}"))?;
     let mut cmd = compiler.to_command();
-    cmd.args(["-std=c++17", "-O2", "-shared", "-fPIC", "-pthread"])
+    cmd.args(["-std=c++17", "-shared", "-fPIC", "-pthread"])
         .arg("-fvisibility=hidden")
         .arg("-DRB_EMULATE_BLOCK=1");
+    if race_check {
+        cmd.args(["-O1", "-g", "-fsanitize=thread", "-DRB_EMU_SHAKE=1"]);
+    } else {
+        cmd.arg("-O2");
+    }
     for (n, v) in defines {
         match v {
             Some(v) => cmd.arg(format!("-D{n}={v}")),
@@ -479,6 +534,31 @@ pub fn emulation_library(
         cmd.arg(src);
     }
     cmd.arg(header_dir.join("host/block_emulation.cpp"));
+    if race_check {
+        // The shaking runtime is not instrumented itself: it stands in for
+        // ThreadSanitizer's atomic entry points, so its own atomics (a
+        // static's guard) must not call them again.
+        let runtime = out_dir.join(format!("lib{lib}_runtime.o"));
+        let mut rt = compiler.to_command();
+        rt.args(["-std=c++17", "-O2", "-fPIC", "-pthread", "-c"])
+            .arg("-fvisibility=hidden")
+            .arg("-DRB_EMULATE_BLOCK=1")
+            .arg("-DRB_EMU_SHAKE=1")
+            .arg(format!("-I{}", header_dir.display()))
+            .arg(header_dir.join("host/race_check.cpp"))
+            .arg("-o")
+            .arg(&runtime);
+        let output = rt
+            .output()
+            .map_err(|e| format!("cannot run the host C++ compiler: {e}"))?;
+        if !output.status.success() {
+            return Err(failure(
+                "the host C++ compiler failed on race_check.cpp",
+                &output,
+            ));
+        }
+        cmd.arg("-x").arg("none").arg(&runtime);
+    }
     cmd.arg("-o").arg(&out);
     let output = cmd
         .output()

@@ -138,7 +138,13 @@ impl FallbackEngine {
                             k.entry()
                         ))
                     })?;
-                    let (entry, leased) = crate::emulation::kernel_entry(lib, k.entry())?;
+                    // Race-check mode runs the ThreadSanitizer build instead.
+                    let lib = if crate::race_check::active() {
+                        crate::race_check::library_for(lib, k.entry())?
+                    } else {
+                        lib.to_owned()
+                    };
+                    let (entry, leased) = crate::emulation::kernel_entry(&lib, k.entry())?;
                     lease = Some(leased);
                     (Run::Emulated(entry, n), None)
                 }
