@@ -155,3 +155,33 @@ fn shutdown_during_a_busy_stream_lanes() {
         );
     });
 }
+
+/// An emulated block stops within the default shutdown timeout (2 s) in
+/// either format, busy just before or idle for a while. The lane format's
+/// idle turns pass three barriers of 64 threads each, and terminate was
+/// looked at only every check_interval turns: shutdown took about 3 s and
+/// leaked the bridge.
+#[test]
+fn an_emulated_block_stops_within_the_default_shutdown_timeout() {
+    let _one = ONE_BLOCK.lock().unwrap_or_else(|e| e.into_inner());
+    common::within(60, "shutdown of an emulated block", || {
+        for format in [SlotFormat::Slots, SlotFormat::Lanes] {
+            for idle_ms in [0, 300] {
+                let bridge = Bridge::builder()
+                    .backend(Backend::Fallback)
+                    .emulate_block(64)
+                    .format(format)
+                    .slot_size(64)
+                    .launch()
+                    .unwrap();
+                for _ in 0..10 {
+                    bridge.round_trip(b"x").unwrap();
+                }
+                std::thread::sleep(std::time::Duration::from_millis(idle_ms));
+                bridge
+                    .shutdown()
+                    .unwrap_or_else(|e| panic!("{format:?}, idle {idle_ms} ms: {e}"));
+            }
+        }
+    });
+}
