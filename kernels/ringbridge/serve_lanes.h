@@ -379,10 +379,15 @@ RB_INLINE int rb_serve_lanes(rb_control* ctl, rb_ring* h2k, rb_ring* k2h, Handle
             ls.limit = limit;
             ls.h2k_tail = h2k_tail;
             ls.k2h_head = k2h_head;
-            ls.fatal_index = RB_NO_FATAL;
         }
         rb_block_sync(); /* broadcast the batch's bounds */
         if (ls.stop != 0) return (int)ls.stop;
+        /* Reset here, not with the bounds above: slower warps read the last
+           turn's fatal_index after that turn's last barrier, so only past
+           this turn's first barrier has every thread done so; the handlers
+           below set it only past the next barrier. (Reset with the bounds,
+           it raced with those reads: the race check found it.) */
+        if (tid == 0) ls.fatal_index = RB_NO_FATAL;
         /* Local copies: thread 0 rewrites ls for the next batch while slower
            warps may still be writing this batch's replies. */
         const uint32_t limit = ls.limit;

@@ -9,8 +9,10 @@
 
 use ringbridge::buffer::BufferInit;
 use ringbridge::race_check::{self, Outcome};
+use ringbridge::ring::SlotFormat;
 use ringbridge::{Backend, Bridge, BridgeBuilder, Kernel, UserKernel};
 use ringbridge_model_tests as models;
+use std::time::Duration;
 
 /// Runs of each child.
 const RUNS: u64 = 10;
@@ -23,6 +25,11 @@ fn emulated(kernel: UserKernel) -> BridgeBuilder {
         .kernel(Kernel::User(kernel))
         .capacity(256)
         .slot_size(1024)
+        // Emulated barriers are slow, under ThreadSanitizer more so: an
+        // idle turn of 64 threads takes milliseconds (as in the block
+        // emulation's own tests).
+        .hang_timeout(Duration::from_secs(20))
+        .shutdown_timeout(Duration::from_secs(20))
 }
 
 /// `child` run `RUNS` times, seeds 1..=RUNS: the outcomes.
@@ -81,17 +88,23 @@ fn batches(bridge: &Bridge, requests: &[Vec<u8>]) -> Vec<ringbridge::MessageEnve
 // ---- the kernels' workloads, each a child ----
 
 fn histogram(kernel: UserKernel) {
-    let bridge = emulated(kernel)
-        .buffer(BufferInit::zeroed(16 * 8))
-        .launch()
-        .unwrap();
-    // Every request of a batch adds to bin 0 or 1: 64 threads on two words.
-    let requests: Vec<Vec<u8>> = (0..256u32).map(|i| vec![(i % 2) as u8]).collect();
-    let replies = batches(&bridge, &requests);
-    assert!(replies.iter().all(|r| r.is_reply()));
-    bridge.shutdown().unwrap();
-    let bins: Vec<u64> = bridge.download_pod(0).unwrap();
-    assert_eq!(&bins[..2], &[128, 128], "bins lost updates");
+    // Both slot formats: the lane format's serve loop runs on warp votes
+    // and exchanges, which the detector must see as ordering too.
+    for format in [SlotFormat::Slots, SlotFormat::Lanes] {
+        let bridge = emulated(kernel.clone())
+            .slot_size(64)
+            .format(format)
+            .buffer(BufferInit::zeroed(16 * 8))
+            .launch()
+            .unwrap();
+        // Every request of a batch adds to bin 0 or 1: 64 threads on two words.
+        let requests: Vec<Vec<u8>> = (0..256u32).map(|i| vec![(i % 2) as u8]).collect();
+        let replies = batches(&bridge, &requests);
+        assert!(replies.iter().all(|r| r.is_reply()), "{format:?}");
+        bridge.shutdown().unwrap();
+        let bins: Vec<u64> = bridge.download_pod(0).unwrap();
+        assert_eq!(&bins[..2], &[128, 128], "{format:?}: bins lost updates");
+    }
 }
 
 #[test]
