@@ -130,6 +130,21 @@ impl ReceiveState {
         Some(m)
     }
 
+    /// The oldest reply set aside (a sender reclaiming room holds one), the
+    /// events set aside staying so: it is older than anything in the ring,
+    /// so it is the next answer.
+    pub(super) fn take_held_reply(&mut self) -> Option<MessageEnvelope> {
+        if self.held_replies == 0 {
+            return None;
+        }
+        let i = self
+            .set_aside
+            .iter()
+            .position(|m| m.header.kind != KIND_EVENT)?;
+        self.held_replies -= 1;
+        self.set_aside.remove(i)
+    }
+
     /// Whether nothing is set aside.
     pub(super) fn nothing_set_aside(&self) -> bool {
         self.set_aside.is_empty()
@@ -429,6 +444,11 @@ impl Bridge {
         rx: &mut ReceiveState,
         f: &mut impl FnMut(&MessageHeader, &[u8]) -> R,
     ) -> Result<Option<R>> {
+        // A reply a sender set aside while reclaiming room is the next
+        // answer (set aside are only replies and events, never marks).
+        if let Some(held) = rx.take_held_reply() {
+            return Ok(Some(f(&held.header, &held.payload)));
+        }
         loop {
             let got = rx.ring.try_pop_with(|h, p| {
                 if h.kind == KIND_EVENT {
