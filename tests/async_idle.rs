@@ -24,26 +24,14 @@ fn an_idle_pending_receive_costs_next_to_no_cpu() {
                 .launch()
                 .unwrap(),
         );
-        let cpu = || {
-            let stat = std::fs::read_to_string("/proc/self/stat").unwrap();
-            let fields: Vec<&str> = stat
-                .rsplit(')')
-                .next()
-                .unwrap()
-                .split_whitespace()
-                .collect();
-            // utime and stime, in clock ticks (fields 14 and 15 of stat).
-            fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
-        };
         let waker = futures::task::noop_waker();
         let mut cx = Context::from_waker(&waker);
         let mut recv = Box::pin(bridge.recv());
         assert!(recv.as_mut().poll(&mut cx).is_pending());
         std::thread::sleep(Duration::from_millis(200)); // past the spinning phase
-        let (before, t0) = (cpu(), std::time::Instant::now());
+        let (before, t0) = (common::process_cpu_seconds(), std::time::Instant::now());
         std::thread::sleep(Duration::from_secs(1));
-        let ticks = cpu() - before;
-        let share = ticks as f64 / 100.0 / t0.elapsed().as_secs_f64();
+        let share = (common::process_cpu_seconds() - before) / t0.elapsed().as_secs_f64();
         println!("idle with a pending recv: {:.2}% of a core", share * 100.0);
         assert!(
             share < 0.10,

@@ -75,22 +75,11 @@ fn stream_seconds(n: u64) -> f64 {
     best
 }
 
-/// The share of one core the whole process uses over `spell`
-/// (/proc/self/stat's user and system time, 10 ms ticks).
+/// The share of one core the whole process uses over `spell`.
 fn process_cpu_share(spell: Duration) -> f64 {
-    let ticks = || {
-        let stat = std::fs::read_to_string("/proc/self/stat").unwrap();
-        let fields: Vec<&str> = stat
-            .rsplit(')')
-            .next()
-            .unwrap()
-            .split_whitespace()
-            .collect();
-        fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
-    };
-    let (before, start) = (ticks(), Instant::now());
+    let (before, start) = (common::process_cpu_seconds(), Instant::now());
     std::thread::sleep(spell);
-    (ticks() - before) as f64 / 100.0 / start.elapsed().as_secs_f64()
+    (common::process_cpu_seconds() - before) / start.elapsed().as_secs_f64()
 }
 
 #[test]

@@ -17,6 +17,8 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use common::{target_dir, write_file as write};
+
 const BUILD_RS: &str = r#"fn main() {
     // The unpacked ringbridge's build script publishes its header folder.
     let headers = std::env::var("DEP_RINGBRIDGE_INCLUDE").expect("DEP_RINGBRIDGE_INCLUDE");
@@ -103,17 +105,6 @@ fn carries_a_fatbin_exactly_when_nvcc_was_there() {
     }
 }
 "#;
-
-fn write(path: &Path, text: &str) {
-    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-    std::fs::write(path, text).unwrap();
-}
-
-/// This test binary lives in `<target>/<profile>/deps/`.
-fn target_dir() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    exe.ancestors().nth(3).unwrap().to_path_buf()
-}
 
 /// The nvcc a build here would use, for putting its folder on `PATH`.
 fn nvcc() -> Option<PathBuf> {

@@ -14,8 +14,10 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
+
+use common::{target_dir, write_file as write};
 
 const BUILD_RS: &str = r#"fn main() {
     // ringbridge's build script publishes its header folder (links = "ringbridge").
@@ -114,17 +116,6 @@ fn the_kernel_carries_a_fatbin_exactly_when_nvcc_was_found() {
     }
 }
 "#;
-
-fn write(path: &Path, text: &str) {
-    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-    std::fs::write(path, text).unwrap();
-}
-
-/// This test binary lives in `<target>/<profile>/deps/`.
-fn target_dir() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    exe.ancestors().nth(3).unwrap().to_path_buf()
-}
 
 #[test]
 fn a_crate_outside_the_repository_builds_and_runs_its_own_kernel() {

@@ -419,3 +419,32 @@ pub fn output_of(cmd: &mut std::process::Command) -> (bool, String) {
     );
     (out.status.success(), text)
 }
+
+/// Writes `text` to `path`, making its folders: a crate a test writes out.
+pub fn write_file(path: &std::path::Path, text: &str) {
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(path, text).unwrap();
+}
+
+/// The target folder this test binary was built in (it lives in
+/// `<target>/<profile>/deps/`): where tests that build crates of their own
+/// keep those builds, so later runs rebuild only what changed.
+pub fn target_dir() -> std::path::PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    exe.ancestors().nth(3).unwrap().to_path_buf()
+}
+
+/// CPU time this whole process has used, in seconds (`/proc/self/stat`'s
+/// user and system time, in 10 ms ticks; Linux).
+pub fn process_cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap();
+    let fields: Vec<&str> = stat
+        .rsplit(')')
+        .next()
+        .unwrap()
+        .split_whitespace()
+        .collect();
+    // utime and stime, in clock ticks (fields 14 and 15 of stat).
+    let ticks = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
+    ticks as f64 / 100.0
+}
