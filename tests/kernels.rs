@@ -4,6 +4,8 @@
 
 #![cfg(not(loom))]
 
+mod common;
+
 use ringbridge::kernels::{self, KernelImage};
 use ringbridge_test_kernels as test_kernels;
 
@@ -451,43 +453,6 @@ fn ptx_lane_path() {
     }
 }
 
-/// The nvcc that `build.rs` would find, in its order (`NVCC`, `CUDA_HOME`,
-/// `CUDA_PATH`, PATH, `/usr/local/cuda`, `.toolchain`), for a test that
-/// compiles a variant of a kernel itself.
-fn find_nvcc() -> Option<std::path::PathBuf> {
-    use std::path::PathBuf;
-    if let Some(p) = std::env::var_os("NVCC") {
-        return Some(PathBuf::from(p));
-    }
-    let roots = ["CUDA_HOME", "CUDA_PATH"]
-        .into_iter()
-        .filter_map(std::env::var_os)
-        .map(|r| PathBuf::from(r).join("bin/nvcc"));
-    let on_path = std::env::var_os("PATH")
-        .into_iter()
-        .flat_map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
-        .map(|d| d.join("nvcc"));
-    let fixed = [
-        PathBuf::from("/usr/local/cuda/bin/nvcc"),
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".toolchain/cuda/nvidia/cu13/bin/nvcc"),
-    ];
-    roots.chain(on_path).chain(fixed).find(|p| p.is_file())
-}
-
-/// nvcc for a test that compiles a kernel variant itself; `None` (the test
-/// says it skipped) without one, a failure under `RINGBRIDGE_REQUIRE_NVCC=1`.
-fn nvcc_or_skip(test: &str) -> Option<std::path::PathBuf> {
-    let nvcc = find_nvcc();
-    if nvcc.is_none() {
-        assert!(
-            std::env::var("RINGBRIDGE_REQUIRE_NVCC").as_deref() != Ok("1"),
-            "{test}: RINGBRIDGE_REQUIRE_NVCC=1 but no nvcc found"
-        );
-        println!("{test}: skipped: no nvcc");
-    }
-    nvcc
-}
-
 /// The GPU's idle switch (`RB_GPU_IDLE_NANOSLEEP_MAX`, kernels/ringbridge.cuh):
 /// the default build spins (no `nanosleep` in the serve loop), and a build
 /// with a cap emits `nanosleep`. Compiles echo.cu to PTX once (a few seconds).
@@ -501,7 +466,7 @@ fn gpu_idle_nanosleep_is_a_compile_time_switch() {
         !default.contains("nanosleep"),
         "the default GPU serve loop spins"
     );
-    let Some(nvcc) = nvcc_or_skip("gpu_idle_nanosleep_is_a_compile_time_switch") else {
+    let Some(nvcc) = common::nvcc_or_skip("gpu_idle_nanosleep_is_a_compile_time_switch") else {
         return;
     };
     let kernels_dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("kernels");
@@ -534,7 +499,7 @@ fn the_scratch_limit_is_exact() {
     if compiled_or_skip("the_scratch_limit_is_exact").is_none() {
         return;
     }
-    let Some(nvcc) = nvcc_or_skip("the_scratch_limit_is_exact") else {
+    let Some(nvcc) = common::nvcc_or_skip("the_scratch_limit_is_exact") else {
         return;
     };
     let kernels_dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("kernels");

@@ -106,20 +106,6 @@ fn carries_a_fatbin_exactly_when_nvcc_was_there() {
 }
 "#;
 
-/// The nvcc a build here would use, for putting its folder on `PATH`.
-fn nvcc() -> Option<PathBuf> {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    std::env::var_os("NVCC")
-        .map(PathBuf::from)
-        .into_iter()
-        .chain(std::env::var_os("CUDA_HOME").map(|r| PathBuf::from(r).join("bin/nvcc")))
-        .chain([
-            PathBuf::from("/usr/local/cuda/bin/nvcc"),
-            root.join(".toolchain/cuda/nvidia/cu13/bin/nvcc"),
-        ])
-        .find(|p| p.is_file())
-}
-
 /// `cargo package`s both crates (without verifying: the user crate's
 /// builds below are the check) and unpacks them under `into`; returns the
 /// two package folders.
@@ -247,15 +233,8 @@ fn a_crate_built_against_the_packages_runs_its_own_kernel() {
             "{package}'s docs did not build from its package as docs.rs builds them:\n{text}"
         );
     }
-    match nvcc() {
-        Some(nvcc) => run(Some(&nvcc)),
-        None => {
-            assert!(
-                std::env::var("RINGBRIDGE_REQUIRE_NVCC").as_deref() != Ok("1"),
-                "RINGBRIDGE_REQUIRE_NVCC=1 but no nvcc found"
-            );
-            println!("packaged crate with nvcc: skipped: no nvcc");
-        }
+    if let Some(nvcc) = common::nvcc_or_skip("packaged crate with nvcc") {
+        run(Some(&nvcc));
     }
     let _ = std::fs::remove_dir_all(&work);
 }

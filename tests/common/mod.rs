@@ -448,3 +448,40 @@ pub fn process_cpu_seconds() -> f64 {
     let ticks = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
     ticks as f64 / 100.0
 }
+
+/// The nvcc that `build.rs` would find, in its order (`NVCC`, `CUDA_HOME`,
+/// `CUDA_PATH`, PATH, `/usr/local/cuda`, `.toolchain`), for a test that
+/// compiles a variant of a kernel itself.
+pub fn find_nvcc() -> Option<std::path::PathBuf> {
+    use std::path::PathBuf;
+    if let Some(p) = std::env::var_os("NVCC") {
+        return Some(PathBuf::from(p));
+    }
+    let roots = ["CUDA_HOME", "CUDA_PATH"]
+        .into_iter()
+        .filter_map(std::env::var_os)
+        .map(|r| PathBuf::from(r).join("bin/nvcc"));
+    let on_path = std::env::var_os("PATH")
+        .into_iter()
+        .flat_map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
+        .map(|d| d.join("nvcc"));
+    let fixed = [
+        PathBuf::from("/usr/local/cuda/bin/nvcc"),
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".toolchain/cuda/nvidia/cu13/bin/nvcc"),
+    ];
+    roots.chain(on_path).chain(fixed).find(|p| p.is_file())
+}
+
+/// nvcc for a test that compiles a kernel variant itself; `None` (the test
+/// says it skipped) without one, a failure under `RINGBRIDGE_REQUIRE_NVCC=1`.
+pub fn nvcc_or_skip(test: &str) -> Option<std::path::PathBuf> {
+    let nvcc = find_nvcc();
+    if nvcc.is_none() {
+        assert!(
+            std::env::var("RINGBRIDGE_REQUIRE_NVCC").as_deref() != Ok("1"),
+            "{test}: RINGBRIDGE_REQUIRE_NVCC=1 but no nvcc found"
+        );
+        println!("{test}: skipped: no nvcc");
+    }
+    nvcc
+}
