@@ -1,9 +1,13 @@
 //! The reading half of a ring.
 
+use super::copy::load_words;
 use super::{ReadPosition, RingRef};
 use crate::error::Result;
-use crate::layout::MessageHeader;
+use crate::layout::{MESSAGE_HEADER_SIZE, MessageHeader};
 use crate::sync::Ordering;
+
+/// Words of a slot's message header.
+const HEADER_WORDS: usize = MESSAGE_HEADER_SIZE / 8;
 
 /// Reads messages from one ring and frees their slots with a release store
 /// of `tail`.
@@ -143,6 +147,7 @@ impl RingConsumer {
     /// rx.release();
     /// # Ok::<(), ringbridge::Error>(())
     /// ```
+    #[inline]
     pub fn read_with<R>(
         &mut self,
         f: impl FnOnce(&MessageHeader, &[u8]) -> R,
@@ -151,36 +156,49 @@ impl RingConsumer {
             return Ok(None);
         }
         let pos = self.pos.tail;
-        let slot = self.ring.slot(pos);
+        let (head_words, body) = self.ring.slot(pos).split_at(HEADER_WORDS);
         // Relaxed: the acquire load of `head` in `available` already ordered
         // these loads after the producer's writes of this slot.
-        let mut hw = [0u64; 4];
-        for (dst, w) in hw.iter_mut().zip(slot) {
+        let mut hw = [0u64; HEADER_WORDS];
+        for (dst, w) in hw.iter_mut().zip(head_words) {
             *dst = w.load(Ordering::Relaxed);
         }
         let header: MessageHeader = bytemuck::cast(hw);
-        if header.seq != pos {
-            return Err(self.ring.corrupted(format!(
-                "slot for position {pos} carries sequence {} (stale or torn)",
-                header.seq
-            )));
-        }
-        self.ring.check_kind(header.kind, header.len, pos, false)?;
         let len = header.len as usize;
-        if len > self.ring.max_payload() {
-            return Err(self.ring.corrupted(format!(
-                "length {len} at position {pos} exceeds the slot's payload capacity {}",
-                self.ring.max_payload()
-            )));
+        // One branch for the three checks; which one failed is worked out
+        // off the message path.
+        if header.seq != pos
+            || !self.ring.kind_ok(header.kind, header.len, false)
+            || len > body.len() * 8
+        {
+            return Err(self.bad_header(&header, pos));
         }
         let words = len.div_ceil(8);
-        for (dst, w) in self.scratch[..words].iter_mut().zip(&slot[4..]) {
-            *dst = w.load(Ordering::Relaxed);
-        }
+        // Ordered by the same acquire of `head` (see `load_words`).
+        load_words(&body[..words], &mut self.scratch[..words]);
         let bytes: &[u8] = bytemuck::cast_slice(&self.scratch[..words]);
         let out = f(&header, &bytes[..len]);
         self.pos.advance();
         Ok(Some(out))
+    }
+
+    /// The error for a slot header that failed `read_with`'s checks.
+    #[cold]
+    fn bad_header(&self, header: &MessageHeader, pos: u64) -> crate::Error {
+        if header.seq != pos {
+            return self.ring.corrupted(format!(
+                "slot for position {pos} carries sequence {} (stale or torn)",
+                header.seq
+            ));
+        }
+        if let Err(e) = self.ring.check_kind(header.kind, header.len, pos, false) {
+            return e;
+        }
+        self.ring.corrupted(format!(
+            "length {} at position {pos} exceeds the slot's payload capacity {}",
+            header.len,
+            self.ring.max_payload()
+        ))
     }
 
     /// Frees every slot read so far with one release store of `tail`.
@@ -224,6 +242,7 @@ impl RingConsumer {
     /// assert_eq!(tx.try_push(KIND_REQUEST, 0, 0, b"d")?, Some(1));
     /// # Ok::<(), ringbridge::Error>(())
     /// ```
+    #[inline]
     pub fn try_pop_with<R>(
         &mut self,
         f: impl FnOnce(&MessageHeader, &[u8]) -> R,

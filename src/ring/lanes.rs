@@ -277,15 +277,17 @@ impl LaneProducer {
         }
         let pos = self.head;
         self.check_position(pos)?;
-        let slot = self.ring.slot(pos);
+        // The lanes this message uses, sliced once (the caller keeps
+        // `payload.len() <= max_payload()`, so they fit the slot).
+        let (head_lane, data_lanes) =
+            self.ring.slot(pos)[..2 * (1 + payload.len().div_ceil(8))].split_at(2);
         // Each lane: data RELAXED, then tag RELEASE. The release orders the
         // data store before the tag, so a reader that acquires the current
         // tag reads this data (never the previous lap's). The slot is ours:
         // `free` saw the consumer's tail past its previous message.
-        let put = |k: usize, data: u64| {
-            let (d, t) = lane(slot, k);
-            d.store(data, Ordering::Relaxed);
-            t.store(lane_tag(pos, data), Ordering::Release);
+        let put = |lane: &[AtomicU64], data: u64| {
+            lane[0].store(data, Ordering::Relaxed);
+            lane[1].store(lane_tag(pos, data), Ordering::Release);
         };
         // Last payload lane first, lane 0 last: the slot's first cache line
         // (lanes 0-3) is then written in one burst at the end, so a reader
@@ -293,20 +295,28 @@ impl LaneProducer {
         // Whole 8-byte chunks are read as words; only a short last chunk is
         // copied into a zeroed word (a variable-length copy per lane became
         // a `memcpy` call per lane; docs/perf-host-side.md).
-        let mut chunks = payload.chunks_exact(8);
-        let rest = chunks.remainder();
-        if !rest.is_empty() {
+        let chunks = payload.chunks_exact(8);
+        let (full, rest) = (chunks.len(), chunks.remainder());
+        if let (false, Some(last)) = (rest.is_empty(), data_lanes.chunks_exact(2).next_back()) {
             let mut word = [0u8; 8];
             word[..rest.len()].copy_from_slice(rest);
-            put(1 + payload.len() / 8, u64::from_ne_bytes(word));
+            put(last, u64::from_ne_bytes(word));
         }
-        for (i, chunk) in (&mut chunks).enumerate().rev() {
+        // Both reversed, same length: lane `i` gets chunk `i`.
+        for (lane, chunk) in data_lanes[..2 * full]
+            .chunks_exact(2)
+            .rev()
+            .zip(chunks.rev())
+        {
             put(
-                1 + i,
+                lane,
                 u64::from_ne_bytes(chunk.try_into().expect("8-byte chunk")),
             );
         }
-        put(0, lane_header_word(kind, payload.len() as u32, flags));
+        put(
+            head_lane,
+            lane_header_word(kind, payload.len() as u32, flags),
+        );
         self.head += 1;
         self.dirty = true;
         Ok(Some(pos))
@@ -626,8 +636,70 @@ impl LaneConsumer {
     }
 
     /// Loads the message at `tail` into `scratch` if it has fully arrived.
+    #[inline(always)]
     fn peek(&mut self) -> Result<Option<MessageHeader>> {
         let pos = self.pos.tail;
+        if let Some(header) = self.take_whole(pos) {
+            self.torn = 0;
+            return Ok(Some(header));
+        }
+        self.peek_lane_by_lane(pos)
+    }
+
+    /// The message path: every lane the message at `pos` needs, loaded
+    /// into `scratch` and checked in one pass with one branch at the end.
+    /// `Some` only when every lane is current (its whole tag, position and
+    /// check, equals [`lane_tag`] of its data: the same test as
+    /// [`lane_state`]'s `Current`) and the header's kind and length are
+    /// valid. Anything else (not yet, torn, corrupt) is `None`, and
+    /// [`peek_lane_by_lane`](Self::peek_lane_by_lane) reads the message
+    /// again to say which, with the errors and torn-read count it always
+    /// had.
+    ///
+    /// Loads per lane: tag ACQUIRE, then data RELAXED, as in
+    /// [`load_lane`](Self::load_lane) (the acquire pairs with the writer's
+    /// release store of the tag, so the data load sees that write's data).
+    #[inline(always)]
+    fn take_whole(&mut self, pos: u64) -> Option<MessageHeader> {
+        let (head_lane, data_lanes) = self.ring.slot(pos).split_at(2);
+        let tag = head_lane[1].load(Ordering::Acquire);
+        let word = head_lane[0].load(Ordering::Relaxed);
+        let (kind, len, flags) = lane_header_fields(word);
+        let lanes = (len as usize).div_ceil(8);
+        // `lanes` fits the slot exactly when `len` is at most the slot's
+        // payload capacity (8 bytes per lane after lane 0).
+        if tag != lane_tag(pos, word)
+            || !self.ring.kind_ok(kind, len, true)
+            || 2 * lanes > data_lanes.len()
+            || pos >= LANE_MAX_POSITIONS
+        {
+            return None;
+        }
+        let mut mismatch = 0u64;
+        for (dst, lane) in self.scratch[..lanes]
+            .iter_mut()
+            .zip(data_lanes.chunks_exact(2))
+        {
+            let tag = lane[1].load(Ordering::Acquire);
+            let data = lane[0].load(Ordering::Relaxed);
+            mismatch |= tag ^ lane_tag(pos, data);
+            *dst = data;
+        }
+        (mismatch == 0).then_some(MessageHeader {
+            seq: pos,
+            correlation: pos,
+            kind,
+            len,
+            flags,
+            reserved: 0,
+        })
+    }
+
+    /// Reads the message at `pos` lane by lane, classifying each: the
+    /// path of a message that is not (wholly) there yet, torn, or corrupt.
+    #[cold]
+    #[inline(never)]
+    fn peek_lane_by_lane(&mut self, pos: u64) -> Result<Option<MessageHeader>> {
         let torn_before = self.torn;
         let got = self.peek_at(pos);
         if self.torn == torn_before {
@@ -637,7 +709,7 @@ impl LaneConsumer {
         got
     }
 
-    /// [`peek`](Self::peek) at `pos`.
+    /// [`peek_lane_by_lane`](Self::peek_lane_by_lane) at `pos`.
     fn peek_at(&mut self, pos: u64) -> Result<Option<MessageHeader>> {
         let slot = self.ring.slot(pos);
         let Some(word) = Self::load_lane(&self.ring, &mut self.torn, slot, 0, pos)? else {
@@ -691,6 +763,7 @@ impl LaneConsumer {
     /// rx.release();
     /// # Ok::<(), ringbridge::Error>(())
     /// ```
+    #[inline]
     pub fn read_with<R>(
         &mut self,
         f: impl FnOnce(&MessageHeader, &[u8]) -> R,
@@ -746,6 +819,7 @@ impl LaneConsumer {
     /// assert_eq!(tx.try_push(KIND_REQUEST, 0, b"d")?, Some(1));
     /// # Ok::<(), ringbridge::Error>(())
     /// ```
+    #[inline]
     pub fn try_pop_with<R>(
         &mut self,
         f: impl FnOnce(&MessageHeader, &[u8]) -> R,

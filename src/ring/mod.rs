@@ -49,6 +49,7 @@
 
 mod consumer;
 mod control;
+mod copy;
 mod format;
 mod lanes;
 pub mod model;

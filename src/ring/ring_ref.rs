@@ -104,7 +104,18 @@ impl RingRef {
     /// lane header has no word for the event's own number).
     #[inline]
     pub(super) fn check_kind(&self, kind: u32, len: u32, pos: u64, lanes: bool) -> Result<()> {
-        let ok = match self.id {
+        if self.kind_ok(kind, len, lanes) {
+            Ok(())
+        } else {
+            Err(self.unknown_kind(kind, len, pos, lanes))
+        }
+    }
+
+    /// [`check_kind`](Self::check_kind) as a bool, for the message paths
+    /// that fold it into one branch with their other checks.
+    #[inline]
+    pub(super) fn kind_ok(&self, kind: u32, len: u32, lanes: bool) -> bool {
+        match self.id {
             RingId::H2k => kind == KIND_REQUEST,
             RingId::K2h => {
                 kind == KIND_REPLY
@@ -112,11 +123,6 @@ impl RingRef {
                     || (kind == KIND_NO_REPLY && len == 0)
                     || (kind == KIND_EVENT && !lanes)
             }
-        };
-        if ok {
-            Ok(())
-        } else {
-            Err(self.unknown_kind(kind, len, pos, lanes))
         }
     }
 
