@@ -28,7 +28,7 @@
 //! again only when the cache says full. The producer stores `head` RELAXED
 //! in [`publish`](LaneProducer::publish), for statistics only.
 
-use super::{ReadPosition, RingRef};
+use super::{ReadPosition, RingRef, WritePosition};
 use crate::error::Result;
 use crate::layout::{
     LANE_MAX_POSITIONS, LANE_SEQ_MASK, LANE_SIZE, MAX_LANE_SLOT_SIZE, MessageHeader,
@@ -105,25 +105,20 @@ fn lane(slot: &[AtomicU64], k: usize) -> (&AtomicU64, &AtomicU64) {
 /// ```
 pub struct LaneProducer {
     ring: RingRef,
-    /// Next position to write.
-    head: u64,
-    /// Messages below `head` whose lanes hold their data but not yet their
-    /// tags (see [`stage_with`](Self::stage_with)).
-    staged: u64,
+    /// Our position and the cached `tail`; its unpublished messages are
+    /// those whose lanes hold their data but not yet their tags (see
+    /// [`stage_with`](Self::stage_with)).
+    pos: WritePosition,
     /// Whether `head` moved since the last `publish`.
     dirty: bool,
-    /// Last `tail` read from shared memory.
-    tail_cache: u64,
 }
 
 impl LaneProducer {
     pub(crate) fn new(ring: RingRef) -> Self {
         Self {
             ring,
-            head: 0,
-            staged: 0,
+            pos: WritePosition::default(),
             dirty: false,
-            tail_cache: 0,
         }
     }
 
@@ -183,7 +178,7 @@ impl LaneProducer {
     /// ```
     #[inline]
     pub fn next_seq(&self) -> u64 {
-        self.head
+        self.pos.head
     }
 
     /// Messages written (and so published) so far; a staged message counts
@@ -204,7 +199,7 @@ impl LaneProducer {
     /// ```
     #[inline]
     pub fn published(&self) -> u64 {
-        self.head - self.staged
+        self.pos.published()
     }
 
     /// Free slots, reading the consumer's `tail` only if the cached one says
@@ -228,23 +223,7 @@ impl LaneProducer {
     /// ```
     #[inline]
     pub fn free(&mut self, want: u64) -> Result<u64> {
-        let mut free = self.ring.capacity - (self.head - self.tail_cache);
-        if free < want {
-            // Acquire: pairs with the consumer's release store of `tail`,
-            // made after it finished loading the lanes it frees; our later
-            // lane stores to those slots cannot overtake its loads.
-            let tail = self.ring.tail().load(Ordering::Acquire);
-            let published = self.head - self.staged;
-            if tail < self.tail_cache || tail > published {
-                return Err(self.ring.corrupted(format!(
-                    "tail {tail} outside [{}, {published}] (went backwards or past what was written)",
-                    self.tail_cache
-                )));
-            }
-            self.tail_cache = tail;
-            free = self.ring.capacity - (self.head - tail);
-        }
-        Ok(free)
+        self.pos.free(&self.ring, want)
     }
 
     /// Writes (and thereby publishes) one message. Returns its sequence
@@ -275,7 +254,7 @@ impl LaneProducer {
         if self.free(1)? == 0 {
             return Ok(None);
         }
-        let pos = self.head;
+        let pos = self.pos.head;
         self.check_position(pos)?;
         // The lanes this message uses, sliced once (the caller keeps
         // `payload.len() <= max_payload()`, so they fit the slot).
@@ -317,7 +296,7 @@ impl LaneProducer {
             head_lane,
             lane_header_word(kind, payload.len() as u32, flags),
         );
-        self.head += 1;
+        self.pos.head += 1;
         self.dirty = true;
         Ok(Some(pos))
     }
@@ -377,7 +356,7 @@ impl LaneProducer {
         if self.free(1)? == 0 {
             return Ok(None);
         }
-        self.check_position(self.head)?;
+        self.check_position(self.pos.head)?;
         let max = self.max_payload();
         let mut staging = [0u64; MAX_LANE_SLOT_SIZE / LANE_SIZE - 1];
         let words = &mut staging[..max / 8];
@@ -390,7 +369,7 @@ impl LaneProducer {
         // as `write` pads.
         let bytes: &mut [u8] = bytemuck::cast_slice_mut(&mut words[..used]);
         bytes[len..].fill(0);
-        let pos = self.head;
+        let pos = self.pos.head;
         let slot = self.ring.slot(pos);
         // Relaxed: data words only; the slot is ours (`free` saw the
         // consumer's tail past its previous message) and the release store
@@ -400,8 +379,8 @@ impl LaneProducer {
         }
         let header = lane_header_word(kind, len as u32, flags);
         lane(slot, 0).0.store(header, Ordering::Relaxed);
-        self.head += 1;
-        self.staged += 1;
+        self.pos.head += 1;
+        self.pos.unpublished += 1;
         self.dirty = true;
         Ok(Some(pos))
     }
@@ -411,15 +390,14 @@ impl LaneProducer {
     /// reads (see [`stage_with`](Self::stage_with)).
     #[cfg(not(loom))]
     pub(crate) fn discard(&mut self) {
-        self.head -= self.staged;
-        self.staged = 0;
+        self.pos.discard();
     }
 
     /// Stores the tags of every staged message, in order: per message the
     /// last payload lane first and lane 0 last, each RELEASE, as `write`
     /// does.
     fn tag_staged(&mut self) {
-        for pos in self.head - self.staged..self.head {
+        for pos in self.pos.published()..self.pos.head {
             let slot = self.ring.slot(pos);
             // Relaxed loads: our own stores in `stage_with`, read back for
             // the tags' checks. Release stores: order those data stores
@@ -435,7 +413,7 @@ impl LaneProducer {
             }
             tag_lane(0);
         }
-        self.staged = 0;
+        self.pos.unpublished = 0;
     }
 
     /// Tags the messages [`stage_with`](Self::stage_with) staged, which
@@ -465,12 +443,12 @@ impl LaneProducer {
     /// ```
     #[inline]
     pub fn publish(&mut self) {
-        if self.staged > 0 {
+        if self.pos.unpublished > 0 {
             self.tag_staged();
         }
         if self.dirty {
             // Relaxed: orders nothing; observers only compare it.
-            self.ring.head().store(self.head, Ordering::Relaxed);
+            self.ring.head().store(self.pos.head, Ordering::Relaxed);
             self.dirty = false;
         }
     }

@@ -58,6 +58,7 @@ mod read_position;
 mod region;
 mod ring_ref;
 mod spec;
+mod write_position;
 
 pub use consumer::RingConsumer;
 pub use control::{Control, KernelReport, describe_error};
@@ -82,3 +83,4 @@ pub(crate) use read_position::ReadPosition;
 pub use region::RegionLayout;
 pub(crate) use ring_ref::RingRef;
 pub use spec::RingSpec;
+pub(crate) use write_position::WritePosition;

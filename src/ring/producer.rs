@@ -1,9 +1,25 @@
 //! The writing half of a ring.
 
-use super::RingRef;
+use super::{RingRef, WritePosition};
 use crate::error::Result;
 use crate::layout::{MESSAGE_HEADER_SIZE, MessageHeader};
 use crate::sync::Ordering;
+
+/// Words of a slot's message header.
+const HEADER_WORDS: usize = MESSAGE_HEADER_SIZE / 8;
+
+/// The header of the message at `seq`, as the words a slot holds.
+#[inline]
+fn header_words(seq: u64, kind: u32, flags: u32, correlation: u64, len: usize) -> [u64; 4] {
+    bytemuck::cast(MessageHeader {
+        seq,
+        correlation,
+        kind,
+        len: len as u32,
+        flags,
+        reserved: 0,
+    })
+}
 
 /// Writes messages into one ring and publishes them with a release store of
 /// `head`.
@@ -33,12 +49,9 @@ use crate::sync::Ordering;
 /// ```
 pub struct RingProducer {
     ring: RingRef,
-    /// Next position to write; equals the shared `head` after `publish`.
-    head: u64,
-    /// Positions written but not yet published.
-    pending: u64,
-    /// Last `tail` read from shared memory.
-    tail_cache: u64,
+    /// Our position (`head` equals the shared one after `publish`; the
+    /// unpublished are the messages written since) and the cached `tail`.
+    pos: WritePosition,
     /// Cache lines the last message spanned (at most [`WARM_MAX_LINES`]):
     /// how much of the next slot [`publish`](Self::publish) warms.
     warm_lines: usize,
@@ -54,9 +67,7 @@ impl RingProducer {
     pub(crate) fn new(ring: RingRef) -> Self {
         Self {
             ring,
-            head: 0,
-            pending: 0,
-            tail_cache: 0,
+            pos: WritePosition::default(),
             warm_lines: 0,
         }
     }
@@ -117,7 +128,7 @@ impl RingProducer {
     /// ```
     #[inline]
     pub fn next_seq(&self) -> u64 {
-        self.head
+        self.pos.head
     }
 
     /// Messages written and published so far.
@@ -139,7 +150,7 @@ impl RingProducer {
     /// ```
     #[inline]
     pub fn published(&self) -> u64 {
-        self.head - self.pending
+        self.pos.published()
     }
 
     /// Free slots, reading the consumer's `tail` only if the cached one says
@@ -163,23 +174,7 @@ impl RingProducer {
     /// ```
     #[inline]
     pub fn free(&mut self, want: u64) -> Result<u64> {
-        let mut free = self.ring.capacity - (self.head - self.tail_cache);
-        if free < want {
-            // Acquire: pairs with the consumer's release store of `tail`,
-            // which it makes after it finished reading the slots it frees;
-            // our later writes to those slots cannot overtake its reads.
-            let tail = self.ring.tail().load(Ordering::Acquire);
-            if tail < self.tail_cache || tail > self.head - self.pending {
-                return Err(self.ring.corrupted(format!(
-                    "tail {tail} outside [{}, {}] (went backwards or past what was published)",
-                    self.tail_cache,
-                    self.head - self.pending
-                )));
-            }
-            self.tail_cache = tail;
-            free = self.ring.capacity - (self.head - tail);
-        }
-        Ok(free)
+        self.pos.free(&self.ring, want)
     }
 
     /// Writes one message into the next slot without publishing it. Returns
@@ -216,26 +211,28 @@ impl RingProducer {
         if self.free(1)? == 0 {
             return Ok(None);
         }
-        let body = &self.ring.slot(self.head)[4..];
-        let mut chunks = payload.chunks_exact(8);
+        let seq = self.pos.head;
+        let (head_words, body) = self.ring.slot(seq).split_at(HEADER_WORDS);
+        let chunks = payload.chunks_exact(8);
+        let rest = chunks.remainder();
         // Relaxed: the slot belongs to us until we publish `head`; the release
-        // store in `publish` orders these writes before it.
-        for (w, chunk) in body.iter().zip(&mut chunks) {
+        // store in `publish` orders these writes before it. (The chunks by
+        // value: zipped by reference they were not unrolled.)
+        for (w, chunk) in body.iter().zip(chunks) {
             let v = u64::from_ne_bytes(chunk.try_into().expect("8-byte chunk"));
             w.store(v, Ordering::Relaxed);
         }
-        let rest = chunks.remainder();
         if !rest.is_empty() {
             let mut last = [0u8; 8];
             last[..rest.len()].copy_from_slice(rest);
             body[payload.len() / 8].store(u64::from_ne_bytes(last), Ordering::Relaxed);
         }
-        Ok(Some(self.finish_write(
-            kind,
-            flags,
-            correlation,
-            payload.len(),
-        )))
+        let header = header_words(seq, kind, flags, correlation, payload.len());
+        for (w, v) in head_words.iter().zip(header) {
+            w.store(v, Ordering::Relaxed);
+        }
+        self.count_written(payload.len());
+        Ok(Some(seq))
     }
 
     /// Like [`write`](Self::write), but the payload is written in place:
@@ -282,7 +279,8 @@ impl RingProducer {
         if self.free(1)? == 0 {
             return Ok(None);
         }
-        let body = &self.ring.slot(self.head)[4..];
+        let seq = self.pos.head;
+        let (head_words, body) = self.ring.slot(seq).split_at(HEADER_WORDS);
         let max = self.max_payload();
         debug_assert_eq!(body.len() * 8, max);
         let ptr = body.as_ptr().cast::<u8>().cast_mut();
@@ -302,34 +300,24 @@ impl RingProducer {
         if len > max {
             return Err(crate::Error::PayloadTooLarge { len, max });
         }
-        Ok(Some(self.finish_write(kind, flags, correlation, len)))
+        let header = header_words(seq, kind, flags, correlation, len);
+        // Relaxed: as in `write`, `publish` orders these.
+        for (w, v) in head_words.iter().zip(header) {
+            w.store(v, Ordering::Relaxed);
+        }
+        self.count_written(len);
+        Ok(Some(seq))
     }
 
-    /// Completes a message whose payload is in the slot at `head`: writes
-    /// its header and counts it as written, not published. Returns its
-    /// sequence number.
-    fn finish_write(&mut self, kind: u32, flags: u32, correlation: u64, len: usize) -> u64 {
-        let seq = self.head;
-        let header = MessageHeader {
-            seq,
-            correlation,
-            kind,
-            len: len as u32,
-            flags,
-            reserved: 0,
-        };
+    /// Counts the message at `head` (its slot written) as written, not
+    /// published, and remembers how much of the next slot to warm.
+    #[inline]
+    fn count_written(&mut self, len: usize) {
         self.warm_lines = (MESSAGE_HEADER_SIZE + len)
             .div_ceil(LINE_WORDS * 8)
             .min(WARM_MAX_LINES);
-        let header_words: [u64; 4] = bytemuck::cast(header);
-        // Relaxed: the slot belongs to us until we publish `head`; the release
-        // store in `publish` orders these writes before it.
-        for (w, v) in self.ring.slot(seq).iter().zip(header_words) {
-            w.store(v, Ordering::Relaxed);
-        }
-        self.head += 1;
-        self.pending += 1;
-        seq
+        self.pos.head += 1;
+        self.pos.unpublished += 1;
     }
 
     /// Forgets every message written since the last `publish`: their
@@ -337,8 +325,7 @@ impl RingProducer {
     /// was stored to `head`).
     #[cfg(not(loom))]
     pub(crate) fn discard(&mut self) {
-        self.head -= self.pending;
-        self.pending = 0;
+        self.pos.discard();
     }
 
     /// Publishes every written message with one release store of `head`.
@@ -363,11 +350,11 @@ impl RingProducer {
     /// ```
     #[inline]
     pub fn publish(&mut self) {
-        if self.pending > 0 {
+        if self.pos.unpublished > 0 {
             // Release: orders every slot write above before the new `head`;
             // the consumer's acquire load of `head` then sees them all.
-            self.ring.head().store(self.head, Ordering::Release);
-            self.pending = 0;
+            self.ring.head().store(self.pos.head, Ordering::Release);
+            self.pos.unpublished = 0;
             self.warm_next_slot();
         }
     }
@@ -387,12 +374,12 @@ impl RingProducer {
     /// `head` release store, so they cannot delay it.
     #[inline]
     fn warm_next_slot(&self) {
-        if self.ring.capacity - (self.head - self.tail_cache) == 0 {
+        if !self.pos.next_is_free(&self.ring) {
             return; // full as far as we know: the next slot is not ours
         }
         for line in self
             .ring
-            .slot(self.head)
+            .slot(self.pos.head)
             .chunks(LINE_WORDS)
             .take(self.warm_lines)
         {
