@@ -58,6 +58,27 @@ step info 30 ./ringbridge info --json && cat "$r/info.log" | tee -a "$summary"
 # Smoke first: if one echo round trip cannot be made, the rest is moot.
 step smoke-echo 30 ./ringbridge echo --backend cuda --payload 64 --messages 1000 --warmup 10 --json
 
+# The host's ring halves (issue 25): this build beside the previous landing
+# (ringbridge-baseline, from gpu-prepare.sh's GPU_BASELINE), alternating,
+# twice each: 64 B on one stripe and on eight, 4 KiB on eight. Targets on a
+# card: 64 B >= 100 M msg/s on one stripe, >= 140 M msg/s on eight; 4 KiB
+# >= 25 GB/s each way. Early, so the budget cannot skip it.
+if [ "$ab_only" != 1 ]; then
+  for k in 1 2; do
+    for v in default baseline; do
+      bin=./ringbridge; [ $v = baseline ] && bin=./ringbridge-baseline
+      [ -x "$bin" ] || continue
+      step "host-ceiling-64-s1-$v-$k" 40 $bin stream --backend cuda --payload 64 --stripes 1 --messages 20000000 --capacity 8192 --batch 512 --json
+      step "host-ceiling-64-s8-$v-$k" 40 $bin stream --backend cuda --payload 64 --stripes 8 --messages 80000000 --capacity 8192 --batch 512 --json
+      step "host-ceiling-4k-s8-$v-$k" 40 $bin stream --backend cuda --payload 4064 --stripes 8 --messages 4000000 --capacity 1024 --json
+    done
+  done
+  for f in "$r"/host-ceiling-*.log; do
+    [ -f "$f" ] || continue
+    printf '%s ' "$(basename "$f" .log)"; grep -E '"(msgs_per_s|gbytes_per_s|lost)"' "$f" | tr -s ' ' | paste -sd' '
+  done | sed 's/^/host ceiling /' | tee -a "$summary"
+fi
+
 # Many bridges in one process (never run on a GPU yet, so first): which
 # driver calls wait for a running persistent kernel (the measurement behind
 # ringbridge::cuda::Reservation), the reservation tests (two kernels on one

@@ -47,7 +47,7 @@ done
 # GPU call": GPU_BASELINE is a git revision (default: the last landing before
 # the current work; empty: none). Its binary becomes the variant "baseline",
 # so every side-by-side step of gpu-check.sh runs it too.
-base="${GPU_BASELINE-584e6f8}"
+base="${GPU_BASELINE-ea123a4}"
 if [ -n "$base" ]; then
     # Outside this checkout, so cargo does not take it for a member of
     # this workspace; its own target folder stays under ours.
