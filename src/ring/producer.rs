@@ -1,5 +1,6 @@
 //! The writing half of a ring.
 
+use super::copy::store_bytes;
 use super::{RingRef, WritePosition};
 use crate::error::Result;
 use crate::layout::{MESSAGE_HEADER_SIZE, MessageHeader};
@@ -213,20 +214,9 @@ impl RingProducer {
         }
         let seq = self.pos.head;
         let (head_words, body) = self.ring.slot(seq).split_at(HEADER_WORDS);
-        let chunks = payload.chunks_exact(8);
-        let rest = chunks.remainder();
-        // Relaxed: the slot belongs to us until we publish `head`; the release
-        // store in `publish` orders these writes before it. (The chunks by
-        // value: zipped by reference they were not unrolled.)
-        for (w, chunk) in body.iter().zip(chunks) {
-            let v = u64::from_ne_bytes(chunk.try_into().expect("8-byte chunk"));
-            w.store(v, Ordering::Relaxed);
-        }
-        if !rest.is_empty() {
-            let mut last = [0u8; 8];
-            last[..rest.len()].copy_from_slice(rest);
-            body[payload.len() / 8].store(u64::from_ne_bytes(last), Ordering::Relaxed);
-        }
+        // The slot belongs to us until we publish `head`; the release store
+        // in `publish` orders these writes before it (see `store_bytes`).
+        store_bytes(body, payload);
         let header = header_words(seq, kind, flags, correlation, payload.len());
         for (w, v) in head_words.iter().zip(header) {
             w.store(v, Ordering::Relaxed);
