@@ -60,6 +60,9 @@ if [ "${RINGBRIDGE_SKIP_MIRI:-0}" != 1 ]; then
     if cargo +nightly miri --version >/dev/null 2>&1; then
         MIRIFLAGS="-Zmiri-strict-provenance" CARGO_TARGET_DIR=target/miri \
             cargo +nightly miri test --test queue --test ring_miri
+        # The ring copies' word paths (what Miri can run of src/ring/copy.rs).
+        MIRIFLAGS="-Zmiri-strict-provenance" CARGO_TARGET_DIR=target/miri \
+            cargo +nightly miri test --lib ring::copy
     else
         echo "Miri is not installed for the nightly toolchain: skipped" >&2
     fi
