@@ -73,6 +73,20 @@ fn lane_state(tag: u64, data: u64, pos: u64, mask: u64) -> LaneState {
     }
 }
 
+/// The header a lane message at `pos` is handed out with: lane messages
+/// carry no sequence or correlation word, so both are the position.
+#[inline]
+fn lane_message_header(pos: u64, kind: u32, len: u32, flags: u32) -> MessageHeader {
+    MessageHeader {
+        seq: pos,
+        correlation: pos,
+        kind,
+        len,
+        flags,
+        reserved: 0,
+    }
+}
+
 /// Lane `k` of a slot: its data word and its tag word.
 fn lane(slot: &[AtomicU64], k: usize) -> (&AtomicU64, &AtomicU64) {
     (&slot[2 * k], &slot[2 * k + 1])
@@ -663,14 +677,7 @@ impl LaneConsumer {
             mismatch |= tag ^ lane_tag(pos, data);
             *dst = data;
         }
-        (mismatch == 0).then_some(MessageHeader {
-            seq: pos,
-            correlation: pos,
-            kind,
-            len,
-            flags,
-            reserved: 0,
-        })
+        (mismatch == 0).then_some(lane_message_header(pos, kind, len, flags))
     }
 
     /// Reads the message at `pos` lane by lane, classifying each: the
@@ -707,14 +714,7 @@ impl LaneConsumer {
                 None => return Ok(None),
             }
         }
-        Ok(Some(MessageHeader {
-            seq: pos,
-            correlation: pos,
-            kind,
-            len,
-            flags,
-            reserved: 0,
-        }))
+        Ok(Some(lane_message_header(pos, kind, len, flags)))
     }
 
     /// Reads the next message if every lane it needs carries the current
