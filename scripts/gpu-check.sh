@@ -73,10 +73,17 @@ if [ "$ab_only" != 1 ]; then
       step "host-ceiling-4k-s8-$v-$k" 40 $bin stream --backend cuda --payload 4064 --stripes 8 --messages 4000000 --capacity 1024 --json
     done
   done
-  for f in "$r"/host-ceiling-*.log; do
-    [ -f "$f" ] || continue
-    printf '%s ' "$(basename "$f" .log)"; grep -E '"(msgs_per_s|gbytes_per_s|lost)"' "$f" | tr -s ' ' | paste -sd' '
-  done | sed 's/^/host ceiling /' | tee -a "$summary"
+  python3 - "$r" <<'PY' | tee -a "$summary"
+import json, os, sys
+d = sys.argv[1]
+for f in sorted(os.listdir(d)):
+    if f.startswith("host-ceiling-") and f.endswith(".log"):
+        try:
+            j = json.load(open(os.path.join(d, f)))
+            print(f"host ceiling {f[:-4]}: {j['msgs_per_s'] / 1e6:.1f} M msg/s, {j['gbytes_per_s']:.2f} GB/s, lost {j['lost']}")
+        except Exception as e:
+            print(f"host ceiling {f[:-4]}: no figure ({e})")
+PY
 fi
 
 # Many bridges in one process (never run on a GPU yet, so first): which
