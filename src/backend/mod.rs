@@ -101,9 +101,10 @@ impl std::str::FromStr for Backend {
 /// ```
 pub unsafe trait SharedMemory: Send + Sync {
     /// The whole region as 8-byte words. The host touches ring memory only
-    /// through these atomics, so a misbehaving device half can never cause a
-    /// data race in Rust's sense: at worst it makes the host read garbage,
-    /// which the ring halves validate.
+    /// through these atomics (and payloads through byte-wise atomic copies
+    /// of them, see `src/ring/copy.rs`), so a misbehaving device half can
+    /// never cause a data race in Rust's sense: at worst it makes the host
+    /// read garbage, which the ring halves validate.
     fn words(&self) -> &[AtomicU64];
     /// The region's address as the device half sees it.
     fn device_address(&self) -> u64;

@@ -3,7 +3,9 @@
 //! A bridge's memory is one region: the [`ControlBlock`], then the H2K ring,
 //! then the K2H ring (see [`RegionLayout`]). The host touches that memory
 //! only as `AtomicU64` words ([`SharedMemory::words`]): counters with
-//! acquire/release, slot words relaxed (the counters order them). Every value
+//! acquire/release, slot words relaxed (the counters order them), slot
+//! payloads by byte-wise atomic copies (copy.rs: 16-byte and string moves
+//! in `asm!`, whose loads and stores count as relaxed). Every value
 //! the other side wrote is validated before use, so a misbehaving device half
 //! yields [`Error::RingCorrupted`], never an out-of-bounds access or a wrong
 //! message.
@@ -21,11 +23,12 @@
 //! halves").
 //!
 //! The module's files: [`SlotFormat`] (format.rs), [`RingSpec`] (spec.rs),
-//! [`RegionLayout`] (region.rs), the ring views the halves hold (ring_ref.rs,
-//! read_position.rs), the halves (producer.rs, consumer.rs, lanes.rs), the
+//! [`RegionLayout`] (region.rs), the ring views the halves hold (ring_ref.rs),
+//! the positions they keep (read_position.rs, write_position.rs), the halves
+//! (producer.rs, consumer.rs, lanes.rs), the payload copies (copy.rs), the
 //! control block (control.rs) and the Rust model of the device loop
-//! (model.rs). The ring halves run over any [`SharedMemory`]: the
-//! backends' memory, or [`HostMemory`](crate::fallback::HostMemory) in tests.
+//! (model.rs). The ring halves run over any [`SharedMemory`]: the backends'
+//! memory, or [`HostMemory`](crate::fallback::HostMemory) in tests.
 //!
 //! [`RingProducer`] and [`RingConsumer`] are direction-neutral: the host uses
 //! a producer on H2K and a consumer on K2H; the Rust model of the device half
