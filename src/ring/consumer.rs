@@ -176,10 +176,7 @@ impl RingConsumer {
         let words = len.div_ceil(8);
         // Ordered by the same acquire of `head` (see `load_words`).
         load_words(&body[..words], &mut self.scratch[..words]);
-        let bytes: &[u8] = bytemuck::cast_slice(&self.scratch[..words]);
-        let out = f(&header, &bytes[..len]);
-        self.pos.advance();
-        Ok(Some(out))
+        Ok(Some(self.pos.deliver(&header, &self.scratch, f)))
     }
 
     /// The error for a slot header that failed `read_with`'s checks.

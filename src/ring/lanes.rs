@@ -749,11 +749,7 @@ impl LaneConsumer {
         let Some(header) = self.peek()? else {
             return Ok(None);
         };
-        let len = header.len as usize;
-        let bytes: &[u8] = bytemuck::cast_slice(&self.scratch[..len.div_ceil(8)]);
-        let out = f(&header, &bytes[..len]);
-        self.pos.advance();
-        Ok(Some(out))
+        Ok(Some(self.pos.deliver(&header, &self.scratch, f)))
     }
 
     /// Frees every slot read so far with one release store of `tail`.

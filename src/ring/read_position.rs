@@ -1,6 +1,7 @@
 //! [`ReadPosition`]: what both consumer halves keep of their progress.
 
 use super::*;
+use crate::layout::MessageHeader;
 
 /// What both consumer halves ([`RingConsumer`], [`LaneConsumer`]) keep of
 /// their own position.
@@ -18,6 +19,22 @@ impl ReadPosition {
     pub(crate) fn advance(&mut self) {
         self.tail += 1;
         self.unreleased += 1;
+    }
+
+    /// Hands the message just read (its header, and its payload at the
+    /// front of `scratch`) to `f`, then counts it read, not yet freed: the
+    /// end of both consumers' `read_with`.
+    #[inline]
+    pub(crate) fn deliver<R>(
+        &mut self,
+        header: &MessageHeader,
+        scratch: &[u64],
+        f: impl FnOnce(&MessageHeader, &[u8]) -> R,
+    ) -> R {
+        let bytes: &[u8] = bytemuck::cast_slice(scratch);
+        let out = f(header, &bytes[..header.len as usize]);
+        self.advance();
+        out
     }
 
     /// Frees every message read so far with one release store of `ring`'s
