@@ -86,6 +86,40 @@ for f in sorted(os.listdir(d)):
 PY
 fi
 
+# The host halves alone and the host queue against rtrb (issue 25), on this
+# machine's quiet CPU (the 2-vCPU build machine is too noisy to judge them):
+# `host-side` of this build and the previous landing in turns, three runs
+# each, then the queue's interleaved rounds.
+if [ "$ab_only" != 1 ]; then
+  for k in 1 2 3; do
+    for v in default baseline; do
+      bin=./ringbridge; [ $v = baseline ] && bin=./ringbridge-baseline
+      [ -x "$bin" ] || continue
+      step "host-side-$v-$k" 30 $bin host-side --sizes 64,1024,4096 --json
+    done
+  done
+  python3 - "$r" <<'PY' | tee -a "$summary"
+import json, os, statistics, sys
+d = sys.argv[1]
+rows = {}
+for f in sorted(os.listdir(d)):
+    if f.startswith("host-side-") and f.endswith(".log"):
+        build = f.split("-")[2]
+        try:
+            for row in json.load(open(os.path.join(d, f)))["rows"]:
+                if row.get("ns_per_msg") is not None:
+                    key = (row["format"], row["payload_bytes"], row["side"], build)
+                    rows.setdefault(key, []).append((row["ns_per_msg"], row["share_of_memcpy"]))
+        except Exception as e:
+            print(f"host side {f}: no figures ({e})")
+for key in sorted(rows):
+    ns = statistics.median(r[0] for r in rows[key]); share = statistics.median(r[1] for r in rows[key])
+    print(f"host side {key[0]} {key[1]} B {key[2]} {key[3]}: {ns:.2f} ns/msg, {share * 100:.0f}% of memcpy (median of {len(rows[key])})")
+PY
+  [ -x bench-queue ] && QUEUE_ROUNDS=21 step queue-interleaved 60 ./bench-queue --bench interleaved \
+    && grep -E 'median ratio' "$r/queue-interleaved.log" | sed 's/^/queue /' | tee -a "$summary"
+fi
+
 # Many bridges in one process (never run on a GPU yet, so first): which
 # driver calls wait for a running persistent kernel (the measurement behind
 # ringbridge::cuda::Reservation), the reservation tests (two kernels on one
@@ -265,7 +299,7 @@ def runs(keep):
             continue
 
 print(f"{'run':22} {'backend':8} {'format':6} {'str':>3} {'payload':>7} {'p50 ns':>9} {'p99 ns':>9} {'msgs/s':>10} {'GB/s':>7} lost")
-for name, j in runs(lambda f: not f.startswith(('test-', 'soak', 'bench', 'info', 'compare', 'machine'))):
+for name, j in runs(lambda f: not f.startswith(('test-', 'soak', 'bench', 'info', 'compare', 'machine', 'host-side'))):
     gb = j.get('gbytes_per_s', '-')
     gb = f"{gb:.2f}" if isinstance(gb, (int, float)) else gb
     print(f"{name:22} {str(j.get('backend')):8} {str(j.get('format')):6} {str(j.get('stripes', '-')):>3} {j.get('payload_bytes', 0):7} {j.get('p50_ns', '-'):>9} "
