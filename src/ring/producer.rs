@@ -4,22 +4,34 @@ use super::copy::store_bytes;
 use super::{RingRef, WritePosition};
 use crate::error::Result;
 use crate::layout::{MESSAGE_HEADER_SIZE, MessageHeader};
-use crate::sync::Ordering;
+use crate::sync::{AtomicU64, Ordering};
 
 /// Words of a slot's message header.
 const HEADER_WORDS: usize = MESSAGE_HEADER_SIZE / 8;
 
-/// The header of the message at `seq`, as the words a slot holds.
+/// Stores the header of the message at `seq` into its slot's header words.
+/// Relaxed: the slot belongs to the producer until it publishes `head`; the
+/// release store in `publish` orders these stores before it.
 #[inline]
-fn header_words(seq: u64, kind: u32, flags: u32, correlation: u64, len: usize) -> [u64; 4] {
-    bytemuck::cast(MessageHeader {
+fn store_header(
+    head_words: &[AtomicU64],
+    seq: u64,
+    kind: u32,
+    flags: u32,
+    correlation: u64,
+    len: usize,
+) {
+    let header: [u64; HEADER_WORDS] = bytemuck::cast(MessageHeader {
         seq,
         correlation,
         kind,
         len: len as u32,
         flags,
         reserved: 0,
-    })
+    });
+    for (w, v) in head_words.iter().zip(header) {
+        w.store(v, Ordering::Relaxed);
+    }
 }
 
 /// Writes messages into one ring and publishes them with a release store of
@@ -217,10 +229,7 @@ impl RingProducer {
         // The slot belongs to us until we publish `head`; the release store
         // in `publish` orders these writes before it (see `store_bytes`).
         store_bytes(body, payload);
-        let header = header_words(seq, kind, flags, correlation, payload.len());
-        for (w, v) in head_words.iter().zip(header) {
-            w.store(v, Ordering::Relaxed);
-        }
+        store_header(head_words, seq, kind, flags, correlation, payload.len());
         self.count_written(payload.len());
         Ok(Some(seq))
     }
@@ -290,11 +299,7 @@ impl RingProducer {
         if len > max {
             return Err(crate::Error::PayloadTooLarge { len, max });
         }
-        let header = header_words(seq, kind, flags, correlation, len);
-        // Relaxed: as in `write`, `publish` orders these.
-        for (w, v) in head_words.iter().zip(header) {
-            w.store(v, Ordering::Relaxed);
-        }
+        store_header(head_words, seq, kind, flags, correlation, len);
         self.count_written(len);
         Ok(Some(seq))
     }
