@@ -56,6 +56,13 @@
  *      host refuses a smaller capacity before launch). send.send() returns
  *      false when the budget is spent: the message is not sent.
  *
+ *   5. Calls to the host: any thread of any handler, or the idle hook, may
+ *      call a service the host registered (BridgeBuilder::service) and wait
+ *      for its answer, or log a line through the host's `log` facade:
+ *        uint64_t page = 0; int s = rb_call(SVC_NEXT_PAGE, cursor, page);
+ *        rb_log(RB_LOG_INFO, "scanned {} records", count);
+ *      See "CALLS TO THE HOST" below for what they cost and how they order.
+ *
  * EXAMPLE
  *     #include "ringbridge.cuh"
  *     struct add_param { uint32_t add; };
@@ -88,6 +95,7 @@
 #include "ringbridge/block.h"
 #include "ringbridge/handler_models.h"
 #include "ringbridge/idle.h"
+#include "ringbridge/call.h"
 #include "ringbridge/control.h"
 #include "ringbridge/serve_lanes.h"
 #include "ringbridge/serve_slots.h"
@@ -149,6 +157,82 @@ using rb_detail::rb_sender;
    and size 1 on the fallback's one thread). */
 using rb_detail::rb_block_size;
 using rb_detail::rb_thread_index;
+
+/*
+ * CALLS TO THE HOST
+ *   rb_call(service, request, request_len, answer, answer_capacity, &answer_len)
+ *   rb_call(service, const Req& request, Ans& answer)      (trivially copyable types)
+ *     The calling thread writes the request into a slot of the bridge's call
+ *     ring, a ring of its own beside H2K and K2H, and waits for the answer
+ *     of the host service registered under `service` (u32, any but
+ *     0xFFFFFFFF). Returns RB_CALL_OK (0) with the answer copied out
+ *     (answer_len: its length), or a status: RB_CALL_UNKNOWN_SERVICE,
+ *     RB_CALL_FAILED (the service returned an error), RB_CALL_PANICKED,
+ *     RB_CALL_TIMED_OUT (the service took longer than the bridge's service
+ *     timeout: the host answered for it), RB_CALL_SHUTTING_DOWN,
+ *     RB_CALL_TOO_LONG (request or answer larger than a call slot's
+ *     payload), RB_CALL_ANSWER_SIZE (the answer did not fit `answer`, which
+ *     holds its first bytes; typed: it was not sizeof(Ans)),
+ *     RB_CALL_BAD_REQUEST (a typed service got another size), RB_CALL_NO_RING
+ *     (the bridge has no call ring), or a service's own code (>=
+ *     RB_CALL_FIRST_SERVICE_CODE). A call always ends: every status but
+ *     RB_CALL_OK comes without waiting on the service.
+ *   rb_block_call(b, service, request, request_len, answer, answer_capacity, &answer_len)
+ *     In a cooperative handler: every thread calls it, thread 0 makes the
+ *     call, every thread gets the status (answer: block-shared, b.scratch).
+ *   rb_log(level, "text with {} and {}", a, b)   (level: RB_LOG_ERROR .. RB_LOG_TRACE)
+ *     Sends a log line, formatted by the host: each {} takes the next of up
+ *     to 8 numbers, bools or pointers. It reaches the host's `log` logger
+ *     (target "ringbridge::kernel") as soon as the host's service thread
+ *     reads it, with the bridge, block and thread attached. The thread does
+ *     not wait for the host, only for a free call slot.
+ *   Cost: a call blocks its thread until the answer, so the batch it is made
+ *   in publishes its replies after its slowest call (on the GPU about two
+ *   PCIe round trips plus the service; on the fallback a handoff to the
+ *   host's service thread, which may be asleep: a few microseconds). A warp's
+ *   calls take consecutive slots with one shared-memory atomic, and each
+ *   caller polls only its own slot. A kernel that never calls pays nothing.
+ *   Order: a call's service runs, and has returned, before the call returns,
+ *   so before the reply of the request that made it is published. Calls are
+ *   served one at a time in the order their slots were claimed. Log lines
+ *   are logged in that order too, but the host's service thread logs them
+ *   on its own time: a line may reach the logger after the reply of the
+ *   request that wrote it reached the host.
+ */
+#define RB_LOG_ERROR 1u
+#define RB_LOG_WARN 2u
+#define RB_LOG_INFO 3u
+#define RB_LOG_DEBUG 4u
+#define RB_LOG_TRACE 5u
+
+RB_DEVICE int rb_call(uint32_t service, const void* request, uint32_t request_len, void* answer,
+                      uint32_t answer_capacity, uint32_t* answer_len) {
+    return ::rb_detail::rb_call_bytes(service, request, request_len, answer, answer_capacity, answer_len);
+}
+
+template <class Req, class Ans>
+RB_DEVICE int rb_call(uint32_t service, const Req& request, Ans& answer) {
+    static_assert(std::is_trivially_copyable<Req>::value && std::is_trivially_copyable<Ans>::value,
+                  "rb_call: requests and answers are copied as bytes");
+    uint32_t len = 0;
+    const int status = ::rb_detail::rb_call_bytes(service, &request, (uint32_t)sizeof(Req), &answer,
+                                                  (uint32_t)sizeof(Ans), &len);
+    if (status == (int)RB_CALL_OK && len != (uint32_t)sizeof(Ans)) return (int)RB_CALL_ANSWER_SIZE;
+    return status;
+}
+
+RB_DEVICE int rb_block_call(const rb_block& b, uint32_t service, const void* request, uint32_t request_len,
+                            void* answer, uint32_t answer_capacity, uint32_t* answer_len) {
+    (void)b;
+    return ::rb_detail::rb_block_call_bytes(service, request, request_len, answer, answer_capacity, answer_len);
+}
+
+template <class... Args>
+RB_DEVICE void rb_log(uint32_t level, const char* text, Args... args) {
+    static_assert(sizeof...(Args) <= 8, "rb_log: at most 8 numbers");
+    const ::rb_detail::rb_log_arg values[sizeof...(Args) + 1] = {::rb_detail::rb_log_arg_of(args)..., {0, 0}};
+    ::rb_detail::rb_log_write(level, text, values, (uint32_t)sizeof...(Args));
+}
 
 /* RB_KERNEL_ENTRY(name, Handler): defines the kernel `name` serving Handler
    (write it at the start of a line: ringbridge-build finds entries so).

@@ -87,6 +87,7 @@ fn main() {
     ringbridge_build::Kernels::new()
         .source("kernels/models.cu")
         .source("kernels/races.cu")
+        .source("kernels/calls.cu")
         .source(kv_checked)
         .source(kv_mutant)
         .source(reduce_checked)

@@ -276,6 +276,9 @@ pub enum Error {
         /// The buffer's index.
         index: usize,
     },
+    /// A thread the bridge needs (its call service thread) could not start.
+    #[error("could not start a thread: {0}")]
+    Thread(String),
     /// Memory for the rings, or a bridge-owned buffer, could not be allocated.
     #[error("could not allocate {bytes} bytes: {reason}")]
     Alloc {

@@ -20,7 +20,7 @@ pub const LINE: usize = 128;
 /// `"RBRG"` in ASCII: marks a ring header and a control block as ringbridge's.
 pub const MAGIC: u64 = 0x5242_5247;
 /// Layout version; bumped whenever any offset or meaning in this file changes.
-pub const LAYOUT_VERSION: u64 = 4;
+pub const LAYOUT_VERSION: u64 = 5;
 
 /// Smallest slot: one [`MessageHeader`] plus 32 bytes of payload.
 pub const MIN_SLOT_SIZE: usize = 64;
@@ -318,9 +318,91 @@ pub struct ControlBlock {
     /// it; a GPU's loop spins or `__nanosleep`s as compiled
     /// (`RB_GPU_IDLE_NANOSLEEP_MAX` in `ringbridge.cuh`).
     pub wait_policy: u64,
+    /// Bytes from this control block to the region's call ring (the ring
+    /// on which the kernel calls the host's services and logs, see
+    /// [`crate::calls`]); 0 when the region has none.
+    pub call_offset: u64,
+    /// Slots of the call ring (a power of two; 0 without one).
+    pub call_capacity: u64,
+    /// Bytes of one call slot: a [`CallHeader`] and its payload.
+    pub call_slot_size: u64,
     /// Keeps the configuration line whole.
-    pub _pad_cfg: [u64; 9],
+    pub _pad_cfg: [u64; 6],
 }
+
+/// The head of one slot of the call ring (see [`crate::calls`]), followed
+/// by the request's (later the answer's) payload.
+///
+/// `state` alone says whose turn it is: `pos << 2 | phase`, with `pos` the
+/// call's 32-bit position (wrapping) and `phase` one of the `CALL_PHASE_*`
+/// constants. Each phase has one writer, who release-stores the next state
+/// after its other stores; the reader acquire-loads it: the kernel writes
+/// `CALL` over `FREE(pos)`, the host `ANSWER` over `CALL` (or, for a log
+/// line, `FREE(pos + capacity)`), the kernel `FREE(pos + capacity)` over
+/// `ANSWER`. So neither side needs an atomic read-modify-write on mapped
+/// memory, which a GPU on PCIe cannot rely on.
+#[repr(C, align(16))]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct CallHeader {
+    /// `pos << 2 | phase`.
+    pub state: u64,
+    /// The service called ([`SERVICE_LOG`] for a log line).
+    pub service: u32,
+    /// Payload bytes: the request's, then the answer's.
+    pub len: u32,
+    /// The answer's status (`CALL_*`); a log line's level.
+    pub status: u32,
+    /// The calling thread's index in its block.
+    pub thread: u32,
+    /// The calling block's index.
+    pub block: u32,
+    /// Reserved, zero.
+    pub reserved: u32,
+}
+
+/// Phase of a call slot: free for the call at `pos`.
+pub const CALL_PHASE_FREE: u64 = 0;
+/// Phase of a call slot: the kernel's request is written.
+pub const CALL_PHASE_CALL: u64 = 1;
+/// Phase of a call slot: the host's answer is written.
+pub const CALL_PHASE_ANSWER: u64 = 2;
+/// Bytes of a [`CallHeader`].
+pub const CALL_HEADER_SIZE: usize = size_of::<CallHeader>();
+/// Bytes before the first call slot: one line holding the service
+/// thread's doorbell word (host fallback), a generation as
+/// [`ControlBlock::host_parked`] is.
+pub const CALL_RING_HEADER_SIZE: usize = LINE;
+/// The service id of a log line (`rb_log`): the host logs it and frees the
+/// slot, answering nothing.
+pub const SERVICE_LOG: u32 = u32::MAX;
+/// Call status: answered by the service.
+pub const CALL_OK: u32 = 0;
+/// Call status: no service has this id.
+pub const CALL_UNKNOWN_SERVICE: u32 = 1;
+/// Call status: the service returned an error without a code of its own.
+pub const CALL_FAILED: u32 = 2;
+/// Call status: the service panicked.
+pub const CALL_PANICKED: u32 = 3;
+/// Call status: the service did not answer within the bridge's service
+/// timeout.
+pub const CALL_TIMED_OUT: u32 = 4;
+/// Call status: the bridge is shutting down; the service was not run.
+pub const CALL_SHUTTING_DOWN: u32 = 5;
+/// Call status: the request does not fit a call slot (the kernel says so
+/// without calling), or the answer did not (the host says so).
+pub const CALL_TOO_LONG: u32 = 6;
+/// Call status: the bridge has no call ring (no service registered and no
+/// call ring asked for).
+pub const CALL_NO_RING: u32 = 7;
+/// Call status: the answer was longer than the caller's buffer (the buffer
+/// holds its first bytes), or a typed call's answer had another size.
+pub const CALL_ANSWER_SIZE: u32 = 8;
+/// Call status: a typed service got a request of another size than its
+/// request type.
+pub const CALL_BAD_REQUEST: u32 = 9;
+/// The lowest status a service's own error code may take: codes below it
+/// are ringbridge's (`CALL_*`).
+pub const CALL_FIRST_SERVICE_CODE: u32 = 16;
 
 /// Idle policy word: spin, then yield, then sleep a fixed time per poll
 /// (ringbridge's behaviour before wait policies existed). 0, so a control
@@ -372,6 +454,9 @@ pub const BAD_FORMAT: u64 = 5;
 /// zero, or several with a `stripe_stride` that is not a positive multiple
 /// of [`LINE`].
 pub const BAD_STRIPES: u64 = 6;
+/// `error_detail` of [`ERR_BAD_MAGIC`]: the control block's call ring
+/// (`call_offset`, `call_capacity`, `call_slot_size`) is malformed.
+pub const BAD_CALLS: u64 = 7;
 /// Set in the `error_detail` of [`ERR_HANDLER`] when a handler returned
 /// success with a reply longer than the slot (the low 32 bits are that
 /// length); otherwise the detail is the negated negative return code.
@@ -414,6 +499,7 @@ const _: () = {
     assert!(offset_of!(ControlBlock, status) == LINE);
     assert!(offset_of!(ControlBlock, magic) == 2 * LINE);
     assert!(CONTROL_BLOCK_SIZE == 3 * LINE);
+    assert!(CALL_HEADER_SIZE == 32 && MIN_SLOT_SIZE > CALL_HEADER_SIZE);
     assert!(MIN_SLOT_SIZE.is_power_of_two() && MIN_SLOT_SIZE > MESSAGE_HEADER_SIZE);
     assert!(offset_of!(RingHeader, format) == 2 * LINE + 40);
     assert!(LANE_SIZE == 16 && align_of::<Lane>() == 16);
@@ -549,6 +635,41 @@ pub fn c_constants() -> Vec<(&'static str, u64)> {
             "RB_CTL_OFF_WAIT_POLICY",
             u(offset_of!(ControlBlock, wait_policy)),
         ),
+        ("RB_CTL_OFF_CALL_OFFSET", u(offset_of!(ControlBlock, call_offset))),
+        (
+            "RB_CTL_OFF_CALL_CAPACITY",
+            u(offset_of!(ControlBlock, call_capacity)),
+        ),
+        (
+            "RB_CTL_OFF_CALL_SLOT_SIZE",
+            u(offset_of!(ControlBlock, call_slot_size)),
+        ),
+        ("RB_CALL_HEADER_SIZE", u(CALL_HEADER_SIZE)),
+        ("RB_CALL_RING_HEADER_SIZE", u(CALL_RING_HEADER_SIZE)),
+        ("RB_CALL_OFF_STATE", u(offset_of!(CallHeader, state))),
+        ("RB_CALL_OFF_SERVICE", u(offset_of!(CallHeader, service))),
+        ("RB_CALL_OFF_LEN", u(offset_of!(CallHeader, len))),
+        ("RB_CALL_OFF_STATUS", u(offset_of!(CallHeader, status))),
+        ("RB_CALL_OFF_THREAD", u(offset_of!(CallHeader, thread))),
+        ("RB_CALL_OFF_BLOCK", u(offset_of!(CallHeader, block))),
+        ("RB_CALL_PHASE_FREE", CALL_PHASE_FREE),
+        ("RB_CALL_PHASE_CALL", CALL_PHASE_CALL),
+        ("RB_CALL_PHASE_ANSWER", CALL_PHASE_ANSWER),
+        ("RB_SERVICE_LOG", u64::from(SERVICE_LOG)),
+        ("RB_CALL_OK", u64::from(CALL_OK)),
+        ("RB_CALL_UNKNOWN_SERVICE", u64::from(CALL_UNKNOWN_SERVICE)),
+        ("RB_CALL_FAILED", u64::from(CALL_FAILED)),
+        ("RB_CALL_PANICKED", u64::from(CALL_PANICKED)),
+        ("RB_CALL_TIMED_OUT", u64::from(CALL_TIMED_OUT)),
+        ("RB_CALL_SHUTTING_DOWN", u64::from(CALL_SHUTTING_DOWN)),
+        ("RB_CALL_TOO_LONG", u64::from(CALL_TOO_LONG)),
+        ("RB_CALL_NO_RING", u64::from(CALL_NO_RING)),
+        ("RB_CALL_ANSWER_SIZE", u64::from(CALL_ANSWER_SIZE)),
+        ("RB_CALL_BAD_REQUEST", u64::from(CALL_BAD_REQUEST)),
+        (
+            "RB_CALL_FIRST_SERVICE_CODE",
+            u64::from(CALL_FIRST_SERVICE_CODE),
+        ),
         ("RB_WAIT_SPIN", WAIT_SPIN),
         ("RB_WAIT_BACKOFF", WAIT_BACKOFF),
         ("RB_WAIT_SPIN_THEN_PARK", WAIT_SPIN_THEN_PARK),
@@ -568,6 +689,7 @@ pub fn c_constants() -> Vec<(&'static str, u64)> {
         ("RB_BAD_K2H", BAD_K2H),
         ("RB_BAD_FORMAT", BAD_FORMAT),
         ("RB_BAD_STRIPES", BAD_STRIPES),
+        ("RB_BAD_CALLS", BAD_CALLS),
         ("RB_DETAIL_REPLY_TOO_LONG", DETAIL_REPLY_TOO_LONG),
         // The bits of an int32_t: the C side casts it back (ringbridge.cuh).
         (

@@ -42,6 +42,8 @@ pub mod bridge;
 #[cfg(not(loom))]
 pub mod buffer;
 #[cfg(not(loom))]
+pub mod calls;
+#[cfg(not(loom))]
 pub mod cuda;
 #[cfg(not(loom))]
 mod emulation;

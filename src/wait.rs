@@ -151,14 +151,61 @@ pub(crate) struct Doorbell {
     /// Whether the other side can wake us (the host fallback under a
     /// parking policy): then both sides park and ring.
     parks: bool,
+    /// Word index of the host's doorbell: the control block's
+    /// `host_parked`, or a call ring's (its service thread's).
+    host_index: usize,
 }
 
 impl Doorbell {
     pub(crate) fn new(memory: Arc<dyn SharedMemory>, policy: WaitPolicy, backend: Backend) -> Self {
+        Self::on_word(
+            memory,
+            policy,
+            backend,
+            crate::word_of!(ControlBlock, host_parked),
+        )
+    }
+
+    /// A doorbell whose host side parks on word `host_index` of `memory`
+    /// (a generation word like `host_parked`).
+    pub(crate) fn on_word(
+        memory: Arc<dyn SharedMemory>,
+        policy: WaitPolicy,
+        backend: Backend,
+        host_index: usize,
+    ) -> Self {
         Self {
             memory,
             policy,
             parks: backend == Backend::Fallback && policy.parks(),
+            host_index,
+        }
+    }
+
+    /// Wakes every host thread parked on this doorbell, as the serve loop's
+    /// `rb_wake_waiters` does (a bridge stopping its own service thread).
+    pub(crate) fn wake_host_waiters(&self) {
+        if !self.parks {
+            return;
+        }
+        // SeqCst fence: orders the caller's stores (a stop flag) before the
+        // load of the doorbell, against the waiter's announce, fence and
+        // last look (the same Dekker pair as `wake_kernel`).
+        fence(Ordering::SeqCst);
+        let word = self.host_word();
+        // Release CAS: as the serve loop's, clears the flag and advances
+        // the generation, so a waiter about to park on the old value won't.
+        let mut seen = word.load(Ordering::Relaxed);
+        while seen & 1 != 0 {
+            match word.compare_exchange_weak(seen, seen + 1, Ordering::Release, Ordering::Relaxed)
+            {
+                Ok(_) => {
+                    // SAFETY: the word lies in `self.memory`, alive for the call.
+                    unsafe { crate::fallback::ffi::rb_host_doorbell_wake(word.as_ptr()) };
+                    return;
+                }
+                Err(now) => seen = now,
+            }
         }
     }
 
@@ -167,7 +214,7 @@ impl Doorbell {
     }
 
     fn host_word(&self) -> &AtomicU64 {
-        self.word(crate::word_of!(ControlBlock, host_parked))
+        self.word(self.host_index)
     }
 
     fn kernel_word(&self) -> &AtomicU64 {

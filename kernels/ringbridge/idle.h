@@ -125,34 +125,38 @@ inline void rb_host_wake_on(uint64_t* word) {
  * The kernel's doorbell has one waiter, the serving thread, and stays 0/1.
  */
 
-/* Thread 0, after publishing replies, freeing request slots or a final
-   status: wakes the host threads parked in a bridge's calls. Host fallback
-   with a parking policy only (the host parks under no other, and never on
-   CUDA). */
-RB_INLINE void rb_wake_host(rb_control* ctl) {
+/* After publishing: wakes the host threads parked on a host doorbell
+   `word` (generation and flag, see above): the control block's, by thread 0
+   after publishing replies, freeing request slots or a final status; the
+   call ring's, by any thread after writing a call. Host fallback with a
+   parking policy only (the host parks under no other, and never on CUDA). */
+RB_INLINE void rb_wake_waiters(rb_control* ctl, uint64_t* word) {
 #if RB_ON_GPU
     (void)ctl;
+    (void)word;
 #else
     /* RELAXED: configuration, written before the serving thread started. */
     if (rb_ld_relaxed(&ctl->wait_policy) < RB_WAIT_SPIN_THEN_PARK) return;
     /* SEQ_CST fence: orders our earlier ring stores before the load of
-       host_parked (store-load), the publisher's half of the Dekker pair. */
+       the doorbell (store-load), the publisher's half of the Dekker pair. */
     __atomic_thread_fence(__ATOMIC_SEQ_CST);
     /* RELAXED: the fence above orders it; no flag is the common case, no RMW. */
-    uint64_t seen = __atomic_load_n(&ctl->host_parked, __ATOMIC_RELAXED);
+    uint64_t seen = __atomic_load_n(word, __ATOMIC_RELAXED);
     /* RELEASE on success: a host thread that reads the new generation
        (acquire) on waking also sees the ring stores before it. seen + 1
        clears the flag (bit 0) and advances the generation above it. Host
        waiters only set the flag, never clear it, so the loop ends. */
     while ((seen & 1u) != 0) {
-        if (__atomic_compare_exchange_n(&ctl->host_parked, &seen, seen + 1u, false, __ATOMIC_RELEASE,
-                                        __ATOMIC_RELAXED)) {
-            rb_host_wake_on(&ctl->host_parked);
+        if (__atomic_compare_exchange_n(word, &seen, seen + 1u, false, __ATOMIC_RELEASE, __ATOMIC_RELAXED)) {
+            rb_host_wake_on(word);
             return;
         }
     }
 #endif
 }
+
+/* The host's doorbell in the control block (see rb_wake_waiters). */
+RB_INLINE void rb_wake_host(rb_control* ctl) { rb_wake_waiters(ctl, &ctl->host_parked); }
 
 /* One idle poll of thread 0 found nothing to do. `can_park`: the loop waits
    for a request (the host's next publish rings the doorbell), not for room

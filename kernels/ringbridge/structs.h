@@ -65,7 +65,22 @@ struct alignas(RB_LINE) rb_control {
     uint64_t stripes;       /* regions served by one launch, one block each (region 0's counts) */
     uint64_t stripe_stride; /* bytes between two regions' starts */
     uint64_t wait_policy;   /* RB_WAIT_*: how the host fallback idles */
-    uint64_t pad_cfg[(RB_CONTROL_SIZE - RB_CTL_OFF_WAIT_POLICY) / 8 - 1];
+    uint64_t call_offset;   /* bytes from this block to the call ring; 0: none */
+    uint64_t call_capacity; /* call slots, a power of two */
+    uint64_t call_slot_size; /* bytes per call slot, header included */
+    uint64_t pad_cfg[(RB_CONTROL_SIZE - RB_CTL_OFF_CALL_SLOT_SIZE) / 8 - 1];
+};
+
+/* The head of one call slot (src/layout.rs `CallHeader`): state =
+   pos << 2 | phase, one writer per phase (see ringbridge/call.h). */
+struct rb_call_header {
+    uint64_t state;
+    uint32_t service;
+    uint32_t len;
+    uint32_t status;
+    uint32_t thread;
+    uint32_t block;
+    uint32_t reserved;
 };
 
 /* One bridge-owned buffer (src/layout.rs `BufferRef`): device memory on
@@ -134,6 +149,16 @@ static_assert(offsetof(rb_control, stripe_stride) == RB_CTL_OFF_STRIPE_STRIDE, "
 static_assert(offsetof(rb_control, host_parked) == RB_CTL_OFF_HOST_PARKED, "rb_control.host_parked");
 static_assert(offsetof(rb_control, kernel_parked) == RB_CTL_OFF_KERNEL_PARKED, "rb_control.kernel_parked");
 static_assert(offsetof(rb_control, wait_policy) == RB_CTL_OFF_WAIT_POLICY, "rb_control.wait_policy");
+static_assert(offsetof(rb_control, call_offset) == RB_CTL_OFF_CALL_OFFSET, "rb_control.call_offset");
+static_assert(offsetof(rb_control, call_capacity) == RB_CTL_OFF_CALL_CAPACITY, "rb_control.call_capacity");
+static_assert(offsetof(rb_control, call_slot_size) == RB_CTL_OFF_CALL_SLOT_SIZE, "rb_control.call_slot_size");
+static_assert(sizeof(rb_call_header) == RB_CALL_HEADER_SIZE, "rb_call_header size");
+static_assert(offsetof(rb_call_header, state) == RB_CALL_OFF_STATE, "rb_call_header.state");
+static_assert(offsetof(rb_call_header, service) == RB_CALL_OFF_SERVICE, "rb_call_header.service");
+static_assert(offsetof(rb_call_header, len) == RB_CALL_OFF_LEN, "rb_call_header.len");
+static_assert(offsetof(rb_call_header, status) == RB_CALL_OFF_STATUS, "rb_call_header.status");
+static_assert(offsetof(rb_call_header, thread) == RB_CALL_OFF_THREAD, "rb_call_header.thread");
+static_assert(offsetof(rb_call_header, block) == RB_CALL_OFF_BLOCK, "rb_call_header.block");
 
 /* ------------------------------------------------------------------------ */
 /* Codes of the device half.                                                */

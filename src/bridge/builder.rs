@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 use crate::backend::Backend;
 use crate::backend::launch::{LaunchRequest, LoopConfig};
 use crate::buffer::BufferInit;
+use crate::calls::{CallRing, ServiceError, ServiceFn, Services};
 use crate::cuda::Reservation;
 use crate::error::{Error, Result};
 use crate::layout::LaunchArgs;
@@ -83,7 +84,19 @@ pub struct BridgeBuilder {
     pub(super) buffers: Vec<BufferInit>,
     /// CUDA only: where the launch takes its memory, module and stream.
     pub(super) reservation: Option<Reservation>,
+    /// The host services the kernel may call ([`crate::calls`]).
+    pub(super) services: Services,
+    /// An id registered twice, or the log's id: refused at launch.
+    pub(super) bad_service: Option<u32>,
+    /// The call ring: `None` picks (one for kernels that may call), or
+    /// `Some(None)` for none.
+    pub(super) call_ring: Option<Option<CallRing>>,
+    pub(super) service_timeout: Duration,
 }
+
+/// How long a service may run before the bridge answers its call with
+/// `CALL_TIMED_OUT`, by default.
+pub(super) const DEFAULT_SERVICE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Threads per block of a built-in kernel in the slot format, by default.
 pub(super) const DEFAULT_SLOTS_BLOCK: u32 = 1024;
@@ -109,6 +122,10 @@ impl Default for BridgeBuilder {
             wait_policy: WaitPolicy::default(),
             buffers: Vec::new(),
             reservation: None,
+            services: Services::default(),
+            bad_service: None,
+            call_ring: None,
+            service_timeout: DEFAULT_SERVICE_TIMEOUT,
         }
     }
 }
@@ -423,6 +440,164 @@ impl BridgeBuilder {
     }
 
     /// The buffers added so far.
+    /// Registers a host service the kernel calls by `id` (`rb_call` in
+    /// `kernels/ringbridge.cuh`): `f` turns the request's bytes into the
+    /// answer's (at most the call ring's
+    /// [`max_payload`](CallRing::max_payload)), or fails with a status the
+    /// calling kernel thread gets. The bridge runs it on a thread of its
+    /// own, one call at a time, in the order the kernel made them; a panic
+    /// is caught and answered with `CALL_PANICKED`. It must not wait for
+    /// this bridge's own replies (the kernel waits for it): such a wait
+    /// ends only when the [service timeout](Self::service_timeout) answers
+    /// the call for it.
+    ///
+    /// An id may be registered once; `u32::MAX` is the log's. Either
+    /// mistake is [`Error::InvalidArgument`] at launch.
+    ///
+    /// ```
+    /// use ringbridge::calls::ServiceError;
+    /// use ringbridge::{Backend, Bridge, Error};
+    /// let table = vec![10u64, 20, 30];
+    /// let builder = Bridge::builder().backend(Backend::Fallback).service(1, move |req: &[u8]| {
+    ///     let i = *req.first().ok_or("empty request")? as usize;
+    ///     let v = table.get(i).ok_or_else(|| ServiceError::with_code(16, format!("no entry {i}")))?;
+    ///     Ok(v.to_le_bytes().to_vec())
+    /// });
+    /// let bridge = builder.clone().launch()?;
+    /// // twice the same id is refused
+    /// let twice = builder.service(1, |_: &[u8]| Ok(Vec::new())).launch();
+    /// assert!(matches!(twice, Err(Error::InvalidArgument(_))));
+    /// # Ok::<(), ringbridge::Error>(())
+    /// ```
+    pub fn service<F>(mut self, id: u32, f: F) -> Self
+    where
+        F: Fn(&[u8]) -> std::result::Result<Vec<u8>, ServiceError> + Send + Sync + 'static,
+    {
+        let f: ServiceFn = Arc::new(f);
+        if id == crate::layout::SERVICE_LOG || !self.services.insert(id, f) {
+            self.bad_service.get_or_insert(id);
+        }
+        self
+    }
+
+    /// Registers a service over plain-old-data types: the kernel's typed
+    /// `rb_call(id, const Req&, Ans&)`. A request of another size than
+    /// `Req` is answered with `CALL_BAD_REQUEST` without calling `f`.
+    ///
+    /// ```
+    /// use ringbridge::calls::ServiceError;
+    /// use ringbridge::{Backend, Bridge};
+    /// #[repr(C)]
+    /// #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+    /// struct Page { first: u64, count: u32, pad: u32 }
+    /// let bridge = Bridge::builder()
+    ///     .backend(Backend::Fallback)
+    ///     .typed_service(2, |page: Page| -> Result<u64, ServiceError> {
+    ///         Ok(page.first + u64::from(page.count))
+    ///     })
+    ///     .launch()?;
+    /// # Ok::<(), ringbridge::Error>(())
+    /// ```
+    pub fn typed_service<Req, Ans, F>(self, id: u32, f: F) -> Self
+    where
+        Req: bytemuck::Pod,
+        Ans: bytemuck::Pod,
+        F: Fn(Req) -> std::result::Result<Ans, ServiceError> + Send + Sync + 'static,
+    {
+        self.service(id, move |bytes: &[u8]| {
+            if bytes.len() != size_of::<Req>() {
+                return Err(ServiceError::internal(
+                    crate::layout::CALL_BAD_REQUEST,
+                    format!(
+                        "a request of {} bytes for a typed service of {}-byte requests",
+                        bytes.len(),
+                        size_of::<Req>()
+                    ),
+                ));
+            }
+            let request: Req = bytemuck::pod_read_unaligned(bytes);
+            f(request).map(|answer| bytemuck::bytes_of(&answer).to_vec())
+        })
+    }
+
+    /// The call ring's shape (default: [`CallRing::default`], 64 slots of
+    /// 256 bytes, for a user's kernel or a bridge with services; none for a
+    /// built-in kernel, which never calls).
+    ///
+    /// ```
+    /// use ringbridge::calls::CallRing;
+    /// use ringbridge::{Backend, Bridge};
+    /// let bridge = Bridge::builder()
+    ///     .backend(Backend::Fallback)
+    ///     .call_ring(CallRing::new(8, 1024)?)
+    ///     .launch()?;
+    /// # Ok::<(), ringbridge::Error>(())
+    /// ```
+    pub fn call_ring(mut self, ring: CallRing) -> Self {
+        self.call_ring = Some(Some(ring));
+        self
+    }
+
+    /// No call ring, and no service thread: the kernel's calls then return
+    /// `RB_CALL_NO_RING` at once and its log lines are dropped. Registering
+    /// a service as well is [`Error::InvalidArgument`] at launch.
+    ///
+    /// ```
+    /// use ringbridge::{Backend, Bridge};
+    /// let bridge = Bridge::builder().backend(Backend::Fallback).without_call_ring().launch()?;
+    /// # Ok::<(), ringbridge::Error>(())
+    /// ```
+    pub fn without_call_ring(mut self) -> Self {
+        self.call_ring = Some(None);
+        self
+    }
+
+    /// How long a service may run before the bridge answers its call with
+    /// `CALL_TIMED_OUT` and serves the next calls on a fresh thread
+    /// (default 10 s; the late answer is dropped). While a service runs
+    /// the bridge's hang watchdog does not count the kernel's silence.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use ringbridge::{Backend, Bridge};
+    /// let bridge = Bridge::builder()
+    ///     .backend(Backend::Fallback)
+    ///     .service_timeout(Duration::from_millis(250))
+    ///     .launch()?;
+    /// # Ok::<(), ringbridge::Error>(())
+    /// ```
+    pub fn service_timeout(mut self, timeout: Duration) -> Self {
+        self.service_timeout = timeout;
+        self
+    }
+
+    /// The call ring this configuration launches with, if any.
+    pub(crate) fn resolved_call_ring(&self) -> Result<Option<CallRing>> {
+        if let Some(id) = self.bad_service {
+            return Err(Error::InvalidArgument(if id == crate::layout::SERVICE_LOG {
+                format!("service id {id} is the kernel log's")
+            } else {
+                format!("service id {id} is registered twice")
+            }));
+        }
+        if self.service_timeout.is_zero() {
+            return Err(Error::InvalidArgument(
+                "the service timeout must not be zero".into(),
+            ));
+        }
+        match self.call_ring {
+            Some(None) if !self.services.is_empty() => Err(Error::InvalidArgument(
+                "services are registered but the bridge has no call ring (without_call_ring)"
+                    .into(),
+            )),
+            Some(ring) => Ok(ring),
+            None => {
+                let may_call = matches!(self.kernel, Kernel::User(_) | Kernel::Custom { .. });
+                Ok((may_call || !self.services.is_empty()).then(CallRing::default))
+            }
+        }
+    }
+
     pub(crate) fn buffer_inits(&self) -> &[BufferInit] {
         &self.buffers
     }
@@ -625,7 +800,8 @@ impl BridgeBuilder {
         // From here on, dropping the bridges stops what was started.
         let bridges: Vec<Bridge> = parts
             .into_iter()
-            .map(|(memory, engine)| {
+            .enumerate()
+            .map(|(stripe, (memory, engine))| {
                 Bridge::assemble(
                     &self,
                     &layout,
@@ -638,9 +814,10 @@ impl BridgeBuilder {
                     backend,
                     &reason,
                     max_payload,
+                    stripe,
                 )
             })
-            .collect();
+            .collect::<Result<_>>()?;
         // One deadline for the whole group: its blocks start together.
         let deadline = Instant::now() + self.launch_timeout;
         for bridge in &bridges {
@@ -696,10 +873,14 @@ impl BridgeBuilder {
         }
         let (backend, reason) = self.resolve_backend()?;
         let (spec, max_payload) = self.resolve_spec(backend)?;
+        let mut layout = RegionLayout::new(spec)?;
+        if let Some(ring) = self.resolved_call_ring()? {
+            layout = layout.with_call_ring(ring.slots(), ring.slot_size())?;
+        }
         Ok(Plan {
             backend,
             reason,
-            layout: RegionLayout::new(spec)?,
+            layout,
             max_payload,
         })
     }

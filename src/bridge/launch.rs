@@ -7,6 +7,8 @@ use std::time::{Duration, Instant};
 
 use crate::backend::{Backend, Engine, SharedMemory};
 use crate::buffer::Buffers;
+use crate::calls::ring::CallSlots;
+use crate::calls::server::{CallServer, ServerConfig};
 use crate::error::{Error, Result, RingId};
 use crate::layout::{LaunchArgs, STATUS_FAILED, STATUS_LAUNCHING};
 use crate::ring::{
@@ -19,7 +21,27 @@ use super::builder::BridgeBuilder;
 use super::receive::{K2hConsumer, ReceiveState};
 use super::send::H2kProducer;
 use super::watchdog::{Heartbeat, report_error};
-use super::{Bridge, BridgeState};
+use super::{Bridge, BridgeState, Kernel};
+
+/// What a bridge's log lines and service errors name it by: a number
+/// unique in the process, the kernel, and the stripe of a striped group.
+fn bridge_label(kernel: &Kernel, stripe: usize) -> String {
+    static NEXT: AtomicU64 = AtomicU64::new(1);
+    // Relaxed: a counter; only uniqueness matters.
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    let name = match kernel {
+        Kernel::User(u) => u.entry().to_owned(),
+        Kernel::Custom { entry, .. } => entry.clone(),
+        Kernel::Echo => "echo".into(),
+        Kernel::ScaleF32 { .. } => "scale".into(),
+        Kernel::RustHandler(_) => "rust handler".into(),
+    };
+    if stripe == 0 {
+        format!("bridge {n} ({name})")
+    } else {
+        format!("bridge {n} ({name}, stripe {stripe})")
+    }
+}
 
 /// What a launch made for one bridge.
 pub(super) struct Launched {
@@ -41,13 +63,31 @@ impl Bridge {
         backend: Backend,
         reason: &str,
         max_payload: usize,
-    ) -> Self {
+        stripe: usize,
+    ) -> Result<Self> {
         let Launched {
             memory,
             engine,
             buffers,
             args,
         } = launched;
+        let calls = if layout.call_offset != 0 {
+            Some(CallServer::start(ServerConfig {
+                slots: CallSlots::new(
+                    memory.clone(),
+                    layout.call_offset,
+                    layout.call_slots,
+                    layout.call_slot_size,
+                ),
+                services: b.services.clone(),
+                timeout: b.service_timeout,
+                policy: b.wait_policy,
+                backend,
+                label: bridge_label(&b.kernel, stripe),
+            })?)
+        } else {
+            None
+        };
         let control = Control::new(memory.clone());
         let doorbell = Doorbell::new(memory.clone(), b.wait_policy, backend);
         let h2k = RingRef::new(memory.clone(), layout, RingId::H2k);
@@ -62,7 +102,7 @@ impl Bridge {
                 K2hConsumer::Slots(RingConsumer::new(k2h)),
             ),
         };
-        Bridge {
+        Ok(Bridge {
             h2k: Mutex::new(tx),
             k2h: Mutex::new(ReceiveState::new(rx)),
             state: BridgeState {
@@ -89,8 +129,9 @@ impl Bridge {
                 events: AtomicU64::new(0),
                 doorbell,
                 router: Default::default(),
+                calls,
             },
-        }
+        })
     }
 
     /// Waits until the device half serves, fails, or `deadline` passes

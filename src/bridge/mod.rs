@@ -117,6 +117,9 @@ struct BridgeState {
     doorbell: Doorbell,
     /// Who waits for which answer or event ([`router`]).
     router: router::Router,
+    /// The service thread of the call ring, when the region has one
+    /// ([`crate::calls`]).
+    calls: Option<crate::calls::server::CallServer>,
 }
 
 impl Bridge {
@@ -254,6 +257,11 @@ impl Bridge {
         // Release: a waiting call that sees the kernel gone after this
         // reports a shutdown, not a failure.
         self.state.stopping.store(true, Ordering::Release);
+        // Calls the kernel makes from now on are answered at once, with an
+        // error, so that a kernel finishing its batch is not held up.
+        if let Some(calls) = &self.state.calls {
+            calls.begin_shutdown();
+        }
         self.state.control.request_terminate();
         // A parked serve thread sees the request now, not at its next
         // timed wake-up.
@@ -267,6 +275,10 @@ impl Bridge {
             timeout
         };
         let stopped = self.state.engine.wait_finished(wait).unwrap_or(true);
+        // The kernel is gone, or given up on: nobody is left to call.
+        if let Some(calls) = &self.state.calls {
+            calls.stop();
+        }
         if stopped {
             self.state.stopped.store(true, Ordering::Release);
             self.state.fail(Error::ShutDown);

@@ -45,6 +45,9 @@ pub struct BridgeStats {
     pub in_flight: u64,
     /// What the kernel last reported (counters as of its last heartbeat).
     pub kernel: KernelReport,
+    /// Calls and log lines from the kernel ([`crate::calls`]); zeros
+    /// without a call ring.
+    pub calls: crate::calls::CallStats,
 }
 
 impl Bridge {
@@ -77,6 +80,12 @@ impl Bridge {
             events: self.state.events.load(Ordering::Relaxed),
             in_flight: sent.saturating_sub(received + no_reply),
             kernel: self.state.control.report(),
+            calls: self
+                .state
+                .calls
+                .as_ref()
+                .map(|c| c.stats())
+                .unwrap_or_default(),
         }
     }
 }

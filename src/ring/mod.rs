@@ -52,7 +52,7 @@
 
 mod consumer;
 mod control;
-mod copy;
+pub(crate) mod copy;
 mod format;
 mod lanes;
 pub mod model;
@@ -74,7 +74,7 @@ use crate::layout::{
     ControlBlock, FORMAT_LANES, FORMAT_SLOTS, KIND_ERROR, KIND_EVENT, KIND_NO_REPLY, KIND_REPLY,
     KIND_REQUEST, LANE_SIZE, LAYOUT_VERSION, LINE, MAGIC, MAX_CAPACITY, MAX_LANE_SLOT_SIZE,
     MAX_SLOT_SIZE, MESSAGE_HEADER_SIZE, MIN_SLOT_SIZE, RING_HEADER_SIZE, RingHeader,
-    lane_max_payload,
+    lane_max_payload, CALL_PHASE_FREE, CALL_RING_HEADER_SIZE,
 };
 use std::ptr::NonNull;
 

@@ -25,6 +25,13 @@ pub struct RegionLayout {
     pub k2h_offset: usize,
     /// Bytes of the whole region.
     pub total_bytes: usize,
+    /// Byte offset of the call ring ([`crate::layout::CallHeader`] slots
+    /// after one header line), after K2H; 0 when the region has none.
+    pub call_offset: usize,
+    /// Slots of the call ring (0 without one).
+    pub call_slots: usize,
+    /// Bytes of one call slot (0 without a call ring).
+    pub call_slot_size: usize,
 }
 
 impl RegionLayout {
@@ -57,7 +64,54 @@ impl RegionLayout {
             h2k_offset,
             k2h_offset,
             total_bytes,
+            call_offset: 0,
+            call_slots: 0,
+            call_slot_size: 0,
         })
+    }
+
+    /// This layout with a call ring of `slots` slots of `slot_size` bytes
+    /// (powers of two, checked by `CallRing::new`) after K2H.
+    ///
+    /// ```
+    /// use ringbridge::ring::{RegionLayout, RingSpec};
+    /// let plain = RegionLayout::new(RingSpec::new(4, 64)?)?;
+    /// let with = plain.with_call_ring(8, 128)?;
+    /// assert_eq!(with.call_offset, plain.total_bytes);
+    /// assert_eq!(with.total_bytes, plain.total_bytes + 128 + 8 * 128);
+    /// # Ok::<(), ringbridge::Error>(())
+    /// ```
+    pub fn with_call_ring(mut self, slots: usize, slot_size: usize) -> Result<Self> {
+        if !slots.is_power_of_two()
+            || !slot_size.is_power_of_two()
+            || slot_size < MIN_SLOT_SIZE
+            || slot_size > MAX_SLOT_SIZE
+        {
+            return Err(Error::InvalidArgument(format!(
+                "a call ring of {slots} slots of {slot_size} bytes: powers of two, slots of \
+                 {MIN_SLOT_SIZE} to {MAX_SLOT_SIZE} bytes"
+            )));
+        }
+        let base = if self.call_offset != 0 {
+            self.call_offset
+        } else {
+            self.total_bytes
+        };
+        let bytes = slots
+            .checked_mul(slot_size)
+            .and_then(|b| b.checked_add(CALL_RING_HEADER_SIZE))
+            .and_then(|b| b.checked_add(base))
+            .filter(|&end| end <= isize::MAX as usize / 2)
+            .ok_or_else(|| {
+                Error::InvalidArgument(format!(
+                    "a call ring of {slots} slots of {slot_size} bytes overflows the address space"
+                ))
+            })?;
+        self.call_offset = base;
+        self.call_slots = slots;
+        self.call_slot_size = slot_size;
+        self.total_bytes = bytes;
+        Ok(self)
     }
 
     /// Byte offset of a ring's header.
@@ -141,6 +195,24 @@ impl RegionLayout {
             word_of!(ControlBlock, wait_policy),
             crate::layout::WAIT_BACKOFF,
         );
+        set(word_of!(ControlBlock, call_offset), self.call_offset as u64);
+        set(word_of!(ControlBlock, call_capacity), self.call_slots as u64);
+        set(
+            word_of!(ControlBlock, call_slot_size),
+            self.call_slot_size as u64,
+        );
+        if self.call_offset != 0 {
+            // The doorbell 0, the slots zero, each free for its first call.
+            let first = self.call_offset / 8;
+            let end = (self.call_offset + CALL_RING_HEADER_SIZE + self.call_slots * self.call_slot_size) / 8;
+            for w in &words[first..end] {
+                w.store(0, Ordering::Relaxed);
+            }
+            for i in 0..self.call_slots {
+                let state = first + (CALL_RING_HEADER_SIZE + i * self.call_slot_size) / 8;
+                set(state, (i as u64) << 2 | CALL_PHASE_FREE);
+            }
+        }
     }
 
     /// Bytes between the starts of two regions of a striped group (the
