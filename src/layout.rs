@@ -635,7 +635,10 @@ pub fn c_constants() -> Vec<(&'static str, u64)> {
             "RB_CTL_OFF_WAIT_POLICY",
             u(offset_of!(ControlBlock, wait_policy)),
         ),
-        ("RB_CTL_OFF_CALL_OFFSET", u(offset_of!(ControlBlock, call_offset))),
+        (
+            "RB_CTL_OFF_CALL_OFFSET",
+            u(offset_of!(ControlBlock, call_offset)),
+        ),
         (
             "RB_CTL_OFF_CALL_CAPACITY",
             u(offset_of!(ControlBlock, call_capacity)),

@@ -197,8 +197,7 @@ impl Doorbell {
         // the generation, so a waiter about to park on the old value won't.
         let mut seen = word.load(Ordering::Relaxed);
         while seen & 1 != 0 {
-            match word.compare_exchange_weak(seen, seen + 1, Ordering::Release, Ordering::Relaxed)
-            {
+            match word.compare_exchange_weak(seen, seen + 1, Ordering::Release, Ordering::Relaxed) {
                 Ok(_) => {
                     // SAFETY: the word lies in `self.memory`, alive for the call.
                     unsafe { crate::fallback::ffi::rb_host_doorbell_wake(word.as_ptr()) };

@@ -16,8 +16,9 @@ namespace rb_detail {
    plain stores, before the release in program order. Returns a final status
    when the K2H ring is corrupted, else 0. `busy`: whether the loop must not
    idle yet: the hook sent something (it may have more), or K2H had no room
-   for it (the host frees room without ringing the kernel's doorbell). A
-   kernel with messages to send is not idle. */
+   for it (the host frees room without ringing the kernel's doorbell), or it
+   called the host. A kernel with messages to send, or work it pulls from
+   the host, is not idle. */
 template <class Handler>
 RB_INLINE uint32_t rb_idle_hook(rb_control* ctl, rb_ring* k2h, Handler& handler, rb_block_state& sh,
                                 uint64_t& k2h_tail, uint64_t& k2h_head, uint64_t k2h_cap, uint64_t h2k_tail,
@@ -35,7 +36,10 @@ RB_INLINE uint32_t rb_idle_hook(rb_control* ctl, rb_ring* k2h, Handler& handler,
     sh.sent = 0;
     rb_sender sender{k2h, k2h_head, sh.k2h_mask, sh.k2h_slot_size, events, &sh.sent,
                      (uint32_t)(room < per_turn ? room : per_turn)};
+    const uint32_t calls_before = rb_calls.next;
     handler.idle(sender);
+    /* A hook that called the host (or logged) did work: not idle either. */
+    if (rb_calls.next != calls_before) busy = true;
     const uint32_t sent = sender.sent();
     if (sent > 0) {
         k2h_head += sent;

@@ -23,3 +23,40 @@ pub fn ptx() -> Option<String> {
     let path = concat!(env!("OUT_DIR"), "/models.ptx");
     std::fs::read_to_string(path).ok()
 }
+
+/// Whether a GPU serves here; prints why the caller skips otherwise, and
+/// fails when `RINGBRIDGE_REQUIRE_GPU=1`.
+pub fn gpu_or_skip(test: &str, kernel: &ringbridge::UserKernel) -> bool {
+    // Auto picks CUDA exactly when a driver, a GPU and the kernel's fatbin
+    // are here, and says why not otherwise.
+    match ringbridge::Bridge::builder()
+        .backend(ringbridge::Backend::Auto)
+        .kernel(ringbridge::Kernel::User(kernel.clone()))
+        .resolve_backend()
+    {
+        Ok((ringbridge::Backend::Cuda, _)) => {
+            let sim = ringbridge::cuda::driver_library().is_some_and(|l| l.simulated);
+            assert!(
+                !(sim && std::env::var("RINGBRIDGE_REQUIRE_GPU").as_deref() == Ok("1")),
+                "{test}: RINGBRIDGE_REQUIRE_GPU=1 but the driver is the simulated one"
+            );
+            println!(
+                "{test}: on {}",
+                if sim { "the simulated driver" } else { "a GPU" }
+            );
+            true
+        }
+        other => {
+            let why = match other {
+                Ok((_, why)) => why,
+                Err(e) => e.to_string(),
+            };
+            assert!(
+                std::env::var("RINGBRIDGE_REQUIRE_GPU").as_deref() != Ok("1"),
+                "{test}: RINGBRIDGE_REQUIRE_GPU=1 but no GPU serves: {why}"
+            );
+            println!("{test}: skipped: no GPU ({why})");
+            false
+        }
+    }
+}

@@ -43,7 +43,9 @@ fn both(kernel: UserKernel) -> [(&'static str, BridgeBuilder); 2] {
 fn with_services(b: BridgeBuilder) -> BridgeBuilder {
     b.service(1, |req: &[u8]| Ok(req.iter().rev().copied().collect()))
         .typed_service(2, |x: u64| -> Result<u64, ServiceError> { Ok(x * 2) })
-        .service(3, |_: &[u8]| Err(ServiceError::with_code(21, "refused on purpose")))
+        .service(3, |_: &[u8]| {
+            Err(ServiceError::with_code(21, "refused on purpose"))
+        })
         .service(4, |_: &[u8]| panic!("a service panics on purpose"))
         .service(5, |_: &[u8]| Ok(vec![7u8; 64]))
 }
@@ -72,10 +74,22 @@ fn call(bridge: &Bridge, flags: u32, service: u32, arg: &[u8]) -> (u32, Vec<u8>)
 fn a_call_is_answered_by_its_service_and_every_failure_is_a_status() {
     for (mode, builder) in both(models::calls_per_request()) {
         let bridge = with_services(builder).launch().unwrap();
-        assert_eq!(call(&bridge, 0, 1, b"abc"), (CALL_OK, b"cba".to_vec()), "{mode}");
+        assert_eq!(
+            call(&bridge, 0, 1, b"abc"),
+            (CALL_OK, b"cba".to_vec()),
+            "{mode}"
+        );
         let (status, two) = call(&bridge, TYPED, 2, &21u64.to_le_bytes());
-        assert_eq!((status, two), (CALL_OK, 42u64.to_le_bytes().to_vec()), "{mode}");
-        assert_eq!(call(&bridge, 0, 3, b"").0, 21, "{mode}: the service's own code");
+        assert_eq!(
+            (status, two),
+            (CALL_OK, 42u64.to_le_bytes().to_vec()),
+            "{mode}"
+        );
+        assert_eq!(
+            call(&bridge, 0, 3, b"").0,
+            21,
+            "{mode}: the service's own code"
+        );
         assert_eq!(call(&bridge, 0, 4, b"").0, CALL_PANICKED, "{mode}");
         assert_eq!(call(&bridge, 0, 99, b"").0, CALL_UNKNOWN_SERVICE, "{mode}");
         // A typed service given 3 bytes, not 8: refused without calling.
@@ -83,7 +97,11 @@ fn a_call_is_answered_by_its_service_and_every_failure_is_a_status() {
         // 64 bytes into the caller's 8: the first 8, and a status saying so.
         assert_eq!(call(&bridge, SMALL, 5, b"").0, CALL_ANSWER_SIZE, "{mode}");
         // The bridge serves on after all of that.
-        assert_eq!(call(&bridge, 0, 1, b"xy"), (CALL_OK, b"yx".to_vec()), "{mode}");
+        assert_eq!(
+            call(&bridge, 0, 1, b"xy"),
+            (CALL_OK, b"yx".to_vec()),
+            "{mode}"
+        );
         let stats = bridge.stats().calls;
         assert_eq!((stats.served, stats.failed), (8, 4), "{mode}: {stats:?}");
         bridge.shutdown().unwrap();
@@ -147,7 +165,11 @@ fn rings_of_capacity_2_and_a_10_ms_service_neither_deadlock() {
                 assert_eq!((status, ans), (CALL_OK, i.to_le_bytes().to_vec()), "{mode}");
             }
         });
-        assert!(start.elapsed() < Duration::from_secs(20), "{mode}: took {:?}", start.elapsed());
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "{mode}: took {:?}",
+            start.elapsed()
+        );
         bridge.shutdown().unwrap();
     }
 }
@@ -176,9 +198,17 @@ fn a_hung_service_is_answered_with_a_timeout_and_the_next_call_is_served() {
         assert!(waited >= Duration::from_millis(200), "{mode}: {waited:?}");
         assert!(waited < Duration::from_secs(10), "{mode}: {waited:?}");
         // A fresh service thread serves on while the hung one still hangs.
-        assert_eq!(call(&bridge, 0, 2, b"ok"), (CALL_OK, b"ok".to_vec()), "{mode}");
+        assert_eq!(
+            call(&bridge, 0, 2, b"ok"),
+            (CALL_OK, b"ok".to_vec()),
+            "{mode}"
+        );
         drop(held); // the hung service returns; its answer is dropped
-        assert_eq!(call(&bridge, 0, 2, b"ok2"), (CALL_OK, b"ok2".to_vec()), "{mode}");
+        assert_eq!(
+            call(&bridge, 0, 2, b"ok2"),
+            (CALL_OK, b"ok2".to_vec()),
+            "{mode}"
+        );
         assert_eq!(bridge.stats().calls.failed, 1, "{mode}");
         bridge.shutdown().unwrap();
     }
@@ -195,7 +225,11 @@ fn a_service_slower_than_the_hang_timeout_is_waited_for() {
             })
             .launch()
             .unwrap();
-        assert_eq!(call(&bridge, 0, 1, b"slow"), (CALL_OK, b"slow".to_vec()), "{mode}");
+        assert_eq!(
+            call(&bridge, 0, 1, b"slow"),
+            (CALL_OK, b"slow".to_vec()),
+            "{mode}"
+        );
         bridge.shutdown().unwrap();
     }
 }
@@ -224,19 +258,26 @@ fn calls_made_during_shutdown_are_answered_with_an_error_and_the_kernel_stops() 
         }
         let start = Instant::now();
         bridge.shutdown().unwrap();
-        assert!(start.elapsed() < Duration::from_secs(2), "{mode}: {:?}", start.elapsed());
+        assert!(
+            start.elapsed() < Duration::from_secs(2),
+            "{mode}: {:?}",
+            start.elapsed()
+        );
         // The one running finished; the calls after it were not run. On the
         // emulated block the batch's calls may have started one by one
         // before the shutdown: at most one batch of them.
         let ran = started.load(Ordering::SeqCst);
-        assert!(ran >= 1 && ran < 8, "{mode}: {ran} services ran");
+        assert!((1..8).contains(&ran), "{mode}: {ran} services ran");
         let stats = bridge.stats().calls;
         assert!(stats.failed >= 1, "{mode}: {stats:?}");
         // Replies published before the kernel stopped are still handed out:
         // each is the call's answer or the shutdown status.
         while let Ok(reply) = bridge.try_recv() {
             let (status, _) = answer(&reply.payload);
-            assert!(status == CALL_OK || status == CALL_SHUTTING_DOWN, "{mode}: {status}");
+            assert!(
+                status == CALL_OK || status == CALL_SHUTTING_DOWN,
+                "{mode}: {status}"
+            );
         }
     }
 }
@@ -255,12 +296,18 @@ fn without_a_call_ring_a_call_returns_at_once_with_a_status() {
 #[test]
 fn services_without_a_call_ring_or_twice_the_same_id_are_refused() {
     let b = || Bridge::builder().backend(Backend::Fallback);
-    let none = b().without_call_ring().service(1, |_: &[u8]| Ok(vec![])).launch();
+    let none = b()
+        .without_call_ring()
+        .service(1, |_: &[u8]| Ok(vec![]))
+        .launch();
     assert!(matches!(none, Err(ringbridge::Error::InvalidArgument(_))));
     let log_id = b().service(u32::MAX, |_: &[u8]| Ok(vec![])).launch();
     assert!(matches!(log_id, Err(ringbridge::Error::InvalidArgument(_))));
     let no_time = b().service_timeout(Duration::ZERO).launch();
-    assert!(matches!(no_time, Err(ringbridge::Error::InvalidArgument(_))));
+    assert!(matches!(
+        no_time,
+        Err(ringbridge::Error::InvalidArgument(_))
+    ));
 }
 
 #[test]
@@ -274,11 +321,18 @@ fn a_cooperative_handler_calls_for_the_whole_block() {
             let status = u32::from_le_bytes(p[0..4].try_into().unwrap());
             let len = u32::from_le_bytes(p[4..8].try_into().unwrap()) as usize;
             let agreed = u32::from_le_bytes(p[8..12].try_into().unwrap());
-            assert_eq!((status, &p[12..12 + len]), (CALL_OK, &[i + 2, i + 1, i][..]), "{mode}");
+            assert_eq!(
+                (status, &p[12..12 + len]),
+                (CALL_OK, &[i + 2, i + 1, i][..]),
+                "{mode}"
+            );
             assert_eq!(agreed, threads, "{mode}: every thread got the same status");
         }
         let reply = bridge.round_trip(&request(99, b"")).unwrap();
-        assert_eq!(u32::from_le_bytes(reply.payload[0..4].try_into().unwrap()), CALL_UNKNOWN_SERVICE);
+        assert_eq!(
+            u32::from_le_bytes(reply.payload[0..4].try_into().unwrap()),
+            CALL_UNKNOWN_SERVICE
+        );
         bridge.shutdown().unwrap();
     }
 }
@@ -302,7 +356,10 @@ fn the_idle_hook_calls_the_host_and_sends_the_answers() {
         }
         assert_eq!(got, [1, 2, 3, 4, 5], "{mode}");
         // Requests are served as before.
-        assert_eq!(bridge.round_trip(b"still here").unwrap().payload, b"still here");
+        assert_eq!(
+            bridge.round_trip(b"still here").unwrap().payload,
+            b"still here"
+        );
         bridge.shutdown().unwrap();
     }
 }
@@ -345,7 +402,9 @@ fn log_lines_reach_the_logger_formatted_with_the_bridge_and_thread() {
         let bridge = builder.launch().unwrap();
         let mut seqs = Vec::new();
         for _ in 0..10 {
-            let reply = bridge.round_trip_with_flags(LOG, &request(77, b"abc")).unwrap();
+            let reply = bridge
+                .round_trip_with_flags(LOG, &request(77, b"abc"))
+                .unwrap();
             assert_eq!(answer(&reply.payload).0, CALL_UNKNOWN_SERVICE, "{mode}");
             seqs.push(reply.header.correlation);
         }
@@ -360,5 +419,87 @@ fn log_lines_reach_the_logger_formatted_with_the_bridge_and_thread() {
             assert_eq!(line.0, log::Level::Info, "{mode}");
             assert!(line.1.contains(" block 0 thread "), "{mode}: {}", line.1);
         }
+    }
+}
+
+/// Calls on the GPU (or the simulated driver, whose blocks are CPU
+/// threads): the same answers, the same statuses, at two block sizes.
+/// Prepared for scripts/gpu-check.sh; never run on a GPU yet.
+#[test]
+fn calls_on_the_gpu() {
+    if !models::gpu_or_skip("calls_on_the_gpu", &models::calls_per_request()) {
+        return;
+    }
+    let simulated = ringbridge::cuda::driver_library().is_some_and(|l| l.simulated);
+    for block in [32u32, 256] {
+        let cuda = |k: UserKernel| {
+            let b = Bridge::builder()
+                .backend(Backend::Cuda)
+                .kernel(Kernel::User(k))
+                .capacity(256)
+                .slot_size(512)
+                .block_size(block);
+            if simulated {
+                let long = Duration::from_secs(60);
+                b.hang_timeout(long).shutdown_timeout(long)
+            } else {
+                b
+            }
+        };
+        let bridge = with_services(cuda(models::calls_per_request()))
+            .call_ring(CallRing::new(8, 256).unwrap())
+            .launch()
+            .unwrap();
+        assert_eq!(
+            call(&bridge, 0, 1, b"abc"),
+            (CALL_OK, b"cba".to_vec()),
+            "block {block}"
+        );
+        let (status, two) = call(&bridge, TYPED, 2, &21u64.to_le_bytes());
+        assert_eq!((status, two), (CALL_OK, 42u64.to_le_bytes().to_vec()));
+        assert_eq!(call(&bridge, 0, 3, b"").0, 21);
+        assert_eq!(call(&bridge, 0, 4, b"").0, CALL_PANICKED);
+        assert_eq!(call(&bridge, 0, 99, b"").0, CALL_UNKNOWN_SERVICE);
+        assert_eq!(call(&bridge, SMALL, 5, b"").0, CALL_ANSWER_SIZE);
+        // Whole batches calling at once through 8 slots (a round at a time:
+        // the rings hold 256 requests and 256 replies).
+        for round in 0..3 {
+            for i in 0..block {
+                let n = round * block + i;
+                bridge.send(&request(1, &n.to_le_bytes())).unwrap();
+            }
+            for i in 0..block {
+                let n = round * block + i;
+                let reply = bridge.recv_timeout(Duration::from_secs(60)).unwrap();
+                let mut want = n.to_le_bytes().to_vec();
+                want.reverse();
+                assert_eq!(
+                    answer(&reply.payload),
+                    (CALL_OK, want),
+                    "block {block}: {n}"
+                );
+            }
+        }
+        bridge.shutdown().unwrap();
+        // A cooperative block's call, and the idle hook's.
+        let bridge = with_services(cuda(models::calls_cooperative()))
+            .launch()
+            .unwrap();
+        let reply = bridge.round_trip(&request(1, &[1, 2, 3])).unwrap();
+        let agreed = u32::from_le_bytes(reply.payload[8..12].try_into().unwrap());
+        assert_eq!((&reply.payload[12..15], agreed), (&[3u8, 2, 1][..], block));
+        bridge.shutdown().unwrap();
+        let bridge = cuda(models::calls_idle())
+            .typed_service(100, |tick: u64| -> Result<u64, ServiceError> {
+                Ok(if tick < 5 { tick + 1 } else { 0 })
+            })
+            .launch()
+            .unwrap();
+        let events = bridge.events();
+        for want in 1..=5u64 {
+            let e = events.recv_timeout(Duration::from_secs(60)).unwrap();
+            assert_eq!(u64::from_le_bytes(e.payload[..8].try_into().unwrap()), want);
+        }
+        bridge.shutdown().unwrap();
     }
 }

@@ -349,48 +349,11 @@ fn a_kernel_that_sends_cannot_be_striped() {
     striped.shutdown().unwrap();
 }
 
-/// Whether a GPU serves here; prints why the caller skips otherwise, and
-/// fails when `RINGBRIDGE_REQUIRE_GPU=1`.
-fn gpu_or_skip(test: &str, kernel: &UserKernel) -> bool {
-    // Auto picks CUDA exactly when a driver, a GPU and the kernel's fatbin
-    // are here, and says why not otherwise.
-    match Bridge::builder()
-        .backend(Backend::Auto)
-        .kernel(Kernel::User(kernel.clone()))
-        .resolve_backend()
-    {
-        Ok((Backend::Cuda, _)) => {
-            let sim = ringbridge::cuda::driver_library().is_some_and(|l| l.simulated);
-            assert!(
-                !(sim && std::env::var("RINGBRIDGE_REQUIRE_GPU").as_deref() == Ok("1")),
-                "{test}: RINGBRIDGE_REQUIRE_GPU=1 but the driver is the simulated one"
-            );
-            println!(
-                "{test}: on {}",
-                if sim { "the simulated driver" } else { "a GPU" }
-            );
-            true
-        }
-        other => {
-            let why = match other {
-                Ok((_, why)) => why,
-                Err(e) => e.to_string(),
-            };
-            assert!(
-                std::env::var("RINGBRIDGE_REQUIRE_GPU").as_deref() != Ok("1"),
-                "{test}: RINGBRIDGE_REQUIRE_GPU=1 but no GPU serves: {why}"
-            );
-            println!("{test}: skipped: no GPU ({why})");
-            false
-        }
-    }
-}
-
 /// Every model on the GPU, at several block sizes: the same answers as on
 /// the fallback (prepared for scripts/gpu-check.sh; never run on a GPU yet).
 #[test]
 fn every_model_on_the_gpu() {
-    if !gpu_or_skip("every_model_on_the_gpu", &models::models_sum()) {
+    if !models::gpu_or_skip("every_model_on_the_gpu", &models::models_sum()) {
         return;
     }
     for block in [32u32, 128, 1024] {

@@ -574,11 +574,13 @@ impl BridgeBuilder {
     /// The call ring this configuration launches with, if any.
     pub(crate) fn resolved_call_ring(&self) -> Result<Option<CallRing>> {
         if let Some(id) = self.bad_service {
-            return Err(Error::InvalidArgument(if id == crate::layout::SERVICE_LOG {
-                format!("service id {id} is the kernel log's")
-            } else {
-                format!("service id {id} is registered twice")
-            }));
+            return Err(Error::InvalidArgument(
+                if id == crate::layout::SERVICE_LOG {
+                    format!("service id {id} is the kernel log's")
+                } else {
+                    format!("service id {id} is registered twice")
+                },
+            ));
         }
         if self.service_timeout.is_zero() {
             return Err(Error::InvalidArgument(

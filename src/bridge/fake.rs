@@ -104,6 +104,8 @@ pub(crate) fn bridge() -> (Bridge, Device) {
         Backend::Fallback,
         "fake",
         layout.spec.max_payload(),
-    );
+        0,
+    )
+    .expect("a bridge without a call ring starts no thread");
     (bridge, Device { h2k, k2h })
 }

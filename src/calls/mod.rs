@@ -12,7 +12,7 @@
 //! `recv` or `round_trip`, and nothing the user does is needed to pump it.
 //! Every call ends with an answer: the service's, or an error status when
 //! no service has the id, the service fails or panics, it runs past the
-//! bridge's [service timeout](BridgeBuilder::service_timeout) (the bridge
+//! bridge's [service timeout](crate::BridgeBuilder::service_timeout) (the bridge
 //! answers for it and serves on with a fresh thread), or the bridge is
 //! shutting down. Log lines go to the [`log`] facade (target
 //! `ringbridge::kernel`) as they are read. Why no wait can deadlock:

@@ -12,6 +12,7 @@
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crate::backend::Backend;
@@ -37,7 +38,12 @@ struct Turn {
     generation: u64,
     /// The position being served by a service, and when it times out.
     running: Option<(u32, Instant)>,
+    /// `stop` has begun: no service starts any more.
+    stopped: bool,
 }
+
+/// The watchdog's entry in [`Shared::threads`].
+const WATCHDOG: u64 = u64::MAX;
 
 struct Shared {
     slots: CallSlots,
@@ -57,6 +63,9 @@ struct Shared {
     served: AtomicU64,
     failed: AtomicU64,
     logged: AtomicU64,
+    /// The threads started, by generation ([`WATCHDOG`] for the watchdog),
+    /// for `stop` to join.
+    threads: Mutex<Vec<(u64, JoinHandle<()>)>>,
 }
 
 /// A bridge's call server; stopping it (or dropping it) ends its threads.
@@ -95,6 +104,7 @@ impl CallServer {
                 next: 0,
                 generation: 0,
                 running: None,
+                stopped: false,
             }),
             started: Condvar::new(),
             stopping: AtomicBool::new(false),
@@ -102,16 +112,20 @@ impl CallServer {
             served: AtomicU64::new(0),
             failed: AtomicU64::new(0),
             logged: AtomicU64::new(0),
+            threads: Mutex::new(Vec::new()),
         });
-        spawn_server(&shared, 0)?;
+        // Dropping `server` on an error below stops what started.
+        let server = Self { shared };
+        spawn_server(&server.shared, 0)?;
         if timed {
-            let s = Arc::clone(&shared);
-            std::thread::Builder::new()
+            let s = Arc::clone(&server.shared);
+            let watchdog = std::thread::Builder::new()
                 .name("ringbridge-call-watchdog".into())
                 .spawn(move || watch(&s))
                 .map_err(|e| Error::Thread(format!("call watchdog: {e}")))?;
+            lock(&server.shared.threads).push((WATCHDOG, watchdog));
         }
-        Ok(Self { shared })
+        Ok(server)
     }
 
     /// From now on, calls not yet started are answered with
@@ -123,14 +137,30 @@ impl CallServer {
         self.shared.stopping.store(true, Ordering::Release);
     }
 
-    /// Ends the threads (the kernel is gone). A service still running ends
-    /// when it returns, its answer dropped.
+    /// Ends the threads (the kernel is gone) and joins them, but for a
+    /// service thread stuck in a service: that one ends when the service
+    /// returns, its answer dropped.
     pub(crate) fn stop(&self) {
-        self.shared.stop.store(true, Ordering::Release);
+        let (generation, in_service) = {
+            let mut turn = lock(&self.shared.turn);
+            turn.stopped = true;
+            // Release: pairs with the threads' acquire loads of the flag.
+            // Under the lock: the watchdog checks it under the lock before
+            // it waits, so the notify below cannot fall between the two.
+            self.shared.stop.store(true, Ordering::Release);
+            (turn.generation, turn.running.is_some())
+        };
         self.shared.doorbell.wake_host_waiters();
-        // The lock orders the flag against the watchdog's check-then-wait.
-        drop(lock(&self.shared.turn));
         self.shared.started.notify_all();
+        let threads = std::mem::take(&mut *lock(&self.shared.threads));
+        for (g, thread) in threads {
+            // With `stopped` set no service starts, so the current service
+            // thread ends at its next look (it was woken), unless it is in a
+            // service already; the replaced ones are stuck in theirs.
+            if g == WATCHDOG || (g == generation && !in_service) {
+                let _ = thread.join();
+            }
+        }
     }
 
     /// Whether the host owes the kernel something: a service is running,
@@ -161,11 +191,12 @@ impl Drop for CallServer {
 
 fn spawn_server(shared: &Arc<Shared>, generation: u64) -> Result<()> {
     let s = Arc::clone(shared);
-    std::thread::Builder::new()
+    let thread = std::thread::Builder::new()
         .name("ringbridge-calls".into())
         .spawn(move || serve(&s, generation))
-        .map(drop)
-        .map_err(|e| Error::Thread(format!("call service thread: {e}")))
+        .map_err(|e| Error::Thread(format!("call service thread: {e}")))?;
+    lock(&shared.threads).push((generation, thread));
+    Ok(())
 }
 
 /// The service thread of `generation`: serves positions in order until the
@@ -205,7 +236,7 @@ fn serve(shared: &Shared, generation: u64) {
         } else if let Some(service) = shared.services.get(call.service) {
             {
                 let mut turn = lock(&shared.turn);
-                if turn.generation != generation {
+                if turn.generation != generation || turn.stopped {
                     return;
                 }
                 turn.running = Some((next, Instant::now() + shared.timeout));
@@ -292,10 +323,7 @@ fn watch(shared: &Arc<Shared>) {
             return;
         }
         let Some((pos, deadline)) = turn.running else {
-            turn = shared
-                .started
-                .wait(turn)
-                .unwrap_or_else(|e| e.into_inner());
+            turn = shared.started.wait(turn).unwrap_or_else(|e| e.into_inner());
             continue;
         };
         let now = Instant::now();

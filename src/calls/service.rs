@@ -123,7 +123,9 @@ impl Services {
 
 impl std::fmt::Debug for Services {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Services").field("ids", &self.ids()).finish()
+        f.debug_struct("Services")
+            .field("ids", &self.ids())
+            .finish()
     }
 }
 

@@ -84,8 +84,7 @@ impl RegionLayout {
     pub fn with_call_ring(mut self, slots: usize, slot_size: usize) -> Result<Self> {
         if !slots.is_power_of_two()
             || !slot_size.is_power_of_two()
-            || slot_size < MIN_SLOT_SIZE
-            || slot_size > MAX_SLOT_SIZE
+            || !(MIN_SLOT_SIZE..=MAX_SLOT_SIZE).contains(&slot_size)
         {
             return Err(Error::InvalidArgument(format!(
                 "a call ring of {slots} slots of {slot_size} bytes: powers of two, slots of \
@@ -196,7 +195,10 @@ impl RegionLayout {
             crate::layout::WAIT_BACKOFF,
         );
         set(word_of!(ControlBlock, call_offset), self.call_offset as u64);
-        set(word_of!(ControlBlock, call_capacity), self.call_slots as u64);
+        set(
+            word_of!(ControlBlock, call_capacity),
+            self.call_slots as u64,
+        );
         set(
             word_of!(ControlBlock, call_slot_size),
             self.call_slot_size as u64,
@@ -204,7 +206,9 @@ impl RegionLayout {
         if self.call_offset != 0 {
             // The doorbell 0, the slots zero, each free for its first call.
             let first = self.call_offset / 8;
-            let end = (self.call_offset + CALL_RING_HEADER_SIZE + self.call_slots * self.call_slot_size) / 8;
+            let end =
+                (self.call_offset + CALL_RING_HEADER_SIZE + self.call_slots * self.call_slot_size)
+                    / 8;
             for w in &words[first..end] {
                 w.store(0, Ordering::Relaxed);
             }
