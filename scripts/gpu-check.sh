@@ -155,14 +155,19 @@ fi
 # fallback), their figures (GET round-trip p50, reduce requests/s) into the
 # summary, then their tests (the GPU runs, the fallback's, the PTX checks).
 # Never run on a GPU yet, so early; not in the side-by-side mode.
-for ex in kv-store reduce; do
+for ex in kv-store reduce record-scan; do
   [ "$ab_only" = 1 ] && break
   [ -x "example-$ex" ] || continue
   step "example-$ex" 90 "./example-$ex"
   grep -E ' on |mixed load|event|round trip|requests/s|read back' "$r/example-$ex.log" | sed "s/^/$ex: /" | tee -a "$summary"
   [ -x "test-example-$ex" ] || continue
   # --skip emulated: the block emulation's library stays on the build machine.
-  step "test-example-$ex" 120 "./test-example-$ex" --test-threads=1 --nocapture --skip emulated
+  if [ "$ex" = record-scan ]; then
+    # Its other tests run the fallback and the emulation together.
+    step "test-example-$ex" 120 "./test-example-$ex" --test-threads=1 --nocapture gpu ptx
+  else
+    step "test-example-$ex" 120 "./test-example-$ex" --test-threads=1 --nocapture --skip emulated
+  fi
   grep -E '^test result|FAILED|panicked|skipped' "$r/test-example-$ex.log" | head -6 | tee -a "$summary"
 done
 
@@ -173,6 +178,16 @@ if [ "$ab_only" != 1 ] && [ -x example-kv-service ]; then
   grep -E '^\| ' "$r/kv-service-pipeline.log" | sed 's/^/kv-service: /' | tee -a "$summary"
   step kv-service-http 90 ./example-kv-service http --backend cuda --requests 100000 --callers 64
   grep -E '^\| ' "$r/kv-service-http.log" | sed 's/^/kv-service: /' | tee -a "$summary"
+fi
+
+# Calls from the kernel to the host (issue 26), never run on a GPU yet: the
+# call tests at block 32 and 256, then what a call costs (p50/p99 beside a
+# host round trip; calls per second).
+if [ "$ab_only" != 1 ] && [ -x test-model-calls ]; then
+  step test-calls 120 ./test-model-calls --test-threads=1 --nocapture calls_on_the_gpu
+  grep -E '^test result|FAILED|panicked|skipped' "$r/test-calls.log" | head -6 | tee -a "$summary"
+  [ -x bench-calls ] && CALLS_N=20000 step bench-calls 90 ./bench-calls --backend cuda &&
+    grep -E 'round trip|calls/s' "$r/bench-calls.log" | sed 's/^/calls: /' | tee -a "$summary"
 fi
 
 # Every handler model on the GPU (model-tests/), never run on one yet.

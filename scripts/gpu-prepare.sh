@@ -91,10 +91,10 @@ for line in sys.stdin:
         shutil.copy(m["executable"], ".gpu/bench-" + m["target"]["name"])
         print("copied bench-" + m["target"]["name"])
 '
-# The examples (examples/kv-store, examples/reduce): each one's release
+# The examples (examples/kv-store, examples/reduce, examples/record-scan): each one's release
 # binary (.gpu/example-NAME) and its test binary (.gpu/test-example-NAME),
 # which carries the kernel's PTX for its PTX check.
-for ex in kv-store reduce; do
+for ex in kv-store reduce record-scan; do
     cargo build --release -p "$ex"
     cp "target/release/$ex" ".gpu/example-$ex"
     cargo test --release -p "$ex" --no-run --message-format=json 2>/dev/null |
@@ -118,8 +118,20 @@ import json, shutil, sys
 for line in sys.stdin:
     m = json.loads(line)
     if m.get("reason") == "compiler-artifact" and m.get("executable") and m["target"]["kind"] == ["test"]:
-        shutil.copy(m["executable"], ".gpu/test-models")
-        print("copied test-models")
+        name = m["target"]["name"]
+        dest = "test-models" if name == "models" else "test-model-" + name
+        shutil.copy(m["executable"], ".gpu/" + dest)
+        print("copied " + dest)
+'
+# What a call from the kernel costs on CUDA (model-tests/benches/calls.rs).
+cargo bench -p ringbridge-model-tests --bench calls --no-run --message-format=json 2>/dev/null |
+    python3 -c '
+import json, shutil, sys
+for line in sys.stdin:
+    m = json.loads(line)
+    if m.get("reason") == "compiler-artifact" and m.get("executable") and m["target"]["name"] == "calls":
+        shutil.copy(m["executable"], ".gpu/bench-calls")
+        print("copied bench-calls")
 '
 strip .gpu/example-*
 cp scripts/gpu-check.sh .gpu/

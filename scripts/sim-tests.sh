@@ -11,4 +11,5 @@ cd "$(dirname "$0")/.."
 "$@" -p ringbridge-model-tests --test calls -- calls_on_the_gpu
 "$@" -p kv-store --test kv -- the_gpu_answers_the_same_load_when_there_is_one
 "$@" -p reduce --test reduce -- the_gpu_reduces_the_same_when_there_is_one
+"$@" -p record-scan --test scan -- the_gpu_scans_the_same_when_there_is_one
 "$@" -p ringbridge-cli --test cli -- sim_

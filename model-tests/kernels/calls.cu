@@ -7,6 +7,7 @@
 #define CALLS_LOG 1u    // log "call {seq} of {len} bytes" first
 #define CALLS_TYPED 2u  // typed call: the argument is a uint64_t, the answer one too
 #define CALLS_SMALL 4u  // answer buffer of 8 bytes only
+#define CALLS_NONE 8u   // no call: the argument is the answer (a host round trip's baseline)
 
 // A request is {service: u32, argument...}; the reply is {status: i32,
 // answer_len: u32, answer...}.
@@ -22,7 +23,11 @@ struct call_handler {
         if (in.flags & CALLS_LOG) rb_log(RB_LOG_INFO, "call {} of {} bytes", in.seq, in.len);
         int32_t status;
         uint32_t len = 0;
-        if (in.flags & CALLS_TYPED) {
+        if (in.flags & CALLS_NONE) {
+            status = RB_CALL_OK;
+            len = arg_len < out_capacity - 8u ? arg_len : out_capacity - 8u;
+            memcpy(out_payload + 8, arg, len);
+        } else if (in.flags & CALLS_TYPED) {
             uint64_t x = 0, y = 0;
             memcpy(&x, arg, arg_len < 8u ? arg_len : 8u);
             status = rb_call(service, x, y);

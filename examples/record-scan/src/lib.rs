@@ -688,11 +688,6 @@ impl Scanner {
     /// the progress about every millisecond. Only a background scan
     /// advances by itself. [`ScanError::PageFailed`] once the scan has
     /// stopped, [`ScanError::Timeout`] after `timeout`.
-    ///
-    /// The asking matters on the host fallback: under the default
-    /// `WaitPolicy::SpinThenPark` its serve loop parks (up to 10 ms at a
-    /// time) after about 4096 idle turns, one page each, and a request
-    /// wakes it; `WaitPolicy::Backoff` never parks.
     pub fn wait_scanned(&self, records: u64, timeout: Duration) -> Result<Progress, ScanError> {
         let start = Instant::now();
         loop {
