@@ -62,8 +62,14 @@ inline thread_local rb_call_ring rb_calls;
 
 /* Thread 0, at the start of rb_serve: reads the call ring's place from the
    control block. Returns false when it is malformed (RB_BAD_CALLS).
-   RELAXED: configuration the host wrote before the launch. */
+   RELAXED: configuration the host wrote before the launch. Out of line on
+   the host: it runs once, and kept inline it moved the serve loop's code
+   (measured: docs/performance.md, "Calls from the kernel"). */
+#if RB_ON_GPU
 RB_INLINE bool rb_call_ring_init(rb_control* ctl) {
+#else
+__attribute__((noinline, cold)) inline bool rb_call_ring_init(rb_control* ctl) {
+#endif
     rb_calls.slots = nullptr;
     rb_calls.doorbell = nullptr;
     rb_calls.ctl = ctl;

@@ -8,20 +8,33 @@
 //!    each; the difference is what the call adds.
 //! 2. Calls per second: every request of a window of 256 makes one call,
 //!    on the fallback's one thread and on an emulated block of 64 threads.
+//! 3. (fallback) Round trips that make no call, to the same kernel with an
+//!    idle call ring and without one, in turns: what the ring costs.
 //!
 //! Results: docs/performance.md, "Calls from the kernel".
 
 use std::time::{Duration, Instant};
 
-use ringbridge::{Backend, Bridge, BridgeBuilder, Kernel};
+use ringbridge::{Backend, Bridge, BridgeBuilder, Kernel, WaitPolicy};
 use ringbridge_model_tests as models;
 
 /// Request flag of `calls_per_request`: no call (kernels/calls.cu).
 const NONE: u32 = 8;
 
+/// `CALLS_POLICY=spin|backoff|spin-then-park|low-power` (default: the
+/// bridge's default, spin-then-park).
+fn policy() -> WaitPolicy {
+    let name = std::env::var("CALLS_POLICY").unwrap_or_default();
+    WaitPolicy::ALL
+        .into_iter()
+        .find(|p| p.name() == name)
+        .unwrap_or_default()
+}
+
 fn builder(backend: Backend) -> BridgeBuilder {
     Bridge::builder()
         .backend(backend)
+        .wait_policy(policy())
         .kernel(Kernel::User(models::calls_per_request()))
         .capacity(1024)
         .slot_size(256)
@@ -50,14 +63,21 @@ fn latency(backend: Backend, n: usize) {
     let req = request(&arg);
     let (mut plain, mut called) = (Vec::with_capacity(n), Vec::with_capacity(n));
     for i in 0..n + n / 10 {
-        let t = Instant::now();
-        let a = bridge
-            .round_trip_with_flags(NONE, &req)
-            .expect("round trip");
-        let ta = t.elapsed();
-        let t = Instant::now();
-        let b = bridge.round_trip_with_flags(0, &req).expect("round trip");
-        let tb = t.elapsed();
+        let mut timed = |flags: u32| {
+            let t = Instant::now();
+            let reply = bridge
+                .round_trip_with_flags(flags, &req)
+                .expect("round trip");
+            (reply, t.elapsed())
+        };
+        // Each goes first in every other turn.
+        let ((a, ta), (b, tb)) = if i % 2 == 0 {
+            let a = timed(NONE);
+            (a, timed(0))
+        } else {
+            let b = timed(0);
+            (timed(NONE), b)
+        };
         assert_eq!(&a.payload[8..], &arg[..], "the plain reply");
         assert_eq!(&b.payload[..4], &[0, 0, 0, 0], "the call's status");
         assert_eq!(&b.payload[8..], &arg[..], "the call's answer");
@@ -69,8 +89,9 @@ fn latency(backend: Backend, n: usize) {
     plain.sort();
     called.sort();
     println!(
-        "{:<9} round trip 64 B, {n} in turns: host-started p50 {:.1} us p99 {:.1} us | with one 64 B call p50 {:.1} us p99 {:.1} us | the call adds p50 {:.1} us",
+        "{:<9} {} round trip 64 B, {n} in turns: host-started p50 {:.1} us p99 {:.1} us | with one 64 B call p50 {:.1} us p99 {:.1} us | the call adds p50 {:.1} us",
         backend.name(),
+        policy().name(),
         us(pct(&plain, 50.0)),
         us(pct(&plain, 99.0)),
         us(pct(&called, 50.0)),
@@ -78,6 +99,57 @@ fn latency(backend: Backend, n: usize) {
         us(pct(&called, 50.0)) - us(pct(&plain, 50.0)),
     );
     bridge.shutdown().expect("shutdown");
+}
+
+/// Part 3: what an idle call ring (and its parked service thread) costs a
+/// bridge that never calls: host round trips to the same kernel with a
+/// call ring and without one, in turns.
+fn idle_ring(n: usize) {
+    let with = builder(Backend::Fallback).launch().expect("launch");
+    let without = Bridge::builder()
+        .backend(Backend::Fallback)
+        .kernel(Kernel::User(models::calls_per_request()))
+        .capacity(1024)
+        .slot_size(256)
+        .wait_policy(policy())
+        .without_call_ring()
+        .launch()
+        .expect("launch");
+    let req = request(&[0x5au8; 60]);
+    let (mut a, mut b) = (Vec::with_capacity(n), Vec::with_capacity(n));
+    for i in 0..n + n / 10 {
+        // Each goes first in every other turn: the second finds its serve
+        // thread idle for the first one's round trip.
+        let time = |bridge: &Bridge| {
+            let t = Instant::now();
+            bridge
+                .round_trip_with_flags(NONE, &req)
+                .expect("round trip");
+            t.elapsed()
+        };
+        let (ta, tb) = if i % 2 == 0 {
+            let ta = time(&with);
+            (ta, time(&without))
+        } else {
+            let tb = time(&without);
+            (time(&with), tb)
+        };
+        if i >= n / 10 {
+            a.push(ta);
+            b.push(tb);
+        }
+    }
+    a.sort();
+    b.sort();
+    println!(
+        "fallback  round trip 64 B, no call made, {n} in turns: with a call ring p50 {:.1} us p99 {:.1} us | without p50 {:.1} us p99 {:.1} us",
+        us(pct(&a, 50.0)),
+        us(pct(&a, 99.0)),
+        us(pct(&b, 50.0)),
+        us(pct(&b, 99.0)),
+    );
+    with.shutdown().expect("shutdown");
+    without.shutdown().expect("shutdown");
 }
 
 /// Part 2: calls per second with a window of 256 requests in flight, each
@@ -129,6 +201,7 @@ fn main() {
         return;
     }
     latency(Backend::Fallback, n);
+    idle_ring(n);
     throughput("fallback (1 thread)", builder(Backend::Fallback), n);
     throughput(
         "emulated block of 64",
