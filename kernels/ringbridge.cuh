@@ -188,10 +188,12 @@ using rb_detail::rb_thread_index;
  *     not wait for the host, only for a free call slot.
  *   Cost: a call blocks its thread until the answer, so the batch it is made
  *   in publishes its replies after its slowest call (on the GPU about two
- *   PCIe round trips plus the service; on the fallback a handoff to the
- *   host's service thread, which may be asleep: a few microseconds). A warp's
- *   calls take consecutive slots with one shared-memory atomic, and each
- *   caller polls only its own slot. A kernel that never calls pays nothing.
+ *   PCIe round trips plus the service; on the fallback a hand-off to the
+ *   host's service thread and back, which under the parking wait policies
+ *   includes waking it: about 25 us on a 2-vCPU machine, docs/performance.md
+ *   "Calls from the kernel"). A warp's calls take consecutive slots with one
+ *   shared-memory atomic, and each caller polls only its own slot. A kernel
+ *   that never calls pays nothing.
  *   Order: a call's service runs, and has returned, before the call returns,
  *   so before the reply of the request that made it is published. Calls are
  *   served one at a time in the order their slots were claimed. Log lines

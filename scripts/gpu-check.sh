@@ -180,6 +180,34 @@ if [ "$ab_only" != 1 ] && [ -x example-kv-service ]; then
   grep -E '^\| ' "$r/kv-service-http.log" | sed 's/^/kv-service: /' | tee -a "$summary"
 fi
 
+# What calls from the kernel (issue 26) cost a bridge that makes none, on
+# this machine's quiet CPU: the fallback's echo round trip and 64 B stream,
+# this build and the one before calls (ringbridge-baseline2), in turns.
+if [ "$ab_only" != 1 ] && [ -x ringbridge-baseline2 ]; then
+  for k in 1 2 3 4 5; do
+    for v in default baseline2; do
+      bin=./ringbridge; [ $v = baseline2 ] && bin=./ringbridge-baseline2
+      step "fallback-echo-$v-$k" 20 $bin echo --backend fallback --payload 64 --messages 100000 --json
+      step "fallback-stream-$v-$k" 20 $bin stream --backend fallback --payload 64 --messages 5000000 --json
+    done
+  done
+  python3 - "$r" <<'PY' | tee -a "$summary"
+import json, os, statistics, sys
+d = sys.argv[1]
+for kind, key in (("echo", "p50_ns"), ("stream", "msgs_per_s")):
+    for v in ("default", "baseline2"):
+        xs = []
+        for f in sorted(os.listdir(d)):
+            if f.startswith(f"fallback-{kind}-{v}-"):
+                try:
+                    xs.append(json.load(open(os.path.join(d, f)))[key])
+                except Exception:
+                    pass
+        if xs:
+            print(f"fallback without calls: {kind} {v}: {key} median {statistics.median(xs):.4g} of {xs}")
+PY
+fi
+
 # Calls from the kernel to the host (issue 26), never run on a GPU yet: the
 # call tests at block 32 and 256, then what a call costs (p50/p99 beside a
 # host round trip; calls per second).

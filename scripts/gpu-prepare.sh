@@ -62,6 +62,19 @@ if [ -n "$base" ]; then
     rm -rf "$src"
     git rev-parse --short "$base" > .gpu/baseline-rev
 fi
+# The build before calls from the kernel (issue 26), for what the feature
+# costs a bridge that makes no call, measured on the GPU machine's quiet CPU
+# (gpu-check.sh, "fallback without calls"): GPU_BASELINE2, empty for none.
+base2="${GPU_BASELINE2-f17af78}"
+if [ -n "$base2" ]; then
+    src="${TMPDIR:-/tmp}/ringbridge-baseline2-$base2"
+    rm -rf "$src" && mkdir -p "$src"
+    git archive "$base2" | tar -x -C "$src"
+    NVCC="$PWD/.toolchain/cuda/nvidia/cu13/bin/nvcc" CARGO_TARGET_DIR="$PWD/target/gpu-baseline2" \
+        cargo build --release -p ringbridge-cli --manifest-path "$src/Cargo.toml"
+    cp target/gpu-baseline2/release/ringbridge .gpu/ringbridge-baseline2
+    rm -rf "$src"
+fi
 # The GPU serve loop idling with __nanosleep (RB_GPU_IDLE_NANOSLEEP_MAX,
 # kernels/ringbridge.cuh), the binary alone: gpu-check.sh's idle step and
 # side-by-side lane runs pick it up as the variant idle-nanosleep.

@@ -454,9 +454,6 @@ pub const BAD_FORMAT: u64 = 5;
 /// zero, or several with a `stripe_stride` that is not a positive multiple
 /// of [`LINE`].
 pub const BAD_STRIPES: u64 = 6;
-/// `error_detail` of [`ERR_BAD_MAGIC`]: the control block's call ring
-/// (`call_offset`, `call_capacity`, `call_slot_size`) is malformed.
-pub const BAD_CALLS: u64 = 7;
 /// Set in the `error_detail` of [`ERR_HANDLER`] when a handler returned
 /// success with a reply longer than the slot (the low 32 bits are that
 /// length); otherwise the detail is the negated negative return code.
@@ -692,7 +689,6 @@ pub fn c_constants() -> Vec<(&'static str, u64)> {
         ("RB_BAD_K2H", BAD_K2H),
         ("RB_BAD_FORMAT", BAD_FORMAT),
         ("RB_BAD_STRIPES", BAD_STRIPES),
-        ("RB_BAD_CALLS", BAD_CALLS),
         ("RB_DETAIL_REPLY_TOO_LONG", DETAIL_REPLY_TOO_LONG),
         // The bits of an int32_t: the C side casts it back (ringbridge.cuh).
         (

@@ -60,16 +60,10 @@ inline rb_call_ring rb_calls;
 inline thread_local rb_call_ring rb_calls;
 #endif
 
-/* Thread 0, at the start of rb_serve: reads the call ring's place from the
-   control block. Returns false when it is malformed (RB_BAD_CALLS).
-   RELAXED: configuration the host wrote before the launch. Out of line on
-   the host: it runs once, and kept inline it moved the serve loop's code
-   (measured: docs/performance.md, "Calls from the kernel"). */
-#if RB_ON_GPU
-RB_INLINE bool rb_call_ring_init(rb_control* ctl) {
-#else
-__attribute__((noinline, cold)) inline bool rb_call_ring_init(rb_control* ctl) {
-#endif
+/* Reads the call ring's place from the control block, as the host wrote
+   it before the launch (RELAXED); a malformed one (which the host never
+   writes) is taken for none, so calls return RB_CALL_NO_RING. */
+RB_INLINE void rb_call_ring_init(rb_control* ctl) {
     rb_calls.slots = nullptr;
     rb_calls.doorbell = nullptr;
     rb_calls.ctl = ctl;
@@ -77,19 +71,34 @@ __attribute__((noinline, cold)) inline bool rb_call_ring_init(rb_control* ctl) {
     rb_calls.block_status = 0;
     rb_calls.block_len = 0;
     const uint64_t offset = rb_ld_relaxed(&ctl->call_offset);
-    if (offset == 0) return true;
+    if (offset == 0) return;
     const uint64_t cap = rb_ld_relaxed(&ctl->call_capacity);
     const uint64_t slot = rb_ld_relaxed(&ctl->call_slot_size);
     if (offset % RB_LINE != 0 || cap == 0 || (cap & (cap - 1)) != 0 || cap > (1ull << 16) ||
         slot < RB_MIN_SLOT_SIZE || (slot & (slot - 1)) != 0 || slot > RB_MAX_SLOT_SIZE)
-        return false;
+        return;
     uint8_t* ring = reinterpret_cast<uint8_t*>(ctl) + offset;
     rb_calls.doorbell = reinterpret_cast<uint64_t*>(ring);
     rb_calls.slots = ring + RB_CALL_RING_HEADER_SIZE;
     rb_calls.capacity = (uint32_t)cap;
     rb_calls.mask = (uint32_t)cap - 1u;
     rb_calls.slot_size = (uint32_t)slot;
-    return true;
+}
+
+/* Called by every entry (RB_KERNEL_ENTRY) before rb_serve, by every thread:
+   thread 0 sets up its block's call ring (its region's, found as
+   rb_select_stripe finds the rings); the other threads read it only after
+   rb_serve's first barrier. Outside rb_serve (and out of line on the
+   host), so the serve loop's code does not change with it. */
+#if RB_ON_GPU
+RB_INLINE void rb_call_ring_setup(rb_control* ctl, rb_ring* h2k, rb_ring* k2h) {
+#else
+__attribute__((noinline, cold)) inline void rb_call_ring_setup(rb_control* ctl, rb_ring* h2k, rb_ring* k2h) {
+#endif
+    if (rb_thread_index() != 0) return;
+    rb_calls.slots = nullptr;
+    if (!rb_select_stripe(ctl, h2k, k2h)) return;
+    rb_call_ring_init(ctl);
 }
 
 RB_INLINE uint64_t rb_call_state(uint32_t pos, uint64_t phase) { return ((uint64_t)pos << 2) | phase; }

@@ -35,6 +35,7 @@
         name(::rb_detail::rb_control* ctl, ::rb_detail::rb_ring* h2k, ::rb_detail::rb_ring* k2h, const __grid_constant__ ::rb_detail::rb_args args) {    \
         uint64_t param_error = 0;                                                                     \
         HandlerType handler = ::rb_detail::rb_make_handler<HandlerType>(args, param_error);                       \
+        ::rb_detail::rb_call_ring_setup(ctl, h2k, k2h);                                              \
         (void)::rb_detail::rb_serve(ctl, h2k, k2h, handler, param_error);                                         \
     }
 #elif defined(RB_EMULATE_BLOCK)
@@ -115,6 +116,8 @@ inline int32_t rb_sim_launch(const void* params, uint32_t params_size, uint32_t 
     static int32_t name##__rb_emulated_thread(void* ctl, void* h2k, void* k2h, const void* args) {   \
         uint64_t param_error = 0;                                                                     \
         HandlerType handler = ::rb_detail::rb_make_handler<HandlerType>(*static_cast<const ::rb_detail::rb_args*>(args), param_error); \
+        ::rb_detail::rb_call_ring_setup(static_cast<::rb_detail::rb_control*>(ctl), static_cast<::rb_detail::rb_ring*>(h2k), \
+                                        static_cast<::rb_detail::rb_ring*>(k2h));                    \
         return ::rb_detail::rb_serve(static_cast<::rb_detail::rb_control*>(ctl), static_cast<::rb_detail::rb_ring*>(h2k),                   \
                         static_cast<::rb_detail::rb_ring*>(k2h), handler, param_error);                           \
     }                                                                                                \
@@ -151,13 +154,20 @@ inline int32_t rb_sim_launch(const void* params, uint32_t params_size, uint32_t 
  * the handler's RB_TRAIT_* bits, which the host reads to pick a format.
  */
 #define RB_KERNEL_ENTRY_BOUNDED(name, HandlerType, threads)                                          \
-    extern "C" int32_t name##__rb_host(void* ctl, void* h2k, void* k2h, uint32_t block, const void* args) { \
-        if (!::rb_detail::rb_host_regions_ok(ctl, h2k, k2h) || args == nullptr) return -1;                       \
-        ::rb_detail::rb_host_block_index = block;                                                                 \
+    /* The serve loop in a function of its own, as it was before calls:  \
+       its code is the same whether or not the entry sets up calls. */    \
+    __attribute__((noinline)) static int32_t name##__rb_host_serve(void* ctl, void* h2k, void* k2h, const void* args) { \
         uint64_t param_error = 0;                                                                     \
         HandlerType handler = ::rb_detail::rb_make_handler<HandlerType>(*static_cast<const ::rb_detail::rb_args*>(args), param_error); \
         return ::rb_detail::rb_serve(static_cast<::rb_detail::rb_control*>(ctl), static_cast<::rb_detail::rb_ring*>(h2k),                   \
                         static_cast<::rb_detail::rb_ring*>(k2h), handler, param_error);                           \
+    }                                                                                                \
+    extern "C" int32_t name##__rb_host(void* ctl, void* h2k, void* k2h, uint32_t block, const void* args) { \
+        if (!::rb_detail::rb_host_regions_ok(ctl, h2k, k2h) || args == nullptr) return -1;                       \
+        ::rb_detail::rb_host_block_index = block;                                                                 \
+        ::rb_detail::rb_call_ring_setup(static_cast<::rb_detail::rb_control*>(ctl), static_cast<::rb_detail::rb_ring*>(h2k), \
+                                        static_cast<::rb_detail::rb_ring*>(k2h));                    \
+        return name##__rb_host_serve(ctl, h2k, k2h, args);                                           \
     }                                                                                                \
     extern "C" uint32_t name##__rb_traits(void) { return ::rb_detail::rb_traits_of<HandlerType>(); }
 #endif

@@ -111,7 +111,6 @@ RB_INLINE int rb_serve(rb_control* ctl, rb_ring* h2k, rb_ring* k2h, Handler& han
         sh.sent = 0;
         sh.events = 0;
         uint64_t bad = 0;
-        const bool calls_ok = rb_call_ring_init(ctl);
         /* RELAXED reads of words the host wrote before the launch. */
         const uint64_t interval = rb_ld_relaxed(&ctl->check_interval);
         const uint64_t stripes = rb_ld_relaxed(&ctl->stripes);
@@ -140,7 +139,6 @@ RB_INLINE int rb_serve(rb_control* ctl, rb_ring* h2k, rb_ring* k2h, Handler& han
                 sh.lanes = lanes ? 1u : 0u;
             }
         }
-        if (bad == 0 && !calls_ok) bad = RB_BAD_CALLS;
         if (bad != 0) {
             start_failed = (uint32_t)rb_finish(ctl, RB_STATUS_FAILED, RB_ERR_BAD_MAGIC, bad);
         } else if (param_error != 0) {
