@@ -63,7 +63,7 @@ fn latency(backend: Backend, n: usize) {
     let req = request(&arg);
     let (mut plain, mut called) = (Vec::with_capacity(n), Vec::with_capacity(n));
     for i in 0..n + n / 10 {
-        let mut timed = |flags: u32| {
+        let timed = |flags: u32| {
             let t = Instant::now();
             let reply = bridge
                 .round_trip_with_flags(flags, &req)
