@@ -18,6 +18,12 @@ pub struct TableParam {
     pub tail: [u8; 64],
 }
 
+/// The PTX nvcc made of `kernels/calls.cu`, when it ran.
+pub fn calls_ptx() -> Option<String> {
+    let path = concat!(env!("OUT_DIR"), "/calls.ptx");
+    std::fs::read_to_string(path).ok()
+}
+
 /// The PTX nvcc made of `kernels/models.cu`, when it ran.
 pub fn ptx() -> Option<String> {
     let path = concat!(env!("OUT_DIR"), "/models.ptx");

@@ -503,3 +503,35 @@ fn calls_on_the_gpu() {
         bridge.shutdown().unwrap();
     }
 }
+
+/// The device half of a call in the PTX nvcc made: each caller's slot state
+/// polled with an acquire and published with a release at system scope,
+/// positions claimed with a shared-memory atomic, no system-wide fence.
+#[test]
+fn calls_compile_to_ptx_with_acquire_release_and_no_system_fence() {
+    let Some(ptx) = models::calls_ptx() else {
+        assert!(
+            std::env::var("RINGBRIDGE_REQUIRE_NVCC").as_deref() != Ok("1"),
+            "RINGBRIDGE_REQUIRE_NVCC=1 but nvcc did not compile kernels/calls.cu"
+        );
+        println!("calls_compile_to_ptx: skipped: nvcc did not compile kernels/calls.cu");
+        return;
+    };
+    for entry in ["calls_per_request", "calls_cooperative", "calls_idle"] {
+        let start = ptx
+            .find(&format!(".entry {entry}("))
+            .unwrap_or_else(|| panic!("no .entry {entry}"));
+        let rest = &ptx[start..];
+        let body = &rest[..rest.find("\n}\n").unwrap_or(rest.len())];
+        assert!(body.contains("ld.acquire.sys"), "{entry}: no acquire poll");
+        assert!(
+            body.contains("st.release.sys"),
+            "{entry}: no release publish"
+        );
+        assert!(body.contains("atom.shared.add"), "{entry}: no shared claim");
+        assert!(
+            !body.contains("membar.sys") && !body.contains("fence.sc.sys"),
+            "{entry}: a system-wide fence"
+        );
+    }
+}
