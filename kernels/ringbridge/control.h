@@ -161,10 +161,12 @@ struct rb_block_state {
 };
 
 /* The largest rb_scratch_bytes of a cooperative handler: the block's static
-   shared memory (48 KiB) holds the scratch, rounded up to 16 bytes, and the
-   serve loop's rb_block_state; a cooperative handler compiles no other
-   (it runs in the slot format only). Checked by serve_slots.h. */
-constexpr uint32_t rb_max_scratch_bytes = (uint32_t)((48u * 1024u - sizeof(rb_block_state)) & ~(size_t)15u);
+   shared memory (48 KiB) holds the scratch, rounded up to 16 bytes, the
+   serve loop's rb_block_state and the call ring's state (rb_call_ring); a
+   cooperative handler compiles no other (it runs in the slot format only).
+   Checked by serve_slots.h. */
+constexpr uint32_t rb_max_scratch_bytes =
+    (uint32_t)((48u * 1024u - sizeof(rb_block_state) - sizeof(rb_call_ring)) & ~(size_t)15u);
 #define RB_NO_FATAL 0xFFFFFFFFu
 
 
