@@ -181,10 +181,11 @@ fn a_hung_service_is_answered_with_a_timeout_and_the_next_call_is_served() {
         let held = release.lock().unwrap();
         let r = Arc::clone(&release);
         let bridge = builder
-            .service_timeout(Duration::from_millis(200))
-            // Shorter than the hang: the kernel waiting for its call is not
-            // taken for a hung kernel.
-            .hang_timeout(Duration::from_millis(100))
+            .service_timeout(Duration::from_millis(1500))
+            // Shorter than the service timeout: the kernel waiting for its
+            // call is not taken for a hung kernel. (Generous: the tests of
+            // this file run together, each with a block of 64 threads.)
+            .hang_timeout(Duration::from_millis(500))
             .service(1, move |_: &[u8]| {
                 drop(r.lock().unwrap()); // hangs until the test lets go
                 Ok(b"late".to_vec())
@@ -195,7 +196,7 @@ fn a_hung_service_is_answered_with_a_timeout_and_the_next_call_is_served() {
         let start = Instant::now();
         assert_eq!(call(&bridge, 0, 1, b"").0, CALL_TIMED_OUT, "{mode}");
         let waited = start.elapsed();
-        assert!(waited >= Duration::from_millis(200), "{mode}: {waited:?}");
+        assert!(waited >= Duration::from_millis(1500), "{mode}: {waited:?}");
         assert!(waited < Duration::from_secs(10), "{mode}: {waited:?}");
         // A fresh service thread serves on while the hung one still hangs.
         assert_eq!(
@@ -218,9 +219,9 @@ fn a_hung_service_is_answered_with_a_timeout_and_the_next_call_is_served() {
 fn a_service_slower_than_the_hang_timeout_is_waited_for() {
     for (mode, builder) in both(models::calls_per_request()) {
         let bridge = builder
-            .hang_timeout(Duration::from_millis(50))
+            .hang_timeout(Duration::from_millis(300))
             .service(1, |req: &[u8]| {
-                std::thread::sleep(Duration::from_millis(300));
+                std::thread::sleep(Duration::from_millis(1000));
                 Ok(req.to_vec())
             })
             .launch()
