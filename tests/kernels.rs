@@ -74,7 +74,7 @@ fn entry_body<'a>(ptx: &'a str, name: &str) -> &'a str {
 /// line's first word: a shared variable named `rb_calls` is no call).
 fn calls_a_function(body: &str) -> bool {
     body.lines().any(|line| {
-        let word = line.trim_start().split_whitespace().next().unwrap_or("");
+        let word = line.split_whitespace().next().unwrap_or("");
         word == "call" || word.starts_with("call.")
     })
 }
