@@ -69,6 +69,11 @@ use crate::sync::lock;
 /// for H2K room (a full H2K frees no doorbell).
 const SEND_POLL: Duration = Duration::from_micros(100);
 
+/// How many times a round trip with no answer yet asks its executor to
+/// poll it again (after the other ready tasks) before it leaves the
+/// waiting to the dispatcher.
+const LOOKS: u32 = 32;
+
 /// A [`Bridge`] with async calls. Cheap to clone: clones share the bridge
 /// and its dispatcher thread; the bridge shuts down when the last clone is
 /// dropped.
@@ -347,6 +352,7 @@ impl AsyncBridge {
             flags,
             payload,
             sent: None,
+            looks: 0,
             done: false,
         }
     }
@@ -748,6 +754,8 @@ struct RoundTrip<'a> {
     payload: &'a [u8],
     /// The request's sequence number, once sent.
     sent: Option<u64>,
+    /// Polls that found no answer and asked to be polled again.
+    looks: u32,
     done: bool,
 }
 
@@ -762,14 +770,14 @@ impl Future for RoundTrip<'_> {
         let shared = this.shared;
         let bridge = &shared.bridge;
         let router = bridge.router();
-        let seq = match this.sent {
-            Some(seq) => seq,
+        let (seq, just_sent) = match this.sent {
+            Some(seq) => (seq, false),
             None => {
                 let wake = Wake::Task(cx.waker().clone());
                 match bridge.try_send_registered(this.flags, this.payload, wake) {
                     Ok(Some(seq)) => {
                         this.sent = Some(seq);
-                        seq
+                        (seq, true)
                     }
                     // Another caller is publishing (briefly): poll again
                     // at the executor's next turn.
@@ -786,17 +794,28 @@ impl Future for RoundTrip<'_> {
                 }
             }
         };
-        if let Some(answer) = router.take(seq, Some(cx.waker())) {
+        // Just sent, the answer is hardly routed yet: straight to reading.
+        if !just_sent && let Some(answer) = router.take(seq, None) {
             return this.finish(Ok(answer));
         }
         // Nobody reading K2H: look ourselves (no thread hop on a quick answer).
         let read = shared.read_now();
-        if let Some(answer) = router.take(seq, Some(cx.waker())) {
+        let looking = this.looks < LOOKS;
+        if let Some(answer) = router.take(seq, (!looking).then(|| cx.waker())) {
             return this.finish(Ok(answer));
         }
         if let Err(e) = read {
             return this.finish(Err(e));
         }
+        if looking {
+            // Polled again after the executor's other ready tasks: under
+            // load the answer is usually there by then, and reading it here
+            // costs no thread a wake-up.
+            this.looks += 1;
+            cx.waker().wake_by_ref();
+            return Poll::Pending;
+        }
+        // Registered as waiting for the dispatcher (above): start it.
         shared.dispatcher.kick();
         Poll::Pending
     }

@@ -503,3 +503,55 @@ fn a_fault_or_a_shutdown_wakes_a_thousand_waiters() {
         }
     });
 }
+
+/// Counts the wakes it gets.
+struct CountingWaker(std::sync::atomic::AtomicUsize);
+
+impl std::task::Wake for CountingWaker {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.0.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+/// A round trip without its answer asks its executor to poll it again a
+/// bounded number of times (reading K2H itself, as under load the answer
+/// is usually there by then), then leaves the waiting to the dispatcher
+/// thread, which wakes it when the answer comes: a slow answer costs a
+/// few polls, not a busy executor.
+#[test]
+fn a_slow_answer_costs_a_few_polls_then_the_dispatcher_wakes_the_task() {
+    common::within(60, "slow answer", || {
+        let gate = Arc::new(AtomicBool::new(false));
+        let bridge = launch(host().kernel(gated(&gate)));
+        let counter = Arc::new(CountingWaker(Default::default()));
+        let waker = Waker::from(Arc::clone(&counter));
+        let mut cx = Context::from_waker(&waker);
+        let wakes = || counter.0.load(Ordering::SeqCst);
+        let mut trip = pin!(bridge.round_trip(b"slow"));
+        // Each poll that asks to be polled again wakes the task itself.
+        let mut polls = 0;
+        while wakes() == polls {
+            assert!(trip.as_mut().poll(&mut cx).is_pending());
+            polls += 1;
+            assert!(polls < 10_000, "still polling itself after {polls} polls");
+        }
+        // The poll that stopped asking: nothing wakes the task while the
+        // answer is held back.
+        assert!(polls > 1, "asked to be polled again {polls} times");
+        let asked = wakes();
+        std::thread::sleep(Duration::from_millis(50));
+        assert_eq!(wakes(), asked, "woken with no answer");
+        // Release: see `gated`.
+        gate.store(true, Ordering::Release);
+        while wakes() == asked {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        match trip.as_mut().poll(&mut cx) {
+            Poll::Ready(reply) => assert_eq!(reply.unwrap().payload, b"slow"),
+            Poll::Pending => panic!("woken, but the answer is not there"),
+        }
+    });
+}

@@ -142,8 +142,9 @@ impl Bridge {
         deadline: Deadline,
         wake: Wake,
     ) -> Result<u64> {
-        let mut tx = lock(&self.h2k);
-        self.send_registered_locked(&mut tx, flags, payload, deadline, wake)
+        let sent =
+            self.send_registered_locked(&mut lock(&self.h2k), flags, payload, deadline, wake);
+        self.woke_kernel_after(sent)
     }
 
     /// [`send_registered`](Self::send_registered) without waiting for the
@@ -161,8 +162,9 @@ impl Bridge {
             Err(std::sync::TryLockError::Poisoned(p)) => p.into_inner(),
             Err(std::sync::TryLockError::WouldBlock) => return Ok(None),
         };
-        self.send_registered_locked(&mut tx, flags, payload, Deadline::Now, wake)
-            .map(Some)
+        let sent = self.send_registered_locked(&mut tx, flags, payload, Deadline::Now, wake);
+        drop(tx);
+        self.woke_kernel_after(sent).map(Some)
     }
 
     fn send_registered_locked(

@@ -77,8 +77,17 @@ impl Bridge {
     pub(super) fn send_inner(&self, flags: u32, payload: &[u8], deadline: Deadline) -> Result<u64> {
         self.check_len(payload.len())?;
         self.state.check_dead()?;
-        let mut tx = lock(&self.h2k);
-        self.push_waiting(&mut tx, flags, payload, deadline)
+        let sent = self.push_waiting(&mut lock(&self.h2k), flags, payload, deadline);
+        self.woke_kernel_after(sent)
+    }
+
+    /// After a [`push_waiting`](Self::push_waiting) and the H2K lock's
+    /// release: wakes a parked serve thread if a request went out.
+    pub(super) fn woke_kernel_after<T>(&self, sent: Result<T>) -> Result<T> {
+        if sent.is_ok() {
+            self.state.doorbell.wake_kernel();
+        }
+        sent
     }
 
     /// Waits until `deadline` for `attempt` to find room in H2K (`Some`).
@@ -106,7 +115,8 @@ impl Bridge {
     }
 
     /// Publishes one request, waiting for room until `deadline`
-    /// ([`wait_for_room`](Self::wait_for_room)).
+    /// ([`wait_for_room`](Self::wait_for_room)). The caller then lets go of
+    /// H2K and wakes the serve thread ([`woke_kernel_after`](Self::woke_kernel_after)).
     pub(super) fn push_waiting(
         &self,
         tx: &mut H2kProducer,
@@ -117,7 +127,9 @@ impl Bridge {
         let seq = self.wait_for_room(deadline, || {
             tx.try_push(flags, payload).map_err(|e| self.state.fail(e))
         })?;
-        self.state.count_sent(tx);
+        // The caller wakes the serve thread once it lets go of H2K
+        // (`woke_kernel_after`).
+        self.state.record_sent(tx);
         Ok(seq)
     }
 

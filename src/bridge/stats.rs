@@ -94,8 +94,16 @@ impl BridgeState {
     /// Copies the H2K direction's published count for [`Bridge::stats`].
     /// Called after every publish, so it also wakes a parked serve thread.
     pub(super) fn count_sent(&self, tx: &H2kProducer) {
-        self.sent.store(tx.published(), Ordering::Relaxed);
+        self.record_sent(tx);
         self.doorbell.wake_kernel();
+    }
+
+    /// [`count_sent`](Self::count_sent) without the wake: for a sender
+    /// that wakes the serve thread once it has let go of H2K (a futex wake
+    /// under the lock would keep the other senders out for its length).
+    pub(super) fn record_sent(&self, tx: &H2kProducer) {
+        // Relaxed: statistics.
+        self.sent.store(tx.published(), Ordering::Relaxed);
     }
 
     /// Copies the K2H direction's counts for [`Bridge::stats`].

@@ -173,6 +173,8 @@ pub struct LoadReport {
     /// Context switches of the whole process (server and load generator)
     /// per request.
     pub switches: f64,
+    /// CPU time of the whole process per request, in microseconds.
+    pub cpu_us: f64,
 }
 
 impl LoadReport {
@@ -194,7 +196,7 @@ pub async fn load(
     seed: u64,
 ) -> anyhow::Result<LoadReport> {
     let per_caller = requests / callers as u64;
-    let switches = pipeline::context_switches();
+    let before = pipeline::Usage::now();
     let started = Instant::now();
     let mut tasks = Vec::new();
     for c in 0..callers {
@@ -205,7 +207,7 @@ pub async fn load(
         latencies.extend(t.await??);
     }
     let elapsed = started.elapsed();
-    let switches = (pipeline::context_switches() - switches) as f64 / latencies.len() as f64;
+    let (switches, cpu_us) = pipeline::Usage::now().per(before, latencies.len() as u64);
     latencies.sort_unstable();
     let pct = |p: f64| latencies[((latencies.len() - 1) as f64 * p) as usize];
     Ok(LoadReport {
@@ -215,6 +217,7 @@ pub async fn load(
         p99: pct(0.99),
         p999: pct(0.999),
         switches,
+        cpu_us,
     })
 }
 

@@ -9,13 +9,15 @@ use kv_service::{Store, load, serve};
 use ringbridge::{AsyncBridge, Backend, WaitPolicy};
 
 const USAGE: &str = "kv-service [http|pipeline|all] [--requests N] [--callers 64,256] [--rounds R] \
-                     [--backend fallback|cuda|auto] [--policy spin|backoff|spin-then-park|low-power]";
+                     [--only TEXT] [--backend fallback|cuda|auto] [--policy spin|backoff|spin-then-park|low-power]";
 
 fn main() -> anyhow::Result<()> {
     let mut mode = "all".to_string();
     let mut requests = 200_000u64;
     let mut callers = vec![64usize, 256];
     let mut rounds = 1;
+    // Runs only the variants whose name contains this (say `tasks`, or `Mutex`).
+    let mut only = String::new();
     let mut backend = Backend::Auto;
     let mut policy = WaitPolicy::LowPower;
     let mut args = std::env::args().skip(1);
@@ -25,6 +27,7 @@ fn main() -> anyhow::Result<()> {
             "http" | "pipeline" | "all" => mode = a.clone(),
             "--requests" => requests = value()?.parse()?,
             "--rounds" => rounds = value()?.parse()?,
+            "--only" => only = value()?,
             "--callers" => {
                 callers = value()?
                     .split(',')
@@ -52,14 +55,20 @@ fn main() -> anyhow::Result<()> {
     if mode != "http" {
         let bridge = AsyncBridge::new(pipeline::filled_bridge(backend, policy)?);
         println!("backend: {:?}", bridge.bridge().backend());
-        println!("| round trips, no HTTP | callers | req/s | ctx switches/req |");
-        println!("|---|---|---|---|");
+        println!("| round trips, no HTTP | callers | req/s | ctx switches/req | CPU us/req |");
+        println!("|---|---|---|---|---|");
         for _ in 0..rounds {
             for &n in &callers {
                 let per_caller = (requests / n as u64).max(1);
                 for (i, name) in VARIANTS.iter().enumerate() {
+                    if !name.contains(&only) {
+                        continue;
+                    }
                     let r = pipeline::run(&bridge, i, n, per_caller)?;
-                    println!("| {name} | {n} | {:.0} | {:.2} |", r.rate, r.switches);
+                    println!(
+                        "| {name} | {n} | {:.0} | {:.2} | {:.2} |",
+                        r.rate, r.switches, r.cpu_us
+                    );
                 }
             }
         }
@@ -71,22 +80,28 @@ fn main() -> anyhow::Result<()> {
             .enable_all()
             .build()?;
         runtime.block_on(async {
-            println!("| HTTP variant | callers | req/s | p50 | p99 | p99.9 | ctx switches/req |");
-            println!("|---|---|---|---|---|---|---|");
+            println!(
+                "| HTTP variant | callers | req/s | p50 | p99 | p99.9 | ctx switches/req | CPU us/req |"
+            );
+            println!("|---|---|---|---|---|---|---|---|");
             for _ in 0..rounds {
                 for &n in &callers {
                     for store in [Store::Bridge, Store::Mutex] {
+                        if !store.name().contains(&only) {
+                            continue;
+                        }
                         let server = serve(store, backend, policy).await?;
                         let r = load(server.addr, n, requests, 7).await?;
                         server.stop().await?;
                         println!(
-                            "| {} | {n} | {:.0} | {:?} | {:?} | {:?} | {:.2} |",
+                            "| {} | {n} | {:.0} | {:?} | {:?} | {:?} | {:.2} | {:.1} |",
                             store.name(),
                             r.rate(),
                             r.p50,
                             r.p99,
                             r.p999,
-                            r.switches
+                            r.switches,
+                            r.cpu_us
                         );
                     }
                 }

@@ -20,6 +20,8 @@ pub struct Run {
     pub rate: f64,
     /// Context switches of the whole process per round trip.
     pub switches: f64,
+    /// CPU time of the whole process per round trip, in microseconds.
+    pub cpu_us: f64,
 }
 
 /// The variants, in the order they run.
@@ -56,17 +58,43 @@ fn key_of(caller: usize, i: u64) -> u64 {
     1 + (caller as u64 * 7919 + i * 31) % KEYS
 }
 
-/// Context switches of this process so far, every thread's (those that
-/// ended included), voluntary and not.
-pub fn context_switches() -> u64 {
-    // SAFETY: getrusage only writes the struct we hand it, which lives on
-    // this stack frame; an all-zero rusage is a valid value to start from.
-    let usage = unsafe {
-        let mut usage: libc::rusage = std::mem::zeroed();
-        libc::getrusage(libc::RUSAGE_SELF, &mut usage);
-        usage
-    };
-    (usage.ru_nvcsw + usage.ru_nivcsw) as u64
+/// What this process has used so far, every thread's (those that ended
+/// included): context switches, voluntary and not, and CPU time (user and
+/// system) in microseconds.
+#[derive(Clone, Copy, Debug)]
+pub struct Usage {
+    /// Context switches.
+    pub switches: u64,
+    /// CPU time, microseconds.
+    pub cpu_us: u64,
+}
+
+impl Usage {
+    /// This process's usage now.
+    pub fn now() -> Self {
+        // SAFETY: getrusage only writes the struct we hand it, which lives
+        // on this stack frame; an all-zero rusage is a valid value to start
+        // from.
+        let usage = unsafe {
+            let mut usage: libc::rusage = std::mem::zeroed();
+            libc::getrusage(libc::RUSAGE_SELF, &mut usage);
+            usage
+        };
+        let us = |t: libc::timeval| t.tv_sec as u64 * 1_000_000 + t.tv_usec as u64;
+        Self {
+            switches: (usage.ru_nvcsw + usage.ru_nivcsw) as u64,
+            cpu_us: us(usage.ru_utime) + us(usage.ru_stime),
+        }
+    }
+
+    /// Context switches and CPU microseconds per unit of `n` since `before`.
+    pub fn per(self, before: Usage, n: u64) -> (f64, f64) {
+        let n = n.max(1) as f64;
+        (
+            (self.switches - before.switches) as f64 / n,
+            (self.cpu_us - before.cpu_us) as f64 / n,
+        )
+    }
 }
 
 /// Runs variant `which` of [`VARIANTS`]: `callers` callers, `per_caller`
@@ -78,7 +106,7 @@ pub fn run(
     per_caller: u64,
 ) -> anyhow::Result<Run> {
     let total = callers as u64 * per_caller;
-    let switches = context_switches();
+    let before = Usage::now();
     let start = Instant::now();
     match which {
         0 => tasks_round_trip(bridge, callers, per_caller)?,
@@ -87,9 +115,11 @@ pub fn run(
         _ => threads_dispatcher(bridge.bridge(), callers, per_caller)?,
     }
     let elapsed = start.elapsed();
+    let (switches, cpu_us) = Usage::now().per(before, total);
     Ok(Run {
         rate: total as f64 / elapsed.as_secs_f64(),
-        switches: (context_switches() - switches) as f64 / total as f64,
+        switches,
+        cpu_us,
     })
 }
 
