@@ -18,8 +18,14 @@
 //!   may be in flight at once. One dropped after its request went out
 //!   abandons it: the answer is dropped when it comes, and costs the
 //!   others nothing.
+//! - **A round trip looks for itself first.** Without its answer, its poll
+//!   reads K2H (when nobody else does) and asks the executor to poll it
+//!   again, a bounded number of times: the executor polls its other ready
+//!   tasks in between, so under load the answer is usually there by then
+//!   and nobody pays a thread's wake-up. Only then does it count as waiting
+//!   for the dispatcher.
 //! - **Who reads K2H for waiting tasks.** A per-[`AsyncBridge`] dispatcher
-//!   thread, started when a future first has to wait. While tasks wait for
+//!   thread, started when a future first has to wait for it. While tasks wait for
 //!   answers, events or replies it holds K2H and waits on it with the
 //!   bridge's [`WaitPolicy`](crate::WaitPolicy) (parked on the doorbell on
 //!   the host fallback under the parking policies), routes what comes and
@@ -71,7 +77,9 @@ const SEND_POLL: Duration = Duration::from_micros(100);
 
 /// How many times a round trip with no answer yet asks its executor to
 /// poll it again (after the other ready tasks) before it leaves the
-/// waiting to the dispatcher.
+/// waiting to the dispatcher. Enough for a loaded executor's turn to bring
+/// the answer; an idle one spends a few microseconds on them. 32 against 0,
+/// 8, 16 and 64 in docs/performance.md ("Many callers").
 const LOOKS: u32 = 32;
 
 /// A [`Bridge`] with async calls. Cheap to clone: clones share the bridge
