@@ -233,7 +233,9 @@ impl Router {
         if self.routed.load(Ordering::Relaxed) == 0 {
             return Routed::Plain;
         }
-        // Copied before the lock is taken, not while others wait for it.
+        // Copied before the lock is taken, not while others wait for it (a
+        // message nobody claims is copied for nothing, but only while round
+        // trips or subscribers exist).
         let message = envelope(h, p);
         let mut r = lock(&self.routes);
         let wake = if h.kind == KIND_EVENT {
