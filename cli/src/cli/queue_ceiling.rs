@@ -94,9 +94,14 @@ where
             let mut served = 0u64;
             let mut wait = Spin::default();
             while served < total {
+                // Looked at before the pop: a producer gone before a pop
+                // that finds nothing has nothing more to send. (After it,
+                // the producer may have pushed its last batch and gone in
+                // between, and those would be lost.)
+                let gone = h2k_rx.is_abandoned();
                 let n = h2k_rx.pop_into(&mut bufs);
                 if n == 0 {
-                    if h2k_rx.is_abandoned() {
+                    if gone {
                         return;
                     }
                     wait.snooze();
@@ -117,6 +122,8 @@ where
         let (mut got, mut lost) = (0u64, 0u64);
         let mut wait = Spin::default();
         while got < total {
+            // Before the pop, as in the server above.
+            let gone = k2h_rx.is_abandoned();
             let n = k2h_rx.pop_each(4096, |reply| {
                 if !patterns.is_reply(&bytemuck::bytes_of(&reply)[..size], got) {
                     lost += 1;
@@ -124,7 +131,7 @@ where
                 got += 1;
             });
             if n == 0 {
-                if k2h_rx.is_abandoned() {
+                if gone {
                     bail!("the queue pipeline stopped after {got} of {total} messages");
                 }
                 wait.snooze();
