@@ -18,16 +18,29 @@ pub struct TableParam {
     pub tail: [u8; 64],
 }
 
-/// The PTX nvcc made of `kernels/calls.cu`, when it ran.
-pub fn calls_ptx() -> Option<String> {
-    let path = concat!(env!("OUT_DIR"), "/calls.ptx");
-    std::fs::read_to_string(path).ok()
+/// The PTX nvcc made of `kernels/{kernel}.cu` (`models` or `calls`), when
+/// it ran; prints why test `test` skips otherwise, and fails when
+/// `RINGBRIDGE_REQUIRE_NVCC=1`.
+pub fn ptx_or_skip(test: &str, kernel: &str) -> Option<String> {
+    let path = format!("{}/{kernel}.ptx", env!("OUT_DIR"));
+    let ptx = std::fs::read_to_string(path).ok();
+    if ptx.is_none() {
+        assert!(
+            std::env::var("RINGBRIDGE_REQUIRE_NVCC").as_deref() != Ok("1"),
+            "{test}: RINGBRIDGE_REQUIRE_NVCC=1 but nvcc did not compile kernels/{kernel}.cu"
+        );
+        println!("{test}: skipped: nvcc did not compile kernels/{kernel}.cu");
+    }
+    ptx
 }
 
-/// The PTX nvcc made of `kernels/models.cu`, when it ran.
-pub fn ptx() -> Option<String> {
-    let path = concat!(env!("OUT_DIR"), "/models.ptx");
-    std::fs::read_to_string(path).ok()
+/// The body of PTX entry `name`, from its `.entry` line to its closing brace.
+pub fn entry_body<'a>(ptx: &'a str, name: &str) -> &'a str {
+    let start = ptx
+        .find(&format!(".entry {name}("))
+        .unwrap_or_else(|| panic!("no .entry {name}"));
+    let rest = &ptx[start..];
+    &rest[..rest.find("\n}\n").unwrap_or(rest.len())]
 }
 
 /// Whether a GPU serves here; prints why the caller skips otherwise, and

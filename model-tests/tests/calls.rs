@@ -510,20 +510,12 @@ fn calls_on_the_gpu() {
 /// positions claimed with a shared-memory atomic, no system-wide fence.
 #[test]
 fn calls_compile_to_ptx_with_acquire_release_and_no_system_fence() {
-    let Some(ptx) = models::calls_ptx() else {
-        assert!(
-            std::env::var("RINGBRIDGE_REQUIRE_NVCC").as_deref() != Ok("1"),
-            "RINGBRIDGE_REQUIRE_NVCC=1 but nvcc did not compile kernels/calls.cu"
-        );
-        println!("calls_compile_to_ptx: skipped: nvcc did not compile kernels/calls.cu");
+    let test = "calls_compile_to_ptx_with_acquire_release_and_no_system_fence";
+    let Some(ptx) = models::ptx_or_skip(test, "calls") else {
         return;
     };
     for entry in ["calls_per_request", "calls_cooperative", "calls_idle"] {
-        let start = ptx
-            .find(&format!(".entry {entry}("))
-            .unwrap_or_else(|| panic!("no .entry {entry}"));
-        let rest = &ptx[start..];
-        let body = &rest[..rest.find("\n}\n").unwrap_or(rest.len())];
+        let body = models::entry_body(&ptx, entry);
         assert!(body.contains("ld.acquire.sys"), "{entry}: no acquire poll");
         assert!(
             body.contains("st.release.sys"),

@@ -273,31 +273,9 @@ fn kernels_that_send_or_cooperate_run_in_the_slot_format_only() {
     }
 }
 
-/// `Some(ptx)` when nvcc compiled the kernels; prints why the caller skips
-/// otherwise, and fails when `RINGBRIDGE_REQUIRE_NVCC=1`.
-fn ptx_or_skip(test: &str) -> Option<String> {
-    let ptx = models::ptx();
-    if ptx.is_none() {
-        assert!(
-            std::env::var("RINGBRIDGE_REQUIRE_NVCC").as_deref() != Ok("1"),
-            "{test}: RINGBRIDGE_REQUIRE_NVCC=1 but nvcc did not compile the models"
-        );
-        println!("{test}: skipped: nvcc did not compile the models");
-    }
-    ptx
-}
-
-fn entry_body<'a>(ptx: &'a str, name: &str) -> &'a str {
-    let start = ptx
-        .find(&format!(".entry {name}("))
-        .unwrap_or_else(|| panic!("no .entry {name}"));
-    let rest = &ptx[start..];
-    &rest[..rest.find("\n}\n").unwrap_or(rest.len())]
-}
-
 #[test]
 fn every_model_compiles_to_ptx() {
-    let Some(ptx) = ptx_or_skip("every_model_compiles_to_ptx") else {
+    let Some(ptx) = models::ptx_or_skip("every_model_compiles_to_ptx", "models") else {
         return;
     };
     let args = size_of::<ringbridge::layout::LaunchArgs>();
@@ -308,7 +286,7 @@ fn every_model_compiles_to_ptx() {
         "models_sum",
         "models_chunk_answers",
     ] {
-        let body = entry_body(&ptx, entry);
+        let body = models::entry_body(&ptx, entry);
         assert!(
             body.contains(&format!(".param .align 16 .b8 {entry}_param_3[{args}]")),
             "{entry}: no launch arguments"
@@ -317,8 +295,8 @@ fn every_model_compiles_to_ptx() {
     }
     // Sends take their slot with a shared-memory atomic add; the cooperative
     // handler's scratch is shared memory.
-    assert!(entry_body(&ptx, "models_sender").contains("atom.shared.add"));
-    assert!(entry_body(&ptx, "models_sum").contains("st.shared.u64"));
+    assert!(models::entry_body(&ptx, "models_sender").contains("atom.shared.add"));
+    assert!(models::entry_body(&ptx, "models_sum").contains("st.shared.u64"));
 }
 
 #[test]
